@@ -1,0 +1,173 @@
+"""Every warehouse table, in one place (SQLAlchemy Core). The data contract is in docs/DATA_CONTRACT.md.
+
+``python -m include.reserving.schema [--db URL]`` creates them; it is idempotent (existing tables are kept).
+Works on SQLite (embedded default) and PostgreSQL (production, CI).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+# Money: exact on PostgreSQL (numeric(18,2)); floats in Python so pandas and the models need no conversions.
+Money = Numeric(18, 2, asdecimal=False)
+
+# --- Source side: what the claims-system extract looks like ------------------------------------------------------
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("claim_id", String(32), primary_key=True),
+    Column("policy_id", String(32), nullable=False),
+    Column("line_of_business", String(32), nullable=False),
+    Column("claim_type", String(32)),
+    Column("accident_date", Date),
+    Column("report_date", Date),
+    Column("claimant_age", Integer),
+    Column("region", String(32)),
+)
+
+# No uniqueness on transaction_id: the extract is raw and duplicates are a defect the quality gate must see.
+claim_transactions = Table(
+    "claim_transactions",
+    metadata,
+    Column("transaction_id", String(40), nullable=False),
+    Column("claim_id", String(32)),
+    Column("transaction_date", Date),
+    Column("recorded_at", DateTime, nullable=False),
+    Column("paid_amount", Money),
+    Column("case_reserve_change", Money),
+    Column("status", String(16)),
+    Index("ix_claim_transactions_claim_id", "claim_id"),
+    Index("ix_claim_transactions_transaction_date", "transaction_date"),
+)
+
+earned_exposure = Table(
+    "earned_exposure",
+    metadata,
+    Column("line_of_business", String(32), primary_key=True),
+    Column("month", Date, primary_key=True),
+    Column("earned_premium", Money, nullable=False),
+    Column("exposure_units", Float, nullable=False),
+)
+
+# --- Pipeline side: every row keyed by valuation date (and basis: as recorded at V, or restated) ------------------
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("valuation_date", Date, primary_key=True),
+    Column("basis", String(16), primary_key=True),
+    Column("origin_grain", String(16), nullable=False),
+    Column("development_grain", String(16), nullable=False),
+    Column("claim_count", Integer, nullable=False),
+    Column("transaction_count", Integer, nullable=False),
+    Column("paid_total", Money, nullable=False),
+    Column("cells_hash", String(64), nullable=False),
+    Column("run_id", String(250)),
+)
+
+
+def _cell_columns() -> list[Column]:
+    return [
+        Column("valuation_date", Date, nullable=False),
+        Column("basis", String(16), nullable=False),
+        Column("segment", String(32), nullable=False),
+        Column("origin", Date, nullable=False),
+        Column("development", Integer, nullable=False),
+        Column("paid", Money, nullable=False),
+        Column("incurred", Money, nullable=False),
+        Column("reported_count", Integer, nullable=False),
+        Column("closed_count", Integer, nullable=False),
+        Column("earned_premium", Money),
+        Column("exposure", Float),
+    ]
+
+
+# One row per observed (segment, origin, development) cell. ``origin`` is the first day of the origin period;
+# ``development`` is the age in months at the cell's evaluation date (origin start through the evaluation month,
+# inclusive). Evaluation dates step back from V by the development grain, so a month-end that is not a quarter end
+# still has a correct latest diagonal (ages 2, 5, 8, ... at the end of May for quarterly origins).
+# Amounts are cumulative to the evaluation date.
+triangle_cells = Table(
+    "triangle_cells",
+    metadata,
+    *_cell_columns(),
+    Index(
+        "ux_triangle_cells_key", "valuation_date", "basis", "segment", "origin", "development", unique=True
+    ),
+)
+
+triangle_cells_staging = Table(
+    "triangle_cells_staging",
+    metadata,
+    Column("load_id", String(64), nullable=False, index=True),
+    *_cell_columns(),
+)
+
+
+# Claim-level features as at V (claims reported by V), for the quality gate and drift; stays in the database.
+snapshot_claims = Table(
+    "snapshot_claims",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("claim_id", String(32), nullable=False),
+    Column("line_of_business", String(32), nullable=False),
+    Column("claim_type", String(32)),
+    Column("region", String(32)),
+    Column("accident_date", Date),
+    Column("report_date", Date),
+    Column("claimant_age", Integer),
+    Column("report_delay_days", Integer),
+    Column("paid_to_date", Money, nullable=False),
+    Column("incurred_to_date", Money, nullable=False),
+    Column("initial_incurred", Money),
+    Column("is_closed", Boolean, nullable=False),
+    Index("ux_snapshot_claims_key", "valuation_date", "basis", "claim_id", unique=True),
+)
+
+snapshot_claims_staging = Table(
+    "snapshot_claims_staging",
+    metadata,
+    Column("load_id", String(64), nullable=False, index=True),
+    *[c.copy() for c in snapshot_claims.columns],
+)
+
+
+def create_all(engine: Engine) -> None:
+    """Create every table that does not exist yet (idempotent)."""
+    metadata.create_all(engine, checkfirst=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from include.reserving.config import warehouse_url
+    from include.reserving.db import make_engine, redact
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", help="SQLAlchemy URL (default: the reserving_db connection or the SQLite file)")
+    args = parser.parse_args(argv)
+    url = args.db or warehouse_url()
+    create_all(make_engine(url))
+    print(f"warehouse schema ready: {len(metadata.tables)} tables in {redact(url)}")
+
+
+if __name__ == "__main__":
+    main()
