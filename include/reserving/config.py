@@ -51,8 +51,7 @@ class Settings:
         for grain_name in ("origin_grain", "development_grain"):
             if getattr(self, grain_name) not in GRAIN_MONTHS:
                 raise ValueError(
-                    f"setting {grain_name}={getattr(self, grain_name)!r} is invalid: "
-                    f"use one of {sorted(GRAIN_MONTHS)}"
+                    f"setting {grain_name}={getattr(self, grain_name)!r} is invalid: use one of {sorted(GRAIN_MONTHS)}"
                 )
         if not 0 < self.psi_threshold:
             raise ValueError(f"setting psi_threshold={self.psi_threshold!r} must be positive")

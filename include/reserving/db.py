@@ -41,8 +41,9 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def bulk_insert(engine: Engine, table: Table, rows: pd.DataFrame | Iterable[Sequence[Any]],
-                columns: Sequence[str] | None = None) -> int:
+def bulk_insert(
+    engine: Engine, table: Table, rows: pd.DataFrame | Iterable[Sequence[Any]], columns: Sequence[str] | None = None
+) -> int:
     """Append rows to ``table`` in bulk: COPY on PostgreSQL, one executemany on SQLite. Returns the row count.
 
     ``rows`` is a data frame (its columns name the target columns) or an iterable of tuples in ``columns`` order.
@@ -68,9 +69,7 @@ def bulk_insert(engine: Engine, table: Table, rows: pd.DataFrame | Iterable[Sequ
                 count += 1
             buf.seek(0)
             cols = ", ".join(f'"{c}"' for c in columns)
-            cur.copy_expert(
-                f'COPY "{table.name}" ({cols}) FROM STDIN WITH (FORMAT csv, NULL \'\\N\')', buf
-            )
+            cur.copy_expert(f"COPY \"{table.name}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '\\N')", buf)
         else:
             placeholders = ", ".join("?" for _ in columns)
             cols = ", ".join(f'"{c}"' for c in columns)

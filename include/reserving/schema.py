@@ -20,7 +20,6 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
-    Text,
 )
 from sqlalchemy.engine import Engine
 
@@ -110,9 +109,7 @@ triangle_cells = Table(
     "triangle_cells",
     metadata,
     *_cell_columns(),
-    Index(
-        "ux_triangle_cells_key", "valuation_date", "basis", "segment", "origin", "development", unique=True
-    ),
+    Index("ux_triangle_cells_key", "valuation_date", "basis", "segment", "origin", "development", unique=True),
 )
 
 triangle_cells_staging = Table(
@@ -124,23 +121,29 @@ triangle_cells_staging = Table(
 
 
 # Claim-level features as at V (claims reported by V), for the quality gate and drift; stays in the database.
+def _snapshot_claim_columns() -> list[Column]:
+    return [
+        Column("valuation_date", Date, nullable=False),
+        Column("basis", String(16), nullable=False),
+        Column("claim_id", String(32), nullable=False),
+        Column("line_of_business", String(32), nullable=False),
+        Column("claim_type", String(32)),
+        Column("region", String(32)),
+        Column("accident_date", Date),
+        Column("report_date", Date),
+        Column("claimant_age", Integer),
+        Column("report_delay_days", Integer),
+        Column("paid_to_date", Money, nullable=False),
+        Column("incurred_to_date", Money, nullable=False),
+        Column("initial_incurred", Money),
+        Column("is_closed", Boolean, nullable=False),
+    ]
+
+
 snapshot_claims = Table(
     "snapshot_claims",
     metadata,
-    Column("valuation_date", Date, nullable=False),
-    Column("basis", String(16), nullable=False),
-    Column("claim_id", String(32), nullable=False),
-    Column("line_of_business", String(32), nullable=False),
-    Column("claim_type", String(32)),
-    Column("region", String(32)),
-    Column("accident_date", Date),
-    Column("report_date", Date),
-    Column("claimant_age", Integer),
-    Column("report_delay_days", Integer),
-    Column("paid_to_date", Money, nullable=False),
-    Column("incurred_to_date", Money, nullable=False),
-    Column("initial_incurred", Money),
-    Column("is_closed", Boolean, nullable=False),
+    *_snapshot_claim_columns(),
     Index("ux_snapshot_claims_key", "valuation_date", "basis", "claim_id", unique=True),
 )
 
@@ -148,7 +151,7 @@ snapshot_claims_staging = Table(
     "snapshot_claims_staging",
     metadata,
     Column("load_id", String(64), nullable=False, index=True),
-    *[c.copy() for c in snapshot_claims.columns],
+    *_snapshot_claim_columns(),
 )
 
 
