@@ -155,6 +155,56 @@ snapshot_claims_staging = Table(
 )
 
 
+# One row per expectation of a quality-gate run for (V, basis); a re-run replaces the rows of (V, basis).
+quality_results = Table(
+    "quality_results",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("check_key", String(200), nullable=False),  # stable name of the check in the suite (quality.py)
+    Column("asset", String(64), nullable=False),
+    Column("expectation", String(100), nullable=False),
+    Column("column", String(200)),
+    Column("description", String()),
+    Column("success", Boolean, nullable=False),
+    Column("unexpected_count", Integer),
+    Column("element_count", Integer),
+    Column("examples", String()),  # JSON list of a few unexpected values
+    Column("error", String()),  # why the check could not be evaluated (e.g. missing column)
+    Column("suite_version", String(32), nullable=False),
+    Column("gate_success", Boolean, nullable=False),
+    Column("artifact_uri", String(1000)),
+    Column("run_id", String(250)),
+    Index("ux_quality_results_key", "valuation_date", "basis", "check_key", unique=True),
+)
+
+# Per-feature drift of the claims reported in the month ending V against the reference window.
+drift_metrics = Table(
+    "drift_metrics",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("feature", String(64), nullable=False),
+    Column("source_column", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # numeric or categorical
+    Column("psi", Float),
+    Column("ks_statistic", Float),
+    Column("ks_pvalue", Float),
+    Column("psi_threshold", Float, nullable=False),
+    Column("breached", Boolean, nullable=False),
+    Column("reference_start", Date, nullable=False),
+    Column("reference_end", Date, nullable=False),
+    Column("current_start", Date, nullable=False),
+    Column("current_end", Date, nullable=False),
+    Column("reference_count", Integer, nullable=False),
+    Column("current_count", Integer, nullable=False),
+    Column("note", String()),
+    Column("detail", String()),  # JSON: bin edges or levels with reference and current shares
+    Column("run_id", String(250)),
+    Index("ux_drift_metrics_key", "valuation_date", "basis", "feature", unique=True),
+)
+
+
 def create_all(engine: Engine) -> None:
     """Create every table that does not exist yet (idempotent)."""
     metadata.create_all(engine, checkfirst=True)

@@ -1,0 +1,361 @@
+"""Drift between the claims reported in the month ending V and a reference window: PSI, KS and the retrain decision.
+
+The statistics are pure functions of two samples. ``drift_report`` reads the claim-level features of the snapshot for
+(V, basis) from the warehouse (only the needed columns, streamed in chunks), ``decide_retrain`` turns the results into
+a decision with its reasons, and ``store_drift_metrics`` replaces V's rows in ``drift_metrics`` in one transaction.
+
+PSI = sum over bins of (current share - reference share) * ln(current share / reference share). Numeric features are
+cut at the reference deciles (right-closed bins, the outer bins open-ended); categorical features use one bin per level
+seen in either sample, so a level that only the current month has counts. An empty bin's share is replaced by ``eps``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.engine import Engine
+
+from include.reserving import schema
+
+DEFAULT_EPS = 1e-4
+MISSING_LEVEL = "<missing>"
+
+# (feature name, snapshot_claims column, kind): what the drift check compares, in the actuary's language.
+FEATURES: tuple[tuple[str, str, str], ...] = (
+    ("claimant_age", "claimant_age", "numeric"),
+    ("report_delay", "report_delay_days", "numeric"),
+    ("severity", "initial_incurred", "numeric"),
+    ("claim_type_mix", "claim_type", "categorical"),
+    ("line_mix", "line_of_business", "categorical"),
+    ("region_mix", "region", "categorical"),
+)
+
+
+# --- statistics ----------------------------------------------------------------------------------------------------
+
+
+def _numeric_sample(values: Iterable[Any], name: str) -> np.ndarray:
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    if arr.size == 0:
+        raise ValueError(f"{name} sample is empty (no non-missing values)")
+    return arr
+
+
+def _psi_from_shares(ref: np.ndarray, cur: np.ndarray, eps: float) -> float:
+    ref = np.where(ref == 0, eps, ref)
+    cur = np.where(cur == 0, eps, cur)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def decile_edges(reference: Sequence[float] | np.ndarray, bins: int = 10) -> np.ndarray:
+    """Inner cut points of the reference at its 1/bins, ..., (bins-1)/bins quantiles; ties collapse bins."""
+    ref = _numeric_sample(reference, "reference")
+    return np.unique(np.quantile(ref, np.arange(1, bins) / bins))
+
+
+def numeric_shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of values per bin: (-inf, e1], (e1, e2], ..., (e_last, inf)."""
+    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=edges.size + 1)
+    return counts / values.size
+
+
+def psi_numeric(
+    reference: Sequence[float] | np.ndarray,
+    current: Sequence[float] | np.ndarray,
+    bins: int = 10,
+    eps: float = DEFAULT_EPS,
+) -> float:
+    """PSI of a numeric feature, bins cut at the reference deciles; missing values are ignored."""
+    ref = _numeric_sample(reference, "reference")
+    cur = _numeric_sample(current, "current")
+    edges = decile_edges(ref, bins)
+    return _psi_from_shares(numeric_shares(ref, edges), numeric_shares(cur, edges), eps)
+
+
+def _level(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING_LEVEL
+    return str(value)
+
+
+def level_shares(reference: Iterable[Any], current: Iterable[Any]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Levels seen in either sample (missing is a level of its own) with their reference and current shares."""
+    ref_counts: dict[str, int] = {}
+    cur_counts: dict[str, int] = {}
+    for values, counts in ((reference, ref_counts), (current, cur_counts)):
+        for value in values:
+            key = _level(value)
+            counts[key] = counts.get(key, 0) + 1
+    for name, counts in (("reference", ref_counts), ("current", cur_counts)):
+        if not counts:
+            raise ValueError(f"{name} sample is empty")
+    levels = sorted(set(ref_counts) | set(cur_counts))
+    ref = np.array([ref_counts.get(k, 0) for k in levels], dtype=float)
+    cur = np.array([cur_counts.get(k, 0) for k in levels], dtype=float)
+    return levels, ref / ref.sum(), cur / cur.sum()
+
+
+def psi_categorical(reference: Iterable[Any], current: Iterable[Any], eps: float = DEFAULT_EPS) -> float:
+    """PSI of a categorical feature over the union of levels; a level unseen in the reference counts with ``eps``."""
+    _, ref, cur = level_shares(reference, current)
+    return _psi_from_shares(ref, cur, eps)
+
+
+@dataclass(frozen=True)
+class KsResult:
+    statistic: float
+    pvalue: float
+
+
+def ks(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.ndarray) -> KsResult:
+    """Two-sample Kolmogorov-Smirnov test (scipy.stats.ks_2samp, two-sided); missing values are ignored."""
+    result = stats.ks_2samp(_numeric_sample(reference, "reference"), _numeric_sample(current, "current"))
+    return KsResult(statistic=float(result.statistic), pvalue=float(result.pvalue))
+
+
+# --- windows -------------------------------------------------------------------------------------------------------
+
+
+def _month_end(year: int, month: int) -> dt.date:
+    return dt.date(year, month, calendar.monthrange(year, month)[1])
+
+
+def add_months(month_end: dt.date, months: int) -> dt.date:
+    """The month end ``months`` months after (or before, if negative) the month of ``month_end``."""
+    index = month_end.year * 12 + month_end.month - 1 + months
+    return _month_end(index // 12, index % 12 + 1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Claims reported from ``start`` to ``end``, both inclusive."""
+
+    start: dt.date
+    end: dt.date
+
+
+def current_window(valuation_date: dt.date) -> Window:
+    """The month ending V."""
+    return Window(valuation_date.replace(day=1), valuation_date)
+
+
+def reference_window(
+    valuation_date: dt.date, champion_valuation_date: dt.date | None = None, months: int = 12
+) -> Window:
+    """The ``months`` months up to the champion's training valuation date; without a champion, before V's month."""
+    end = champion_valuation_date or add_months(valuation_date, -1)
+    end = _month_end(end.year, end.month)
+    return Window(add_months(end, -(months - 1)).replace(day=1), end)
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureDrift:
+    feature: str
+    column: str
+    kind: str  # "numeric" or "categorical"
+    reference_count: int
+    current_count: int
+    psi: float | None = None
+    ks_statistic: float | None = None
+    ks_pvalue: float | None = None
+    breached: bool = False
+    note: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DriftReport:
+    valuation_date: dt.date
+    basis: str
+    reference: Window
+    current: Window
+    psi_threshold: float
+    features: list[FeatureDrift]
+
+    @property
+    def breaches(self) -> list[FeatureDrift]:
+        return [f for f in self.features if f.breached]
+
+
+def _feature_drift(feature: str, column: str, kind: str, ref: list, cur: list, psi_threshold: float, eps: float):
+    if kind == "numeric":
+        ref_arr = np.array([np.nan if v is None else float(v) for v in ref], dtype=float)
+        cur_arr = np.array([np.nan if v is None else float(v) for v in cur], dtype=float)
+        ref_arr, cur_arr = ref_arr[~np.isnan(ref_arr)], cur_arr[~np.isnan(cur_arr)]
+        result = FeatureDrift(feature, column, kind, int(ref_arr.size), int(cur_arr.size))
+        if ref_arr.size == 0 or cur_arr.size == 0:
+            result.note = (
+                "not compared: no non-missing values in the "
+                + ("reference" if ref_arr.size == 0 else "current")
+                + " window"
+            )
+            return result
+        edges = decile_edges(ref_arr)
+        ref_shares, cur_shares = numeric_shares(ref_arr, edges), numeric_shares(cur_arr, edges)
+        result.psi = _psi_from_shares(ref_shares, cur_shares, eps)
+        ks_result = ks(ref_arr, cur_arr)
+        result.ks_statistic, result.ks_pvalue = ks_result.statistic, ks_result.pvalue
+        result.detail = {
+            "edges": edges.tolist(),
+            "reference_shares": ref_shares.tolist(),
+            "current_shares": cur_shares.tolist(),
+        }
+    else:
+        result = FeatureDrift(feature, column, kind, len(ref), len(cur))
+        if not ref or not cur:
+            result.note = "not compared: no claims in the " + ("reference" if not ref else "current") + " window"
+            return result
+        levels, ref_shares, cur_shares = level_shares(ref, cur)
+        result.psi = _psi_from_shares(ref_shares, cur_shares, eps)
+        result.detail = {
+            "levels": levels,
+            "reference_shares": ref_shares.tolist(),
+            "current_shares": cur_shares.tolist(),
+        }
+    result.breached = result.psi > psi_threshold
+    return result
+
+
+def drift_report(
+    engine: Engine,
+    valuation_date: dt.date,
+    basis: str,
+    psi_threshold: float,
+    reference: Window | None = None,
+    eps: float = DEFAULT_EPS,
+    chunk_size: int = 50_000,
+) -> DriftReport:
+    """Per-feature drift of claims reported in the month ending V against the reference window.
+
+    Both samples come from snapshot_claims for (V, basis), so every claim is seen with what was known at V.
+    ``reference`` defaults to the 12 months before V's month (no champion yet); pass
+    ``reference_window(V, champion_valuation_date)`` once a champion exists.
+    """
+    reference = reference or reference_window(valuation_date)
+    current = current_window(valuation_date)
+    t = schema.snapshot_claims
+    columns = [t.c[column] for _, column, _ in FEATURES]
+    in_window = [t.c.report_date.between(w.start, w.end) for w in (reference, current)]
+    query = select(t.c.report_date, *columns).where(
+        t.c.valuation_date == valuation_date, t.c.basis == basis, or_(*in_window)
+    )
+    ref_values: list[list] = [[] for _ in FEATURES]
+    cur_values: list[list] = [[] for _ in FEATURES]
+    with engine.connect() as conn:
+        result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(query)
+        for rows in result.partitions():
+            for row in rows:
+                report_date = row[0]
+                if isinstance(report_date, str):  # raw SQLite text, should the column type be lost
+                    report_date = dt.date.fromisoformat(report_date)
+                # A claim in both windows (reference overlapping the current month) counts in both.
+                targets = []
+                if reference.start <= report_date <= reference.end:
+                    targets.append(ref_values)
+                if current.start <= report_date <= current.end:
+                    targets.append(cur_values)
+                for target in targets:
+                    for i, value in enumerate(row[1:]):
+                        target[i].append(value)
+    results = [
+        _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, eps)
+        for i, (feature, column, kind) in enumerate(FEATURES)
+    ]
+    return DriftReport(valuation_date, basis, reference, current, psi_threshold, results)
+
+
+# --- decision ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetrainDecision:
+    retrain: bool
+    reasons: tuple[str, ...]
+
+    def summary(self) -> str:
+        verdict = "retrain" if self.retrain else "keep the champion, skip training"
+        return f"{verdict}: " + "; ".join(self.reasons)
+
+
+def decide_retrain(
+    results: Sequence[FeatureDrift] | DriftReport,
+    psi_threshold: float,
+    force_retrain: bool = False,
+    ave_breach: bool | None = None,
+    ave_detail: str | None = None,
+) -> RetrainDecision:
+    """Retrain iff a PSI exceeds the threshold, the run forces it, or actual-vs-expected breached its tolerance.
+
+    ``ave_breach`` is the hook for the models' actual-vs-expected check on the newest diagonal (None: not evaluated).
+    """
+    features = results.features if isinstance(results, DriftReport) else list(results)
+    reasons: list[str] = []
+    for f in features:
+        if f.psi is not None and f.psi > psi_threshold:
+            reasons.append(f"PSI of {f.feature} is {f.psi:.4f} > {psi_threshold:g}")
+    if force_retrain:
+        reasons.append("force_retrain was set for this run")
+    if ave_breach:
+        reasons.append("actual-vs-expected breached its tolerance" + (f" ({ave_detail})" if ave_detail else ""))
+    if reasons:
+        return RetrainDecision(True, tuple(reasons))
+    compared = [f for f in features if f.psi is not None]
+    worst = max(compared, key=lambda f: f.psi, default=None)
+    quiet = [f"no PSI above {psi_threshold:g}" + (f" (largest: {worst.feature} {worst.psi:.4f})" if worst else "")]
+    quiet += [f"{f.feature} {f.note}" for f in features if f.note]
+    quiet.append("actual-vs-expected not evaluated" if ave_breach is None else "actual-vs-expected within tolerance")
+    return RetrainDecision(False, tuple(quiet))
+
+
+# --- storage -------------------------------------------------------------------------------------------------------
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def store_drift_metrics(engine: Engine, report: DriftReport, run_id: str | None = None) -> int:
+    """Replace the drift_metrics rows of (V, basis) with this report's, in one transaction. Returns the row count."""
+    t = schema.drift_metrics
+    rows = [
+        {
+            "valuation_date": report.valuation_date,
+            "basis": report.basis,
+            "feature": f.feature,
+            "source_column": f.column,
+            "kind": f.kind,
+            "psi": _finite_or_none(f.psi),
+            "ks_statistic": _finite_or_none(f.ks_statistic),
+            "ks_pvalue": _finite_or_none(f.ks_pvalue),
+            "psi_threshold": report.psi_threshold,
+            "breached": f.breached,
+            "reference_start": report.reference.start,
+            "reference_end": report.reference.end,
+            "current_start": report.current.start,
+            "current_end": report.current.end,
+            "reference_count": f.reference_count,
+            "current_count": f.current_count,
+            "note": f.note,
+            "detail": json.dumps(f.detail),
+            "run_id": run_id,
+        }
+        for f in report.features
+    ]
+    with engine.begin() as conn:
+        conn.execute(delete(t).where(and_(t.c.valuation_date == report.valuation_date, t.c.basis == report.basis)))
+        if rows:
+            conn.execute(t.insert(), rows)
+    return len(rows)
