@@ -1,0 +1,162 @@
+"""Chain ladder with Mack (1993) standard errors, through chainladder's ``Development`` and ``MackChainladder``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chainladder as cl
+import numpy as np
+import pandas as pd
+
+from include.reserving import cells as cellsmod
+from include.reserving.models.base import PREDICTION_COLUMNS, ReservingModel
+
+
+def _paid_triangle(cells: pd.DataFrame) -> cl.Triangle:
+    return cellsmod.to_triangle(cells, columns=["paid"])["paid"]
+
+
+def _long(values: cl.Triangle) -> pd.DataFrame:
+    """A one-column chainladder triangle indexed by segment as a frame ``segment, origin, development, value``."""
+    frame = values.to_frame(keepdims=True).reset_index()
+    (value_column,) = [c for c in frame.columns if c not in ("segment", "origin", "development")]
+    frame = frame.rename(columns={value_column: "value"})
+    frame["origin"] = [o.date() for o in pd.to_datetime(frame["origin"])]
+    return frame
+
+
+class ChainLadder(ReservingModel):
+    """Paid chain ladder per segment with Mack standard errors.
+
+    Parameters
+    ----------
+    average : {"volume", "simple", "regression", "geometric"}
+        Link ratio average (chainladder ``Development(average=...)``); volume-weighted by default.
+    n_periods : int
+        Latest origins used per age-to-age factor; -1 uses all.
+    sigma_interpolation : {"log-linear", "mack"}
+        How the last Mack sigma is extrapolated; ``"mack"`` reproduces Mack (1993).
+    tail : dict, optional
+        Keyword arguments of ``chainladder.TailCurve`` (e.g. ``{"curve": "exponential"}``); no tail when omitted.
+
+    Attributes
+    ----------
+    training_cells_ : pandas.DataFrame
+        The cells the model was fitted on.
+    segments_ : list of str
+        Fitted segments, sorted.
+    development_ : dict of str to chainladder.Development
+        Fitted development per segment (age-to-age factors ``development_[segment].ldf_``).
+    tail_ : dict of str to chainladder.TailCurve or None
+        Fitted tail per segment.
+    mack_ : dict of str to chainladder.MackChainladder
+        Mack chain ladder per segment on its training triangle.
+    ldf_ : pandas.DataFrame
+        Age-to-age factors: ``segment, development, ldf`` (factor from ``development`` to the next age).
+
+    Examples
+    --------
+    >>> import chainladder as cl
+    >>> raa = cellsmod.from_triangle(cl.load_sample("raa"), columns={"values": "paid"}, segment="raa")
+    >>> round(ChainLadder().fit(raa).ultimates(raa)["ibnr"].sum())
+    52135
+    """
+
+    method = "chain_ladder"
+
+    def __init__(
+        self,
+        average: str = "volume",
+        n_periods: int = -1,
+        sigma_interpolation: str = "log-linear",
+        tail: dict[str, Any] | None = None,
+    ):
+        self.average = average
+        self.n_periods = n_periods
+        self.sigma_interpolation = sigma_interpolation
+        self.tail = tail
+
+    def _develop(self, segment: str, triangle: cl.Triangle) -> cl.Triangle:
+        developed = self.development_[segment].transform(triangle)
+        tail = self.tail_[segment]
+        return tail.transform(developed) if tail is not None else developed
+
+    def fit(self, cells: pd.DataFrame) -> ChainLadder:
+        """Fit age-to-age factors, tail and Mack parameters per segment on ``cells``; returns ``self``."""
+        cells = cellsmod.normalise(cells)
+        self.development_, self.tail_, self.mack_ = {}, {}, {}
+        ldfs = []
+        # one triangle per segment: segments may cover different origin periods, which a shared grid would distort
+        for segment, segment_cells in cells.groupby("segment", sort=True):
+            triangle = _paid_triangle(segment_cells)
+            development = cl.Development(
+                average=self.average, n_periods=self.n_periods, sigma_interpolation=self.sigma_interpolation
+            ).fit(triangle)
+            self.development_[segment] = development
+            self.tail_[segment] = cl.TailCurve(**self.tail).fit(development.transform(triangle)) if self.tail else None
+            self.mack_[segment] = cl.MackChainladder().fit(self._develop(segment, triangle))
+            ldfs.append(_long(development.ldf_).rename(columns={"value": "ldf"}))
+        self.segments_ = sorted(self.development_)
+        self.ldf_ = pd.concat(ldfs)[["segment", "development", "ldf"]].reset_index(drop=True)
+        self.training_cells_ = cells
+        return self
+
+    def _mack(self, cells: pd.DataFrame) -> dict[str, tuple[cl.Triangle, cl.MackChainladder]]:
+        """Mack chain ladder of each segment of ``cells`` with the fitted factors."""
+        self._check_fitted()
+        unknown = sorted(set(cells["segment"]) - set(self.segments_))
+        if unknown:
+            raise ValueError(f"cells hold segments {unknown} the model was not fitted on")
+        out = {}
+        for segment, segment_cells in cells.groupby("segment", sort=True):
+            triangle = _paid_triangle(segment_cells)
+            training = self.training_cells_[self.training_cells_["segment"] == segment].reset_index(drop=True)
+            if segment_cells.reset_index(drop=True).equals(training):
+                out[segment] = triangle, self.mack_[segment]
+            else:
+                # MackChainladder.predict fails to broadcast in chainladder 0.10; fitting Mack on the triangle
+                # transformed by the fitted Development and tail applies the learned factors and sigmas instead.
+                out[segment] = triangle, cl.MackChainladder().fit(self._develop(segment, triangle))
+        return out
+
+    def predict(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Completed square of cumulative paid.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``segment, origin, development, paid, observed``: every age of the segment's triangle for every
+            origin of ``cells``, plus one row at ``development == ULTIMATE_DEVELOPMENT`` holding the ultimate (tail
+            included); ``observed`` is True for cells present in ``cells``.
+        """
+        cells = cellsmod.normalise(cells)
+        frames = []
+        for segment, (triangle, mack) in self._mack(cells).items():
+            full = _long(mack.full_triangle_)
+            ages = [*[int(a) for a in triangle.development], cellsmod.ULTIMATE_DEVELOPMENT]
+            origins = cells.loc[cells["segment"] == segment, ["segment", "origin"]].drop_duplicates()
+            grid = origins.merge(pd.DataFrame({"development": ages}), how="cross")
+            frames.append(grid.merge(full[[*cellsmod.KEY_COLUMNS, "value"]], how="left", on=cellsmod.KEY_COLUMNS))
+        grid = pd.concat(frames).merge(cells[[*cellsmod.KEY_COLUMNS, "paid"]], how="left", on=cellsmod.KEY_COLUMNS)
+        grid["observed"] = grid["paid"].notna()
+        # chainladder stores zeros as empty, so a missing projection of an observed origin is zero
+        grid["paid"] = grid["paid"].fillna(grid["value"]).fillna(0.0)
+        return grid[PREDICTION_COLUMNS].sort_values(cellsmod.KEY_COLUMNS).reset_index(drop=True)
+
+    def _std_err(self, cells: pd.DataFrame, prediction: pd.DataFrame) -> pd.Series:
+        frames = []
+        for _, mack in self._mack(cells).values():
+            std_err = _long(mack.mack_std_err_)
+            frames.append(std_err[std_err["development"] == std_err["development"].max()])
+        std_err = pd.concat(frames).set_index(["segment", "origin"])["value"]
+        origins = pd.MultiIndex.from_frame(cells[["segment", "origin"]].drop_duplicates())
+        # a fully developed origin has a zero standard error, which chainladder stores as empty
+        return std_err.reindex(origins).fillna(0.0)
+
+    def _total_std_err(self, cells: pd.DataFrame, ultimates: pd.DataFrame) -> pd.Series:
+        """Mack's standard error of the total reserve, which allows for the origins' shared factor estimates."""
+        totals = {
+            segment: float(np.asarray(mack.total_mack_std_err_.values, dtype=float).ravel()[0])
+            for segment, (_, mack) in self._mack(cells).items()
+        }
+        return pd.Series(totals)
