@@ -81,6 +81,9 @@ class ChainLadder(ReservingModel):
         tail = self.tail_[segment]
         return tail.transform(developed) if tail is not None else developed
 
+    # chainladder's log-linear sigma extrapolation overflows on short or flat triangles; it then reports an
+    # undefined (NaN/inf) standard error, which is the right answer, so numpy's warnings are only noise here.
+    @np.errstate(all="ignore")
     def fit(self, cells: pd.DataFrame) -> ChainLadder:
         """Fit age-to-age factors, tail and Mack parameters per segment on ``cells``; returns ``self``."""
         cells = cellsmod.normalise(cells)
@@ -101,6 +104,7 @@ class ChainLadder(ReservingModel):
         self.training_cells_ = cells
         return self
 
+    @np.errstate(all="ignore")
     def _mack(self, cells: pd.DataFrame) -> dict[str, tuple[cl.Triangle, cl.MackChainladder]]:
         """Mack chain ladder of each segment of ``cells`` with the fitted factors."""
         self._check_fitted()
