@@ -7,13 +7,23 @@ afterwards. Under CI=true an unreachable server fails the test loudly; locally s
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
-import pytest
-from sqlalchemy import create_engine, text
+PROJECT = Path(__file__).resolve().parents[1]
+# Tests get an Airflow home of their own (never the demo's), set before anything imports Airflow.
+os.environ["AIRFLOW_HOME"] = str(PROJECT / ".airflow-test")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-from include.reserving import schema
-from include.reserving.db import make_engine
+import pytest  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from include.reserving import schema  # noqa: E402
+from include.reserving.db import make_engine  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -69,3 +79,24 @@ def warehouse(warehouse_url):
     schema.create_all(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata database (SQLite) in the tests' own Airflow home."""
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def pipeline_dag(airflow_db):
+    """The monthly DAG object, parsed from dags/ the way the dag-processor does."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT / "dags"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.get_dag("monthly_reserving_pipeline")

@@ -76,8 +76,8 @@ def check_valuation_date(value: dt.date | str) -> dt.date:
             value = dt.date.fromisoformat(value)
         except ValueError as exc:
             raise ValueError(f"valuation_date {value!r} is not an ISO date (YYYY-MM-DD)") from exc
-    if isinstance(value, dt.datetime):
-        value = value.date()
+    # plain date: pendulum's Date subclass (from Airflow's context) is not bindable by sqlite3
+    value = dt.date(value.year, value.month, value.day)
     last_day = calendar.monthrange(value.year, value.month)[1]
     if value.day != last_day:
         raise ValueError(f"valuation_date {value.isoformat()} is not a month end (expected day {last_day})")

@@ -1,0 +1,57 @@
+"""DAG integrity: imports cleanly, documented shape, no work at parse time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import PROJECT
+
+DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
+EXPECTED_TASKS = {"ingest"}
+
+
+def test_dag_shape(pipeline_dag):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    dag = pipeline_dag
+    assert dag.dag_id == "monthly_reserving_pipeline"
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression == "0 0 1 * *" and str(dag.timetable.timezone) == "UTC"
+    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert {"reserving", "ibnr"} <= set(dag.tags)
+    assert dag.doc_md and "valuation date" in dag.doc_md.lower()
+    assert set(dag.task_ids) == EXPECTED_TASKS
+    assert set(dag.params) >= {"valuation_date", "restated"}
+    for task in dag.tasks:
+        assert task.owner == "reserving"
+
+
+PARSE_PROBE = f"""
+import importlib.util, time, json
+import airflow.sdk, airflow.settings
+from sqlalchemy import event
+queries = []
+if airflow.settings.engine is not None:
+    event.listen(airflow.settings.engine, "before_cursor_execute", lambda *a, **k: queries.append(a[2]))
+import airflow.sdk.bases.hook as hook
+lookups = []
+original = hook.BaseHook.get_connection
+hook.BaseHook.get_connection = classmethod(lambda cls, conn_id: lookups.append(conn_id) or original(conn_id))
+start = time.process_time()
+spec = importlib.util.spec_from_file_location("dagfile", {str(DAG_FILE)!r})
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+print(json.dumps({{"cpu": time.process_time() - start, "queries": queries, "lookups": lookups}}))
+"""
+
+
+def test_parsing_does_no_work(airflow_db):
+    """Zero metadata queries, zero connection look-ups and well under a second of CPU to parse."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", PARSE_PROBE], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    probe = json.loads(out.stdout.strip().splitlines()[-1])
+    assert probe["queries"] == []
+    assert probe["lookups"] == []
+    assert probe["cpu"] < 1.0
