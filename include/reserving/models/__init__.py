@@ -12,8 +12,12 @@ from typing import Any
 
 from include.reserving.models.base import ReservingModel
 from include.reserving.models.chain_ladder import ChainLadder
+from include.reserving.models.xgboost_development import XGBoostDevelopment
 
-METHODS: dict[str, type[ReservingModel]] = {ChainLadder.method: ChainLadder}
+METHODS: dict[str, type[ReservingModel]] = {
+    ChainLadder.method: ChainLadder,
+    XGBoostDevelopment.method: XGBoostDevelopment,
+}
 
 
 def build_model(spec: dict[str, Any]) -> ReservingModel:
@@ -43,4 +47,12 @@ def load_model(directory: str | Path) -> ReservingModel:
     return ReservingModel.load(directory)
 
 
-__all__ = ["METHODS", "ChainLadder", "ReservingModel", "build_model", "load_model", "model_from_spec"]
+__all__ = [
+    "METHODS",
+    "ChainLadder",
+    "ReservingModel",
+    "XGBoostDevelopment",
+    "build_model",
+    "load_model",
+    "model_from_spec",
+]

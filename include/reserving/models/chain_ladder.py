@@ -45,12 +45,14 @@ class ChainLadder(ReservingModel):
         The cells the model was fitted on.
     segments_ : list of str
         Fitted segments, sorted.
-    development_ : dict of str to chainladder.Development
-        Fitted development per segment (age-to-age factors ``development_[segment].ldf_``).
-    tail_ : dict of str to chainladder.TailCurve or None
-        Fitted tail per segment.
-    mack_ : dict of str to chainladder.MackChainladder
-        Mack chain ladder per segment on its training triangle.
+    groups_ : list of list of str
+        Segments sharing one triangle (those with the same origins).
+    development_ : list of chainladder.Development
+        Fitted development per group (age-to-age factors per segment in ``development_[i].ldf_``).
+    tail_ : list of chainladder.TailCurve or None
+        Fitted tail per group.
+    mack_ : list of chainladder.MackChainladder
+        Mack chain ladder per group on its training triangle.
     ldf_ : pandas.DataFrame
         Age-to-age factors: ``segment, development, ldf`` (factor from ``development`` to the next age).
 
@@ -76,9 +78,9 @@ class ChainLadder(ReservingModel):
         self.sigma_interpolation = sigma_interpolation
         self.tail = tail
 
-    def _develop(self, segment: str, triangle: cl.Triangle) -> cl.Triangle:
-        developed = self.development_[segment].transform(triangle)
-        tail = self.tail_[segment]
+    def _develop(self, group: int, triangle: cl.Triangle) -> cl.Triangle:
+        developed = self.development_[group].transform(triangle)
+        tail = self.tail_[group]
         return tail.transform(developed) if tail is not None else developed
 
     # chainladder's log-linear sigma extrapolation overflows on short or flat triangles; it then reports an
@@ -87,40 +89,55 @@ class ChainLadder(ReservingModel):
     def fit(self, cells: pd.DataFrame) -> ChainLadder:
         """Fit age-to-age factors, tail and Mack parameters per segment on ``cells``; returns ``self``."""
         cells = cellsmod.normalise(cells)
-        self.development_, self.tail_, self.mack_ = {}, {}, {}
+        # Segments with the same origins share one multi-index triangle (chainladder estimates each index on its own,
+        # and one triangle for many segments is much faster); segments covering other origin periods get their own
+        # triangle, since a shared origin grid would distort them.
+        origin_sets = cells.groupby("segment")["origin"].agg(lambda o: tuple(sorted(set(o))))
+        self.groups_ = [sorted(members.index) for _, members in origin_sets.groupby(origin_sets, sort=True)]
+        self.development_, self.tail_, self.mack_ = [], [], []
         ldfs = []
-        # one triangle per segment: segments may cover different origin periods, which a shared grid would distort
-        for segment, segment_cells in cells.groupby("segment", sort=True):
-            triangle = _paid_triangle(segment_cells)
+        for group, segments in enumerate(self.groups_):
+            triangle = _paid_triangle(cells[cells["segment"].isin(segments)])
             development = cl.Development(
                 average=self.average, n_periods=self.n_periods, sigma_interpolation=self.sigma_interpolation
             ).fit(triangle)
-            self.development_[segment] = development
-            self.tail_[segment] = cl.TailCurve(**self.tail).fit(development.transform(triangle)) if self.tail else None
-            self.mack_[segment] = cl.MackChainladder().fit(self._develop(segment, triangle))
+            self.development_.append(development)
+            self.tail_.append(cl.TailCurve(**self.tail).fit(development.transform(triangle)) if self.tail else None)
+            self.mack_.append(cl.MackChainladder().fit(self._develop(group, triangle)))
             ldfs.append(_long(development.ldf_).rename(columns={"value": "ldf"}))
-        self.segments_ = sorted(self.development_)
+        self.segments_ = sorted(s for segments in self.groups_ for s in segments)
         self.ldf_ = pd.concat(ldfs)[["segment", "development", "ldf"]].reset_index(drop=True)
         self.training_cells_ = cells
         return self
 
     @np.errstate(all="ignore")
-    def _mack(self, cells: pd.DataFrame) -> dict[str, tuple[cl.Triangle, cl.MackChainladder]]:
-        """Mack chain ladder of each segment of ``cells`` with the fitted factors."""
+    def _mack(self, cells: pd.DataFrame) -> list[tuple[list[str], cl.Triangle, cl.MackChainladder]]:
+        """Mack chain ladder with the fitted factors for each group of segments present in ``cells``.
+
+        Returns (segments present, triangle, Mack) per group. A group only partly present in ``cells`` is completed
+        with its training cells, since the fitted estimators expect the group's whole index.
+        """
         self._check_fitted()
         unknown = sorted(set(cells["segment"]) - set(self.segments_))
         if unknown:
             raise ValueError(f"cells hold segments {unknown} the model was not fitted on")
-        out = {}
-        for segment, segment_cells in cells.groupby("segment", sort=True):
-            triangle = _paid_triangle(segment_cells)
-            training = self.training_cells_[self.training_cells_["segment"] == segment].reset_index(drop=True)
-            if segment_cells.reset_index(drop=True).equals(training):
-                out[segment] = triangle, self.mack_[segment]
+        out = []
+        for group, segments in enumerate(self.groups_):
+            present = sorted(set(segments) & set(cells["segment"]))
+            if not present:
+                continue
+            training = self.training_cells_[self.training_cells_["segment"].isin(segments)]
+            group_cells = pd.concat(
+                [cells[cells["segment"].isin(present)], training[~training["segment"].isin(present)]]
+            )
+            group_cells = cellsmod.normalise(group_cells)
+            triangle = _paid_triangle(group_cells)
+            if group_cells.equals(training.reset_index(drop=True)):
+                out.append((present, triangle, self.mack_[group]))
             else:
                 # MackChainladder.predict fails to broadcast in chainladder 0.10; fitting Mack on the triangle
                 # transformed by the fitted Development and tail applies the learned factors and sigmas instead.
-                out[segment] = triangle, cl.MackChainladder().fit(self._develop(segment, triangle))
+                out.append((present, triangle, cl.MackChainladder().fit(self._develop(group, triangle))))
         return out
 
     def predict(self, cells: pd.DataFrame) -> pd.DataFrame:
@@ -135,10 +152,10 @@ class ChainLadder(ReservingModel):
         """
         cells = cellsmod.normalise(cells)
         frames = []
-        for segment, (triangle, mack) in self._mack(cells).items():
+        for segments, triangle, mack in self._mack(cells):
             full = _long(mack.full_triangle_)
             ages = [*[int(a) for a in triangle.development], cellsmod.ULTIMATE_DEVELOPMENT]
-            origins = cells.loc[cells["segment"] == segment, ["segment", "origin"]].drop_duplicates()
+            origins = cells.loc[cells["segment"].isin(segments), ["segment", "origin"]].drop_duplicates()
             grid = origins.merge(pd.DataFrame({"development": ages}), how="cross")
             frames.append(grid.merge(full[[*cellsmod.KEY_COLUMNS, "value"]], how="left", on=cellsmod.KEY_COLUMNS))
         grid = pd.concat(frames).merge(cells[[*cellsmod.KEY_COLUMNS, "paid"]], how="left", on=cellsmod.KEY_COLUMNS)
@@ -149,7 +166,7 @@ class ChainLadder(ReservingModel):
 
     def _std_err(self, cells: pd.DataFrame, prediction: pd.DataFrame) -> pd.Series:
         frames = []
-        for _, mack in self._mack(cells).values():
+        for _, _, mack in self._mack(cells):
             std_err = _long(mack.mack_std_err_)
             frames.append(std_err[std_err["development"] == std_err["development"].max()])
         std_err = pd.concat(frames).set_index(["segment", "origin"])["value"]
@@ -159,8 +176,8 @@ class ChainLadder(ReservingModel):
 
     def _total_std_err(self, cells: pd.DataFrame, ultimates: pd.DataFrame) -> pd.Series:
         """Mack's standard error of the total reserve, which allows for the origins' shared factor estimates."""
-        totals = {
-            segment: float(np.asarray(mack.total_mack_std_err_.values, dtype=float).ravel()[0])
-            for segment, (_, mack) in self._mack(cells).items()
-        }
-        return pd.Series(totals)
+        totals = []
+        for _, triangle, mack in self._mack(cells):
+            values = np.asarray(mack.total_mack_std_err_, dtype=float).ravel()
+            totals.append(pd.Series(values, index=[str(s) for s in triangle.index.iloc[:, 0]]))
+        return pd.concat(totals)

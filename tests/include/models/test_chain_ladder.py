@@ -79,3 +79,16 @@ def test_predict_uses_fitted_factors_on_new_cells(raa_cells):
     assert model.ultimates(doubled)["ibnr"].sum() == pytest.approx(2 * 52135.228, rel=1e-6)
     with pytest.raises(ValueError, match="not fitted on"):
         model.predict(cellsmod.normalise(raa_cells.assign(segment="other")))
+
+
+def test_segments_sharing_origins_fit_as_if_alone(portfolio_cells):
+    together = ChainLadder(sigma_interpolation="mack").fit(portfolio_cells)
+    assert len(together.groups_) == 1
+    for segment in ["motor", "property"]:
+        alone_cells = portfolio_cells[portfolio_cells["segment"] == segment].reset_index(drop=True)
+        alone = ChainLadder(sigma_interpolation="mack").fit(alone_cells).totals(alone_cells)
+        joint = together.totals(portfolio_cells).set_index("segment").loc[segment]
+        assert joint["ibnr"] == pytest.approx(alone["ibnr"].iloc[0], rel=1e-12)
+        assert joint["std_err"] == pytest.approx(alone["std_err"].iloc[0], rel=1e-12)
+        # predicting one segment of a group alone gives that segment's part of the joint prediction
+        assert together.ultimates(alone_cells)["ultimate"].sum() == pytest.approx(joint["ultimate"], rel=1e-12)

@@ -1,0 +1,261 @@
+"""XGBoost development model: learns the next period's paid emergence across all segments at once.
+
+Each training row is an observed step of an origin from age ``d`` to ``d + grain``; the target is the incremental paid
+of that step relative to the origin's scale (earned premium, else exposure, else the chain-ladder ultimate), i.e. an
+incremental loss ratio. Features put the chain ladder and the additive (incremental loss ratio) method side by side
+so the trees learn when to trust which: development age, paid loss ratio to date, the segment's and the pooled
+chain-ladder factor applied to it, and the segment's and pooled average incremental loss ratio at that age. The
+lower triangle is projected recursively from each origin's latest paid. Standard errors come from out-of-fold
+residuals of the one-step predictions (folds by origin), accumulated over the remaining steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from include.reserving import cells as cellsmod
+from include.reserving.models.base import PREDICTION_COLUMNS, ReservingModel
+from include.reserving.models.chain_ladder import ChainLadder
+
+BOOSTER_FILE = "booster.json"
+STATE_FILE = "xgboost_state.json"
+FEATURES = ["development", "paid_ratio", "cl_increment", "pooled_cl_increment", "additive", "pooled_additive"]
+# age-to-age factors outside this range come from near-empty cells and would dominate the CL features
+_FACTOR_RANGE = (0.5, 20.0)
+
+
+class XGBoostDevelopment(ReservingModel):
+    """Cross-segment XGBoost model of incremental paid relative to premium, projected recursively.
+
+    Parameters
+    ----------
+    n_estimators, max_depth, learning_rate, subsample, min_child_weight, reg_lambda
+        XGBoost hyperparameters.
+    average : str
+        Link ratio average of the chain-ladder features (see :class:`ChainLadder`).
+    residual_folds : int
+        Folds (by origin) for the out-of-fold residuals behind the standard errors; 0 uses in-sample residuals.
+    random_state : int
+        Seed: the same data, parameters and seed give the same model.
+    n_jobs : int
+        XGBoost threads.
+
+    Attributes
+    ----------
+    booster_ : xgboost.XGBRegressor
+        The fitted regressor.
+    grain_ : int
+        Development grain in months.
+    ages_ : list of int
+        Development ages of the completed square.
+    scale_ : pandas.Series
+        Scale of each (segment, origin): earned premium, else exposure, else the chain-ladder ultimate.
+    factors_ : pandas.DataFrame
+        Per segment and age: chain-ladder factor, pooled factor, additive and pooled additive increment.
+    residual_var_ : dict of int to float
+        Variance of the one-step residual (in scale units) by age.
+    training_cells_ : pandas.DataFrame
+        The cells the model was fitted on.
+    """
+
+    method = "xgboost_development"
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_depth: int = 3,
+        learning_rate: float = 0.05,
+        subsample: float = 0.8,
+        min_child_weight: float = 5.0,
+        reg_lambda: float = 1.0,
+        average: str = "volume",
+        residual_folds: int = 2,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.average = average
+        self.residual_folds = residual_folds
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def search_grid(cls) -> list[dict[str, Any]]:
+        """The small set of specs the training search tries for this method."""
+        return [
+            {"method": cls.method, "params": {}},
+            {"method": cls.method, "params": {"max_depth": 2, "n_estimators": 200}},
+        ]
+
+    def _regressor(self) -> xgb.XGBRegressor:
+        return xgb.XGBRegressor(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=self.subsample,
+            min_child_weight=self.min_child_weight,
+            reg_lambda=self.reg_lambda,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            tree_method="hist",
+        )
+
+    def _learn_tables(self, cells: pd.DataFrame) -> None:
+        """Scales, ages and the chain-ladder/additive feature tables learned from the training cells."""
+        self.grain_ = cellsmod.development_months(cells)
+        self.ages_ = sorted(int(a) for a in cells["development"].unique())
+        chain_ladder = ChainLadder(average=self.average).fit(cells)
+        ultimates = chain_ladder.ultimates(cells).set_index(["segment", "origin"])["ultimate"]
+        origin_level = cells.groupby(["segment", "origin"])[["earned_premium", "exposure"]].first()
+        scale = origin_level["earned_premium"].where(origin_level["earned_premium"] > 0)
+        scale = scale.fillna(origin_level["exposure"].where(origin_level["exposure"] > 0))
+        scale = scale.fillna(ultimates.where(ultimates > 0))
+        # an origin with nothing to scale by (no premium, exposure or paid) gets its segment's typical scale
+        self.scale_ = scale.fillna(scale.groupby(level="segment").transform("median")).fillna(1.0).rename("scale")
+
+        steps = self._steps(cells)
+        steps["ratio"] = steps["paid_next"] / steps["paid"].where(steps["paid"] > 0)
+        pooled = steps.groupby("development")[["paid", "paid_next", "increment"]].sum()
+        counts = steps.groupby("development").size()
+        pooled_factor = (pooled["paid_next"] / pooled["paid"].where(pooled["paid"] > 0)).rename("pooled_factor")
+        pooled_additive = (steps.groupby("development")["increment"].sum() / counts).rename("pooled_additive")
+        additive = steps.groupby(["segment", "development"])["increment"].mean().rename("additive")
+        factors = chain_ladder.ldf_.rename(columns={"ldf": "factor"}).set_index(["segment", "development"])
+        table = pd.MultiIndex.from_product([chain_ladder.segments_, self.ages_], names=["segment", "development"])
+        tables = pd.DataFrame(index=table).join(factors).join(additive)
+        tables = tables.join(pooled_factor, on="development").join(pooled_additive, on="development")
+        tables["pooled_factor"] = tables["pooled_factor"].fillna(1.0).clip(*_FACTOR_RANGE)
+        tables["factor"] = tables["factor"].fillna(tables["pooled_factor"]).clip(*_FACTOR_RANGE)
+        tables["pooled_additive"] = tables["pooled_additive"].fillna(0.0)
+        tables["additive"] = tables["additive"].fillna(tables["pooled_additive"])
+        self.factors_ = tables.reset_index()
+
+    def _steps(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Observed one-grain steps: paid at ``development`` and the next age, increment in scale units."""
+        nxt = cells[["segment", "origin", "development", "paid"]].copy()
+        nxt["development"] -= self.grain_
+        steps = cells[["segment", "origin", "development", "paid"]].merge(
+            nxt.rename(columns={"paid": "paid_next"}), on=cellsmod.KEY_COLUMNS
+        )
+        scale = self.scale_.reindex(pd.MultiIndex.from_frame(steps[["segment", "origin"]])).to_numpy()
+        steps["scale"] = scale
+        steps["increment"] = (steps["paid_next"] - steps["paid"]) / scale
+        return steps
+
+    def _features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Feature matrix for rows with ``segment, development, paid, scale``."""
+        merged = frame[["segment", "development", "paid", "scale"]].merge(
+            self.factors_, how="left", on=["segment", "development"]
+        )
+        ratio = merged["paid"] / merged["scale"]
+        features = pd.DataFrame(
+            {
+                "development": merged["development"].astype(float),
+                "paid_ratio": ratio,
+                "cl_increment": ratio * (merged["factor"] - 1.0),
+                "pooled_cl_increment": ratio * (merged["pooled_factor"] - 1.0),
+                "additive": merged["additive"],
+                "pooled_additive": merged["pooled_additive"],
+            }
+        )
+        return features[FEATURES].to_numpy(dtype=float)
+
+    def fit(self, cells: pd.DataFrame) -> XGBoostDevelopment:
+        """Learn the feature tables and fit the regressor on every observed step of ``cells``; returns ``self``."""
+        cells = cellsmod.normalise(cells)
+        self._learn_tables(cells)
+        steps = self._steps(cells)
+        if steps.empty:
+            raise ValueError("cells hold no origin with two successive ages: nothing to learn development from")
+        features, target = self._features(steps), steps["increment"].to_numpy()
+        self.booster_ = self._regressor().fit(features, target)
+        residuals = target - self._oof_predictions(steps, features, target)
+        self.residual_var_ = {
+            int(age): float(np.mean(r**2)) for age, r in pd.Series(residuals).groupby(steps["development"].to_numpy())
+        }
+        self.training_cells_ = cells
+        return self
+
+    def _oof_predictions(self, steps: pd.DataFrame, features: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Out-of-fold one-step predictions (folds by origin rank), or in-sample ones when ``residual_folds`` is 0."""
+        if self.residual_folds < 2:
+            return self.booster_.predict(features)
+        fold = steps["origin"].rank(method="dense").to_numpy().astype(int) % self.residual_folds
+        out = np.empty(len(steps))
+        for k in range(self.residual_folds):
+            held = fold == k
+            if held.all() or not held.any():
+                out[held] = self.booster_.predict(features[held])
+                continue
+            out[held] = self._regressor().fit(features[~held], target[~held]).predict(features[held])
+        return out
+
+    def predict(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Completed square of cumulative paid (same frame as :meth:`ChainLadder.predict`), projected recursively."""
+        self._check_fitted()
+        cells = cellsmod.normalise(cells)
+        unknown = sorted(set(cells["segment"]) - set(self.factors_["segment"]))
+        if unknown:
+            raise ValueError(f"cells hold segments {unknown} the model was not fitted on")
+        latest = cells.groupby(["segment", "origin"], as_index=False).last()[
+            ["segment", "origin", "development", "paid"]
+        ]
+        scale = self.scale_.reindex(pd.MultiIndex.from_frame(latest[["segment", "origin"]]))
+        # an origin unseen in training is scaled by its own premium or exposure if it has one, else its latest paid
+        own = cells.groupby(["segment", "origin"])[["earned_premium", "exposure", "paid"]].first()
+        own_scale = own["earned_premium"].where(own["earned_premium"] > 0).fillna(own["exposure"]).fillna(own["paid"])
+        latest["scale"] = scale.fillna(own_scale.reindex(scale.index)).fillna(1.0).to_numpy()
+        projected = []
+        state = latest.copy()
+        last_age = self.ages_[-1]
+        while True:
+            state = state[state["development"] < last_age]
+            if state.empty:
+                break
+            increment = self.booster_.predict(self._features(state)) * state["scale"].to_numpy()
+            state = state.assign(development=state["development"] + self.grain_, paid=state["paid"] + increment)
+            projected.append(state[["segment", "origin", "development", "paid"]])
+        square = cells[["segment", "origin", "development", "paid"]].assign(observed=True)
+        if projected:
+            square = pd.concat([square, pd.concat(projected).assign(observed=False)])
+        ultimate = square.sort_values(cellsmod.KEY_COLUMNS).groupby(["segment", "origin"], as_index=False).last()
+        ultimate = ultimate.assign(development=cellsmod.ULTIMATE_DEVELOPMENT, observed=False)
+        square = pd.concat([square, ultimate], ignore_index=True)
+        return square[PREDICTION_COLUMNS].sort_values(cellsmod.KEY_COLUMNS).reset_index(drop=True)
+
+    def _std_err(self, cells: pd.DataFrame, prediction: pd.DataFrame) -> pd.Series:
+        """Out-of-fold residual variance of each remaining step, summed (steps taken as independent), in money."""
+        latest = cells.groupby(["segment", "origin"])["development"].max()
+        scale = self.scale_.reindex(latest.index)
+        variance = []
+        for age in latest.to_numpy():
+            remaining = [a for a in self.residual_var_ if age <= a < self.ages_[-1]]
+            variance.append(sum(self.residual_var_[a] for a in remaining))
+        return pd.Series(np.sqrt(variance) * scale.to_numpy(), index=latest.index)
+
+    def _save_state(self, directory: Path) -> dict[str, Path]:
+        booster = directory / BOOSTER_FILE
+        self.booster_.save_model(booster)
+        state = directory / STATE_FILE
+        state.write_text(json.dumps({"residual_var": {str(k): v for k, v in self.residual_var_.items()}}))
+        return {"booster": booster, "state": state}
+
+    def _load_state(self, directory: Path, training_cells: pd.DataFrame) -> None:
+        # the feature tables are a deterministic function of the training cells; the trees are not, so load them
+        self._learn_tables(training_cells)
+        self.booster_ = self._regressor()
+        self.booster_.load_model(directory / BOOSTER_FILE)
+        state = json.loads((directory / STATE_FILE).read_text())
+        self.residual_var_ = {int(k): float(v) for k, v in state["residual_var"].items()}
+        self.training_cells_ = training_cells

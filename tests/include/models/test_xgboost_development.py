@@ -1,0 +1,67 @@
+"""The cross-segment XGBoost development model: contract, determinism, JSON persistence, backtest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from include.reserving import backtest
+from include.reserving import cells as cellsmod
+from include.reserving.models import XGBoostDevelopment, build_model, load_model
+
+SPEC = {"method": "xgboost_development", "params": {"n_estimators": 60, "random_state": 3}}
+
+
+@pytest.fixture(scope="module")
+def fitted(portfolio_cells):
+    return build_model(SPEC).fit(portfolio_cells)
+
+
+def test_predict_completes_the_square_from_the_latest_paid(fitted, portfolio_cells):
+    square = fitted.predict(portfolio_cells)
+    observed = square[square["observed"]].drop(columns="observed").reset_index(drop=True)
+    pd.testing.assert_frame_equal(observed, portfolio_cells[["segment", "origin", "development", "paid"]])
+    ages = sorted(portfolio_cells["development"].unique())
+    per_origin = square[square["development"] != cellsmod.ULTIMATE_DEVELOPMENT].groupby(["segment", "origin"]).size()
+    assert (per_origin == len(ages)).all()  # every origin projected to the last age, step by step
+    ultimate = square[square["development"] == cellsmod.ULTIMATE_DEVELOPMENT].set_index(["segment", "origin"])
+    last = square[square["development"] == ages[-1]].set_index(["segment", "origin"])
+    pd.testing.assert_series_equal(ultimate["paid"], last["paid"])
+
+
+def test_ultimates_are_close_to_the_known_development(fitted, portfolio_cells):
+    ultimates = fitted.ultimates(portfolio_cells)
+    assert (ultimates["std_err"] >= 0).all()
+    assert (ultimates.loc[ultimates["ibnr"] > 0, "p95"] > ultimates.loc[ultimates["ibnr"] > 0, "p75"]).all()
+    # the synthetic ultimate is about 70% of premium (lognormal noise of 10%)
+    premium = portfolio_cells.groupby(["segment", "origin"])["earned_premium"].first().to_numpy()
+    ratio = ultimates["ultimate"].to_numpy() / premium
+    assert 0.6 < np.median(ratio) < 0.8
+
+
+def test_same_seed_same_model(portfolio_cells, fitted):
+    again = build_model(SPEC).fit(portfolio_cells)
+    pd.testing.assert_frame_equal(again.ultimates(portfolio_cells), fitted.ultimates(portfolio_cells))
+
+
+def test_json_artifacts_reload_to_identical_predictions(tmp_path, fitted, portfolio_cells):
+    paths = fitted.save(tmp_path / "xgb")
+    assert json.loads(open(paths["booster"]).read())["learner"]  # XGBoost's own JSON format, no pickle
+    restored = load_model(tmp_path / "xgb")
+    assert isinstance(restored, XGBoostDevelopment) and restored.get_spec() == fitted.get_spec()
+    pd.testing.assert_frame_equal(restored.predict(portfolio_cells), fitted.predict(portfolio_cells))
+    pd.testing.assert_frame_equal(restored.ultimates(portfolio_cells), fitted.ultimates(portfolio_cells))
+
+
+def test_backtest_is_leak_free_and_deterministic(portfolio_cells):
+    _, held_out = backtest.split(portfolio_cells, 2)
+    keys = held_out.set_index(cellsmod.KEY_COLUMNS).index
+    perturbed = portfolio_cells.copy()
+    perturbed.loc[perturbed.set_index(cellsmod.KEY_COLUMNS).index.isin(keys), "paid"] *= 1.7
+    first = backtest.backtest(portfolio_cells, SPEC, k=2)
+    pd.testing.assert_series_equal(first.cells["expected"], backtest.backtest(perturbed, SPEC, k=2).cells["expected"])
+    pd.testing.assert_frame_equal(first.scores, backtest.backtest(portfolio_cells, SPEC, k=2).scores)
+    assert 0 < first.score < 1
