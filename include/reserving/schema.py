@@ -10,6 +10,7 @@ import argparse
 
 from sqlalchemy import (
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -20,6 +21,8 @@ from sqlalchemy import (
     Numeric,
     String,
     Table,
+    Text,
+    text,
 )
 from sqlalchemy.engine import Engine
 
@@ -202,6 +205,168 @@ drift_metrics = Table(
     Column("detail", String()),  # JSON: bin edges or levels with reference and current shares
     Column("run_id", String(250)),
     Index("ux_drift_metrics_key", "valuation_date", "basis", "feature", unique=True),
+)
+
+
+# --- Governance: model registry, champion history, backtests, promotion decisions, approvals -------------------
+
+MODEL_STATUSES = ("candidate", "champion", "retired", "rejected")
+
+model_registry = Table(
+    "model_registry",
+    metadata,
+    Column("model_version", String(80), primary_key=True),
+    Column("method", String(64), nullable=False),
+    Column("spec", Text, nullable=False),  # canonical JSON {"method": ..., "params": {...}}
+    Column("spec_hash", String(64), nullable=False),
+    Column("artifact_uri", String(1000), nullable=False),
+    Column("trained_valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("train_rows", Integer, nullable=False),
+    Column("data_hash", String(64), nullable=False),
+    Column("code_version", String(64), nullable=False),
+    Column("metrics", Text),  # JSON backtest metrics at registration
+    Column("status", String(16), nullable=False),
+    Column("registered_run_id", String(250)),
+    CheckConstraint("status IN ('candidate', 'champion', 'retired', 'rejected')", name="ck_model_status"),
+    # exactly one champion at any time, enforced by the database
+    Index(
+        "ux_model_registry_one_champion",
+        "status",
+        unique=True,
+        postgresql_where=text("status = 'champion'"),
+        sqlite_where=text("status = 'champion'"),
+    ),
+)
+
+champion_history = Table(
+    "champion_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("valuation_date", Date, nullable=False),
+    Column("model_version", String(80), nullable=False),
+    Column("previous_version", String(80)),
+    Column("action", String(16), nullable=False),  # promoted (a new spec, approved) or refitted (routine)
+    Column("approved_by", String(200)),
+    Column("approval_id", Integer),
+    Column("changed_at", DateTime, nullable=False),
+    Column("run_id", String(250)),
+)
+
+backtest_results = Table(
+    "backtest_results",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("model_version", String(80), nullable=False),
+    Column("role", String(16), nullable=False),  # champion or challenger
+    Column("segment", String(32), nullable=False),  # ALL for the overall score
+    Column("wape", Float),
+    Column("rmse", Float),
+    Column("held_out_diagonals", Integer, nullable=False),
+    Column("run_id", String(250)),
+    Index("ux_backtest_results_key", "valuation_date", "model_version", "segment", unique=True),
+)
+
+promotion_decisions = Table(
+    "promotion_decisions",
+    metadata,
+    Column("valuation_date", Date, primary_key=True),
+    Column("champion_version", String(80)),
+    Column("challenger_version", String(80)),
+    Column("champion_score", Float),
+    Column("challenger_score", Float),
+    Column("delta", Float, nullable=False),
+    Column("decision", String(16), nullable=False),  # promote (pending approval), keep, none
+    Column("reason", String(500), nullable=False),
+    Column("run_id", String(250)),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("valuation_date", Date, nullable=False),
+    Column("model_version", String(80), nullable=False),
+    Column("decision", String(16), nullable=False),  # approve, reject, timeout
+    Column("decided_by", String(200)),
+    Column("decided_at", DateTime, nullable=False),
+    Column("comment", Text),
+    Column("variable_key", String(250), nullable=False),
+    Column("run_id", String(250)),
+    Index("ux_approvals_key", "valuation_date", "model_version", unique=True),
+)
+
+# --- Published reserves: versioned per valuation date, exactly one current version ------------------------------
+
+reserve_versions = Table(
+    "reserve_versions",
+    metadata,
+    Column("valuation_date", Date, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("basis", String(16), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("model_version", String(80), nullable=False),
+    Column("approval_ref", String(250)),
+    Column("status", String(16), nullable=False),  # approved or preliminary
+    Column("is_current", Boolean, nullable=False),
+    Column("ibnr_total", Money, nullable=False),
+    Column("published_at", DateTime, nullable=False),
+    Index(
+        "ux_reserve_versions_one_current",
+        "valuation_date",
+        unique=True,
+        postgresql_where=text("is_current"),
+        sqlite_where=text("is_current = 1"),
+    ),
+    Index("ux_reserve_versions_run", "valuation_date", "run_id", unique=True),
+)
+
+
+def _reserve_columns() -> list[Column]:
+    return [
+        Column("valuation_date", Date, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("segment", String(32), nullable=False),
+        Column("origin", Date, nullable=False),
+        Column("latest_paid", Money, nullable=False),
+        Column("latest_incurred", Money),
+        Column("ultimate", Money, nullable=False),
+        Column("ibnr", Money, nullable=False),
+        Column("std_err", Money),
+        Column("p75", Money),
+        Column("p95", Money),
+        Column("model_version", String(80), nullable=False),
+        Column("approval_ref", String(250)),
+    ]
+
+
+reserve_results = Table(
+    "reserve_results",
+    metadata,
+    *_reserve_columns(),
+    Index("ux_reserve_results_key", "valuation_date", "version", "segment", "origin", unique=True),
+)
+
+reserve_results_staging = Table(
+    "reserve_results_staging",
+    metadata,
+    Column("load_id", String(64), nullable=False, index=True),
+    *_reserve_columns(),
+)
+
+# --- Pipeline health: one row per DAG run ---------------------------------------------------------------------
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("run_id", String(250), primary_key=True),
+    Column("dag_id", String(250), nullable=False),
+    Column("valuation_date", Date),
+    Column("state", String(16), nullable=False),
+    Column("started_at", DateTime),
+    Column("ended_at", DateTime),
+    Column("duration_seconds", Float),
+    Column("failed_task", String(250)),
 )
 
 
