@@ -1,0 +1,149 @@
+"""Registry: one champion (enforced by the database, also under racing promotions), promotion rule, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from include.reserving import registry, schema
+from include.reserving.db import make_engine
+
+V = dt.date(2024, 1, 31)
+
+
+def _entry(method: str, n: int, valuation_date: dt.date = V) -> registry.ModelEntry:
+    spec = {"method": method, "params": {"n": n}}
+    return registry.ModelEntry(
+        model_version=registry.model_version_id(spec, valuation_date, "hash"),
+        spec=spec,
+        artifact_uri=f"file:///artifacts/{method}-{n}",
+        trained_valuation_date=valuation_date,
+        basis="as_recorded",
+        train_rows=100,
+        data_hash="hash",
+        code_version="abc123",
+    )
+
+
+def test_version_ids_are_deterministic_and_distinct():
+    a, b = _entry("chain_ladder", 1), _entry("chain_ladder", 2)
+    assert a.model_version == _entry("chain_ladder", 1).model_version
+    assert a.model_version != b.model_version
+    assert a.model_version.startswith("20240131-chain_ladder-")
+
+
+def test_one_champion_with_history(warehouse):
+    a = registry.register(warehouse, _entry("chain_ladder", 1))
+    b = registry.register(warehouse, _entry("xgboost", 1))
+    assert a.status == b.status == "candidate" and registry.champion(warehouse) is None
+
+    assert registry.set_champion(warehouse, a.model_version, V, "promoted", approved_by="ada")
+    assert registry.set_champion(warehouse, a.model_version, V, "promoted", approved_by="ada") is False  # re-run
+    assert registry.set_champion(warehouse, b.model_version, V, "promoted", approved_by="bob")
+    assert registry.champion(warehouse).model_version == b.model_version
+    assert registry.get(warehouse, a.model_version).status == "retired"
+    history = registry.champion_history(warehouse)
+    assert list(history.model_version) == [a.model_version, b.model_version]
+    assert list(history.previous_version.fillna("-")) == ["-", a.model_version]
+    assert list(history.approved_by) == ["ada", "bob"]
+
+    # the database itself refuses a second champion
+    with pytest.raises(IntegrityError), warehouse.begin() as conn:
+        conn.execute(
+            update(schema.model_registry)
+            .where(schema.model_registry.c.model_version == a.model_version)
+            .values(status="champion")
+        )
+    # re-registering keeps the status
+    assert registry.register(warehouse, _entry("xgboost", 1)).status == "champion"
+
+
+def test_rejected_candidate_and_unknown_version(warehouse):
+    a = registry.register(warehouse, _entry("chain_ladder", 1))
+    registry.set_status(warehouse, a.model_version, "rejected")
+    assert registry.get(warehouse, a.model_version).status == "rejected"
+    with pytest.raises(LookupError):
+        registry.set_champion(warehouse, "nope", V, "promoted")
+
+
+@pytest.mark.postgres
+def test_racing_promotions_keep_one_champion(pg_url):
+    engine = make_engine(pg_url)
+    schema.create_all(engine)
+    versions = [registry.register(engine, _entry("chain_ladder", n)).model_version for n in range(6)]
+    barrier = threading.Barrier(len(versions))
+    errors = []
+
+    def promote(version):
+        own = make_engine(pg_url)
+        try:
+            barrier.wait()
+            for _ in range(5):
+                registry.set_champion(own, version, V, "promoted", approved_by=version)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+        finally:
+            own.dispose()
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with engine.connect() as conn:
+        champions = conn.execute(
+            select(func.count()).select_from(schema.model_registry).where(schema.model_registry.c.status == "champion")
+        ).scalar_one()
+    assert champions == 1
+    history = registry.champion_history(engine)
+    # serialised: every change retired exactly the champion before it
+    assert list(history.previous_version[1:]) == list(history.model_version[:-1])
+    assert history.model_version.iloc[-1] == registry.champion(engine).model_version
+    engine.dispose()
+
+
+def test_promotion_rule_margin():
+    d = registry.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
+    assert d.decision == "promote"
+    assert registry.decide_promotion(V, "champ", -0.10, "chall", -0.095, 0.01).decision == "keep"
+    assert registry.decide_promotion(V, "champ", -0.10, "chall", -0.09, 0.01).decision == "keep"  # not strictly >
+    assert registry.decide_promotion(V, None, None, "chall", -0.5, 0.01).decision == "promote"
+    assert registry.decide_promotion(V, "champ", -0.1, None, None, 0.01).decision == "none"
+
+
+def test_near_equal_specs_alternating_never_flip_the_champion():
+    """Two specs whose scores swap order every month by less than delta: the champion never changes."""
+    champion, other = "spec_a", "spec_b"
+    flips = 0
+    for month in range(24):
+        score_a = -0.100 + (0.004 if month % 2 else 0.0)
+        score_b = -0.100 + (0.0 if month % 2 else 0.004)
+        scores = {"spec_a": score_a, "spec_b": score_b}
+        decision = registry.decide_promotion(V, champion, scores[champion], other, scores[other], delta=0.005)
+        if decision.decision == "promote":
+            champion, other = other, champion
+            flips += 1
+    assert flips == 0 and champion == "spec_a"
+
+
+def test_decisions_backtests_and_approvals_are_replaced_on_rerun(warehouse):
+    import pandas as pd
+
+    d = registry.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
+    registry.record_decision(warehouse, d, run_id="r1")
+    registry.record_decision(warehouse, d, run_id="r1")
+    scores = pd.DataFrame({"segment": ["ALL", "Motor"], "wape": [0.1, 0.2], "rmse": [5.0, 6.0]})
+    registry.store_backtest(warehouse, V, "chall", "challenger", scores, 4, "r1")
+    registry.store_backtest(warehouse, V, "chall", "challenger", scores, 4, "r1")
+    first = registry.record_approval(warehouse, V, "chall", "approve", "reserving_approval__2024-01-31", "ada")
+    second = registry.record_approval(warehouse, V, "chall", "approve", "reserving_approval__2024-01-31", "ada")
+    assert first >= 1 and second >= 1
+    with warehouse.connect() as conn:
+        for table, n in ((schema.promotion_decisions, 1), (schema.backtest_results, 2), (schema.approvals, 1)):
+            assert conn.execute(select(func.count()).select_from(table)).scalar_one() == n
+    assert registry.approvals(warehouse).decided_by.tolist() == ["ada"]
