@@ -1,0 +1,318 @@
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+from sqlalchemy import select, text
+
+from include.reserving import quality, schema
+from include.reserving.config import Settings
+from include.reserving.db import bulk_insert, make_engine
+
+V = dt.date(2024, 1, 31)
+SETTINGS = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, volume_tolerance=0.5)
+
+
+def _claims():
+    return pd.DataFrame(
+        [
+            ("C1", "P1", "Motor", "BodilyInjury", dt.date(2023, 11, 2), dt.date(2023, 11, 10), 34, "North"),
+            ("C2", "P2", "Motor", "PropertyDamage", dt.date(2023, 12, 1), dt.date(2023, 12, 3), 51, "South"),
+            ("C3", "P3", "Property", "PropertyDamage", dt.date(2024, 1, 5), dt.date(2024, 1, 20), 77, "East"),
+            ("C4", "P4", "Liability", "BodilyInjury", dt.date(2024, 1, 25), dt.date(2024, 2, 10), 40, "West"),
+        ],
+        columns=[
+            "claim_id",
+            "policy_id",
+            "line_of_business",
+            "claim_type",
+            "accident_date",
+            "report_date",
+            "claimant_age",
+            "region",
+        ],
+    )
+
+
+def _transactions():
+    rows = [
+        ("T1", "C1", dt.date(2023, 11, 10), dt.datetime(2023, 11, 10, 9), 0.0, 5000.0, "open"),
+        ("T2", "C1", dt.date(2023, 12, 15), dt.datetime(2023, 12, 16, 9), 1200.0, -1200.0, "open"),
+        ("T3", "C2", dt.date(2023, 12, 3), dt.datetime(2023, 12, 3, 17), 0.0, 800.0, "open"),
+        ("T4", "C2", dt.date(2024, 1, 31), dt.datetime(2024, 1, 31, 23, 59), 800.0, -800.0, "closed"),
+        ("T5", "C3", dt.date(2024, 1, 20), dt.datetime(2024, 1, 22, 8), 0.0, 20000.0, "open"),
+        # recorded after V: not in the as-recorded extract of V (point in time), in the restated one
+        ("T6", "C3", dt.date(2024, 1, 29), dt.datetime(2024, 2, 3, 8), 300.0, 0.0, "open"),
+        # claim C4 is reported after V: its transactions are dated and recorded after V
+        ("T7", "C4", dt.date(2024, 2, 10), dt.datetime(2024, 2, 10, 10), 0.0, 9000.0, "open"),
+    ]
+    cols = ["transaction_id", "claim_id", "transaction_date", "recorded_at", "paid_amount", "case_reserve_change"]
+    return pd.DataFrame(rows, columns=[*cols, "status"])
+
+
+def _snapshot(claims: pd.DataFrame, valuation_date=V, basis="as_recorded"):
+    reported = claims[claims["report_date"] <= valuation_date].copy()
+    reported["report_delay_days"] = [
+        (r - a).days for a, r in zip(reported.accident_date, reported.report_date, strict=True)
+    ]
+    return reported.drop(columns=["policy_id"]).assign(
+        valuation_date=valuation_date,
+        basis=basis,
+        paid_to_date=0.0,
+        incurred_to_date=1000.0,
+        initial_incurred=1000.0,
+        is_closed=False,
+    )
+
+
+def _load(engine, claims=None, transactions=None, snapshot=None):
+    claims = _claims() if claims is None else claims
+    transactions = _transactions() if transactions is None else transactions
+    snapshot = _snapshot(claims) if snapshot is None else snapshot
+    for table, frame in (
+        (schema.claims, claims),
+        (schema.claim_transactions, transactions),
+        (schema.snapshot_claims, snapshot),
+    ):
+        if len(frame):
+            bulk_insert(engine, table, frame)
+
+
+def _gate(engine, tmp_path, basis="as_recorded", previous_row_count=None, settings=SETTINGS):
+    url = engine.url.render_as_string(hide_password=False)
+    return quality.run_quality_gate(url, V, basis, previous_row_count, settings, tmp_path / "artifacts")
+
+
+def test_clean_extract_passes_and_keeps_artifacts(warehouse, tmp_path):
+    _load(warehouse)
+    report = _gate(warehouse, tmp_path, previous_row_count=6)
+    assert report.success, report.summary()
+    quality.raise_for_failures(report)  # no exception
+    assert report.row_count == 5  # T1-T5: T6 and T7 were recorded after V
+    assert report.claim_count == 3
+    results = json.loads((tmp_path / "artifacts" / "validation_results.json").read_text())
+    assert results["success"] is True and len(results["validations"]) == 4
+    index = tmp_path / "artifacts" / "data_docs" / "index.html"
+    assert index.exists() and "reserving_snapshot_claims" in index.read_text()
+
+
+# --- defects -------------------------------------------------------------------------------------------------------
+
+
+def _set(frame, key_col, key, col, value):
+    frame.loc[frame[key_col] == key, col] = value
+
+
+def _negative_age(claims, txns):
+    _set(claims, "claim_id", "C1", "claimant_age", -3)
+
+
+def _age_over_120(claims, txns):
+    _set(claims, "claim_id", "C2", "claimant_age", 130)
+
+
+def _null_amount(claims, txns):
+    _set(txns, "transaction_id", "T3", "paid_amount", None)
+
+
+def _unknown_type(claims, txns):
+    _set(claims, "claim_id", "C3", "claim_type", "Unknown")
+
+
+def _duplicate_transaction_id(claims, txns):
+    txns.loc[len(txns)] = ("T2", "C2", dt.date(2024, 1, 10), dt.datetime(2024, 1, 10, 12), 50.0, 0.0, "open")
+
+
+def _duplicate_row(claims, txns):  # a double-posted payment: same claim, date and amount, new id
+    txns.loc[len(txns)] = ("T2b", "C1", dt.date(2023, 12, 15), dt.datetime(2023, 12, 18, 9), 1200.0, -1200.0, "open")
+
+
+def _transaction_after_valuation(claims, txns):  # dated after V but already recorded by V
+    txns.loc[len(txns)] = ("T8", "C2", dt.date(2024, 2, 5), dt.datetime(2024, 1, 30, 9), 10.0, 0.0, "open")
+
+
+def _accident_after_report(claims, txns):
+    _set(claims, "claim_id", "C2", "accident_date", dt.date(2023, 12, 5))
+
+
+def _amount_out_of_bounds(claims, txns):
+    _set(txns, "transaction_id", "T5", "case_reserve_change", 5_000_000.0)
+
+
+# defect -> (check key, bad rows, an example value the message must show)
+DEFECTS = {
+    "negative_age": (_negative_age, "snapshot_claims.claimant_age.between", 1, "-3"),
+    "age_over_120": (_age_over_120, "snapshot_claims.claimant_age.between", 1, "130"),
+    "null_amount": (_null_amount, "transactions_extract.paid_amount.not_null", 1, "None"),
+    "unknown_claim_type": (_unknown_type, "snapshot_claims.claim_type.allowed", 1, "'Unknown'"),
+    "duplicate_transaction_id": (_duplicate_transaction_id, "transactions_extract.transaction_id.unique", 2, "'T2'"),
+    "duplicate_claim_date_amount": (_duplicate_row, "transactions_extract.claim_date_amount.unique", 2, "'C1'"),
+    "transaction_after_valuation": (
+        _transaction_after_valuation,
+        "transactions_extract.transaction_date.not_after_valuation",
+        1,
+        "2024-02-05",
+    ),
+    "accident_after_report": (
+        _accident_after_report,
+        "snapshot_claims.report_date.not_before_accident",
+        1,
+        "2023-12-05",
+    ),
+    "amount_out_of_bounds": (_amount_out_of_bounds, "transactions_extract.case_reserve_change.bounds", 1, "5000000"),
+}
+
+
+def _defective_book(*names):
+    claims, txns = _claims(), _transactions()
+    for name in names:
+        DEFECTS[name][0](claims, txns)
+    return claims, txns
+
+
+@pytest.mark.parametrize("defect", sorted(DEFECTS))
+def test_each_defect_fails_the_gate_and_is_named_with_its_count(sqlite_url, tmp_path, defect):
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    claims, txns = _defective_book(defect)
+    _load(engine, claims, txns)
+    report = _gate(engine, tmp_path)
+    _, key, count, example = DEFECTS[defect]
+    assert [c.key for c in report.failures] == [key], report.summary()
+    assert report.failures[0].unexpected_count == count
+    with pytest.raises(quality.QualityGateError) as raised:
+        quality.raise_for_failures(report)
+    line = next(line for line in str(raised.value).splitlines() if key in line)
+    assert f": {count} bad rows" in line and example in line, line
+    assert raised.value.report is report
+
+
+def test_catalogue_of_defects_in_one_book(warehouse, tmp_path):
+    """Every defect at once, on SQLite and PostgreSQL: each check fails with exactly its own rows."""
+    claims, txns = _defective_book(*DEFECTS)
+    _load(warehouse, claims, txns)
+    report = _gate(warehouse, tmp_path)
+    expected: dict[str, int] = {}
+    for _, key, count, _ in DEFECTS.values():
+        expected[key] = expected.get(key, 0) + count
+    assert {c.key: c.unexpected_count for c in report.failures} == expected, report.summary()
+    ages = next(c for c in report.failures if c.key == "snapshot_claims.claimant_age.between")
+    assert sorted(ages.examples) == [-3, 130]
+    message = report.summary()
+    for key, count in expected.items():
+        assert f"{key} " in message and f": {count} bad rows" in message
+
+
+def test_non_finite_amount_fails_the_bounds_check(warehouse, tmp_path):
+    _load(warehouse)
+    # PostgreSQL numeric holds NaN; SQLite stores NaN as NULL, so it gets infinity (9e999 overflows to inf).
+    bad = "'NaN'" if warehouse.dialect.name == "postgresql" else "9e999"
+    with warehouse.begin() as conn:
+        conn.execute(text(f"UPDATE claim_transactions SET paid_amount = {bad} WHERE transaction_id = 'T4'"))
+    report = _gate(warehouse, tmp_path)
+    assert [(c.key, c.unexpected_count) for c in report.failures] == [("transactions_extract.paid_amount.bounds", 1)]
+    assert report.failures[0].examples in (["nan"], ["inf"])
+
+
+def test_empty_extract_gives_a_clear_message(warehouse, tmp_path):
+    _load(warehouse, transactions=_transactions().iloc[0:0], snapshot=_snapshot(_claims()).iloc[0:0])
+    report = _gate(warehouse, tmp_path, previous_row_count=5)
+    assert report.row_count == 0 and report.claim_count == 0
+    with pytest.raises(quality.QualityGateError) as raised:
+        quality.raise_for_failures(report)
+    message = str(raised.value)
+    assert "transactions_extract.row_count.nonzero" in message
+    assert "observed 0 rows (the extract is EMPTY)" in message
+    assert "snapshot_claims.row_count.nonzero" in message
+    assert "transactions_extract.row_count.volume" in message
+    assert "Traceback" not in message
+
+
+def test_missing_column_gives_a_clear_message(warehouse, tmp_path):
+    _load(warehouse)
+    with warehouse.begin() as conn:
+        conn.execute(text("ALTER TABLE claim_transactions DROP COLUMN paid_amount"))
+    report = _gate(warehouse, tmp_path)
+    failed = {c.key: c for c in report.failures}
+    assert failed["claim_transactions.columns"].examples == ["paid_amount"]
+    assert "MISSING columns ['paid_amount']" in failed["claim_transactions.columns"].explain()
+    for key in (
+        "claim_transactions.paid_amount.type",
+        "transactions_extract.paid_amount.not_null",
+        "transactions_extract.paid_amount.bounds",
+        "transactions_extract.claim_date_amount.unique",
+    ):
+        assert "paid_amount is missing" in failed[key].error, failed[key]
+    assert set(failed) == {
+        "claim_transactions.columns",
+        "claim_transactions.paid_amount.type",
+        "transactions_extract.paid_amount.not_null",
+        "transactions_extract.paid_amount.bounds",
+        "transactions_extract.claim_date_amount.unique",
+    }
+    assert report.row_count == 5  # the rest of the extract was still judged
+
+
+def test_volume_anomaly_against_the_previous_valuation(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    _load(engine)
+    assert _gate(engine, tmp_path, previous_row_count=10).success  # 5 is within 50% of 10
+    report = _gate(engine, tmp_path, previous_row_count=11)  # needs at least 5.5
+    assert [c.key for c in report.failures] == ["transactions_extract.row_count.volume"]
+    assert "between 6 and 16" in report.failures[0].explain() and "observed 5 rows" in report.failures[0].explain()
+
+
+def test_restated_basis_reads_latest_knowledge(warehouse, tmp_path):
+    claims = _claims()
+    _load(warehouse, claims, snapshot=_snapshot(claims, basis="restated"))
+    url = warehouse.url.render_as_string(hide_password=False)
+    report = quality.run_quality_gate(url, V, "restated", None, SETTINGS, tmp_path / "restated")
+    assert report.success, report.summary()
+    assert report.row_count == 6  # T6, recorded after V, is known now; T7 is dated after V
+    missing_snapshot = _gate(warehouse, tmp_path)  # no as-recorded snapshot was written for V
+    assert [c.key for c in missing_snapshot.failures] == ["snapshot_claims.row_count.nonzero"]
+
+
+def test_results_are_stored_and_replaced_on_rerun(warehouse, tmp_path):
+    claims, txns = _defective_book("negative_age")
+    _load(warehouse, claims, txns)
+    report = _gate(warehouse, tmp_path)
+    report.run_id = "run-1"
+    n = quality.store_quality_results(warehouse, report)
+    report.run_id = "run-2"
+    assert quality.store_quality_results(warehouse, report) == n == len(report.checks)
+    t = schema.quality_results
+    with warehouse.connect() as conn:
+        rows = conn.execute(select(t).where(t.c.valuation_date == V, t.c.basis == "as_recorded")).mappings().all()
+    assert len(rows) == n and {r["run_id"] for r in rows} == {"run-2"}
+    failed = [r for r in rows if not r["success"]]
+    assert [(r["check_key"], r["unexpected_count"], json.loads(r["examples"])) for r in failed] == [
+        ("snapshot_claims.claimant_age.between", 1, [-3])
+    ]
+    assert all(r["gate_success"] is False and r["suite_version"] == quality.SUITE_VERSION for r in rows)
+
+
+def test_alert_hook_gets_the_message_before_the_run_stops(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    claims, txns = _defective_book("unknown_claim_type")
+    _load(engine, claims, txns)
+    report = _gate(engine, tmp_path)
+    alerts = []
+    with pytest.raises(quality.QualityGateError):
+        quality.raise_for_failures(report, alert=lambda r, message: alerts.append((r, message)))
+    assert alerts == [(report, report.summary())]
+
+
+def test_suite_is_defined_in_code_with_stable_keys():
+    checks = quality.build_checks(V, "as_recorded", Settings(extra_claim_types=("Legal",)), previous_row_count=100)
+    keys = [c.key for c in checks]
+    assert len(keys) == len(set(keys))
+    allowed = next(c for c in checks if c.key == "snapshot_claims.claim_type.allowed")
+    assert allowed.expectation.value_set == ["BodilyInjury", "Legal", "PropertyDamage"]
+    volume = next(c for c in checks if c.key == "transactions_extract.row_count.volume")
+    assert (volume.expectation.min_value, volume.expectation.max_value) == (50, 150)
+    assert "transactions_extract.row_count.volume" not in [
+        c.key for c in quality.build_checks(V, "as_recorded", Settings())
+    ]
