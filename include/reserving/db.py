@@ -81,20 +81,29 @@ def _datetime_text(values: np.ndarray, with_time: bool) -> np.ndarray:
 
 def _driver_values(series: pd.Series, sql_type: Any) -> list[Any]:
     """One column as driver-ready Python values: None for missing, ISO text for datetime64 columns."""
-    if series.dtype.kind == "M":
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"  # extension dtypes: generic path
+    if kind == "M":
         return _datetime_text(series.to_numpy(), with_time=isinstance(sql_type, DateTime)).tolist()
-    if series.dtype.kind in "iub":
+    if kind in "iub":
         return series.to_numpy().tolist()
-    values = series.to_numpy(dtype=object, copy=True)
-    missing = series.isna().to_numpy()
-    if missing.any():
-        values[missing] = None
-    return values.tolist()
+    values = series.to_numpy(dtype=None if kind == "f" else object).tolist()
+    for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+        values[i] = None
+    return values
 
 
-def _csv_fields(values: list[Any]) -> list[str]:
-    """Python values as CSV fields: the NULL marker for None, quotes only where a field needs them."""
+def _csv_fields(series: pd.Series, sql_type: Any) -> list[str]:
+    """One column as CSV fields: the NULL marker for missing values, quotes only where a field needs them."""
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
+    if kind in "fiub":  # numbers never need quotes; str() of a Python float is its shortest exact repr
+        fields = list(map(str, series.to_numpy().tolist()))
+        for i in np.flatnonzero(series.isna().to_numpy()).tolist():
+            fields[i] = _NULL
+        return fields
+    values = _driver_values(series, sql_type)
     fields = [v if type(v) is str else _NULL if v is None else str(v) for v in values]
+    if kind == "M":
+        return fields
     joined = "\x00" + "\x00".join(fields) + "\x00"
     if _CSV_SPECIAL.search(joined) or f"\x00{_NULL}\x00" in joined:  # rare: quote just the fields that need it
         fields = [
@@ -122,11 +131,9 @@ class _TextStream:
         return out
 
 
-def _frame_batches(table: Table, frame: pd.DataFrame) -> Iterator[list[list[Any]]]:
-    """The frame in row batches, each a list of columns of driver-ready values."""
+def _frame_parts(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
     for start in range(0, len(frame), _ROWS_PER_BATCH):
-        part = frame.iloc[start : start + _ROWS_PER_BATCH]
-        yield [_driver_values(part[name], table.c[name].type) for name in frame.columns]
+        yield frame.iloc[start : start + _ROWS_PER_BATCH]
 
 
 def _tuple_csv(records: Iterable[Sequence[Any]]) -> Iterator[str]:
@@ -150,9 +157,15 @@ def bulk_insert(
     if isinstance(rows, pd.DataFrame):
         columns = list(rows.columns)
         count = len(rows)
-        batches = _frame_batches(table, rows)  # lazy: only the branch of this engine's dialect consumes it
-        text = ("\n".join(map(",".join, zip(*map(_csv_fields, b), strict=True))) + "\n" for b in batches)
-        records = itertools.chain.from_iterable(zip(*b, strict=True) for b in batches)
+        types = [table.c[name].type for name in columns]
+        # lazy generators: only the one for this engine's dialect runs
+        text = (
+            "\n".join(map(",".join, zip(*map(_csv_fields, (p[c] for c in columns), types), strict=True))) + "\n"
+            for p in _frame_parts(rows)
+        )
+        records = itertools.chain.from_iterable(
+            zip(*map(_driver_values, (p[c] for c in columns), types), strict=True) for p in _frame_parts(rows)
+        )
     else:
         if columns is None:
             raise ValueError("columns are required when rows are not a data frame")

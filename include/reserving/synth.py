@@ -47,9 +47,12 @@ import argparse
 import dataclasses
 import datetime as dt
 import operator
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -59,6 +62,7 @@ from sqlalchemy.engine import Engine
 from include.reserving import schema
 from include.reserving.db import bulk_insert, make_engine, redact
 
+LARGE_BOOK_CLAIMS = 100_000  # from this size write_book drops the transaction indexes during the load
 MAX_REPORT_DAYS = 5 * 365  # reporting and settlement delays are capped: no 50-year tails
 MAX_SETTLE_DAYS = 15 * 365
 CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")
@@ -68,6 +72,8 @@ REGION_SHARES = (0.22, 0.24, 0.18, 0.21, 0.15)
 TARGET_LOSS_RATIO = 0.65
 CLAIM_COLUMNS = [c.name for c in schema.claims.columns]
 TRANSACTION_COLUMNS = [c.name for c in schema.claim_transactions.columns]
+
+T = TypeVar("T")
 
 # Transaction kinds, in their order on a tie of times within a claim.
 _OPEN, _REVISION, _PAYMENT, _CLOSE, _REOPEN, _RECLOSE = range(6)
@@ -239,7 +245,9 @@ def exposure_frame(spec: BookSpec) -> pd.DataFrame:
                     "line_of_business": line.name,
                     "month": months.astype("datetime64[D]"),
                     "earned_premium": np.round(expected_claims * inflated * cycle / TARGET_LOSS_RATIO, 2),
-                    "exposure_units": np.round(expected_claims / (line.frequency / 12), 2),
+                    "exposure_units": np.round(
+                        expected_claims / line.frequency, 2
+                    ),  # exposure-years earned in the month
                 }
             )
         )
@@ -589,6 +597,28 @@ class WriteSummary:
         )
 
 
+def _prefetch(items: Iterator[T]) -> Iterator[T]:
+    """Yield ``items``, producing the next one in a background thread while the caller works on the current one."""
+    slot: queue.Queue = queue.Queue(maxsize=1)
+
+    def produce() -> None:
+        try:
+            for item in items:
+                slot.put((True, item))
+            slot.put((False, None))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            slot.put((False, exc))
+
+    threading.Thread(target=produce, daemon=True, name="synth-prefetch").start()
+    while True:
+        more, item = slot.get()
+        if not more:
+            if item is not None:
+                raise item
+            return
+        yield item
+
+
 def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = True) -> WriteSummary:
     """Generate the book chunk by chunk and bulk-load each chunk into the database at ``url``.
 
@@ -599,18 +629,24 @@ def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = T
 
     started = time.perf_counter()
     engine = make_engine(url)
+    # a large load is several times faster into an unindexed table, with the indexes built once at the end
+    indexes = list(schema.claim_transactions.indexes) if spec.claims >= LARGE_BOOK_CLAIMS else []
     try:
         schema.create_all(engine)
         if reset:
             reset_source_tables(engine)
+        for index in indexes:
+            index.drop(engine, checkfirst=True)
         n_transactions = 0
         with tqdm(total=spec.claims, unit="claims", unit_scale=True, desc="synth", disable=not progress) as bar:
-            for claims, transactions in iter_book(spec):
+            for claims, transactions in _prefetch(iter_book(spec)):
                 bulk_insert(engine, schema.claims, claims[CLAIM_COLUMNS])
                 n_transactions += bulk_insert(engine, schema.claim_transactions, transactions[TRANSACTION_COLUMNS])
                 bar.update(len(claims))
         bulk_insert(engine, schema.earned_exposure, exposure_frame(spec))
     finally:
+        for index in indexes:
+            index.create(engine, checkfirst=True)
         engine.dispose()
     return WriteSummary(spec.claims, n_transactions, time.perf_counter() - started, redact(url))
 
