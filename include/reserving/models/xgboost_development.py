@@ -1,12 +1,14 @@
-"""XGBoost development model: learns the next period's paid emergence across all segments at once.
+"""XGBoost development model: learns the next period's paid development across all segments at once.
 
-Each training row is an observed step of an origin from age ``d`` to ``d + grain``; the target is the incremental paid
-of that step relative to the origin's scale (earned premium, else exposure, else the chain-ladder ultimate), i.e. an
-incremental loss ratio. Features put the chain ladder and the additive (incremental loss ratio) method side by side
-so the trees learn when to trust which: development age, paid loss ratio to date, the segment's and the pooled
-chain-ladder factor applied to it, and the segment's and pooled average incremental loss ratio at that age. The
-lower triangle is projected recursively from each origin's latest paid. Standard errors come from out-of-fold
-residuals of the one-step predictions (folds by origin), accumulated over the remaining steps.
+Each training row is an observed step of an origin from age ``d`` to ``d + grain``. By default the target is the log
+of the step's link ratio over the segment's chain-ladder factor, so the model is the chain ladder plus a correction
+learned across segments (other targets: see ``target``). Amounts are put on a common footing by the origin's scale
+(earned premium, else exposure, else the chain-ladder ultimate). Features put the chain ladder and the additive
+(incremental loss ratio) method side by side so the trees learn when to trust which: development age, paid loss
+ratio to date, the segment's and the pooled chain-ladder increment, and the segment's and pooled average incremental
+loss ratio at that age. The lower triangle is projected recursively from each origin's latest paid. Standard errors
+come from out-of-fold residuals of the one-step predictions (folds by origin), accumulated over the remaining steps
+as if independent.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from include.reserving.models.chain_ladder import ChainLadder
 
 BOOSTER_FILE = "booster.json"
 STATE_FILE = "xgboost_state.json"
+TARGETS = ("increment", "cl_residual", "log_factor_residual")
 FEATURES = ["development", "paid_ratio", "cl_increment", "pooled_cl_increment", "additive", "pooled_additive"]
 # age-to-age factors outside this range come from near-empty cells and would dominate the CL features
 _FACTOR_RANGE = (0.5, 20.0)
 
 
 class XGBoostDevelopment(ReservingModel):
-    """Cross-segment XGBoost model of incremental paid relative to premium, projected recursively.
+    """Cross-segment XGBoost development model, projected recursively.
 
     Parameters
     ----------
@@ -39,6 +42,10 @@ class XGBoostDevelopment(ReservingModel):
         XGBoost hyperparameters.
     average : str
         Link ratio average of the chain-ladder features (see :class:`ChainLadder`).
+    target : {"increment", "cl_residual", "log_factor_residual"}
+        What the trees learn: the incremental loss ratio itself; its difference from the segment's chain-ladder
+        increment; or the log of the step's link ratio over the segment's chain-ladder factor (scale-free). The
+        residual targets make the model the chain ladder plus a learned correction, so it falls back to it.
     residual_folds : int
         Folds (by origin) for the out-of-fold residuals behind the standard errors; 0 uses in-sample residuals.
     random_state : int
@@ -75,6 +82,7 @@ class XGBoostDevelopment(ReservingModel):
         min_child_weight: float = 5.0,
         reg_lambda: float = 1.0,
         average: str = "volume",
+        target: str = "log_factor_residual",
         residual_folds: int = 2,
         random_state: int = 0,
         n_jobs: int = 1,
@@ -86,6 +94,7 @@ class XGBoostDevelopment(ReservingModel):
         self.min_child_weight = min_child_weight
         self.reg_lambda = reg_lambda
         self.average = average
+        self.target = target
         self.residual_folds = residual_folds
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -95,7 +104,7 @@ class XGBoostDevelopment(ReservingModel):
         """The small set of specs the training search tries for this method."""
         return [
             {"method": cls.method, "params": {}},
-            {"method": cls.method, "params": {"max_depth": 2, "n_estimators": 200}},
+            {"method": cls.method, "params": {"target": "increment"}},
         ]
 
     def _regressor(self) -> xgb.XGBRegressor:
@@ -178,14 +187,42 @@ class XGBoostDevelopment(ReservingModel):
         steps = self._steps(cells)
         if steps.empty:
             raise ValueError("cells hold no origin with two successive ages: nothing to learn development from")
-        features, target = self._features(steps), steps["increment"].to_numpy()
+        if self.target not in TARGETS:
+            raise ValueError(f"target={self.target!r} is invalid: use one of {TARGETS}")
+        if self.target == "log_factor_residual":
+            # a link ratio needs positive paid at both ages
+            steps = steps[(steps["paid"] > 0) & (steps["paid_next"] > 0)].reset_index(drop=True)
+        features, target = self._features(steps), self._target(steps)
         self.booster_ = self._regressor().fit(features, target)
-        residuals = target - self._oof_predictions(steps, features, target)
+        # residuals in scale units whatever the target, so the standard error is in money once scaled back
+        expected = self._next_paid(steps, self._oof_predictions(steps, features, target))
+        residuals = (steps["paid_next"].to_numpy() - expected) / steps["scale"].to_numpy()
         self.residual_var_ = {
             int(age): float(np.mean(r**2)) for age, r in pd.Series(residuals).groupby(steps["development"].to_numpy())
         }
         self.training_cells_ = cells
         return self
+
+    def _target(self, steps: pd.DataFrame) -> np.ndarray:
+        factor = steps.merge(self.factors_, how="left", on=["segment", "development"])["factor"].to_numpy()
+        if self.target == "log_factor_residual":
+            return np.log(steps["paid_next"].to_numpy() / steps["paid"].to_numpy()) - np.log(factor)
+        increment = steps["increment"].to_numpy()
+        if self.target == "cl_residual":
+            return increment - steps["paid"].to_numpy() / steps["scale"].to_numpy() * (factor - 1.0)
+        return increment
+
+    def _next_paid(self, state: pd.DataFrame, prediction: np.ndarray) -> np.ndarray:
+        """Paid one grain after each row of ``state`` (segment, development, paid, scale) given the trees' output."""
+        merged = state[["segment", "development"]].merge(self.factors_, how="left", on=["segment", "development"])
+        paid, scale = state["paid"].to_numpy(), state["scale"].to_numpy()
+        if self.target == "log_factor_residual":
+            # an origin with nothing paid yet develops additively: a link ratio has nothing to multiply
+            additive = paid + scale * merged["additive"].to_numpy()
+            return np.where(paid > 0, paid * merged["factor"].to_numpy() * np.exp(prediction), additive)
+        if self.target == "cl_residual":
+            return paid * merged["factor"].to_numpy() + scale * prediction
+        return paid + scale * prediction
 
     def _oof_predictions(self, steps: pd.DataFrame, features: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Out-of-fold one-step predictions (folds by origin rank), or in-sample ones when ``residual_folds`` is 0."""
@@ -223,8 +260,10 @@ class XGBoostDevelopment(ReservingModel):
             state = state[state["development"] < last_age]
             if state.empty:
                 break
-            increment = self.booster_.predict(self._features(state)) * state["scale"].to_numpy()
-            state = state.assign(development=state["development"] + self.grain_, paid=state["paid"] + increment)
+            state = state.assign(
+                development=state["development"] + self.grain_,
+                paid=self._next_paid(state, self.booster_.predict(self._features(state))),
+            )
             projected.append(state[["segment", "origin", "development", "paid"]])
         square = cells[["segment", "origin", "development", "paid"]].assign(observed=True)
         if projected:

@@ -65,3 +65,11 @@ def test_backtest_is_leak_free_and_deterministic(portfolio_cells):
     pd.testing.assert_series_equal(first.cells["expected"], backtest.backtest(perturbed, SPEC, k=2).cells["expected"])
     pd.testing.assert_frame_equal(first.scores, backtest.backtest(portfolio_cells, SPEC, k=2).scores)
     assert 0 < first.score < 1
+
+
+def test_every_target_fits_and_an_unknown_one_is_rejected(portfolio_cells):
+    for target in ["increment", "cl_residual"]:
+        model = XGBoostDevelopment(n_estimators=20, target=target, residual_folds=0).fit(portfolio_cells)
+        assert np.isfinite(model.ultimates(portfolio_cells)["ultimate"]).all()
+    with pytest.raises(ValueError, match="target"):
+        XGBoostDevelopment(target="ultimate").fit(portfolio_cells)

@@ -1,0 +1,158 @@
+"""Public accuracy benchmarks of the reserving models.
+
+``python -m include.reserving.benchmark schedule-p`` runs the Schedule P benchmark on chainladder's ``clrd2025``
+sample (CAS Schedule P, accident years 1998-2007 developed through 2016): for every company and line with a complete
+10x10 paid square and positive premium and paid, each spec is fitted on the upper triangle (calendar years up to
+2007), predicts cumulative paid at age 120 months for every accident year, and the sum over accident years is
+compared with the actual. Per line it reports MAPE and RMSPE of each spec and their ratio to chain ladder's. Models
+that learn across segments (XGBoost) are fitted once per line on all its companies, each company one segment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import chainladder as cl
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from include.reserving import cells as cellsmod
+from include.reserving.models import build_model
+
+LINES = ["comauto", "othliab", "ppauto", "wkcomp", "prodliab", "medmal"]
+TARGET_LINES = ["comauto", "othliab", "ppauto", "wkcomp"]
+LAST_ACCIDENT_YEAR = 2007
+AGE = 120
+BASELINE = {"method": "chain_ladder", "params": {}}
+DEFAULT_SPECS = [
+    BASELINE,
+    {"method": "xgboost_development", "params": {}},
+    {"method": "xgboost_development", "params": {"target": "cl_residual"}},
+    {"method": "xgboost_development", "params": {"target": "increment"}},
+]
+
+
+def schedule_p_cells() -> pd.DataFrame:
+    """Paid cells of every complete company/line square of ``clrd2025`` (accident years 1998-2007, ages 12-120).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A cells frame with an extra ``line`` column; ``segment`` is the company (group) name. ``incurred`` is
+        case incurred (reported incurred less bulk and IBNR reserves); premium is net earned premium.
+    """
+    sample = cl.load_sample("clrd2025")
+    sample = sample[sample.origin <= str(LAST_ACCIDENT_YEAR)]
+    sample = sample[sample.development <= AGE]
+    sample["CaseIncurred"] = sample["IncurredLosses"] - sample["BulkLoss"]
+    frame = cellsmod.from_triangle(
+        sample[["CumPaidLoss", "CaseIncurred", "EarnedPremNet"]],
+        columns={"CumPaidLoss": "paid", "CaseIncurred": "incurred", "EarnedPremNet": "earned_premium"},
+    )
+    frame[["segment", "line"]] = frame["segment"].str.rsplit(" / ", n=1, expand=True).to_numpy()
+    # premium is origin-level: the same on every cell of an accident year
+    frame["earned_premium"] = frame.groupby(["line", "segment", "origin"])["earned_premium"].transform("max")
+    per_square = frame.groupby(["line", "segment"]).agg(
+        cells=("paid", "size"),
+        min_premium=("earned_premium", "min"),
+        origins=("origin", "nunique"),
+    )
+    final_paid = frame[frame["development"] == AGE].groupby(["line", "segment"])["paid"].min()
+    complete = (per_square["cells"] == 100) & (per_square["origins"] == 10) & (per_square["min_premium"] > 0)
+    complete &= final_paid.reindex(per_square.index).fillna(0) > 0
+    keep = pd.MultiIndex.from_frame(frame[["line", "segment"]]).isin(per_square.index[complete])
+    return frame[keep].reset_index(drop=True)
+
+
+def upper_triangle(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells evaluated by the end of the last accident year (what was known at 2007-12-31)."""
+    evaluated = pd.to_datetime(cellsmod.evaluation_date(cells))
+    return cells[evaluated.dt.year <= LAST_ACCIDENT_YEAR].reset_index(drop=True)
+
+
+def predicted_totals(spec: dict[str, Any], cells: pd.DataFrame) -> pd.Series:
+    """Paid at age 120 summed over accident years, per segment, from ``spec`` fitted on the upper triangle."""
+    train = upper_triangle(cells)
+    square = build_model(spec).fit(train).predict(train)
+    return square[square["development"] == AGE].groupby("segment")["paid"].sum()
+
+
+def score_line(actual: pd.Series, predicted: pd.Series) -> dict[str, float]:
+    """MAPE and RMSPE of predicted against actual totals (one value per company)."""
+    error = (predicted.reindex(actual.index) - actual) / actual
+    return {"mape": float(error.abs().mean()), "rmspe": float(np.sqrt((error**2).mean()))}
+
+
+def spec_label(spec: dict[str, Any]) -> str:
+    params = ",".join(f"{k}={v}" for k, v in sorted(spec.get("params", {}).items()))
+    return spec["method"] + (f"({params})" if params else "")
+
+
+def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES) -> pd.DataFrame:
+    """Run the Schedule P benchmark.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per line and spec: ``line, spec, companies, mape, rmspe, mape_ratio, rmspe_ratio`` (ratios to the
+        chain ladder baseline, which is always included).
+    """
+    specs = [BASELINE, *[s for s in specs if s != BASELINE]]
+    cells = schedule_p_cells()
+    rows = []
+    with tqdm(total=len(lines) * len(specs), desc="schedule-p", unit="fit") as progress:
+        for line in lines:
+            line_cells = cells[cells["line"] == line].drop(columns="line")
+            actual = line_cells[line_cells["development"] == AGE].groupby("segment")["paid"].sum()
+            for spec in specs:
+                progress.set_postfix_str(f"{line} {spec['method']}")
+                scores = score_line(actual, predicted_totals(spec, line_cells))
+                rows.append({"line": line, "spec": spec_label(spec), "companies": len(actual), **scores})
+                progress.update()
+    table = pd.DataFrame(rows)
+    baseline = table[table["spec"] == spec_label(BASELINE)].set_index("line")
+    table["mape_ratio"] = table["mape"] / table["line"].map(baseline["mape"])
+    table["rmspe_ratio"] = table["rmspe"] / table["line"].map(baseline["rmspe"])
+    return table
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """The benchmark table as a Markdown table."""
+    header = "| line | spec | companies | MAPE | RMSPE | MAPE / CL | RMSPE / CL |\n|---|---|---:|---:|---:|---:|---:|"
+    lines = [
+        f"| {r.line} | `{r.spec}` | {r.companies} | {r.mape:.4f} | {r.rmspe:.4f} | {r.mape_ratio:.3f} | "
+        f"{r.rmspe_ratio:.3f} |"
+        for r in table.itertuples()
+    ]
+    return "\n".join([header, *lines])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    schedule = commands.add_parser("schedule-p", help="CAS Schedule P (clrd2025) accuracy at age 120 months")
+    schedule.add_argument(
+        "--spec", action="append", type=json.loads, help="extra model spec as JSON (repeatable; default: every method)"
+    )
+    schedule.add_argument("--lines", nargs="+", default=LINES, choices=LINES)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    table = schedule_p(args.spec or DEFAULT_SPECS, args.lines)
+    print(to_markdown(table))
+    challengers = table[table["spec"] != spec_label(BASELINE)]
+    best = challengers.groupby("spec")["mape_ratio"].mean().sort_values()
+    best_spec = best.index[0] if len(best) else spec_label(BASELINE)
+    squares = table.groupby("line")["companies"].first().sum()
+    print(
+        f"schedule-p: {squares} company/line squares over {len(args.lines)} lines, "
+        f"{len(table['spec'].unique())} specs in {time.monotonic() - started:.0f}s; best mean MAPE ratio to chain "
+        f"ladder: {best_spec} {best.iloc[0] if len(best) else 1.0:.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
