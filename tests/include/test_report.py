@@ -1,0 +1,166 @@
+"""The reserve report PDF: read back with pypdf, the numbers equal the published rows to the cent."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from include.reserving import report
+from include.reserving.report import ReportData, render_reserve_report
+from tests.include.conftest import IBNR_BY_LINE, TOTAL_IBNR, make_report_data
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def _pages(path) -> list[str]:
+    return [page.extract_text() for page in PdfReader(str(path)).pages]
+
+
+@pytest.fixture(scope="module")
+def pages(report_pdf) -> list[str]:
+    return _pages(report_pdf)
+
+
+def _cents(values) -> Decimal:
+    return sum((Decimal(f"{v:.2f}") for v in values), Decimal("0"))
+
+
+def test_fixture_golden_numbers(report_data):
+    """The golden strings are the hand-set book's sums, added up in exact decimal arithmetic."""
+    reserves = report_data.reserves
+    assert f"{_cents(reserves['ibnr']):,.2f}" == TOTAL_IBNR
+    for segment, rows in reserves.groupby("segment"):
+        assert f"{_cents(rows['ibnr']):,.2f}" == IBNR_BY_LINE[segment]
+    assert reserves["segment"].nunique() >= 3 and reserves["origin"].nunique() >= 10
+
+
+def test_cover_names_valuation_champion_status_and_version(pages, report_data):
+    cover = pages[0]
+    assert "Valuation date" in cover and "2023-12-31" in cover
+    assert report_data.champion_version in cover
+    assert "APPROVED" in cover
+    assert "Publication version" in cover
+    assert f"Total IBNR\n{TOTAL_IBNR}" in cover
+
+
+def test_summary_has_ibnr_per_line_total_and_movement(pages, report_data):
+    summary = pages[1]
+    assert "Summary of IBNR by line" in summary
+    for segment, ibnr in IBNR_BY_LINE.items():
+        line = summary[summary.index(f"\n{segment}\n") :]
+        assert line.split("\n")[5] == ibnr  # Line, paid, incurred, ultimate, IBNR
+    assert TOTAL_IBNR in summary
+    previous = report_data.previous_reserves
+    motor_now = _cents(report_data.reserves.loc[report_data.reserves["segment"] == "Motor", "ibnr"])
+    motor_before = _cents(previous.loc[previous["segment"] == "Motor", "ibnr"])
+    assert f"{motor_before:,.2f}" in summary
+    assert f"{motor_now - motor_before:,.2f}" in summary
+
+
+def test_every_origin_ultimate_ibnr_and_range_of_a_line_appears_to_the_cent(pages, report_data):
+    text = "\n".join(pages)
+    motor = report_data.reserves[report_data.reserves["segment"] == "Motor"]
+    assert len(motor) == 12
+    for _, row in motor.iterrows():
+        label = f"{row['origin'].year}Q{(row['origin'].month - 1) // 3 + 1}"
+        expected = [f"{row[c]:,.2f}" for c in ("latest_paid", "latest_incurred", "ultimate", "ibnr", "std_err")]
+        assert "\n".join([label, *expected]) in text, (label, expected)
+        assert f"{row['p75']:,.2f}\n{row['p95']:,.2f}" in text
+    assert "4,812,345.67" in text and "5,802,450.16" in text  # first and last hand-set Motor ultimates
+
+
+def test_sections_triangles_factors_backtest_quality_drift_health(pages):
+    text = "\n".join(pages)
+    for heading in (
+        "Cumulative paid triangle",
+        "Cumulative incurred triangle",
+        "Selected age-to-age factors",
+        "Actual versus expected",
+        "Champion versus challenger backtest",
+        "Data quality",
+        "6. Drift",
+        "Pipeline health",
+    ):
+        assert heading in text, heading
+    assert "36-ult\n" in text and "1.2658" in text  # Liability's tail factor
+    assert "1.7333" in text  # Motor 3-6: 0.52 / 0.30
+    assert "8 of 8 checks passed." in text
+    assert "1 of 5 features breached their threshold." in text and "BREACH" in text
+    assert "10 of 12 runs succeeded (83.3%)." in text
+    assert "quality_gate" in text
+
+
+def test_paid_triangle_cells_are_the_cells_to_the_cent(pages, report_data):
+    text = "\n".join(pages)
+    cells = report_data.cells
+    oldest = cells[(cells["segment"] == "Property") & (cells["origin"] == cells["origin"].min())]
+    row = "\n".join(["2021Q1", *[f"{v:,.2f}" for v in oldest.sort_values("development")["paid"]]])
+    assert row in text
+
+
+def test_same_data_gives_identical_bytes(report_pdf, tmp_path):
+    again = render_reserve_report(make_report_data(), tmp_path / "again.pdf")
+    assert again.read_bytes() == Path(report_pdf).read_bytes()
+
+
+def test_large_book_paginates_with_repeated_headers(tmp_path):
+    """40 quarterly origins: tables run over pages; every page of the per-origin table repeats its header."""
+    pdf = render_reserve_report(make_report_data(n_origins=40), tmp_path / "large.pdf")
+    pages = _pages(pdf)
+    assert len(pages) > 20
+    origin_pages = [p for p in pages if "2014Q1" in p]
+    assert len(origin_pages) >= 6  # per line: the origin table and two triangles start with the oldest origin
+    for page in pages:
+        if "2015Q3" in page:  # an origin row on the page: a header naming the origin column sits above it
+            assert "Origin" in page
+
+
+def test_missing_previous_and_empty_sections_still_render(tmp_path, report_data):
+    data = ReportData(
+        valuation_date=report_data.valuation_date,
+        status="preliminary",
+        champion_version=report_data.champion_version,
+        publication_version=1,
+        reserves=report_data.reserves,
+        cells=report_data.cells,
+        factors=report_data.factors,
+    )
+    text = "\n".join(_pages(render_reserve_report(data, tmp_path / "bare.pdf")))
+    assert "PRELIMINARY" in text
+    assert "No previous valuation was supplied" in text
+    assert "No backtest this month" in text
+    assert TOTAL_IBNR in text
+
+
+def test_invalid_status_and_empty_reserves_are_refused(report_data):
+    with pytest.raises(ValueError, match="status"):
+        ReportData(**{**report_data.__dict__, "status": "final"})
+    with pytest.raises(ValueError, match="no published reserves"):
+        ReportData(**{**report_data.__dict__, "reserves": report_data.reserves.iloc[0:0]})
+
+
+def test_money_format_round_trips():
+    assert report.money(1234567.891) == "1,234,567.89"
+    assert report.money(-0.5) == "-0.50"
+    assert report.money(float("nan")) == "n/a"
+    assert report.money_total([0.1, 0.2, 0.3]) == 0.6
+
+
+def test_first_page_renders_to_png(report_pdf):
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
+    ARTIFACTS.mkdir(exist_ok=True)
+    prefix = ARTIFACTS / "reserve_report_page1"
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(report_pdf), str(prefix)],
+        check=True,
+        timeout=60,
+    )
+    png = prefix.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 10_000
