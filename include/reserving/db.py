@@ -94,16 +94,8 @@ def _driver_values(series: pd.Series, sql_type: Any) -> list[Any]:
 
 def _csv_fields(series: pd.Series, sql_type: Any) -> list[str]:
     """One column as CSV fields: the NULL marker for missing values, quotes only where a field needs them."""
-    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
-    if kind in "fiub":  # numbers never need quotes; str() of a Python float is its shortest exact repr
-        fields = list(map(str, series.to_numpy().tolist()))
-        for i in np.flatnonzero(series.isna().to_numpy()).tolist():
-            fields[i] = _NULL
-        return fields
     values = _driver_values(series, sql_type)
     fields = [v if type(v) is str else _NULL if v is None else str(v) for v in values]
-    if kind == "M":
-        return fields
     joined = "\x00" + "\x00".join(fields) + "\x00"
     if _CSV_SPECIAL.search(joined) or f"\x00{_NULL}\x00" in joined:  # rare: quote just the fields that need it
         fields = [
@@ -113,14 +105,112 @@ def _csv_fields(series: pd.Series, sql_type: Any) -> list[str]:
     return fields
 
 
-class _TextStream:
-    """A file-like ``read()`` over text chunks, so COPY streams while the next chunk is being formatted."""
+def _digits(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Integers (``decimals`` = 0) or cents (2) as a NUL-padded byte matrix of their decimal text, e.g. -12.05."""
+    negative = values < 0
+    rest = np.abs(values)
+    width = max(len(str(int(rest.max(initial=0)))), decimals + 1)
+    columns = []
+    for position in range(width):  # least significant digit first
+        digit = (rest % 10).astype(np.uint8) + ord("0")
+        if position > decimals:  # leading zeros of the integer part become padding
+            digit[rest == 0] = 0
+        columns.append(digit)
+        rest //= 10
+        if decimals and position == decimals - 1:
+            columns.append(np.full(len(values), ord("."), dtype=np.uint8))
+    columns.append(np.where(negative, ord("-"), 0).astype(np.uint8))
+    return np.column_stack(columns[::-1])
 
-    def __init__(self, chunks: Iterator[str]):
+
+def _fixed(strings: np.ndarray) -> np.ndarray:
+    """A bytes array (numpy ``S``) as a NUL-padded byte matrix."""
+    return strings.view(np.uint8).reshape(len(strings), strings.dtype.itemsize)
+
+
+def _datetime_matrix(values: np.ndarray, with_time: bool) -> np.ndarray:
+    """datetime64 values (no NaT) as a byte matrix of ISO text, from look-up tables: no Python strings at all."""
+    ticks = values.astype("datetime64[us]").view(np.int64)
+    days = ticks // _DAY_US
+    first = int(days.min(initial=0))
+    day_table = np.datetime_as_string(np.arange(first, int(days.max(initial=first)) + 1).astype("datetime64[D]"))
+    text = _fixed(day_table.astype("S10"))[days - first]
+    within_day = ticks - days * _DAY_US
+    if not with_time:
+        return text
+    if (within_day % 1_000_000).any():
+        return _fixed(_datetime_text(values, with_time=True).astype("S"))
+    return np.hstack([text, _fixed(_time_of_day_text().astype("S16"))[within_day // 1_000_000]])
+
+
+_SPECIAL_BYTES = np.frombuffer(b',"\r\n', dtype=np.uint8)
+_NULL_BYTES = np.frombuffer(_NULL.encode(), dtype=np.uint8)
+
+
+def _plain_ascii(strings: np.ndarray) -> np.ndarray | None:
+    """Python strings as a byte matrix when none needs quoting or escaping (ASCII, non-empty column), else None."""
+    try:
+        matrix = _fixed(np.asarray(strings, dtype="S"))
+    except UnicodeEncodeError:
+        return None
+    width = matrix.shape[1]
+    if width == 0 or np.isin(matrix, _SPECIAL_BYTES).any():
+        return None
+    if width >= len(_NULL_BYTES):
+        is_null_marker = (matrix[:, : len(_NULL_BYTES)] == _NULL_BYTES).all(axis=1)
+        if width > len(_NULL_BYTES):
+            is_null_marker &= matrix[:, len(_NULL_BYTES)] == 0
+        if is_null_marker.any():
+            return None
+    return matrix
+
+
+def _csv_matrix(series: pd.Series, sql_type: Any) -> np.ndarray:
+    """One column as a NUL-padded byte matrix of CSV fields, vectorised for numbers, dates, whole-cent amounts and
+    plain ASCII text; anything else (missing values, quoting, non-ASCII) goes through the per-value path."""
+    kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else "O"
+    if not series.isna().to_numpy().any():
+        values = series.to_numpy()
+        if kind in "iu":
+            return _digits(values.astype(np.int64), 0)
+        if kind == "f" and np.isfinite(values).all() and np.abs(values).max(initial=0) < 1e15:
+            cents = np.rint(values * 100)
+            if (cents / 100 == values).all():  # money: exact in cents, so the text is exact too
+                return _digits(cents.astype(np.int64), 2)
+        if kind == "M":
+            return _datetime_matrix(values, with_time=isinstance(sql_type, DateTime))
+        if kind == "O" and pd.api.types.infer_dtype(series, skipna=False) == "string":
+            matrix = _plain_ascii(series.to_numpy(dtype=object))
+            if matrix is not None:
+                return matrix
+    fields = _csv_fields(series, sql_type)
+    try:
+        return _fixed(np.array(fields, dtype="S"))
+    except UnicodeEncodeError:
+        return _fixed(np.array([f.encode() for f in fields], dtype="S"))
+
+
+def _csv_bytes(part: pd.DataFrame, types: list[Any]) -> bytes:
+    """A frame as CSV bytes: each column a byte matrix, separators between, padding dropped in one pass."""
+    n = len(part)
+    blocks = []
+    for i, (name, sql_type) in enumerate(zip(part.columns, types, strict=True)):
+        if i:
+            blocks.append(np.full((n, 1), ord(","), dtype=np.uint8))
+        blocks.append(_csv_matrix(part[name], sql_type))
+    blocks.append(np.full((n, 1), ord("\n"), dtype=np.uint8))
+    flat = np.hstack(blocks).ravel()
+    return flat[flat != 0].tobytes()
+
+
+class _ByteStream:
+    """A file-like ``read()`` over byte chunks, so COPY streams while the next chunk is being formatted."""
+
+    def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
-        self._buffer = ""
+        self._buffer = b""
 
-    def read(self, size: int = -1) -> str:
+    def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buffer) < size:
             chunk = next(self._chunks, None)
             if chunk is None:
@@ -136,12 +226,12 @@ def _frame_parts(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield frame.iloc[start : start + _ROWS_PER_BATCH]
 
 
-def _tuple_csv(records: Iterable[Sequence[Any]]) -> Iterator[str]:
+def _tuple_csv(records: Iterable[Sequence[Any]]) -> Iterator[bytes]:
     buf = io.StringIO()
     writer = csv.writer(buf)
     for rec in records:
         writer.writerow([_NULL if v is None else v for v in rec])
-    yield buf.getvalue()
+    yield buf.getvalue().encode()
 
 
 def bulk_insert(
@@ -159,10 +249,7 @@ def bulk_insert(
         count = len(rows)
         types = [table.c[name].type for name in columns]
         # lazy generators: only the one for this engine's dialect runs
-        text = (
-            "\n".join(map(",".join, zip(*map(_csv_fields, (p[c] for c in columns), types), strict=True))) + "\n"
-            for p in _frame_parts(rows)
-        )
+        text = (_csv_bytes(p[columns], types) for p in _frame_parts(rows))
         records = itertools.chain.from_iterable(
             zip(*map(_driver_values, (p[c] for c in columns), types), strict=True) for p in _frame_parts(rows)
         )
@@ -179,7 +266,7 @@ def bulk_insert(
         cur = raw.cursor()
         if is_postgres(engine):
             copy = f"COPY \"{table.name}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')"
-            cur.copy_expert(copy, _TextStream(text), size=1 << 20)
+            cur.copy_expert(copy, _ByteStream(text), size=1 << 20)
         else:
             placeholders = ", ".join("?" for _ in columns)
             cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({placeholders})', records)
