@@ -316,3 +316,47 @@ def test_suite_is_defined_in_code_with_stable_keys():
     assert "transactions_extract.row_count.volume" not in [
         c.key for c in quality.build_checks(V, "as_recorded", Settings())
     ]
+
+
+# --- the generator's defect knobs, end to end (synth -> ingest -> gate) --------------------------------------------
+
+# Late enough that every claim is reported and every row recorded by V: each injected defect is in the extract.
+LATE_V = dt.date(2060, 12, 31)
+# Defects knob -> (check key, bad rows GX counts): a duplicated id or double posting makes both rows bad.
+SYNTH_DEFECTS = {
+    "bad_ages": ("snapshot_claims.claimant_age.between", 1),
+    "null_paid": ("transactions_extract.paid_amount.not_null", 1),
+    "unknown_types": ("snapshot_claims.claim_type.allowed", 1),
+    "duplicate_ids": ("transactions_extract.transaction_id.unique", 2),
+    "future_dated": ("transactions_extract.transaction_date.not_after_valuation", 1),
+    "accident_after_report": ("snapshot_claims.report_date.not_before_accident", 1),
+    "duplicate_rows": ("transactions_extract.claim_date_amount.unique", 2),
+}
+
+
+def _synth_gate(engine, tmp_path, defects):
+    from include.reserving import ingest, synth
+
+    spec = synth.BookSpec(claims=400, start="2020-01", end="2021-12", seed=11, defects=defects)
+    synth.load_book(engine, synth.generate_book(spec), reset=True)
+    ingest.ingest(engine, LATE_V, "as_recorded")
+    url = engine.url.render_as_string(hide_password=False)
+    return quality.run_quality_gate(url, LATE_V, "as_recorded", None, Settings(), tmp_path / "synth")
+
+
+def test_generator_defect_catalogue(warehouse, tmp_path):
+    """A clean synthetic book passes; with every defect knob set, each check fails with exactly the injected rows."""
+    from include.reserving import synth
+
+    clean = _synth_gate(warehouse, tmp_path, synth.Defects())
+    assert clean.success, clean.summary()
+
+    n = {"bad_ages": 4, "null_paid": 3, "unknown_types": 2, "duplicate_ids": 3, "future_dated": 2}
+    n |= {"accident_after_report": 3, "duplicate_rows": 2}
+    report = _synth_gate(warehouse, tmp_path, synth.Defects(**n, valuation_date=LATE_V))
+    expected = {key: per_row * n[knob] for knob, (key, per_row) in SYNTH_DEFECTS.items()}
+    assert {c.key: c.unexpected_count for c in report.failures} == expected, report.summary()
+    with pytest.raises(quality.QualityGateError) as raised:
+        quality.raise_for_failures(report)
+    for key, count in expected.items():
+        assert f"{key} " in str(raised.value) and f": {count} bad rows" in str(raised.value)
