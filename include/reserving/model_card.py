@@ -23,6 +23,8 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from include.reserving.report import pvalue
+
 APPROVAL_KEY_PREFIX = "reserving_approval__"
 OVERALL = "ALL"
 DEFAULT_LIMITATIONS = (
@@ -267,7 +269,7 @@ def card_blocks(card: ModelCardData) -> list[Block]:
                         str(r["kind"]),
                         _num(r["psi"]),
                         _num(r["ks_statistic"]),
-                        _num(r["ks_pvalue"]),
+                        pvalue(r["ks_pvalue"]),
                         "BREACH" if bool(r["breached"]) else "ok",
                     ]
                     for _, r in card.drift.sort_values("feature").iterrows()

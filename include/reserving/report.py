@@ -173,6 +173,11 @@ def number(value: Any, digits: int = 4) -> str:
     return NA if _missing(value) else f"{float(value):.{digits}f}"
 
 
+def pvalue(value: Any) -> str:
+    """A p-value with 4 decimals; below 0.0001 it prints as ``<0.0001`` rather than a misleading zero."""
+    return NA if _missing(value) else "<0.0001" if 0 <= float(value) < 0.0001 else f"{float(value):.4f}"
+
+
 def money_total(values: Sequence[Any]) -> float:
     """Exact sum of cent amounts (decimal arithmetic, so totals match the warehouse's sum to the cent)."""
     total = sum((Decimal(f"{float(v):.2f}") for v in values if not _missing(v)), Decimal("0"))
@@ -665,7 +670,7 @@ def _drift(data: ReportData) -> list[Flowable]:
                 str(r["kind"]),
                 number(r["psi"]),
                 number(r["ks_statistic"]),
-                number(r["ks_pvalue"]),
+                pvalue(r["ks_pvalue"]),
                 "BREACH" if breached else "ok",
             ]
         )
