@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
 
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     rows = []
     for target in args.targets:
         runs = []
@@ -116,21 +117,23 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     command = "python benchmarks/bench_synth.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     load = os.getloadavg()[0]
-    table = "\n".join(f"| {t} | {args.claims:,} | {n:,} | {s:.1f} | {m:.0f} | {runs} |" for t, s, m, n, runs in rows)
+    table = "\n".join(
+        f"| {t} | {args.claims:,} | {n:,} | {s:.1f} | {m:.0f} | {runs} | {'yes' if s < 120 and m < 2048 else 'no'} |"
+        for t, s, m, n, runs in rows
+    )
     body = f"""Generate and bulk-load a synthetic book (``include/reserving/synth.py``, seed {args.seed}, accident
 months 2015-01..2024-12) into a fresh PostgreSQL database and into a fresh SQLite file: wall time of the whole CLI run
 (generation, load, index build) and the peak resident memory of that process; medians of {args.repeat} run(s).
 
 Reproduce: `{command.strip()}`
 
-| target | claims | transactions | wall s (median) | peak RSS MB (median) | runs (s) |
-|---|---|---|---|---|---|
+| target | claims | transactions | wall s (median) | peak RSS MB (median) | runs (s) | aim: < 120 s, < 2 GB |
+|---|---|---|---|---|---|---|
 {table}
 
 Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other work (1-minute load
-average {load:.1f} at the end); Python {platform.python_version()}; commit {commit.stdout.strip() or "?"}.
+average {load:.1f} at the end); Python {platform.python_version()}; code at commit {commit.stdout.strip() or "?"}.
 Peak memory is the generator process only (not the PostgreSQL server)."""
     print(body)
     if not args.no_write:

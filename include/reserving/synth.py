@@ -622,8 +622,9 @@ def _prefetch(items: Iterator[T]) -> Iterator[T]:
 def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = True) -> WriteSummary:
     """Generate the book chunk by chunk and bulk-load each chunk into the database at ``url``.
 
-    Memory stays at about one chunk whatever the book size. Each chunk is its own transaction: after a failure,
-    rerun with ``reset=True``.
+    Memory stays at about two chunks whatever the book size (the next chunk is generated in a thread while the
+    current one loads). From ``LARGE_BOOK_CLAIMS`` claims the claim_transactions indexes are dropped during the load
+    and rebuilt at the end. Each chunk is its own transaction: after a failure, rerun with ``reset=True``.
     """
     from tqdm import tqdm
 
@@ -654,8 +655,8 @@ def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = T
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m include.reserving.synth",
-        description=__doc__.split("\n\n")[0],
-        epilog="Every knob is documented in the module docstring (include/reserving/synth.py).",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--claims", type=int, default=100_000, help="number of claims (default 100000)")
     parser.add_argument("--start", default="2015-01", help="first accident month YYYY-MM (default 2015-01)")
