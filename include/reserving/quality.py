@@ -508,46 +508,64 @@ def run_quality_gate(
     datasource = _add_datasource(context, engine_url)
     checks = build_checks(valuation_date, basis, settings, previous_row_count)
     tag = f"{valuation_date.isoformat()}_{basis}"
-    definitions = []
-    by_key = {}
+    batches = {}
     for asset_name in ("claims", "claim_transactions", "transactions_extract", "snapshot_claims"):
-        asset_checks = [c for c in checks if c.asset == asset_name]
         if asset_name in queries:
             asset = datasource.add_query_asset(name=asset_name, query=queries[asset_name])
         else:
             if not present[asset_name]:
                 raise QualityGateError(f"source table {asset_name} does not exist in the warehouse")
             asset = datasource.add_table_asset(name=asset_name, table_name=asset_name)
-        batch = asset.add_batch_definition_whole_table(f"{asset_name}_{tag}")
-        suite = context.suites.add(
-            gx.ExpectationSuite(name=f"reserving_{asset_name}_v{SUITE_VERSION}", meta={"suite_version": SUITE_VERSION})
-        )
-        for check in asset_checks:
-            suite.add_expectation(check.expectation)
-            by_key[check.key] = check
-        definitions.append(
-            context.validation_definitions.add(
-                gx.ValidationDefinition(name=f"{asset_name}_{tag}", data=batch, suite=suite)
+        batches[asset_name] = asset.add_batch_definition_whole_table(f"{asset_name}_{tag}")
+
+    def validate(name: str, selected: list[Check], result_format: dict):
+        definitions = []
+        for asset_name, batch in batches.items():
+            asset_checks = [c for c in selected if c.asset == asset_name]
+            if not asset_checks:
+                continue
+            suite = context.suites.add(
+                gx.ExpectationSuite(name=f"reserving_{asset_name}_{name}", meta={"suite_version": SUITE_VERSION})
             )
+            for check in asset_checks:
+                suite.add_expectation(check.expectation)
+            definition = gx.ValidationDefinition(name=f"{asset_name}_{name}_{tag}", data=batch, suite=suite)
+            definitions.append(context.validation_definitions.add(definition))
+        checkpoint = gx.Checkpoint(
+            name=f"reserving_quality_{name}_{tag}", validation_definitions=definitions, result_format=result_format
         )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=f"reserving_quality_{tag}",
-            validation_definitions=definitions,
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLE_COUNT * 4},
+        return list(context.checkpoints.add(checkpoint).run().run_results.values())
+
+    # Pass 1 counts bad rows without fetching examples: for a passing check, an example query is a full scan.
+    by_key = {c.key: c for c in checks}
+    validations = validate(f"v{SUITE_VERSION}", checks, {"result_format": "BASIC", "partial_unexpected_count": 0})
+    results = [
+        _check_result(by_key[r.expectation_config.meta["check_key"]], r, missing)
+        for validation in validations
+        for r in validation.results
+    ]
+    # Pass 2 fetches a few examples for the failed row-level checks only (fresh expectation objects, same suite code).
+    needs_examples = {r.key for r in results if not r.success and not r.error and r.element_count is not None}
+    details = []
+    if needs_examples:
+        again = [
+            c for c in build_checks(valuation_date, basis, settings, previous_row_count) if c.key in needs_examples
+        ]
+        details = validate(
+            f"v{SUITE_VERSION}_failure_examples", again, {"result_format": "SUMMARY", "partial_unexpected_count": 20}
         )
-    )
-    outcome = checkpoint.run()
-    context.build_data_docs(site_names=[DOCS_SITE])  # once for all four validations, not once per action
-    results = []
-    serialised = []
-    for validation in outcome.run_results.values():
-        serialised.append(validation.to_json_dict())
-        for result in validation.results:
-            key = (result.expectation_config.meta or {}).get("check_key")
-            results.append(_check_result(by_key[key], result, missing))
+        examples = {
+            r.expectation_config.meta["check_key"]: _examples(r.result.get("partial_unexpected_list") or [])
+            for validation in details
+            for r in validation.results
+        }
+        for r in results:
+            r.examples = examples.get(r.key, r.examples)
+    context.build_data_docs(site_names=[DOCS_SITE])  # once for every validation, not once per validation action
     order = {c.key: i for i, c in enumerate(checks)}
     results.sort(key=lambda r: order[r.key])
+    serialised = [v.to_json_dict() for v in validations]
+    serialised_details = [v.to_json_dict() for v in details]
     (local_dir / "validation_results.json").write_text(
         json.dumps(
             {
@@ -557,6 +575,7 @@ def run_quality_gate(
                 "run_id": run_id,
                 "success": all(r.success for r in results),
                 "validations": serialised,
+                "failure_examples": serialised_details,
             },
             indent=2,
             default=str,
