@@ -4,41 +4,49 @@
 Values IBNR reserves as at the last day of the closed month (the **valuation date** V): the run for the data
 interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-31.
 
-Stages:
+| group | task | what it does |
+| --- | --- | --- |
+| input | `ingest` | the book as it stood at V, aggregated in the warehouse into triangle cells and a claim snapshot |
+| input | `validate` | Great Expectations gate in the warehouse; bad data stops the run here (no retries) |
+| input | `drift` | PSI / KS per feature and actual vs expected; decides whether to retrain |
+| training | `retrain_or_not` | branch: `train` when something moved (or `force_retrain`), else `skip_training` |
+| training | `train`, `evaluate` | spec search by time-series CV; challenger vs champion backtest; margin-delta rule |
+| governance | `promote_or_not` | branch: `await_approval` only when the rule says promote |
+| governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
+| reserving | `reserve`, `publish` | champion refit on V's data, ultimates and ranges; atomic, versioned publication |
 
-1. **ingest**: the claims book as it stood at V (transactions dated and recorded by V), aggregated in the
-   warehouse into triangle cells and a claim-level snapshot keyed by V.
-
-Runs execute oldest first, one at a time. Trigger a specific month with the `valuation_date` param; ask for
-restated data (latest knowledge instead of what was recorded by V) with `restated`.
+Runs execute oldest first, one at a time. Params: `valuation_date` (a month end) for a manual run, `restated`
+(latest knowledge instead of what was recorded by V), `force_retrain`, `approval_timeout_seconds`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag, get_current_context, task
+
+from include.reserving.sensors import ApprovalSensor
 
 DEFAULT_ARGS = {
     "owner": "reserving",
     "retries": 2,
-    "retry_delay": dt.timedelta(minutes=1),
+    "retry_delay": dt.timedelta(seconds=30),
     "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
 }
+NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same way
 
 
-def _run_facts() -> dict:
-    """Valuation date, basis and run id of the current run, from its data interval and params."""
+def _facts():
+    """RunFacts of the current run (valuation date from the param or the data interval, basis, run id)."""
+    from include.reserving.pipeline import RunFacts
     from include.reserving.runtime import resolve_valuation_date
 
     context = get_current_context()
     params = context["params"]
     valuation_date = resolve_valuation_date(context.get("data_interval_end"), params.get("valuation_date"))
-    return {
-        "valuation_date": valuation_date,
-        "basis": "restated" if params.get("restated") else "as_recorded",
-        "run_id": context["run_id"],
-    }
+    return RunFacts.create(valuation_date, context["run_id"], restated=bool(params.get("restated")))
 
 
 @dag(
@@ -64,30 +72,111 @@ def _run_facts() -> dict:
             title="Restated data",
             description="Use everything known now instead of only what was recorded by the valuation date.",
         ),
+        "force_retrain": Param(
+            False,
+            type="boolean",
+            title="Force retraining",
+            description="Train and backtest a challenger even if no drift was detected.",
+        ),
+        "approval_timeout_seconds": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Approval timeout (seconds)",
+            description="How long to wait for an actuary's decision. Empty: the approval_timeout_seconds setting.",
+        ),
     },
 )
 def monthly_reserving_pipeline():
-    @task
-    def ingest() -> dict:
-        """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
-        from include.reserving.config import load_settings, warehouse_url
-        from include.reserving.db import make_engine
-        from include.reserving.ingest import ingest as run_ingest
+    with TaskGroup("input"):
 
-        facts = _run_facts()
-        settings = load_settings()
-        engine = make_engine(warehouse_url(settings))
-        result = run_ingest(
-            engine,
-            facts["valuation_date"],
-            basis=facts["basis"],
-            origin_months=settings.origin_months,
-            development_months=settings.development_months,
-            run_id=facts["run_id"],
-        )
-        return result.as_xcom()
+        @task
+        def ingest() -> dict:
+            """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
+            from include.reserving.pipeline import stage_ingest
 
-    ingest()
+            return stage_ingest(_facts())
+
+        @task(**NO_RETRY)
+        def validate(ingested: dict) -> dict:
+            """Great Expectations gate: a failed check stops the run and names what is wrong."""
+            from include.reserving.pipeline import stage_validate
+
+            return stage_validate(_facts())
+
+        @task
+        def drift(validated: dict) -> dict:
+            """PSI / KS against the champion's reference window; retrain or not."""
+            from include.reserving.pipeline import stage_drift
+
+            return stage_drift(_facts(), force_retrain=bool(get_current_context()["params"].get("force_retrain")))
+
+        drift_decision = drift(validate(ingest()))
+
+    with TaskGroup("training"):
+
+        @task.branch
+        def retrain_or_not(decision: dict) -> str:
+            """Train only when something moved (cost control)."""
+            return "training.train" if decision["retrain"] else "training.skip_training"
+
+        @task
+        def train() -> dict:
+            """Spec search by time-series CV over past diagonals; fit and register the challenger."""
+            from include.reserving.pipeline import stage_train
+
+            return stage_train(_facts())
+
+        @task
+        def evaluate(trained: dict) -> dict:
+            """Backtest challenger against champion on held-out diagonals; apply the margin-delta rule."""
+            from include.reserving.pipeline import stage_evaluate
+
+            return stage_evaluate(_facts(), trained)
+
+        skip_training = EmptyOperator(task_id="skip_training")
+        trained = train()
+        evaluation = evaluate(trained)
+        retrain_or_not(drift_decision) >> [trained, skip_training]
+
+    with TaskGroup("governance"):
+
+        @task.branch
+        def promote_or_not(evaluation: dict) -> str:
+            """Ask for approval only when the challenger beats the champion by more than delta."""
+            return "governance.await_approval" if evaluation["decision"] == "promote" else "governance.no_promotion"
+
+        @task(**NO_RETRY)
+        def apply_approval(evaluation: dict, outcome: dict) -> dict:
+            """Record approve / reject / timeout; promote on approval."""
+            from include.reserving.pipeline import stage_apply_approval
+
+            return stage_apply_approval(_facts(), evaluation, outcome)
+
+        awaiting = ApprovalSensor(task_id="await_approval", evaluation=evaluation)
+        no_promotion = EmptyOperator(task_id="no_promotion")
+        approved = apply_approval(evaluation, awaiting.output)
+        promote_or_not(evaluation) >> [awaiting, no_promotion]
+
+    with TaskGroup("reserving"):
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def reserve() -> dict:
+            """Refit the champion's spec on V's data; ultimates, IBNR and ranges per segment and origin."""
+            from include.reserving.pipeline import stage_reserve
+
+            return stage_reserve(_facts())
+
+        @task
+        def publish(reserved: dict) -> dict:
+            """Atomic, versioned publication of the reserves for V."""
+            from include.reserving.pipeline import stage_publish
+
+            return stage_publish(_facts(), reserved)
+
+        reserved = reserve()
+        [skip_training, no_promotion, approved] >> reserved
+        publish(reserved)
 
 
 monthly_reserving_pipeline()

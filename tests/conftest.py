@@ -6,6 +6,7 @@ afterwards. Under CI=true an unreachable server fails the test loudly; locally s
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,17 @@ os.environ["AIRFLOW_HOME"] = str(PROJECT / ".airflow-test")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# A second DAG bundle holds the tests' harness DAGs beside the project's dags/.
+os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
+    [
+        {"name": "dags-folder", "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle", "kwargs": {}},
+        {
+            "name": "test-dags",
+            "classpath": "airflow.dag_processing.bundles.local.LocalDagBundle",
+            "kwargs": {"path": str(PROJECT / "tests" / "integration" / "dags")},
+        },
+    ]
+)
 
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402

@@ -23,9 +23,10 @@ from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from include.reserving.approval import approval_key, approval_value
+from include.reserving.registry import decide_promotion
 from include.reserving.report import pvalue
 
-APPROVAL_KEY_PREFIX = "reserving_approval__"
 OVERALL = "ALL"
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",
@@ -51,8 +52,8 @@ def approval_instruction(
     """
     if decision not in ("approve", "reject"):
         raise ValueError(f"decision {decision!r} is invalid: use approve or reject")
-    key = f"{APPROVAL_KEY_PREFIX}{valuation_date:%Y-%m-%d}"
-    value = json.dumps({"decision": decision, "model_version": model_version, "by": by, "comment": comment})
+    key = approval_key(valuation_date)
+    value = approval_value(model_version, decision, by, comment)
     return key, value
 
 
@@ -165,7 +166,15 @@ def promotion_decision(card: ModelCardData) -> tuple[bool, str]:
     if overall.empty or math.isnan(overall["delta"].iloc[0]):
         return False, "No overall backtest score for both models: the champion stays."
     row = overall.iloc[0]
-    promote = row["challenger_score"] > row["champion_score"] + card.promotion_delta
+    rule = decide_promotion(
+        card.valuation_date,
+        card.champion_version,
+        float(row["champion_score"]),
+        card.model_version,
+        float(row["challenger_score"]),
+        card.promotion_delta,
+    )
+    promote = rule.decision == "promote"
     verdict = "PROMOTE after approval" if promote else "KEEP the champion"
     comparison = ">" if promote else "<="
     return promote, (

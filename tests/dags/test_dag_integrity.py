@@ -8,7 +8,21 @@ import sys
 from tests.conftest import PROJECT
 
 DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
-EXPECTED_TASKS = {"ingest"}
+EXPECTED_TASKS = {
+    "input.ingest",
+    "input.validate",
+    "input.drift",
+    "training.retrain_or_not",
+    "training.train",
+    "training.evaluate",
+    "training.skip_training",
+    "governance.promote_or_not",
+    "governance.await_approval",
+    "governance.apply_approval",
+    "governance.no_promotion",
+    "reserving.reserve",
+    "reserving.publish",
+}
 
 
 def test_dag_shape(pipeline_dag):
@@ -22,9 +36,15 @@ def test_dag_shape(pipeline_dag):
     assert {"reserving", "ibnr"} <= set(dag.tags)
     assert dag.doc_md and "valuation date" in dag.doc_md.lower()
     assert set(dag.task_ids) == EXPECTED_TASKS
-    assert set(dag.params) >= {"valuation_date", "restated"}
+    assert set(dag.params) >= {"valuation_date", "restated", "force_retrain", "approval_timeout_seconds"}
     for task in dag.tasks:
         assert task.owner == "reserving"
+    # deterministic failures are not retried; I/O steps retry with back-off
+    assert dag.get_task("input.validate").retries == 0
+    assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
+    sensor = dag.get_task("governance.await_approval")
+    assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
+    assert dag.get_task("reserving.reserve").trigger_rule == "none_failed_min_one_success"
 
 
 PARSE_PROBE = f"""

@@ -1,36 +1,68 @@
-"""End-to-end: a real Airflow run of the monthly DAG (dag.test()) on a small book in a SQLite warehouse."""
+"""End-to-end: the real monthly DAG in dag.test() on a synthetic book, approved by an actuary from another thread."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from include.reserving import schema
+from include.reserving import registry, schema
+from include.reserving.approval import approval_key, approval_value
 from include.reserving.db import make_engine
 from include.reserving.ingest import latest_diagonal, load_cells
-from tests.include.test_ingest import CLAIM_COLS, CLAIMS, TXN_COLS, TXNS
+from include.reserving.models import load_model
+from include.reserving.publish import current_reserves, reserve_rows, versions
 
 pytestmark = pytest.mark.slow
 
+V = dt.date(2023, 12, 31)
 
-def test_monthly_run_values_as_at_the_day_before_the_interval_end(pipeline_dag, sqlite_url, monkeypatch):
-    from include.reserving.db import bulk_insert
 
-    engine = make_engine(sqlite_url)
-    schema.create_all(engine)
-    bulk_insert(engine, schema.claims, CLAIMS, CLAIM_COLS)
-    bulk_insert(engine, schema.claim_transactions, TXNS, TXN_COLS)
-    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", sqlite_url)
+def _approve_when_asked(url: str, stop: threading.Event, seen: dict) -> None:
+    """The actuary: waits for the promotion decision of V, then approves through the metadata database."""
+    from airflow.models.variable import Variable
 
-    run = pipeline_dag.test(logical_date=dt.datetime(2023, 8, 1, tzinfo=dt.UTC))
+    engine = make_engine(url)
+    pd_ = schema.promotion_decisions
+    while not stop.is_set():
+        with engine.connect() as conn:
+            row = conn.execute(select(pd_).where(pd_.c.valuation_date == V)).first()
+        if row is not None and row.decision == "promote":
+            seen["challenger"] = row.challenger_version
+            Variable.set(approval_key(V), approval_value(row.challenger_version, "approve", "Test Actuary", "ok"))
+            return
+        time.sleep(1)
 
+
+def test_first_month_trains_asks_for_approval_and_publishes(pipeline_dag, pipeline_env):
+    from airflow.models.variable import Variable
+
+    stop, seen = threading.Event(), {}
+    actuary = threading.Thread(target=_approve_when_asked, args=(pipeline_env, stop, seen), daemon=True)
+    actuary.start()
+    try:
+        run = pipeline_dag.test(logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    finally:
+        stop.set()
+        actuary.join(timeout=10)
+        Variable.delete(approval_key(V))
     assert run.state == "success"
-    cells = load_cells(engine, "2023-07-31")  # the run for [Jul 1, Aug 1) values as at Jul 31
-    with engine.connect() as conn:
-        snap = conn.execute(select(schema.snapshots)).one()
-        assert conn.execute(select(func.count()).select_from(schema.snapshot_claims)).scalar_one() == 3
-    assert snap.valuation_date == dt.date(2023, 7, 31)
-    assert snap.run_id == run.run_id
-    assert latest_diagonal(cells)["paid"].sum() == 360.0
+
+    engine = make_engine(pipeline_env)
+    champion = registry.champion(engine)
+    assert champion is not None and champion.model_version == seen["challenger"]
+    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["approve", "Test Actuary"]]
+    table = versions(engine, V)
+    assert table[["version", "is_current", "status", "run_id"]].values.tolist() == [[1, True, "approved", run.run_id]]
+
+    # published reserves tie to the champion model's own output, to the cent
+    cells = load_cells(engine, V)
+    model = load_model(champion.artifact_uri)
+    expected = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
+    published = current_reserves(engine, V)
+    assert published["ibnr"].tolist() == expected["ibnr"].tolist()
+    assert round(published["ibnr"].sum(), 2) == table["ibnr_total"].iloc[0]
+    assert published["latest_paid"].sum() == pytest.approx(latest_diagonal(cells)["paid"].sum(), abs=0.005)

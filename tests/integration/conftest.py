@@ -1,0 +1,24 @@
+"""Fixtures for end-to-end runs: a small synthetic book in a warehouse of its own, wired through the environment."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.reserving import schema
+from include.reserving.db import make_engine
+from include.reserving.synth import BookSpec, write_book
+
+SMALL_BOOK = BookSpec(claims=3000, start="2020-01", end="2023-12", seed=11)
+
+
+@pytest.fixture
+def pipeline_env(tmp_path, monkeypatch):
+    """A SQLite warehouse with a small book, an artifact root, fast approval polling; returns the warehouse URL."""
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    schema.create_all(make_engine(url))
+    write_book(url, SMALL_BOOK, progress=False)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
+    monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RESERVING_APPROVAL_POKE_SECONDS", "1")
+    monkeypatch.setenv("RESERVING_APPROVAL_TIMEOUT_SECONDS", "600")
+    return url
