@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from include.reserving.models.base import ReservingModel
+from include.reserving.models.blend import Blend
 from include.reserving.models.chain_ladder import ChainLadder
 from include.reserving.models.xgboost_development import XGBoostDevelopment
 
 METHODS: dict[str, type[ReservingModel]] = {
     ChainLadder.method: ChainLadder,
     XGBoostDevelopment.method: XGBoostDevelopment,
+    Blend.method: Blend,
 }
 
 
@@ -49,6 +51,7 @@ def load_model(directory: str | Path) -> ReservingModel:
 
 __all__ = [
     "METHODS",
+    "Blend",
     "ChainLadder",
     "ReservingModel",
     "XGBoostDevelopment",

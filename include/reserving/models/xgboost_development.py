@@ -29,8 +29,11 @@ BOOSTER_FILE = "booster.json"
 STATE_FILE = "xgboost_state.json"
 TARGETS = ("increment", "cl_residual", "log_factor_residual")
 FEATURES = ["development", "paid_ratio", "cl_increment", "pooled_cl_increment", "additive", "pooled_additive"]
+INCURRED_FEATURES = ["outstanding_ratio", "paid_to_incurred"]
 # age-to-age factors outside this range come from near-empty cells and would dominate the CL features
 _FACTOR_RANGE = (0.5, 20.0)
+# origins at which a segment's own incurred link ratio gets half the credibility
+_INCURRED_CREDIBILITY = 3.0
 
 
 class XGBoostDevelopment(ReservingModel):
@@ -46,6 +49,10 @@ class XGBoostDevelopment(ReservingModel):
         What the trees learn: the incremental loss ratio itself; its difference from the segment's chain-ladder
         increment; or the log of the step's link ratio over the segment's chain-ladder factor (scale-free). The
         residual targets make the model the chain ladder plus a learned correction, so it falls back to it.
+    incurred : bool
+        Also learn from case incurred: the case reserve outstanding (incurred less paid) in scale units and paid over
+        incurred. Future incurred is projected with the pooled incurred link ratios, so the recursion can go on;
+        cells without incurred leave these features missing (XGBoost routes missing values itself).
     residual_folds : int
         Folds (by origin) for the out-of-fold residuals behind the standard errors; 0 uses in-sample residuals.
     random_state : int
@@ -83,6 +90,7 @@ class XGBoostDevelopment(ReservingModel):
         reg_lambda: float = 1.0,
         average: str = "volume",
         target: str = "log_factor_residual",
+        incurred: bool = True,
         residual_folds: int = 2,
         random_state: int = 0,
         n_jobs: int = 1,
@@ -95,6 +103,7 @@ class XGBoostDevelopment(ReservingModel):
         self.reg_lambda = reg_lambda
         self.average = average
         self.target = target
+        self.incurred = incurred
         self.residual_folds = residual_folds
         self.random_state = random_state
         self.n_jobs = n_jobs
@@ -125,11 +134,13 @@ class XGBoostDevelopment(ReservingModel):
         self.grain_ = cellsmod.development_months(cells)
         self.ages_ = sorted(int(a) for a in cells["development"].unique())
         chain_ladder = ChainLadder(average=self.average).fit(cells)
-        ultimates = chain_ladder.ultimates(cells).set_index(["segment", "origin"])["ultimate"]
         origin_level = cells.groupby(["segment", "origin"])[["earned_premium", "exposure"]].first()
         scale = origin_level["earned_premium"].where(origin_level["earned_premium"] > 0)
         scale = scale.fillna(origin_level["exposure"].where(origin_level["exposure"] > 0))
-        scale = scale.fillna(ultimates.where(ultimates > 0))
+        if scale.isna().any():
+            # projecting the chain ladder is the slow part of fitting, so only when an origin has no premium or exposure
+            ultimates = chain_ladder.ultimates(cells).set_index(["segment", "origin"])["ultimate"]
+            scale = scale.fillna(ultimates.where(ultimates > 0))
         # an origin with nothing to scale by (no premium, exposure or paid) gets its segment's typical scale
         self.scale_ = scale.fillna(scale.groupby(level="segment").transform("median")).fillna(1.0).rename("scale")
 
@@ -148,14 +159,30 @@ class XGBoostDevelopment(ReservingModel):
         tables["factor"] = tables["factor"].fillna(tables["pooled_factor"]).clip(*_FACTOR_RANGE)
         tables["pooled_additive"] = tables["pooled_additive"].fillna(0.0)
         tables["additive"] = tables["additive"].fillna(tables["pooled_additive"])
+        with_incurred = steps[(steps["incurred"] > 0) & steps["incurred_next"].notna()]
+        # incurred link ratios carry incurred through the projection: the segment's volume-weighted one, credibility
+        # weighted (by its number of origins) in log space with the pooled one
+        pooled_incurred = with_incurred.groupby("development")[["incurred", "incurred_next"]].sum()
+        own_incurred = with_incurred.groupby(["segment", "development"]).agg(
+            incurred=("incurred", "sum"), incurred_next=("incurred_next", "sum"), origins=("incurred", "size")
+        )
+        pooled = np.log(pooled_incurred["incurred_next"] / pooled_incurred["incurred"]).rename("pooled_incurred")
+        own = np.log((own_incurred["incurred_next"] / own_incurred["incurred"]).clip(*_FACTOR_RANGE))
+        tables = tables.join(own.rename("own_incurred")).join(own_incurred["origins"]).join(pooled, on="development")
+        origins = tables.pop("origins")
+        credibility = (origins / (origins + _INCURRED_CREDIBILITY)).fillna(0.0)
+        log_factor = tables.pop("pooled_incurred").fillna(0.0)
+        log_factor = credibility * tables.pop("own_incurred").fillna(log_factor) + (1 - credibility) * log_factor
+        tables["incurred_factor"] = np.exp(log_factor).clip(*_FACTOR_RANGE)
         self.factors_ = tables.reset_index()
 
     def _steps(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Observed one-grain steps: paid at ``development`` and the next age, increment in scale units."""
-        nxt = cells[["segment", "origin", "development", "paid"]].copy()
+        columns = ["segment", "origin", "development", "paid", "incurred"]
+        nxt = cells[columns].copy()
         nxt["development"] -= self.grain_
-        steps = cells[["segment", "origin", "development", "paid"]].merge(
-            nxt.rename(columns={"paid": "paid_next"}), on=cellsmod.KEY_COLUMNS
+        steps = cells[columns].merge(
+            nxt.rename(columns={"paid": "paid_next", "incurred": "incurred_next"}), on=cellsmod.KEY_COLUMNS
         )
         scale = self.scale_.reindex(pd.MultiIndex.from_frame(steps[["segment", "origin"]])).to_numpy()
         steps["scale"] = scale
@@ -163,8 +190,8 @@ class XGBoostDevelopment(ReservingModel):
         return steps
 
     def _features(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Feature matrix for rows with ``segment, development, paid, scale``."""
-        merged = frame[["segment", "development", "paid", "scale"]].merge(
+        """Feature matrix for rows with ``segment, development, paid, incurred, scale``."""
+        merged = frame[["segment", "development", "paid", "incurred", "scale"]].merge(
             self.factors_, how="left", on=["segment", "development"]
         )
         ratio = merged["paid"] / merged["scale"]
@@ -176,9 +203,11 @@ class XGBoostDevelopment(ReservingModel):
                 "pooled_cl_increment": ratio * (merged["pooled_factor"] - 1.0),
                 "additive": merged["additive"],
                 "pooled_additive": merged["pooled_additive"],
+                "outstanding_ratio": (merged["incurred"] - merged["paid"]) / merged["scale"],
+                "paid_to_incurred": merged["paid"] / merged["incurred"].where(merged["incurred"] > 0),
             }
         )
-        return features[FEATURES].to_numpy(dtype=float)
+        return features[FEATURES + INCURRED_FEATURES if self.incurred else FEATURES].to_numpy(dtype=float)
 
     def fit(self, cells: pd.DataFrame) -> XGBoostDevelopment:
         """Learn the feature tables and fit the regressor on every observed step of ``cells``; returns ``self``."""
@@ -245,9 +274,9 @@ class XGBoostDevelopment(ReservingModel):
         unknown = sorted(set(cells["segment"]) - set(self.factors_["segment"]))
         if unknown:
             raise ValueError(f"cells hold segments {unknown} the model was not fitted on")
-        latest = cells.groupby(["segment", "origin"], as_index=False).last()[
-            ["segment", "origin", "development", "paid"]
-        ]
+        # tail, not last: last would take an earlier age's incurred where the latest one is missing
+        latest = cells.groupby(["segment", "origin"]).tail(1)[["segment", "origin", "development", "paid", "incurred"]]
+        latest = latest.reset_index(drop=True)
         scale = self.scale_.reindex(pd.MultiIndex.from_frame(latest[["segment", "origin"]]))
         # an origin unseen in training is scaled by its own premium or exposure if it has one, else its latest paid
         own = cells.groupby(["segment", "origin"])[["earned_premium", "exposure", "paid"]].first()
@@ -260,9 +289,11 @@ class XGBoostDevelopment(ReservingModel):
             state = state[state["development"] < last_age]
             if state.empty:
                 break
+            factors = state[["segment", "development"]].merge(self.factors_, how="left", on=["segment", "development"])
             state = state.assign(
                 development=state["development"] + self.grain_,
                 paid=self._next_paid(state, self.booster_.predict(self._features(state))),
+                incurred=state["incurred"].to_numpy() * factors["incurred_factor"].to_numpy(),
             )
             projected.append(state[["segment", "origin", "development", "paid"]])
         square = cells[["segment", "origin", "development", "paid"]].assign(observed=True)
