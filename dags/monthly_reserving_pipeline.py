@@ -11,9 +11,15 @@ interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-3
 | input | `drift` | PSI / KS per feature and actual vs expected; decides whether to retrain |
 | training | `retrain_or_not` | branch: `train` when something moved (or `force_retrain`), else `skip_training` |
 | training | `train`, `evaluate` | spec search by time-series CV; challenger vs champion backtest; margin-delta rule |
-| governance | `promote_or_not` | branch: `await_approval` only when the rule says promote |
+| governance | `promote_or_not` | branch: `model_card` and `await_approval` only when the rule says promote |
+| governance | `model_card` | the challenger's model card (Markdown + PDF), e-mailed with the approval instruction |
 | governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
-| reserving | `reserve`, `publish` | champion refit on V's data, ultimates and ranges; atomic, versioned publication |
+| reserving | `refit` | the champion's spec refitted on V's data (routine, recorded in the registry) |
+| reserving | `lines`, `reserve_segment` | ultimates, IBNR and ranges per origin, one mapped task per line |
+| reserving | `publish` | all lines published atomically as this run's version for V |
+| reporting | `report`, `email_report` | the PDF reserve report from the published rows, e-mailed to the chief actuary |
+
+Every task failure posts to Slack (connection `reserving_slack`); each run's outcome goes to `pipeline_runs`.
 
 Runs execute oldest first, one at a time. Params: `valuation_date` (a month end) for a manual run, `restated`
 (latest knowledge instead of what was recorded by V), `force_retrain`, `approval_timeout_seconds`.
@@ -28,12 +34,39 @@ from airflow.sdk import CronDataIntervalTimetable, Param, TaskGroup, dag, get_cu
 
 from include.reserving.sensors import ApprovalSensor
 
+
+def _alert_task_failure(context):
+    """Slack alert for any failed task (imported lazily: parsing the DAG stays cheap)."""
+    from include.reserving.notify import on_task_failure
+
+    on_task_failure(context)
+
+
+def _record_success(context):
+    from include.reserving.reporting import record_run_from_context
+
+    record_run_from_context(context, "success")
+
+
+def _record_failure(context):
+    from include.reserving.reporting import record_run_from_context
+
+    record_run_from_context(context, "failed")
+
+
+def _post_event(text: str) -> None:
+    from include.reserving.notify import post_event
+
+    post_event(text)
+
+
 DEFAULT_ARGS = {
     "owner": "reserving",
     "retries": 2,
     "retry_delay": dt.timedelta(seconds=30),
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=10),
+    "on_failure_callback": _alert_task_failure,
 }
 NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same way
 
@@ -58,6 +91,8 @@ def _facts():
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["reserving", "ibnr"],
+    on_success_callback=_record_success,
+    on_failure_callback=_record_failure,
     params={
         "valuation_date": Param(
             None,
@@ -144,39 +179,81 @@ def monthly_reserving_pipeline():
         @task.branch
         def promote_or_not(evaluation: dict) -> str:
             """Ask for approval only when the challenger beats the champion by more than delta."""
-            return "governance.await_approval" if evaluation["decision"] == "promote" else "governance.no_promotion"
+            return "governance.model_card" if evaluation["decision"] == "promote" else "governance.no_promotion"
+
+        @task
+        def model_card(evaluation: dict, decision: dict) -> dict:
+            """The challenger's model card, written and e-mailed before anyone is asked to approve."""
+            from include.reserving.reporting import stage_email_model_card, stage_model_card
+
+            facts = _facts()
+            card = stage_model_card(facts, evaluation, decision["reasons"])
+            return {**card, "email": stage_email_model_card(facts, card)}
 
         @task(**NO_RETRY)
         def apply_approval(evaluation: dict, outcome: dict) -> dict:
-            """Record approve / reject / timeout; promote on approval."""
+            """Record approve / reject / timeout; promote on approval; post the outcome to Slack."""
             from include.reserving.pipeline import stage_apply_approval
 
-            return stage_apply_approval(_facts(), evaluation, outcome)
+            return stage_apply_approval(_facts(), evaluation, outcome, alert=_post_event)
 
+        card = model_card(evaluation, drift_decision)
         awaiting = ApprovalSensor(task_id="await_approval", evaluation=evaluation)
         no_promotion = EmptyOperator(task_id="no_promotion")
         approved = apply_approval(evaluation, awaiting.output)
-        promote_or_not(evaluation) >> [awaiting, no_promotion]
+        promote_or_not(evaluation) >> [card, no_promotion]
+        card >> awaiting
 
     with TaskGroup("reserving"):
 
         @task(trigger_rule="none_failed_min_one_success")
-        def reserve() -> dict:
-            """Refit the champion's spec on V's data; ultimates, IBNR and ranges per segment and origin."""
-            from include.reserving.pipeline import stage_reserve
+        def refit() -> dict:
+            """Refit the champion's spec on V's data (routine, recorded); the model that reserves V."""
+            from include.reserving.pipeline import stage_refit
 
-            return stage_reserve(_facts())
+            return stage_refit(_facts())
 
         @task
-        def publish(reserved: dict) -> dict:
-            """Atomic, versioned publication of the reserves for V."""
+        def lines(refitted: dict) -> list[str]:
+            """The lines of business to reserve, one mapped task each."""
+            return refitted["segments"]
+
+        @task
+        def reserve_segment(refitted: dict, segment: str) -> dict:
+            """Ultimates, IBNR and ranges per origin for one line of business."""
+            from include.reserving.pipeline import stage_reserve_segment
+
+            return stage_reserve_segment(_facts(), refitted, segment)
+
+        @task
+        def publish(refitted: dict, reserved: list[dict]) -> dict:
+            """Atomic, versioned publication of all lines for V."""
             from include.reserving.pipeline import stage_publish
 
-            return stage_publish(_facts(), reserved)
+            return stage_publish(_facts(), refitted, list(reserved))
 
-        reserved = reserve()
-        [skip_training, no_promotion, approved] >> reserved
-        publish(reserved)
+        refitted = refit()
+        [skip_training, no_promotion, approved] >> refitted
+        reserved = reserve_segment.partial(refitted=refitted).expand(segment=lines(refitted))
+        published = publish(refitted, reserved)
+
+    with TaskGroup("reporting"):
+
+        @task
+        def report(published: dict) -> dict:
+            """The PDF reserve report, numbers read back from the published rows."""
+            from include.reserving.reporting import stage_report
+
+            return stage_report(_facts(), published)
+
+        @task
+        def email_report(reported: dict) -> dict:
+            """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
+            from include.reserving.reporting import stage_email_report
+
+            return stage_email_report(_facts(), reported)
+
+        email_report(report(published))
 
 
 monthly_reserving_pipeline()

@@ -295,11 +295,9 @@ def preliminary_candidate(engine: Engine, valuation_date: dt.date) -> registry.M
     return registry.get(engine, version) if version else None
 
 
-def stage_reserve(facts: RunFacts) -> dict:
-    """Reserve with the champion: a routine refit of its spec on V's data, then ultimates and ranges per origin."""
-    from include.reserving.models import load_model
-    from include.reserving.publish import reserve_rows
-
+def stage_refit(facts: RunFacts) -> dict:
+    """The model that reserves V: a routine refit of the champion's spec on V's data (recorded, no approval
+    needed), or, before any champion was approved, this month's candidate for PRELIMINARY reserves."""
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     champion = registry.champion(engine)
@@ -322,34 +320,55 @@ def stage_reserve(facts: RunFacts) -> dict:
             registry.set_champion(
                 engine, model_entry.model_version, facts.valuation_date, "refitted", run_id=facts.run_id
             )
-    model = load_model(artifacts.local_dir(model_entry.artifact_uri))
-    rows = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
-    uri = artifacts.join(facts.run_dir, "reserves.json")
-    payload = rows.assign(origin=rows["origin"].astype(str)).to_dict(orient="records")
-    artifacts.write_text(uri, json.dumps(payload, indent=1))
     return {
-        "reserves_uri": uri,
         "model_version": model_entry.model_version,
+        "artifact_uri": model_entry.artifact_uri,
         "status": status,
         "approval_ref": approval_reference(engine, model_entry.spec) if status == "approved" else None,
-        "ibnr_total": round(float(rows["ibnr"].sum()), 2),
+        "segments": sorted(cells["segment"].unique().tolist()),
     }
 
 
-def stage_publish(facts: RunFacts, reserved: dict) -> dict:
-    """Atomically publish the reserve rows as this run's version for V."""
+def stage_reserve_segment(facts: RunFacts, refit: dict, segment: str) -> dict:
+    """Ultimates, IBNR and ranges per origin for one segment (a mapped task: segments spread over workers)."""
+    from include.reserving.models import load_model
+    from include.reserving.publish import reserve_rows
+
+    cells = load_cells(facts.engine(), facts.valuation_date, facts.basis)
+    cells = cells[cells["segment"] == segment].reset_index(drop=True)
+    if cells.empty:
+        raise LookupError(f"segment {segment!r} has no cells at {facts.valuation_date}")
+    model = load_model(artifacts.local_dir(refit["artifact_uri"]))
+    rows = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
+    uri = artifacts.join(facts.run_dir, "reserves", f"{artifacts.safe(segment)}.json")
+    payload = rows.assign(origin=rows["origin"].astype(str)).to_dict(orient="records")
+    artifacts.write_text(uri, json.dumps(payload, indent=1))
+    log.info(
+        "reserved %s at %s: IBNR %.2f over %d origins", segment, facts.valuation_date, rows["ibnr"].sum(), len(rows)
+    )
+    return {"segment": segment, "reserves_uri": uri, "ibnr_total": round(float(rows["ibnr"].sum()), 2)}
+
+
+def stage_publish(facts: RunFacts, refit: dict, reserved: list[dict]) -> dict:
+    """Atomically publish every segment's reserve rows as this run's version for V."""
     from include.reserving.publish import publish_reserves
 
-    rows = pd.DataFrame(json.loads(artifacts.read_text(reserved["reserves_uri"])))
+    missing = sorted(set(refit["segments"]) - {r["segment"] for r in reserved})
+    if missing:
+        raise RuntimeError(f"segments {missing} have no reserves: nothing was published")
+    rows = pd.concat(
+        [pd.DataFrame(json.loads(artifacts.read_text(r["reserves_uri"]))) for r in reserved], ignore_index=True
+    )
     rows["origin"] = pd.to_datetime(rows["origin"]).dt.date
+    rows = rows.sort_values(["segment", "origin"]).reset_index(drop=True)
     result = publish_reserves(
         facts.engine(),
         facts.valuation_date,
         facts.run_id,
         rows,
-        reserved["model_version"],
+        refit["model_version"],
         basis=facts.basis,
-        approval_ref=reserved["approval_ref"],
-        status=reserved["status"],
+        approval_ref=refit["approval_ref"],
+        status=refit["status"],
     )
-    return {**result.as_xcom(), "status": reserved["status"], "model_version": reserved["model_version"]}
+    return {**result.as_xcom(), "status": refit["status"], "model_version": refit["model_version"]}

@@ -20,8 +20,13 @@ EXPECTED_TASKS = {
     "governance.await_approval",
     "governance.apply_approval",
     "governance.no_promotion",
-    "reserving.reserve",
+    "governance.model_card",
+    "reserving.refit",
+    "reserving.lines",
+    "reserving.reserve_segment",
     "reserving.publish",
+    "reporting.report",
+    "reporting.email_report",
 }
 
 
@@ -44,7 +49,11 @@ def test_dag_shape(pipeline_dag):
     assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
     sensor = dag.get_task("governance.await_approval")
     assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
-    assert dag.get_task("reserving.reserve").trigger_rule == "none_failed_min_one_success"
+    assert dag.get_task("reserving.refit").trigger_rule == "none_failed_min_one_success"
+    # one mapped task per line of business
+    assert dag.get_task("reserving.reserve_segment").is_mapped
+    assert dag.on_success_callback and dag.on_failure_callback
+    assert all(t.on_failure_callback for t in dag.tasks if not t.is_mapped)
 
 
 PARSE_PROBE = f"""

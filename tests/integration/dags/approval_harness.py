@@ -39,20 +39,31 @@ def approval_harness():
         return stage_apply_approval(_facts(), evaluation, outcome)
 
     @task
-    def reserve(applied: dict) -> dict:
-        from include.reserving.pipeline import stage_reserve
+    def refit(applied: dict) -> dict:
+        from include.reserving.pipeline import stage_refit
 
-        return stage_reserve(_facts())
+        return stage_refit(_facts())
 
     @task
-    def publish(reserved: dict) -> dict:
+    def lines(refitted: dict) -> list[str]:
+        return refitted["segments"]
+
+    @task
+    def reserve_segment(refitted: dict, segment: str) -> dict:
+        from include.reserving.pipeline import stage_reserve_segment
+
+        return stage_reserve_segment(_facts(), refitted, segment)
+
+    @task
+    def publish(refitted: dict, reserved: list[dict]) -> dict:
         from include.reserving.pipeline import stage_publish
 
-        return stage_publish(_facts(), reserved)
+        return stage_publish(_facts(), refitted, list(reserved))
 
     ev = evaluation()
     awaiting = ApprovalSensor(task_id="await_approval", evaluation=ev)
-    publish(reserve(apply_approval(ev, awaiting.output)))
+    refitted = refit(apply_approval(ev, awaiting.output))
+    publish(refitted, reserve_segment.partial(refitted=refitted).expand(segment=lines(refitted)))
 
 
 harness = approval_harness()
