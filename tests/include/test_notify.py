@@ -6,15 +6,11 @@ import datetime as dt
 import email
 import json
 import logging
-import socket
-import threading
 from email import policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from include.reserving import notify
 from include.reserving.notify import (
@@ -26,47 +22,7 @@ from include.reserving.notify import (
     report_subject,
     send_report_email,
 )
-
-WEBHOOK_PATH = "/services/T0000SECRET/B0000SECRET/tokenXYZsecret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# --- email -----------------------------------------------------------------------------------------------------
-
-
-class _Inbox:
-    def __init__(self):
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
-        return "250 Message accepted for delivery"
-
-
-@pytest.fixture
-def smtp_server(monkeypatch):
-    """A real SMTP server on 127.0.0.1 and the Airflow connection ``reserving_smtp_test`` pointing at it."""
-    inbox = _Inbox()
-    port = _free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    conn = {
-        "conn_type": "smtp",
-        "host": "127.0.0.1",
-        "port": port,
-        # A plain local server: no implicit SSL, no STARTTLS.
-        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "reserving@example.com", "timeout": 10},
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_SMTP_TEST", json.dumps(conn))
-    try:
-        yield inbox
-    finally:
-        controller.stop()
+from tests.servers import WEBHOOK_PATH, free_port
 
 
 def test_subject_names_valuation_date_and_status():
@@ -109,39 +65,6 @@ def test_missing_attachment_or_recipients_fail_before_sending(smtp_server, tmp_p
 
 
 # --- Slack -----------------------------------------------------------------------------------------------------
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    status = 200
-
-    def do_POST(self):  # noqa: N802 (http.server's hook name)
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.received.append((self.path, json.loads(body)))
-        answer = b"ok" if self.server.status == 200 else b"internal_error"
-        self.send_response(self.server.status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-
-@pytest.fixture
-def slack_receiver(monkeypatch):
-    """A webhook receiver on 127.0.0.1 and the ``slackwebhook`` connection ``reserving_slack`` with its URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.received, server.status = [], 200
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}{WEBHOOK_PATH}"
-    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_SLACK", json.dumps({"conn_type": "slackwebhook", "password": url}))
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _context(exception, *, params=None, try_number=1, max_tries=2):
@@ -238,7 +161,7 @@ def test_slack_answering_500_is_a_warning_not_an_error(slack_receiver, caplog):
 
 
 def test_slack_down_is_a_warning_and_the_callback_returns(monkeypatch, caplog):
-    url = f"http://127.0.0.1:{_free_port()}{WEBHOOK_PATH}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}"  # nothing listens there
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_SLACK", json.dumps({"conn_type": "slackwebhook", "password": url}))
     with caplog.at_level(logging.DEBUG):
         assert on_task_failure(_context(ValueError("boom"))) is None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import os
 import threading
 import time
+from email import policy
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -37,8 +41,13 @@ def _approve_when_asked(url: str, stop: threading.Event, seen: dict) -> None:
         time.sleep(1)
 
 
-def test_first_month_trains_asks_for_approval_and_publishes(pipeline_dag, pipeline_env):
+def test_first_month_trains_asks_for_approval_and_publishes(
+    pipeline_dag, pipeline_env, smtp_server, slack_receiver, monkeypatch
+):
     from airflow.models.variable import Variable
+    from pypdf import PdfReader
+
+    monkeypatch.setenv("RESERVING_SMTP_CONN_ID", "reserving_smtp_test")
 
     stop, seen = threading.Event(), {}
     actuary = threading.Thread(target=_approve_when_asked, args=(pipeline_env, stop, seen), daemon=True)
@@ -66,3 +75,56 @@ def test_first_month_trains_asks_for_approval_and_publishes(pipeline_dag, pipeli
     assert published["ibnr"].tolist() == expected["ibnr"].tolist()
     assert round(published["ibnr"].sum(), 2) == table["ibnr_total"].iloc[0]
     assert published["latest_paid"].sum() == pytest.approx(latest_diagonal(cells)["paid"].sum(), abs=0.005)
+
+    # the model card went out before the approval, the report after publication; attachments are the files
+    subjects = [email.message_from_bytes(raw, policy=policy.default)["Subject"] for _, _, raw in smtp_server.messages]
+    assert subjects == [
+        f"Approval needed: model {champion.model_version} for valuation 2023-12-31",
+        "IBNR reserve report as at 2023-12-31 (APPROVED)",
+    ]
+    assert all(to == ["chief.actuary@example.com"] for _, to, _ in smtp_server.messages)
+    report_mail = email.message_from_bytes(smtp_server.messages[1][2], policy=policy.default)
+    (attachment,) = [part for part in report_mail.iter_attachments()]
+    report_path = next(Path(os.environ["RESERVING_ARTIFACT_ROOT"]).rglob("reserve_report_2023-12-31.pdf"))
+    assert attachment.get_payload(decode=True) == report_path.read_bytes()
+    text = "\n".join(page.extract_text() for page in PdfReader(report_path).pages)
+    assert f"{published['ibnr'].sum():,.2f}" in text
+    for segment, ibnr in published.groupby("segment")["ibnr"].sum().items():
+        assert segment in text and f"{ibnr:,.2f}" in text
+
+    # Slack heard about the promotion, and nothing failed
+    messages = [body["text"] for _, body in slack_receiver.received]
+    assert len(messages) == 1 and "promoted to champion" in messages[0]
+    with engine.connect() as conn:
+        health = conn.execute(select(schema.pipeline_runs)).one()
+    assert (health.run_id, health.state, health.valuation_date) == (run.run_id, "success", V)
+
+
+def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_receiver, monkeypatch):
+    """Injected defects: the gate fails (no retry), nothing downstream runs or publishes, one Slack message."""
+    from include.reserving.synth import BookSpec, Defects, write_book
+
+    url = f"sqlite:///{tmp_path / 'bad.db'}"
+    schema.create_all(make_engine(url))
+    write_book(
+        url,
+        BookSpec(claims=1500, start="2021-01", end="2023-12", seed=5, defects=Defects(bad_ages=3, unknown_types=2)),
+        progress=False,
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
+    monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+
+    run = pipeline_dag.test(logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+
+    assert run.state == "failed"
+    engine = make_engine(url)
+    assert versions(engine, V).empty and registry.champion(engine) is None
+    (message,) = [body["text"] for _, body in slack_receiver.received]
+    assert message.startswith(
+        "Task 'input.validate' failed in monthly_reserving_pipeline for valuation 2023-12-31 "
+        "(try 1 of 1). Error: QualityGateError"
+    )
+    assert "claimant_age" in message and "claim_type" in message
+    with engine.connect() as conn:
+        health = conn.execute(select(schema.pipeline_runs)).one()
+    assert (health.state, health.failed_task) == ("failed", "input.validate")
