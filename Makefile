@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean ui system-deps
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,12 +25,19 @@ $(AIRFLOW_HOME)/airflow.db: $(STAMP)
 	mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/migrate.log 2>&1 || (tail -20 $(AIRFLOW_HOME)/migrate.log; exit 1)
 
+# Tests render PDF pages (pdftoppm) and drive the Reserving view in headless Chromium: Debian packages.
+system-deps:
+	@if command -v pdftoppm >/dev/null && command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils chromium >/dev/null; \
+	else echo "note: install poppler-utils and chromium for the PDF-render and browser tests (they skip without)"; fi
+
 setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 
 demo: setup
 	$(BIN)/python scripts/demo.py
 
-test: setup
+test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -1,14 +1,21 @@
 """The main job on the embedded default: a synthetic book in a SQLite warehouse, one monthly run, its outputs.
 
 Run through `make demo` (which sets up the virtualenv and the Airflow home first). Steps:
-1. create the warehouse schema in data/warehouse.db and write a synthetic book (2019-01 .. 2024-12);
-2. `airflow dags test monthly_reserving_pipeline 2025-01-01`: the run for December 2024, valued as at 2024-12-31;
-3. print where the outputs are.
+1. a fresh warehouse (data/warehouse.db) with a synthetic book, accident months 2019-01 .. 2024-12;
+2. a local mail catcher (SMTP on 127.0.0.1; mails land in data/outbox as .eml files);
+3. `airflow dags test monthly_reserving_pipeline 2025-01-01`: the run for December 2024, valued as at
+   2024-12-31. It stops at the approval sensor: the demo prints the instruction and, from a second process,
+   approves as "Demo Actuary" with `python -m include.reserving.approve` (which runs `airflow variables set`);
+4. prints where the outputs are, ending with the PDF reserve report.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -17,40 +24,69 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
+from sqlalchemy import select  # noqa: E402
+
 from include.reserving import schema  # noqa: E402
-from include.reserving.config import DEFAULT_SQLITE_PATH, load_settings, warehouse_url  # noqa: E402
+from include.reserving.approval import instruction  # noqa: E402
+from include.reserving.config import DATA_DIR, load_settings, warehouse_url  # noqa: E402
 from include.reserving.db import make_engine, redact  # noqa: E402
+from include.reserving.ingest import check_valuation_date  # noqa: E402
 
 LOGICAL_DATE = "2025-01-01"
-VALUATION_DATE = "2024-12-31"
+VALUATION_DATE = check_valuation_date("2024-12-31")
 CLAIMS = int(os.environ.get("DEMO_CLAIMS", "20000"))
+APPROVER = "Demo Actuary"
 
 
 def step(title: str) -> None:
     print(f"\n==> {title}", flush=True)
 
 
-def run(cmd: list[str], log_path: Path | None = None) -> None:
-    print("    $ " + " ".join(cmd), flush=True)
-    if log_path is None:
-        subprocess.run(cmd, check=True)
-        return
-    with log_path.open("w") as log:
-        done = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        print(log_path.read_text()[-6000:])
-        raise SystemExit(f"command failed ({done.returncode}); full log: {log_path}")
+def mail_catcher(outbox: Path):
+    """A local SMTP server writing each message to ``outbox``; returns (controller, port)."""
+    from aiosmtpd.controller import Controller
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd narrates every SMTP command at INFO
+
+    class Outbox:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+            n = len(list(outbox.glob("*.eml"))) + 1
+            (outbox / f"{n:02d}.eml").write_bytes(envelope.original_content)
+            return "250 OK"
+
+    outbox.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as probe:  # a free port on loopback
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Outbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    return controller, port
+
+
+def wait_for_pending(url: str, run: subprocess.Popen, log_path: Path) -> str | None:
+    """Poll the warehouse until the promotion rule asks for approval (or the run ends without asking)."""
+    pd_ = schema.promotion_decisions
+    engine = make_engine(url)
+    while run.poll() is None:
+        with engine.connect() as conn:
+            row = conn.execute(select(pd_).where(pd_.c.valuation_date == VALUATION_DATE)).first()
+        if row is not None:
+            return row.challenger_version if row.decision == "promote" else None
+        time.sleep(2)
+    return None
 
 
 def main() -> None:
     started = time.monotonic()
+    for stale in (DATA_DIR / "warehouse.db", DATA_DIR / "artifacts", DATA_DIR / "outbox"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     settings = load_settings()
     url = warehouse_url(settings)
     step(f"warehouse: {redact(url)}")
     schema.create_all(make_engine(url))
 
     step(f"synthetic book: {CLAIMS} claims, accident months 2019-01 .. 2024-12")
-    run(
+    subprocess.run(
         [
             sys.executable,
             "-m",
@@ -66,30 +102,82 @@ def main() -> None:
             "--db",
             url,
             "--reset",
-        ]
+        ],
+        check=True,
+    )
+
+    controller, port = mail_catcher(DATA_DIR / "outbox")
+    smtp = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "extra": {"disable_ssl": True, "disable_tls": True, "from_email": "reserving@example.com"},
+    }
+    env = {**os.environ, "AIRFLOW_CONN_SMTP_DEFAULT": json.dumps(smtp), "RESERVING_APPROVAL_POKE_SECONDS": "5"}
+    subprocess.run(
+        ["airflow", "variables", "delete", f"reserving_approval__{VALUATION_DATE}"], env=env, capture_output=True
     )
 
     step(f"monthly_reserving_pipeline for {LOGICAL_DATE} (valuation date {VALUATION_DATE})")
     log_path = Path(os.environ["AIRFLOW_HOME"]) / "demo-run.log"
-    run(["airflow", "dags", "test", "monthly_reserving_pipeline", LOGICAL_DATE], log_path)
+    print(f"    $ airflow dags test monthly_reserving_pipeline {LOGICAL_DATE}   (log: {log_path})", flush=True)
+    with log_path.open("w") as log:
+        run = subprocess.Popen(
+            ["airflow", "dags", "test", "monthly_reserving_pipeline", LOGICAL_DATE],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            pending = wait_for_pending(url, run, log_path)
+            if pending:
+                step("the run waits at governance.await_approval for an actuary")
+                print("    " + instruction(VALUATION_DATE, pending), flush=True)
+                print(f"    approving from a second process as {APPROVER!r}:", flush=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "include.reserving.approve",
+                        "--valuation-date",
+                        str(VALUATION_DATE),
+                        "--decision",
+                        "approve",
+                        "--by",
+                        APPROVER,
+                        "--comment",
+                        "demo approval after reading the model card",
+                    ],
+                    env=env,
+                    check=True,
+                )
+            run.wait()
+        finally:
+            if run.poll() is None:
+                run.terminate()
+            controller.stop()
+    if run.returncode != 0:
+        print(log_path.read_text()[-6000:])
+        raise SystemExit(f"the run failed; full log: {log_path}")
 
     step("outputs")
-    from sqlalchemy import select
+    from include.reserving.publish import current_reserves, versions
 
     engine = make_engine(url)
-    with engine.connect() as conn:
-        snap = conn.execute(select(schema.snapshots).where(schema.snapshots.c.valuation_date == VALUATION_DATE)).one()
-    print(
-        f"    snapshot   {snap.valuation_date} ({snap.basis}): {snap.claim_count} claims, "
-        f"{snap.transaction_count} transactions, paid to date {snap.paid_total:,.2f}"
-    )
-    print(
-        f"    warehouse  {DEFAULT_SQLITE_PATH if url.startswith('sqlite') else redact(url)}"
-        f" (tables triangle_cells, snapshot_claims keyed by valuation_date)"
-    )
-    print(f"    artifacts  {settings.artifact_root}")
+    published = current_reserves(engine, VALUATION_DATE)
+    version = versions(engine, VALUATION_DATE).iloc[-1]
+    print(f"    reserves   version {version.version} ({version.status}), model {version.model_version}")
+    for segment, ibnr in published.groupby("segment")["ibnr"].sum().items():
+        print(f"               {segment:<10} IBNR {ibnr:>18,.2f}")
+    print(f"               {'total':<10} IBNR {published['ibnr'].sum():>18,.2f}")
+    print(f"    warehouse  {redact(url)} (reserve_results, reserve_versions, model_registry, approvals, ...)")
+    print(f"    e-mails    {DATA_DIR / 'outbox'} ({len(list((DATA_DIR / 'outbox').glob('*.eml')))} messages)")
+    card = next((DATA_DIR / "artifacts").rglob("model_card_*.pdf"), None)
+    if card:
+        print(f"    model card {card}")
     print(f"    run log    {log_path}")
-    print(f"\ndemo finished in {time.monotonic() - started:.0f} s: valuation {VALUATION_DATE} succeeded")
+    report = next((DATA_DIR / "artifacts").rglob(f"reserve_report_{VALUATION_DATE}.pdf"))
+    print(f"\ndemo finished in {time.monotonic() - started:.0f} s; reserve report: {report}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,79 @@
+"""Approve or reject the model pending for a valuation date, by hand.
+
+``python -m include.reserving.approve --valuation-date 2024-12-31 --decision approve --by "Ada Actuary"
+--comment "reviewed the model card"`` finds the pending challenger in the warehouse and sets the Airflow Variable
+``reserving_approval__2024-12-31`` with ``airflow variables set`` (the same as doing it in the UI under
+Admin > Variables). ``--print-only`` shows the command instead of running it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+
+from sqlalchemy import select
+
+from include.reserving import schema
+from include.reserving.approval import approval_key, approval_value
+from include.reserving.config import warehouse_url
+from include.reserving.db import make_engine
+from include.reserving.ingest import check_valuation_date
+
+
+def pending_challenger(url: str, valuation_date) -> str:
+    """The challenger the promotion rule sent to approval for V; raises when nothing is pending."""
+    pd_, ap = schema.promotion_decisions, schema.approvals
+    with make_engine(url).connect() as conn:
+        row = conn.execute(select(pd_).where(pd_.c.valuation_date == valuation_date)).first()
+        if row is None or row.decision != "promote":
+            raise LookupError(
+                f"no model is waiting for approval at {valuation_date} (promotion decision: "
+                f"{row.decision if row else 'none yet'})"
+            )
+        decided = conn.execute(
+            select(ap.c.decision).where(
+                ap.c.valuation_date == valuation_date, ap.c.model_version == row.challenger_version
+            )
+        ).scalar_one_or_none()
+    if decided is not None:
+        raise LookupError(f"model {row.challenger_version} at {valuation_date} was already decided: {decided}")
+    return row.challenger_version
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--valuation-date", required=True, help="month end, YYYY-MM-DD")
+    parser.add_argument("--decision", choices=["approve", "reject"], required=True)
+    parser.add_argument("--by", required=True, help="who decides (recorded in the approvals table)")
+    parser.add_argument("--comment", default="", help="why")
+    parser.add_argument("--db", help="warehouse URL (default: the reserving_db connection or the SQLite file)")
+    parser.add_argument("--print-only", action="store_true", help="print the airflow command instead of running it")
+    args = parser.parse_args(argv)
+    valuation_date = check_valuation_date(args.valuation_date)
+    try:
+        version = pending_challenger(args.db or warehouse_url(), valuation_date)
+    except LookupError as exc:
+        print(f"nothing to do: {exc}", file=sys.stderr)
+        return 1
+    command = [
+        "airflow",
+        "variables",
+        "set",
+        approval_key(valuation_date),
+        approval_value(version, args.decision, args.by, args.comment),
+    ]
+    print(" ".join(shlex.quote(c) for c in command))
+    if args.print_only:
+        return 0
+    subprocess.run(command, check=True, capture_output=True)
+    print(
+        f"{args.decision} of {version} for {valuation_date} recorded by {args.by}; the sensor picks it up at its "
+        "next poke"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
