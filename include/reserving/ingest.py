@@ -26,6 +26,7 @@ import pandas as pd
 from sqlalchemy import Integer, and_, case, cast, delete, extract, func, insert, literal, select
 from sqlalchemy.engine import Connection, Engine
 
+from include.reserving import cells as cells_module
 from include.reserving import schema
 from include.reserving.db import bulk_insert
 
@@ -339,7 +340,7 @@ def ingest(
     staged = staged.replace({np.nan: None})
     bulk_insert(engine, schema.triangle_cells_staging, staged)
 
-    latest = latest_diagonal(cells)
+    latest = cells_module.latest_diagonal(cells) if len(cells) else cells
     paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
     digest = cells_hash(cells)
     if before_swap is not None:
@@ -375,14 +376,6 @@ def ingest(
         paid_total,
     )
     return result
-
-
-def latest_diagonal(cells: pd.DataFrame) -> pd.DataFrame:
-    """Cells evaluated at V: the oldest age per (segment, origin)."""
-    if cells.empty:
-        return cells
-    idx = cells.groupby(["segment", "origin"])["development"].idxmax()
-    return cells.loc[idx]
 
 
 def load_cells(engine: Engine, valuation_date: dt.date | str, basis: str = "as_recorded") -> pd.DataFrame:

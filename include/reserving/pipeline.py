@@ -16,9 +16,10 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import approval as approvalmod
 from include.reserving import artifacts, registry, schema
+from include.reserving.cells import latest_diagonal
 from include.reserving.config import Settings, load_settings, warehouse_url
 from include.reserving.db import make_engine
-from include.reserving.ingest import check_valuation_date, ingest, latest_diagonal, load_cells
+from include.reserving.ingest import check_valuation_date, ingest, load_cells
 
 log = logging.getLogger(__name__)
 

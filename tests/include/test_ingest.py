@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from include.reserving import schema
+from include.reserving.cells import latest_diagonal
 from include.reserving.db import bulk_insert
-from include.reserving.ingest import check_valuation_date, ingest, latest_diagonal, load_cells
+from include.reserving.ingest import check_valuation_date, ingest, load_cells
 
 D = dt.date
 T = dt.datetime
