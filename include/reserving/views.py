@@ -1,0 +1,177 @@
+"""Read queries behind the Reserving view and its JSON API: plain functions over the warehouse, no web framework.
+
+Each function takes an engine (and the artifact root where files are involved) and returns JSON-ready values:
+dates as ISO strings, money as floats, missing values as None.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.engine import Engine
+
+from include.reserving import approval, artifacts, registry, schema
+from include.reserving.publish import current_reserves
+
+CARD_FORMATS = ("md", "pdf")
+
+
+class NotFound(LookupError):
+    """Nothing matches the request (nothing published, no such decision, no such file)."""
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready scalar: dates as ISO strings, NaN as None, numpy scalars as Python ones."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy / pandas scalars
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _records(frame) -> list[dict[str, Any]]:
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def parse_valuation_date(raw: str) -> dt.date:
+    """A valuation date from ``YYYY-MM-DD``; it must be a month end. Raises ValueError saying what is wrong."""
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"valuation_date {raw!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31") from None
+    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
+    if day != month_end:
+        raise ValueError(f"valuation_date {day} is not a month end: use a month end such as {month_end}")
+    return day
+
+
+def latest_valuation_date(engine: Engine) -> dt.date | None:
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(rv.c.valuation_date))).scalar_one()
+
+
+def published_reserves(engine: Engine, valuation_date: dt.date | None = None) -> dict[str, Any]:
+    """The current published version for V (default: the latest V): version metadata, line totals and rows."""
+    latest = latest_valuation_date(engine)
+    if latest is None:
+        raise NotFound("no reserves have been published yet")
+    valuation_date = valuation_date or latest
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        version = (
+            conn.execute(select(rv).where(rv.c.valuation_date == valuation_date, rv.c.is_current.is_(True)))
+            .mappings()
+            .first()
+        )
+    if version is None:
+        raise NotFound(f"no reserves are published for valuation date {valuation_date} (latest published: {latest})")
+    rows = current_reserves(engine, valuation_date)
+    by_line = (
+        rows.groupby("segment", sort=True)[["latest_paid", "latest_incurred", "ultimate", "ibnr"]]
+        .sum(min_count=1)
+        .round(2)
+        .reset_index()
+    )
+    meta = {k: _plain(v) for k, v in version.items() if k != "is_current"}
+    return {
+        **meta,
+        "rows": _records(rows.drop(columns=["valuation_date", "version", "model_version", "approval_ref"])),
+        "lines": _records(by_line),
+    }
+
+
+def champion(engine: Engine) -> dict[str, Any]:
+    """The current champion (or None) and every champion change, oldest first."""
+    entry = registry.champion(engine)
+    current = None
+    if entry is not None:
+        current = {
+            "model_version": entry.model_version,
+            "method": entry.method,
+            "spec": entry.spec,
+            "trained_valuation_date": entry.trained_valuation_date.isoformat(),
+            "basis": entry.basis,
+            "code_version": entry.code_version,
+            "artifact_uri": entry.artifact_uri,
+        }
+    return {"champion": current, "history": _records(registry.champion_history(engine))}
+
+
+def _card_stem(model_version: str) -> str:
+    """The model card's file stem, as include.reserving.model_card names it."""
+    return "model_card_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
+
+
+def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
+    """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
+    pd_, ap = schema.promotion_decisions, schema.approvals
+    query = (
+        select(pd_)
+        .outerjoin(
+            ap, and_(ap.c.valuation_date == pd_.c.valuation_date, ap.c.model_version == pd_.c.challenger_version)
+        )
+        .where(pd_.c.decision == "promote", ap.c.id.is_(None))
+        .order_by(pd_.c.valuation_date)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    pending = []
+    for row in rows:
+        valuation_date, challenger = row["valuation_date"], row["challenger_version"]
+        pending.append(
+            {
+                **{k: _plain(v) for k, v in row.items()},
+                "variable_key": approval.approval_key(valuation_date),
+                "approve_value": approval.approval_value(challenger, "approve"),
+                "reject_value": approval.approval_value(challenger, "reject"),
+                "instruction": approval.instruction(valuation_date, challenger),
+            }
+        )
+    return pending
+
+
+def pipeline_health(engine: Engine, limit: int = 24) -> list[dict[str, Any]]:
+    """The latest pipeline runs, newest first (the table may be empty)."""
+    pr = schema.pipeline_runs
+    query = select(pr).order_by(pr.c.valuation_date.desc(), pr.c.started_at.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [{k: _plain(v) for k, v in row.items()} for row in conn.execute(query).mappings().all()]
+
+
+def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date, model_version: str, fmt: str) -> Path:
+    """The local file of the model card of the challenger decided at V, checked to lie under the artifact root.
+
+    The run folder comes from the recorded promotion decision, never from the request; the resolved path must still
+    be inside the root (no traversal through odd version ids or symlinks).
+    """
+    if fmt not in CARD_FORMATS:
+        raise NotFound(f"model cards are served as {' or '.join(CARD_FORMATS)}, not {fmt!r}")
+    if not artifacts.is_local(artifact_root):
+        raise NotFound(f"the artifact root {artifact_root} is remote: open the model card there")
+    pd_ = schema.promotion_decisions
+    with engine.connect() as conn:
+        run_id = conn.execute(
+            select(pd_.c.run_id).where(
+                pd_.c.valuation_date == valuation_date, pd_.c.challenger_version == model_version
+            )
+        ).scalar_one_or_none()
+    if run_id is None:
+        raise NotFound(f"no promotion decision for model {model_version!r} at valuation date {valuation_date}")
+    root = Path(artifact_root.removeprefix("file://")).resolve()
+    folder = artifacts.run_dir(str(root), valuation_date, run_id)
+    path = Path(folder, f"{_card_stem(model_version)}.{fmt}").resolve()
+    if not path.is_relative_to(root):
+        raise NotFound(f"model card of {model_version!r} is outside the artifact root")
+    if not path.is_file():
+        raise NotFound(f"model card of {model_version!r} for {valuation_date} has not been written ({path.name})")
+    return path

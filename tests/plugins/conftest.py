@@ -1,0 +1,253 @@
+"""A small published book in a SQLite warehouse for the Reserving view, and a real Airflow api-server serving it.
+
+The book: reserves published for 2024-01-31 (one version) and 2024-02-29 (two versions, the second current), a
+champion promoted at 2024-01-31, a challenger waiting for approval at 2024-02-29 with its model card written under
+the artifact root, and two pipeline runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import insert
+
+from include.reserving import artifacts, registry, schema
+from include.reserving.db import make_engine
+from include.reserving.publish import PublishResult, publish_reserves, reserve_rows
+
+PROJECT = Path(__file__).resolve().parents[2]
+V1, V2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
+PENDING_RUN = "scheduled__2024-03-01T00:00:00+00:00"
+SERVER_START_TIMEOUT = 240
+
+
+def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    origins = [dt.date(2023, m, 1) for m in (1, 4, 7, 10)]
+    latest = [100_000.0, 80_000.0, 50_000.0, 10_000.0, 300_000.0, 120_000.0, 60_000.0, 5_000.0]
+    ultimate = [100_004.0, 95_555.5, 90_125.25, 60_333.33, 600_000.0, 420_100.1, 300_456.78, 250_004.9]
+    ultimates = pd.DataFrame(
+        {
+            "segment": ["Motor"] * 4 + ["Liability"] * 4,
+            "origin": origins * 2,
+            "latest": latest,
+            "ultimate": [u * scale for u in ultimate],
+            "std_err": [0.0, 3_333.3, 5_500.0, 9_999.99, 10_000.0, 20_000.0, 30_000.0, 40_000.0],
+            "p75": 1.0,
+            "p95": 2.0,
+        }
+    )
+    ultimates["ibnr"] = ultimates["ultimate"] - ultimates["latest"]
+    diagonal = ultimates[["segment", "origin"]].assign(paid=latest, incurred=[x * 1.5 for x in latest])
+    return ultimates, diagonal
+
+
+def _entry(method: str, valuation_date: dt.date) -> registry.ModelEntry:
+    spec = {"method": method, "params": {}}
+    return registry.ModelEntry(
+        model_version=registry.model_version_id(spec, valuation_date, "hash"),
+        spec=spec,
+        artifact_uri=f"file:///artifacts/models/{method}",
+        trained_valuation_date=valuation_date,
+        basis="as_recorded",
+        train_rows=100,
+        data_hash="hash",
+        code_version="abc123",
+    )
+
+
+@dataclass
+class Book:
+    url: str
+    artifact_root: Path
+    published: dict[dt.date, tuple[PublishResult, pd.DataFrame]]  # current version and its rows, per V
+    champion: str
+    challenger: str
+    card_md: Path
+    card_pdf: Path
+
+
+def populate(url: str, artifact_root: Path) -> Book:
+    engine = make_engine(url)
+    schema.create_all(engine)
+    published = {}
+    rows = reserve_rows(*_model_output(1.0))
+    published[V1] = (publish_reserves(engine, V1, "scheduled__2024-02-01T00:00:00+00:00", rows, "m-cl"), rows)
+    publish_reserves(engine, V2, "manual__first", reserve_rows(*_model_output(1.05)), "m-cl")
+    restated = reserve_rows(*_model_output(1.1))
+    published[V2] = (publish_reserves(engine, V2, PENDING_RUN, restated, "m-cl", basis="restated"), restated)
+
+    champ = registry.register(engine, _entry("chain_ladder", V1))
+    challenger = registry.register(engine, _entry("xgboost_development", V2))
+    registry.record_decision(
+        engine, registry.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
+    )
+    approval_id = registry.record_approval(
+        engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada"
+    )
+    registry.set_champion(engine, champ.model_version, V1, "promoted", approved_by="ada", approval_id=approval_id)
+    registry.record_decision(
+        engine,
+        registry.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
+        run_id=PENDING_RUN,
+    )
+    with engine.begin() as conn:
+        conn.execute(
+            insert(schema.pipeline_runs),
+            [
+                {
+                    "run_id": "scheduled__2024-02-01T00:00:00+00:00",
+                    "dag_id": "monthly_reserving_pipeline",
+                    "valuation_date": V1,
+                    "state": "success",
+                    "started_at": dt.datetime(2024, 2, 1, 0, 0, 5),
+                    "ended_at": dt.datetime(2024, 2, 1, 0, 12, 40),
+                    "duration_seconds": 755.0,
+                    "failed_task": None,
+                },
+                {
+                    "run_id": "manual__first",
+                    "dag_id": "monthly_reserving_pipeline",
+                    "valuation_date": V2,
+                    "state": "failed",
+                    "started_at": dt.datetime(2024, 3, 1, 0, 0, 5),
+                    "ended_at": dt.datetime(2024, 3, 1, 0, 3, 0),
+                    "duration_seconds": 175.0,
+                    "failed_task": "quality.validate",
+                },
+            ],
+        )
+    engine.dispose()
+
+    folder = Path(artifacts.run_dir(str(artifact_root), V2, PENDING_RUN))
+    folder.mkdir(parents=True)
+    card_md = folder / f"model_card_{challenger.model_version}.md"
+    card_md.write_text(f"# Model card {challenger.model_version}\n\nChallenger for 2024-02-29.\n", encoding="utf-8")
+    card_pdf = folder / f"model_card_{challenger.model_version}.pdf"
+    card_pdf.write_bytes(b"%PDF-1.4\n% model card\n%%EOF\n")
+    return Book(url, artifact_root, published, champ.model_version, challenger.model_version, card_md, card_pdf)
+
+
+@pytest.fixture
+def book(tmp_path) -> Book:
+    return populate(f"sqlite:///{tmp_path / 'warehouse.db'}", tmp_path / "artifacts")
+
+
+# --- a real api-server ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    base: str
+    home: Path
+    username: str
+    password: str
+    book: Book
+    log: Path
+
+    def token(self) -> str:
+        """A JWT the way the UI's login page gets one: POST /auth/token with username and password."""
+        body = json.dumps({"username": self.username, "password": self.password}).encode()
+        request = urllib.request.Request(
+            f"{self.base}/auth/token", data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())["access_token"]
+
+
+def _server_env(home: Path, port: int, book: Book) -> dict[str, str]:
+    """Explicit environment: none of the test process's Airflow settings leak into the server."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    dags = home / "dags"
+    dags.mkdir(exist_ok=True)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
+            "SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "actuary:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW_CONN_RESERVING_DB": book.url,
+            "RESERVING_ARTIFACT_ROOT": str(book.artifact_root),
+        }
+    )
+    return env
+
+
+def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"api-server exited with {process.returncode}:\n{log.read_text()[-4000:]}", pytrace=False)
+        try:
+            with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(1)
+    pytest.fail(f"api-server not up after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-4000:]}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def api_server(tmp_path_factory) -> Server:
+    """``airflow api-server`` on 127.0.0.1 with the project's plugins, its own Airflow home and a published book."""
+    root = tmp_path_factory.mktemp("reserving-api")
+    home = root / "airflow-home"
+    home.mkdir()
+    book = populate(f"sqlite:///{root / 'warehouse.db'}", root / "artifacts")
+    port = free_port()
+    env = _server_env(home, port, book)
+    log = root / "api-server.log"
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the teardown stops the server and its workers
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(base, process, log)
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        yield Server(base, home, "actuary", passwords["actuary"], book, log)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)

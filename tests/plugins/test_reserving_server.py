@@ -1,0 +1,211 @@
+"""The Reserving plugin inside a real ``airflow api-server`` (simple auth manager): every route refuses a caller
+without a valid token and serves one with it (bearer header or the UI's ``_token`` cookie); headless Chromium logs
+in through Airflow's own login page and renders the view, alone and inside the Airflow UI, saving screenshots.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.plugins.conftest import PROJECT, V2
+
+pytestmark = pytest.mark.slow
+
+ARTIFACTS = PROJECT / "test-artifacts"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,1000",
+]
+
+
+def _routes(server) -> list[str]:
+    return [
+        "/reserving/",
+        "/reserving/api/reserves",
+        "/reserving/api/reserves?valuation_date=2024-01-31",
+        "/reserving/api/champion",
+        "/reserving/api/approvals/pending",
+        f"/reserving/model-cards/2024-02-29/{server.book.challenger}.pdf",
+    ]
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_every_route_needs_an_authenticated_airflow_user(api_server):
+    token = api_server.token()
+    for route in _routes(api_server):
+        url = api_server.base + route
+        status, body = _get(url)
+        assert status == 401, (route, status, body[:200])
+        assert json.loads(body) == {"detail": "Not authenticated"}
+        status, body = _get(url, {"Authorization": "Bearer not-a-jwt"})
+        assert status == 403, (route, status, body[:200])
+        status, _ = _get(url, {"Cookie": "_token=not-a-jwt"})
+        assert status in (401, 403), route
+        assert _get(url, {"Authorization": f"Bearer {token}"})[0] == 200, route
+        assert _get(url, {"Cookie": f"_token={token}"})[0] == 200, route  # how the UI's session arrives
+
+
+def test_served_numbers_and_the_registered_view(api_server):
+    auth = {"Authorization": f"Bearer {api_server.token()}"}
+    status, body = _get(api_server.base + "/reserving/api/reserves", auth)
+    reserves = json.loads(body)
+    result, rows = api_server.book.published[V2]
+    assert (status, reserves["version"], reserves["ibnr_total"]) == (200, 2, result.ibnr_total)
+    assert [r["ibnr"] for r in reserves["rows"]] == rows.sort_values(["segment", "origin"])["ibnr"].tolist()
+    status, body = _get(api_server.base + "/reserving/api/reserves?valuation_date=2024-02-28", auth)
+    assert status == 400 and "not a month end" in json.loads(body)["detail"]
+
+    status, body = _get(api_server.base + "/api/v2/plugins", auth)
+    plugin = next(p for p in json.loads(body)["plugins"] if p["name"] == "reserving")
+    assert plugin["fastapi_apps"][0]["url_prefix"] == "/reserving"
+    assert plugin["external_views"][0]["href"] == "/reserving/"
+    assert _get(api_server.base + "/plugin/reserving")[0] == 200  # the UI route that frames the view
+
+
+# --- the browser -----------------------------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("headless Chromium is not installed (Debian: apt-get install -y chromium)")
+    return found
+
+
+class DevTools:
+    """The few Chrome DevTools Protocol calls the test needs, over the page target's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        from websockets.sync.client import connect
+
+        self.ws = connect(ws_url, max_size=None, open_timeout=30)
+        self.next_id = 0
+
+    def call(self, method: str, **params):
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.ws.recv(timeout=60))
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+
+    def evaluate(self, expression: str):
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.evaluate(expression):
+                return
+            time.sleep(0.25)
+        location = self.evaluate("location.href")
+        raise AssertionError(f"timed out waiting for {expression!r} at {location}")
+
+    def open(self, url: str) -> None:
+        """Navigate and wait until the new document has loaded (the old one is marked, so it cannot pass)."""
+        self.evaluate("window.__previousDocument = true")
+        self.call("Page.navigate", url=url)
+        self.wait_for("!window.__previousDocument && document.readyState === 'complete'")
+
+    def screenshot(self, path: Path, full_page: bool = False) -> None:
+        params = {"format": "png"}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params |= {"captureBeyondViewport": True, "clip": {**{k: size[k] for k in "xy"}, "scale": 1}}
+            params["clip"] |= {"width": 1400, "height": max(1000, size["height"])}
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", **params)["data"]))
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium with a fresh profile and the DevTools protocol on a local port; killed afterwards."""
+    profile = tmp_path / "chromium-profile"
+    process = subprocess.Popen(
+        [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    devtools = None
+    try:
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + 60
+        while not port_file.exists() or not port_file.read_text().strip():
+            assert process.poll() is None and time.monotonic() < deadline, "Chromium did not start"
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as response:
+            page = next(t for t in json.loads(response.read()) if t["type"] == "page")
+        devtools = DevTools(page["webSocketDebuggerUrl"])
+        devtools.call("Page.enable")
+        yield devtools
+    finally:
+        if devtools is not None:
+            devtools.close()
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+            process.wait(timeout=30)
+
+
+def test_the_view_renders_in_chromium_after_an_airflow_login(api_server, browser):
+    ARTIFACTS.mkdir(exist_ok=True)
+    base = api_server.base
+
+    browser.open(f"{base}/reserving/")  # no session yet: the page says so and links to the login
+    browser.wait_for("document.body.innerText.includes('Log in to Airflow')")
+
+    # Airflow's own login page: it posts to /auth/token and keeps the JWT in the _token cookie, then follows `next`.
+    browser.open(f"{base}/auth/login?next={base}/reserving/")
+    browser.wait_for("!!document.querySelector('input[name=password]')")
+    for field, value in (("username", api_server.username), ("password", api_server.password)):
+        browser.evaluate(f"document.querySelector('input[name={field}]').focus()")
+        browser.call("Input.insertText", text=value)
+    browser.wait_for("!document.querySelector('button[type=submit]').disabled")
+    browser.evaluate("document.querySelector('button[type=submit]').click()")
+    browser.wait_for("location.pathname === '/reserving/' && document.readyState === 'complete'")
+    text = browser.evaluate("document.body.innerText")
+    assert "Published reserves" in text and "reserving_approval__2024-02-29" in text, text[:500]
+    cookies = browser.call("Network.getCookies", urls=[base + "/reserving/"])["cookies"]
+    assert [c["name"] for c in cookies] == ["_token"]
+    shot = ARTIFACTS / "reserving_view.png"
+    browser.screenshot(shot, full_page=True)
+    assert shot.stat().st_size > 20_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Inside the Airflow UI: the nav entry frames /reserving/ on the same origin, so the cookie reaches it too.
+    browser.open(f"{base}/plugin/reserving")
+    frame_text = "document.querySelector('iframe')?.contentDocument?.body?.innerText ?? ''"
+    browser.wait_for(f"({frame_text}).includes('Published reserves')")
+    time.sleep(1)  # let the UI finish painting its navigation
+    ui_shot = ARTIFACTS / "reserving_in_airflow_ui.png"
+    browser.screenshot(ui_shot)
+    assert ui_shot.stat().st_size > 20_000

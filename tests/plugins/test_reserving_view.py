@@ -1,0 +1,170 @@
+"""The Reserving app against a SQLite warehouse: JSON equals what was published, bad input is refused clearly,
+pending approvals carry the exact Variable, model cards are served only from under the artifact root, the page reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+
+from include.reserving import approval, registry, webapp
+from include.reserving.db import make_engine
+from tests.plugins.conftest import PROJECT, V1, V2
+
+ENDPOINTS = ["/", "/api/reserves", "/api/champion", "/api/approvals/pending"]
+
+
+def _client(book, authenticated: bool = True) -> TestClient:
+    app = webapp.create_app(make_engine(book.url), str(book.artifact_root))
+    if authenticated:
+        app.dependency_overrides[webapp.authenticated] = lambda: None
+    return TestClient(app, root_path="/reserving")
+
+
+def test_reserves_json_equals_what_was_published(book):
+    client = _client(book)
+    result, rows = book.published[V2]
+    body = client.get("/api/reserves").json()  # default: the latest valuation date
+    assert (body["valuation_date"], body["version"], body["basis"]) == ("2024-02-29", 2, "restated")
+    assert body["ibnr_total"] == result.ibnr_total
+    assert body["run_id"] == "scheduled__2024-03-01T00:00:00+00:00" and body["status"] == "approved"
+    got = [(r["segment"], r["origin"], r["latest_paid"], r["ultimate"], r["ibnr"], r["std_err"]) for r in body["rows"]]
+    want = [
+        (r.segment, r.origin.isoformat(), r.latest_paid, r.ultimate, r.ibnr, r.std_err)
+        for r in rows.sort_values(["segment", "origin"]).itertuples()
+    ]
+    assert got == want
+    lines = {line["segment"]: line for line in body["lines"]}
+    assert lines["Motor"]["ibnr"] == round(rows[rows.segment == "Motor"]["ibnr"].sum(), 2)
+    assert round(sum(line["ibnr"] for line in body["lines"]), 2) == result.ibnr_total
+
+    january = client.get("/api/reserves", params={"valuation_date": "2024-01-31"}).json()
+    assert (january["version"], january["ibnr_total"]) == (1, book.published[V1][0].ibnr_total)
+    assert [r["ibnr"] for r in january["rows"]] == book.published[V1][1].sort_values(["segment", "origin"])[
+        "ibnr"
+    ].tolist()
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "message"),
+    [
+        ("last-month", 400, "'last-month' is not a date: use YYYY-MM-DD"),
+        ("2024-02-30", 400, "is not a date"),
+        ("2024-01-30", 400, "2024-01-30 is not a month end: use a month end such as 2024-01-31"),
+        ("2023-12-31", 404, "no reserves are published for valuation date 2023-12-31 (latest published: 2024-02-29)"),
+    ],
+)
+def test_bad_valuation_dates_are_refused_with_a_clear_message(book, value, status, message):
+    response = _client(book).get("/api/reserves", params={"valuation_date": value})
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+def test_an_empty_warehouse_says_nothing_is_published(tmp_path):
+    from include.reserving import schema
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    schema.create_all(make_engine(url))
+    app = webapp.create_app(make_engine(url), str(tmp_path / "artifacts"))
+    app.dependency_overrides[webapp.authenticated] = lambda: None
+    client = TestClient(app)
+    response = client.get("/api/reserves")
+    assert response.status_code == 404 and response.json()["detail"] == "no reserves have been published yet"
+    assert client.get("/api/champion").json() == {"champion": None, "history": []}
+    assert client.get("/api/approvals/pending").json() == []
+    page = client.get("/").text
+    assert "no reserves have been published yet" in page and "No pipeline runs recorded yet" in page
+
+
+def test_champion_and_history(book):
+    body = _client(book).get("/api/champion").json()
+    assert body["champion"]["model_version"] == book.champion
+    assert body["champion"]["method"] == "chain_ladder"
+    assert [(h["model_version"], h["action"], h["approved_by"]) for h in body["history"]] == [
+        (book.champion, "promoted", "ada")
+    ]
+
+
+def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(book):
+    client = _client(book)
+    (item,) = client.get("/api/approvals/pending").json()
+    assert (item["valuation_date"], item["challenger_version"], item["champion_version"]) == (
+        "2024-02-29",
+        book.challenger,
+        book.champion,
+    )
+    assert item["variable_key"] == approval.approval_key(V2) == "reserving_approval__2024-02-29"
+    assert item["approve_value"] == approval.approval_value(book.challenger, "approve")
+    assert item["instruction"] == approval.instruction(V2, book.challenger)
+    card = client.get(item["model_card_md"])
+    assert card.status_code == 200 and card.text == book.card_md.read_text()
+    pdf = client.get(item["model_card_pdf"])
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content == book.card_pdf.read_bytes()
+
+    registry.record_approval(make_engine(book.url), V2, book.challenger, "approve", item["variable_key"], "bob")
+    assert client.get("/api/approvals/pending").json() == []
+
+
+def test_model_cards_are_served_only_from_under_the_artifact_root(book, tmp_path):
+    client = _client(book)
+    base = f"/model-cards/2024-02-29/{book.challenger}"
+    assert client.get(f"{base}.exe").status_code == 404
+    assert client.get(f"/model-cards/2024-02-29/{'..%2F' * 6}etc%2Fpasswd.md").status_code == 404
+    assert client.get("/model-cards/2024-02-29/..%2F..%2F..%2F..%2Fwarehouse.md").status_code == 404
+    assert client.get(f"/model-cards/2024-01-30/{book.challenger}.md").status_code == 400
+    # a card that is a link to a file outside the root is refused even though the decision exists
+    secret = tmp_path / "secret.md"
+    secret.write_text("not a model card")
+    book.card_md.unlink()
+    book.card_md.symlink_to(secret)
+    response = client.get(f"{base}.md")
+    assert response.status_code == 404 and "outside the artifact root" in response.json()["detail"]
+
+
+def test_page_shows_reserves_champion_approvals_and_health(book):
+    page = _client(book).get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    result, rows = book.published[V2]
+    assert "Valuation date <b>2024-02-29</b> · version 2 (current)" in html
+    assert f"{result.ibnr_total:,.2f}" in html
+    motor = rows[rows.segment == "Motor"]
+    assert f"{motor['ibnr'].sum():,.2f}" in html and f"{motor['ultimate'].iloc[0]:,.2f}" in html
+    assert "reserving_approval__2024-02-29" in html
+    assert "{&quot;decision&quot;: &quot;approve&quot;, &quot;model_version&quot;: &quot;" + book.challenger in html
+    assert f'href="http://testserver/reserving/model-cards/2024-02-29/{book.challenger}.pdf"' in html
+    assert book.champion in html and ">ada<" in html
+    assert "quality.validate" in html and "failed" in html
+
+
+def test_every_route_refuses_a_caller_without_a_token(book):
+    client = _client(book, authenticated=False)
+    for path in [*ENDPOINTS, f"/model-cards/2024-02-29/{book.challenger}.md"]:
+        response = client.get(path)
+        assert response.status_code == 401, path
+        assert response.json() == {"detail": "Not authenticated"}
+    browser = client.get("/", headers={"Accept": "text/html,application/xhtml+xml"})
+    assert browser.status_code == 401 and "Log in to Airflow" in browser.text
+
+
+def test_plugin_registers_the_app_and_the_nav_view():
+    sys.path.insert(0, str(PROJECT / "plugins"))
+    try:
+        from reserving_plugin import ReservingPlugin
+    finally:
+        sys.path.remove(str(PROJECT / "plugins"))
+    (app,) = ReservingPlugin.fastapi_apps
+    assert app["url_prefix"] == "/reserving"
+    (view,) = ReservingPlugin.external_views
+    assert (view["name"], view["href"], view["destination"]) == ("Reserving", "/reserving/", "nav")
+
+
+def test_parse_valuation_date():
+    from include.reserving.views import parse_valuation_date
+
+    assert parse_valuation_date("2024-02-29") == dt.date(2024, 2, 29)
+    with pytest.raises(ValueError, match="2023-02-28"):
+        parse_valuation_date("2023-02-27")
