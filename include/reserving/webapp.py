@@ -37,6 +37,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from include.reserving import views
 
@@ -105,6 +106,15 @@ def create_app(engine: Engine | None = None, artifact_root: str | None = None) -
         if exc.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
             return HTMLResponse(_login_page(request, exc), status_code=exc.status_code)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _warehouse_unavailable(request: Request, exc: DBAPIError):
+        """An unreachable warehouse, or one without tables yet, is a 503 that says so (not a bare 500)."""
+        detail = (
+            f"the reserving warehouse cannot answer ({type(exc.orig).__name__}: {str(exc.orig).splitlines()[0]}); "
+            "check the reserving_db connection and create the tables with: python -m include.reserving.schema"
+        )
+        return await http_exception_handler(request, HTTPException(status_code=503, detail=detail))
 
     @app.get("/", response_class=HTMLResponse, name="page")
     def page(request: Request, wh: WarehouseDep) -> HTMLResponse:

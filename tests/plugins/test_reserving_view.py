@@ -79,6 +79,15 @@ def test_an_empty_warehouse_says_nothing_is_published(tmp_path):
     assert "no reserves have been published yet" in page and "No pipeline runs recorded yet" in page
 
 
+def test_a_warehouse_without_tables_answers_503_with_what_to_do(tmp_path):
+    app = webapp.create_app(make_engine(f"sqlite:///{tmp_path / 'new.db'}"), str(tmp_path))
+    app.dependency_overrides[webapp.authenticated] = lambda: None
+    for path in ENDPOINTS:
+        response = TestClient(app).get(path)
+        assert response.status_code == 503, path
+        assert "python -m include.reserving.schema" in response.json()["detail"]
+
+
 def test_champion_and_history(book):
     body = _client(book).get("/api/champion").json()
     assert body["champion"]["model_version"] == book.champion
