@@ -41,6 +41,11 @@ test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
+# The Airflow UI on http://localhost:8080 with the DAG, the Reserving view (Browse > Reserving) and the demo data.
+# Log in as admin; the password is printed and saved in .airflow/simple_auth_manager_passwords.json.generated.
+ui: setup
+	$(BIN)/airflow standalone
+
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
