@@ -7,6 +7,9 @@ a decision with its reasons, and ``store_drift_metrics`` replaces V's rows in ``
 PSI = sum over bins of (current share - reference share) * ln(current share / reference share). Numeric features are
 cut at the reference deciles (right-closed bins, the outer bins open-ended); categorical features use one bin per level
 seen in either sample, so a level that only the current month has counts. An empty bin's share is replaced by ``eps``.
+
+Severity is the exception to "the month ending V": it is judged one month back (see ``FEATURES``), on claims whose
+initial-incurred window has closed by V, so an incomplete month never looks like a drop in severity.
 """
 
 from __future__ import annotations
@@ -25,18 +28,22 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
+from include.reserving.ingest import INITIAL_INCURRED_DAYS
 
 DEFAULT_EPS = 1e-4
 MISSING_LEVEL = "<missing>"
 
-# (feature name, snapshot_claims column, kind): what the drift check compares, in the actuary's language.
-FEATURES: tuple[tuple[str, str, str], ...] = (
-    ("claimant_age", "claimant_age", "numeric"),
-    ("report_delay", "report_delay_days", "numeric"),
-    ("severity", "initial_incurred", "numeric"),
-    ("claim_type_mix", "claim_type", "categorical"),
-    ("line_mix", "line_of_business", "categorical"),
-    ("region_mix", "region", "categorical"),
+# (feature name, snapshot_claims column, kind, months back): what the drift check compares, in the actuary's language.
+# Severity (incurred within INITIAL_INCURRED_DAYS of report) is judged one month back: for a claim reported late in
+# V's month that window is still open at V (and the last days' rows are not yet recorded), so this month's values
+# would sit low against a reference whose windows have closed, and alarm every month.
+FEATURES: tuple[tuple[str, str, str, int], ...] = (
+    ("claimant_age", "claimant_age", "numeric", 0),
+    ("report_delay", "report_delay_days", "numeric", 0),
+    ("severity", "initial_incurred", "numeric", 1),
+    ("claim_type_mix", "claim_type", "categorical", 0),
+    ("line_mix", "line_of_business", "categorical", 0),
+    ("region_mix", "region", "categorical", 0),
 )
 
 
@@ -144,9 +151,20 @@ class Window:
     end: dt.date
 
 
-def current_window(valuation_date: dt.date) -> Window:
-    """The month ending V."""
-    return Window(valuation_date.replace(day=1), valuation_date)
+def current_window(valuation_date: dt.date, months_back: int = 0) -> Window:
+    """The month ending V (``months_back`` 0), or the month ``months_back`` months before it."""
+    end = add_months(valuation_date, -months_back) if months_back else valuation_date
+    return Window(end.replace(day=1), end)
+
+
+def lagged_windows(valuation_date: dt.date, reference: Window, months_back: int) -> tuple[Window, Window]:
+    """(reference, current) for a feature judged ``months_back`` months back: the current month moves back and the
+    reference keeps only what lies before it (a champion trained last month must not see its own month twice)."""
+    current = current_window(valuation_date, months_back)
+    if not months_back:
+        return reference, current
+    end = min(reference.end, current.start - dt.timedelta(days=1))
+    return Window(reference.start, end), current
 
 
 def reference_window(
@@ -174,6 +192,8 @@ class FeatureDrift:
     breached: bool = False
     note: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    reference: Window | None = None  # the windows compared for this feature (severity: one month back)
+    current: Window | None = None
 
 
 @dataclass
@@ -242,16 +262,20 @@ def drift_report(
 
     Both samples come from snapshot_claims for (V, basis), so every claim is seen with what was known at V.
     ``reference`` defaults to the 12 months before V's month (no champion yet); pass
-    ``reference_window(V, champion_valuation_date)`` once a champion exists.
+    ``reference_window(V, champion_valuation_date)`` once a champion exists. Severity compares the month before V's
+    (claims whose initial-incurred window has closed by V) with the reference before that month; its windows are
+    on its FeatureDrift.
     """
     reference = reference or reference_window(valuation_date)
     current = current_window(valuation_date)
+    windows = [lagged_windows(valuation_date, reference, back) for *_, back in FEATURES]
     t = schema.snapshot_claims
-    columns = [t.c[column] for _, column, _ in FEATURES]
-    in_window = [t.c.report_date.between(w.start, w.end) for w in (reference, current)]
+    columns = [t.c[column] for _, column, _, _ in FEATURES]
+    in_window = [t.c.report_date.between(w.start, w.end) for pair in windows for w in pair if w.start <= w.end]
     query = select(t.c.report_date, *columns).where(
         t.c.valuation_date == valuation_date, t.c.basis == basis, or_(*in_window)
     )
+    window_closed = valuation_date - dt.timedelta(days=INITIAL_INCURRED_DAYS)
     ref_values: list[list] = [[] for _ in FEATURES]
     cur_values: list[list] = [[] for _ in FEATURES]
     with engine.connect() as conn:
@@ -261,19 +285,19 @@ def drift_report(
                 report_date = row[0]
                 if isinstance(report_date, str):  # raw SQLite text, should the column type be lost
                     report_date = dt.date.fromisoformat(report_date)
-                # A claim in both windows (reference overlapping the current month) counts in both.
-                targets = []
-                if reference.start <= report_date <= reference.end:
-                    targets.append(ref_values)
-                if current.start <= report_date <= current.end:
-                    targets.append(cur_values)
-                for target in targets:
-                    for i, value in enumerate(row[1:]):
-                        target[i].append(value)
-    results = [
-        _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, eps)
-        for i, (feature, column, kind) in enumerate(FEATURES)
-    ]
+                for i, ((ref, cur), (*_, back)) in enumerate(zip(windows, FEATURES, strict=True)):
+                    if back and report_date > window_closed:  # its initial window is still open at V
+                        continue
+                    # A claim in both windows (reference overlapping the current month) counts in both.
+                    if ref.start <= report_date <= ref.end:
+                        ref_values[i].append(row[i + 1])
+                    if cur.start <= report_date <= cur.end:
+                        cur_values[i].append(row[i + 1])
+    results = []
+    for i, (feature, column, kind, _) in enumerate(FEATURES):
+        result = _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, eps)
+        result.reference, result.current = windows[i]
+        results.append(result)
     return DriftReport(valuation_date, basis, reference, current, psi_threshold, results)
 
 
@@ -342,10 +366,10 @@ def store_drift_metrics(engine: Engine, report: DriftReport, run_id: str | None 
             "ks_pvalue": _finite_or_none(f.ks_pvalue),
             "psi_threshold": report.psi_threshold,
             "breached": f.breached,
-            "reference_start": report.reference.start,
-            "reference_end": report.reference.end,
-            "current_start": report.current.start,
-            "current_end": report.current.end,
+            "reference_start": (f.reference or report.reference).start,
+            "reference_end": (f.reference or report.reference).end,
+            "current_start": (f.current or report.current).start,
+            "current_end": (f.current or report.current).end,
             "reference_count": f.reference_count,
             "current_count": f.current_count,
             "note": f.note,

@@ -66,27 +66,21 @@ def stage_ingest(facts: RunFacts) -> dict:
     return result.as_xcom()
 
 
-def previous_transaction_count(engine: Engine, valuation_date: dt.date, basis: str) -> int | None:
-    """Transactions in the previous month's snapshot: the volume-anomaly baseline (None: no baseline to compare)."""
-    s = schema.snapshots
-    previous = valuation_date.replace(day=1) - dt.timedelta(days=1)
-    with engine.connect() as conn:
-        count = conn.execute(
-            select(s.c.transaction_count).where(s.c.valuation_date == previous, s.c.basis == basis)
-        ).scalar_one_or_none()
-    return int(count) if count else None
-
-
 def stage_validate(facts: RunFacts, alert=None) -> dict:
     """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data."""
-    from include.reserving.quality import raise_for_failures, run_quality_gate, store_quality_results
+    from include.reserving.quality import (
+        previous_row_count,
+        raise_for_failures,
+        run_quality_gate,
+        store_quality_results,
+    )
 
     engine = facts.engine()
     report = run_quality_gate(
         warehouse_url(facts.settings),
         facts.valuation_date,
         facts.basis,
-        previous_transaction_count(engine, facts.valuation_date, facts.basis),
+        previous_row_count(engine, facts.valuation_date, facts.basis),
         facts.settings,
         artifacts.join(facts.run_dir, "quality"),
         run_id=facts.run_id,

@@ -360,3 +360,35 @@ def test_generator_defect_catalogue(warehouse, tmp_path):
         quality.raise_for_failures(report)
     for key, count in expected.items():
         assert f"{key} " in str(raised.value) and f": {count} bad rows" in str(raised.value)
+
+
+# --- volume baseline -----------------------------------------------------------------------------------------------
+
+
+def test_previous_row_count_reads_the_previous_month_ends_stored_result(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    _load(engine)
+    assert quality.previous_row_count(engine, dt.date(2024, 2, 29), "as_recorded") is None  # never validated
+    report = _gate(engine, tmp_path)
+    row_count = next(c for c in report.checks if c.key == quality.ROW_COUNT_CHECK)
+    assert report.row_count == row_count.element_count == 5
+    quality.store_quality_results(engine, report)
+    assert quality.previous_row_count(engine, dt.date(2024, 2, 29), "as_recorded") == 5  # the month after V
+    assert quality.previous_row_count(engine, dt.date(2024, 3, 31), "as_recorded") is None  # V is two months back
+    assert quality.previous_row_count(engine, dt.date(2024, 2, 29), "restated") is None  # another basis
+    assert quality.previous_row_count(engine, V, "as_recorded") is None  # V itself is not its own baseline
+    empty = _gate(engine, tmp_path, previous_row_count=None)
+    next(c for c in empty.checks if c.key == quality.ROW_COUNT_CHECK).element_count = 0
+    quality.store_quality_results(engine, empty)
+    assert quality.previous_row_count(engine, dt.date(2024, 2, 29), "as_recorded") is None  # an empty month: none
+
+
+def test_query_checks_count_and_show_bad_rows_in_one_pass():
+    duplicates = quality.duplicates_query(["claim_id", "transaction_date"])
+    assert "GROUP BY claim_id, transaction_date HAVING count(*) > 1" in duplicates
+    assert "OVER (PARTITION" not in duplicates and duplicates.count("{batch}") == 1
+    checks = {c.key: c for c in quality.build_checks(V, "as_recorded", SETTINGS)}
+    unique = checks["transactions_extract.transaction_id.unique"].expectation
+    assert isinstance(unique, quality.ExpectNoBadRows) and unique.column_list == ["transaction_id"]
+    assert quality.ExpectNoBadRows.metric_dependencies == ("unexpected_rows_query.table",)  # no second count query

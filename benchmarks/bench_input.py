@@ -1,0 +1,237 @@
+"""Benchmark: ingest + quality gate + drift for one valuation date against one plain aggregate scan, same run.
+
+``python benchmarks/bench_input.py --claims 1000000 [--repeat 1] [--scan-repeat 3] [--no-write]``
+
+A fresh PostgreSQL database is created for the run (and dropped after it) and a synthetic book is written into it
+(``python -m include.reserving.synth --claims N --seed 7 --quiet``, then ANALYZE). Measured in the same run:
+
+(a) the plain aggregate scan: one GROUP BY of the transactions as at V (joined to their claims for the origin) to
+    triangle cells (segment, accident quarter, development quarter), the floor any ingest has to pay;
+(b) ingest + gate + drift for V, as the DAG's tasks run them (``ingest``; ``run_quality_gate`` with the previous
+    month's stored row count, ``store_quality_results``; ``drift_report``, ``store_drift_metrics``), in a child
+    process whose peak resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``.
+
+Medians over the repeats, the ratio b/a (aim: at most 3) and the peak RSS (aim: under 1 GB) go to the section
+"Ingest, gate and drift" of BENCHMARKS.md (other sections are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+SECTION = "## Ingest, gate and drift"
+DEFAULT_PG_ADMIN = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+# The synthetic Liability tail posts single reserve changes above the default 10M bound: the benchmark times the
+# passing gate (a failed check costs one more pass for its examples).
+AMOUNT_BOUND = 100_000_000.0
+
+SCAN_SQL = """
+SELECT c.line_of_business AS segment,
+       (extract(year FROM c.accident_date)::int * 12 + extract(month FROM c.accident_date)::int - 1) / 3 AS origin_q,
+       ({mv} - (extract(year FROM t.transaction_date)::int * 12 + extract(month FROM t.transaction_date)::int - 1))
+           / 3 AS bucket,
+       sum(coalesce(t.paid_amount, 0)) AS paid,
+       sum(coalesce(t.paid_amount, 0) + coalesce(t.case_reserve_change, 0)) AS incurred,
+       count(*) AS n
+FROM claim_transactions t JOIN claims c ON c.claim_id = t.claim_id
+WHERE t.transaction_date <= '{v}' AND t.recorded_at < '{cutoff}' AND c.report_date <= '{v}'
+GROUP BY 1, 2, 3
+"""
+
+
+def child(url: str, valuation_date: dt.date) -> None:
+    """(b) in this process: ingest, gate, drift for V; prints the stage seconds as JSON."""
+    from include.reserving import drift, quality
+    from include.reserving.config import Settings
+    from include.reserving.db import make_engine
+    from include.reserving.ingest import ingest
+
+    engine = make_engine(url)
+    settings = Settings(amount_min=-AMOUNT_BOUND, amount_max=AMOUNT_BOUND)
+    seconds = {}
+    started = time.perf_counter()
+    result = ingest(engine, valuation_date)
+    seconds["ingest"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench_gate_") as folder:
+        previous = quality.previous_row_count(engine, valuation_date, "as_recorded")
+        report = quality.run_quality_gate(url, valuation_date, "as_recorded", previous, settings, folder)
+        quality.store_quality_results(engine, report)
+    seconds["gate"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    drifted = drift.drift_report(engine, valuation_date, "as_recorded", settings.psi_threshold)
+    drift.store_drift_metrics(engine, drifted)
+    seconds["drift"] = time.perf_counter() - mark
+    seconds["total"] = time.perf_counter() - started
+    engine.dispose()
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "transactions": result.transaction_count,
+                "claims": result.claim_count,
+                "gate_success": report.success,
+                "gate_failures": [c.key for c in report.failures],
+                "max_psi": max((f.psi for f in drifted.features if f.psi is not None), default=None),
+            }
+        )
+    )
+
+
+def run_child(url: str, valuation_date: dt.date) -> tuple[dict, float]:
+    """(b) in a child process: its figures and its peak RSS in MB (getrusage of the waited-for children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", url, valuation_date.isoformat()],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"child failed:\n{done.stderr[-3000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if peak <= before:  # ru_maxrss of children is the largest so far: an earlier, bigger child hides this one
+        print("note: peak RSS not above an earlier child's; reporting the maximum so far")
+    return json.loads(done.stdout.strip().splitlines()[-1]), peak / 1024
+
+
+def scan(url: str, valuation_date: dt.date) -> float:
+    """(a) one plain aggregate scan to triangle cells; seconds."""
+    mv = valuation_date.year * 12 + valuation_date.month - 1
+    cutoff = valuation_date + dt.timedelta(days=1)
+    sql = SCAN_SQL.format(mv=mv, v=valuation_date.isoformat(), cutoff=cutoff.isoformat())
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            started = time.perf_counter()
+            conn.execute(text(sql)).fetchall()
+            return time.perf_counter() - started
+    finally:
+        engine.dispose()
+
+
+def _runs(runs: list[tuple[dict, float]], stage: str) -> str:
+    return ", ".join(f"{r[0]['seconds'][stage]:.1f}" for r in runs)
+
+
+def write_section(body: str) -> None:
+    """Replace (or append) this benchmark's section of BENCHMARKS.md, keeping every other section."""
+    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    section = f"{SECTION}\n\n{body.strip()}\n\n"
+    updated = (
+        pattern.sub(lambda _: section, current) if pattern.search(current) else current.rstrip() + "\n\n" + section
+    )
+    BENCHMARKS_MD.write_text(updated.rstrip() + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tqdm import tqdm
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--valuation-date", type=dt.date.fromisoformat, default=dt.date(2024, 12, 31))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of ingest + gate + drift (b); medians reported")
+    parser.add_argument("--scan-repeat", type=int, default=3, help="runs of the plain scan (a); median reported")
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN, help="a PostgreSQL database to create dbs from")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
+    args = parser.parse_args(argv)
+    v = args.valuation_date
+
+    admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
+    name = f"bench_input_{uuid.uuid4().hex[:10]}"
+    url = args.pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    scans, runs = [], []
+    try:
+        steps = 1 + args.scan_repeat + args.repeat
+        with tqdm(total=steps, desc="bench_input", unit="step") as bar:
+            bar.set_postfix_str(f"synth {args.claims:,} claims")
+            synth_args = ["--claims", str(args.claims), "--seed", str(args.seed), "--db", url, "--quiet"]
+            subprocess.run([sys.executable, "-m", "include.reserving.synth", *synth_args], cwd=ROOT, check=True)
+            engine = create_engine(url, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
+                conn.execute(text("ANALYZE"))
+                n_rows = conn.execute(text("SELECT count(*) FROM claim_transactions")).scalar_one()
+            engine.dispose()
+            bar.update()
+            # interleaved, so that both see the same load on the shared machine
+            for i in range(max(args.scan_repeat, args.repeat)):
+                if i < args.scan_repeat:
+                    bar.set_postfix_str("plain scan")
+                    scans.append(scan(url, v))
+                    bar.update()
+                if i < args.repeat:
+                    bar.set_postfix_str("ingest + gate + drift")
+                    runs.append(run_child(url, v))
+                    bar.update()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    a = statistics.median(scans)
+    stages = {k: statistics.median(r[0]["seconds"][k] for r in runs) for k in ("ingest", "gate", "drift", "total")}
+    peak = max(r[1] for r in runs)
+    first = runs[0][0]
+    ratio = stages["total"] / a
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    command = "python benchmarks/bench_input.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    body = f"""Fresh PostgreSQL database, synthetic book of {args.claims:,} claims (seed {args.seed}, {n_rows:,}
+transactions, ANALYZEd), valuation date {v}, basis as_recorded. (a) one plain aggregate scan of the transactions as
+at V joined to their claims, GROUP BY segment, accident quarter, development quarter (median of {len(scans)});
+(b) ingest + gate + drift for V as the DAG's tasks run them, in a child process (median of {len(runs)}).
+Gate amount bounds +/-{AMOUNT_BOUND:,.0f} (the synthetic tail exceeds the default 10M, see the script).
+
+Reproduce: `{command.strip()}`
+
+| measure | seconds (median) | runs (s) |
+|---|---:|---|
+| (a) plain aggregate scan | {a:.1f} | {", ".join(f"{s:.1f}" for s in scans)} |
+| (b) ingest | {stages["ingest"]:.1f} | {_runs(runs, "ingest")} |
+| (b) gate | {stages["gate"]:.1f} | {_runs(runs, "gate")} |
+| (b) drift | {stages["drift"]:.1f} | {_runs(runs, "drift")} |
+| (b) ingest + gate + drift | {stages["total"]:.1f} | {_runs(runs, "total")} |
+
+Ratio b/a: **{ratio:.1f}x** (aim: at most 3x: {"met" if ratio <= 3 else f"missed by {ratio - 3:.1f}x"}). Peak RSS of
+the child process: **{peak:.0f} MB** (aim: under 1 GB: {"met" if peak < 1024 else "missed"}). Gate passed:
+{first["gate_success"]} {first["gate_failures"] or ""}; largest PSI {first["max_psi"]:.4f}.
+
+Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other work (1-minute load
+average {os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}; code at commit
+{commit.stdout.strip() or "?"}. Peak memory is the task process only (not the PostgreSQL server)."""
+    print(body)
+    print(
+        f"bench_input: scan {a:.1f} s, ingest+gate+drift {stages['total']:.1f} s "
+        f"(ingest {stages['ingest']:.1f}, gate {stages['gate']:.1f}, drift {stages['drift']:.1f}), "
+        f"ratio {ratio:.1f}x, peak RSS {peak:.0f} MB"
+    )
+    if not args.no_write:
+        write_section(body)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], dt.date.fromisoformat(sys.argv[3]))
+    else:
+        main()
