@@ -101,8 +101,10 @@ def test_first_month_trains_asks_for_approval_and_publishes(
     assert (health.run_id, health.state, health.valuation_date) == (run.run_id, "success", V)
 
 
-def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_receiver, monkeypatch):
-    """Injected defects: the gate fails (no retry), nothing downstream runs or publishes, one Slack message."""
+@pytest.mark.parametrize("slack", ["up", "answers-500", "down"])
+def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_receiver, monkeypatch, slack):
+    """Injected defects: the gate fails (no retry), nothing downstream runs or publishes, one Slack message; a
+    Slack outage changes nothing but the message."""
     from include.reserving.synth import BookSpec, Defects, write_book
 
     url = f"sqlite:///{tmp_path / 'bad.db'}"
@@ -115,17 +117,27 @@ def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_rec
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
 
+    if slack == "answers-500":
+        slack_receiver.status = 500
+    elif slack == "down":
+        slack_receiver.shutdown()
+        slack_receiver.server_close()
+
     run = pipeline_dag.test(logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
 
     assert run.state == "failed"
     engine = make_engine(url)
     assert versions(engine, V).empty and registry.champion(engine) is None
+    ti = run.get_task_instance("input.validate")
+    assert (ti.state, ti.try_number) == ("failed", 1)
+    with engine.connect() as conn:
+        health = conn.execute(select(schema.pipeline_runs)).one()
+    assert (health.state, health.failed_task) == ("failed", "input.validate")
+    if slack == "down":
+        return
     (message,) = [body["text"] for _, body in slack_receiver.received]
     assert message.startswith(
         "Task 'input.validate' failed in monthly_reserving_pipeline for valuation 2023-12-31 "
         "(try 1 of 1). Error: QualityGateError"
     )
     assert "claimant_age" in message and "claim_type" in message
-    with engine.connect() as conn:
-        health = conn.execute(select(schema.pipeline_runs)).one()
-    assert (health.state, health.failed_task) == ("failed", "input.validate")
