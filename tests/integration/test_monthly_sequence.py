@@ -1,0 +1,110 @@
+"""Twelve consecutive months on a synthetic book with covariate drift from month 6.
+
+Each month runs the stage functions the DAG's tasks call, in DAG order (the sensor's outcome is given directly:
+its own behaviour is covered by test_approval_sensor.py). The actuary's policy: approve the first model, reject the
+challenger of the drift month, approve any later one. The test then checks that the registry, the approvals table,
+the champion history and the publications record exactly what the rule and those approvals imply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from include.reserving import registry, schema
+from include.reserving.db import make_engine
+from include.reserving.ingest import month_end
+from include.reserving.pipeline import (
+    RunFacts,
+    stage_apply_approval,
+    stage_drift,
+    stage_evaluate,
+    stage_ingest,
+    stage_publish,
+    stage_refit,
+    stage_reserve_segment,
+    stage_train,
+)
+from include.reserving.publish import versions
+from include.reserving.synth import BookSpec, CovariateDrift, write_book
+
+pytestmark = pytest.mark.slow
+
+MONTHS = [month_end(2024 * 12 + i) for i in range(12)]  # 2024-01-31 .. 2024-12-31
+DRIFT_MONTH = 6  # 2024-06-30: claims with accidents from June 2024 are younger and more often bodily injury
+BOOK = BookSpec(
+    claims=40_000,
+    start="2019-01",
+    end="2024-12",
+    seed=23,
+    covariate_drift=CovariateDrift(start="2024-06", younger_by=15.0, bi_shift=0.3),
+)
+
+
+def _policy(month: int) -> str:
+    return "reject" if month == DRIFT_MONTH else "approve"
+
+
+def _run_month(month: int, valuation_date: dt.date) -> dict:
+    facts = RunFacts.create(valuation_date, f"sequence__{valuation_date}")
+    stage_ingest(facts)
+    drift = stage_drift(facts)
+    record = {"month": month, "retrain": drift["retrain"], "reasons": drift["reasons"], "decision": None}
+    if drift["retrain"]:
+        evaluation = stage_evaluate(facts, stage_train(facts))
+        record["decision"] = evaluation["decision"]
+        record["challenger"] = evaluation["challenger_version"]
+        if evaluation["decision"] == "promote":
+            outcome = {"decision": _policy(month), "by": f"Actuary {month}", "comment": "sequence test"}
+            record["approval"] = stage_apply_approval(facts, evaluation, outcome)["decision"]
+    refit = stage_refit(facts)
+    reserved = [stage_reserve_segment(facts, refit, segment) for segment in refit["segments"]]
+    record["published"] = stage_publish(facts, refit, reserved)
+    return record
+
+
+def test_twelve_months_record_exactly_what_the_rule_and_the_approvals_imply(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    schema.create_all(make_engine(url))
+    write_book(url, BOOK, progress=False)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
+    monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    engine = make_engine(url)
+
+    records = [_run_month(month, v) for month, v in enumerate(MONTHS, start=1)]
+
+    def psi_alarm(record):
+        return any(reason.startswith("PSI of") for reason in record["reasons"])
+
+    # month 1 has no champion: trains, the rule asks for approval, approved
+    assert records[0]["retrain"] and records[0]["decision"] == "promote" and records[0]["approval"] == "approve"
+    # no false PSI alarm before the drift; the drift month raises one
+    assert [m["month"] for m in records if psi_alarm(m)][:1] == [DRIFT_MONTH]
+    assert not any(psi_alarm(m) for m in records[: DRIFT_MONTH - 1])
+
+    # approvals: exactly one row per promote decision, with the policy's outcome, nothing else
+    approvals = registry.approvals(engine)
+    expected = [(m["challenger"], _policy(m["month"])) for m in records if m["decision"] == "promote"]
+    assert list(zip(approvals.model_version, approvals.decision, strict=True)) == expected
+    # promotions in the history: exactly the approved ones, in order
+    history = registry.champion_history(engine)
+    promoted = history[history.action == "promoted"]
+    assert promoted.model_version.tolist() == [c for c, d in expected if d == "approve"]
+    # rejected challengers stay rejected; the champion never moved without an approval
+    for challenger, decision in expected:
+        if decision == "reject":
+            assert registry.get(engine, challenger).status == "rejected"
+    spec_changes = [
+        (a, b)
+        for a, b in zip(history.model_version[:-1], history.model_version[1:], strict=True)
+        if registry.get(engine, a).spec != registry.get(engine, b).spec
+    ]
+    assert len(spec_changes) == len(promoted) - 1
+    # every month published exactly one current version, each by that month's champion
+    for record, valuation_date in zip(records, MONTHS, strict=True):
+        table = versions(engine, valuation_date)
+        assert table.is_current.tolist() == [True]
+        assert table.model_version.iloc[0] == record["published"]["model_version"]
+        assert table.status.iloc[0] == "approved"
+    assert registry.champion(engine).model_version == records[-1]["published"]["model_version"]
