@@ -1,11 +1,13 @@
 """Point-in-time ingest: the claims book as it stood at valuation date V, aggregated in SQL.
 
-Two partitions are written for (V, basis), each through a staging table and one swap transaction:
+Two partitions are written for (V, basis) in one transaction, so readers see both old or both new:
 
 * ``snapshot_claims``: one row per claim reported by V with the claim-level features the quality gate and drift
-  need (built by ``INSERT ... SELECT`` inside the database; no transaction reaches Python);
+  need, by ``INSERT ... SELECT`` inside that transaction (no transaction row reaches Python, and the 1M-row
+  partition is written once);
 * ``triangle_cells``: the long-format cells frame (see schema.py), from an aggregate query whose result has one row
-  per (segment, origin, evaluation period); cumulation and the dense grid are done on that small result.
+  per (segment, origin, evaluation period); cumulation and the dense grid are done on that small result, which is
+  bulk-loaded into a staging table first and swapped in by the same transaction.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
 numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
@@ -141,10 +143,14 @@ def _clear_stale_staging(engine: Engine, staging, key: dict) -> None:
         conn.execute(delete(staging).where(and_(*[staging.c[k] == v for k, v in key.items()])))
 
 
-def stage_snapshot_claims(engine: Engine, valuation_date: dt.date, basis: str, load_id: str) -> None:
-    """INSERT ... SELECT the claim-level features as at V into the staging table (all inside the database)."""
-    c, t, s = schema.claims, schema.claim_transactions, schema.snapshot_claims_staging
-    dialect = engine.dialect.name
+def replace_snapshot_claims(conn: Connection, valuation_date: dt.date, basis: str) -> None:
+    """Replace V's claim snapshot by INSERT ... SELECT inside the caller's transaction.
+
+    The rows never leave the database, so the transaction itself is the staging: a kill rolls it back whole, and
+    the partition is written once instead of staged and copied again.
+    """
+    c, t, s = schema.claims, schema.claim_transactions, schema.snapshot_claims
+    dialect = conn.dialect.name
     claim_filter, txn_filter = _extract_filters(valuation_date, basis)
     amount = func.coalesce(t.c.paid_amount, 0) + func.coalesce(t.c.case_reserve_change, 0)
     initial_window = t.c.transaction_date <= _plus_days_sql(dialect, c.c.report_date, INITIAL_INCURRED_DAYS)
@@ -164,7 +170,6 @@ def stage_snapshot_claims(engine: Engine, valuation_date: dt.date, basis: str, l
     )
     query = (
         select(
-            literal(load_id).label("load_id"),
             literal(valuation_date).label("valuation_date"),
             literal(basis).label("basis"),
             c.c.claim_id,
@@ -184,7 +189,6 @@ def stage_snapshot_claims(engine: Engine, valuation_date: dt.date, basis: str, l
         .where(claim_filter)
     )
     cols = [
-        "load_id",
         "valuation_date",
         "basis",
         "claim_id",
@@ -200,8 +204,8 @@ def stage_snapshot_claims(engine: Engine, valuation_date: dt.date, basis: str, l
         "initial_incurred",
         "is_closed",
     ]
-    with engine.begin() as conn:
-        conn.execute(insert(s).from_select(cols, query))
+    conn.execute(delete(s).where(s.c.valuation_date == valuation_date, s.c.basis == basis))
+    conn.execute(insert(s).from_select(cols, query))
 
 
 def aggregate_cells(
@@ -319,8 +323,8 @@ def ingest(
 ) -> IngestResult:
     """Snapshot the book as at V into ``snapshot_claims`` and ``triangle_cells`` for (V, basis), idempotently.
 
-    ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after staging and
-    before the swap transaction: tests use it to kill the task at the worst moment.
+    ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the cells are
+    staged and before the swap transaction: tests use it to kill the task at the worst moment.
     """
     valuation_date = check_valuation_date(valuation_date)
     if basis not in BASES:
@@ -329,11 +333,8 @@ def ingest(
         raise NotImplementedError("a claims source outside the warehouse needs the extract copied in first")
     key = {"valuation_date": valuation_date, "basis": basis}
     load_id = uuid.uuid4().hex
-    _clear_stale_staging(engine, schema.snapshot_claims_staging, key)
     _clear_stale_staging(engine, schema.triangle_cells_staging, key)
 
-    log.info("ingest V=%s basis=%s: staging claim snapshot", valuation_date, basis)
-    stage_snapshot_claims(engine, valuation_date, basis, load_id)
     log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
     cells, n_txn = aggregate_cells(engine, valuation_date, basis, origin_months, development_months)
     staged = cells.assign(load_id=load_id, valuation_date=valuation_date, basis=basis)
@@ -346,8 +347,9 @@ def ingest(
     if before_swap is not None:
         before_swap()
     sc = schema.snapshot_claims
+    log.info("ingest V=%s basis=%s: writing the claim snapshot and swapping in the cells", valuation_date, basis)
     with engine.begin() as conn:
-        _swap(conn, sc, schema.snapshot_claims_staging, key, load_id)
+        replace_snapshot_claims(conn, valuation_date, basis)
         _swap(conn, schema.triangle_cells, schema.triangle_cells_staging, key, load_id)
         n_claims = conn.execute(
             select(func.count()).select_from(sc).where(sc.c.valuation_date == valuation_date, sc.c.basis == basis)

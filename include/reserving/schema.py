@@ -150,14 +150,6 @@ snapshot_claims = Table(
     Index("ux_snapshot_claims_key", "valuation_date", "basis", "claim_id", unique=True),
 )
 
-snapshot_claims_staging = Table(
-    "snapshot_claims_staging",
-    metadata,
-    Column("load_id", String(64), nullable=False, index=True),
-    *_snapshot_claim_columns(),
-)
-
-
 # One row per expectation of a quality-gate run for (V, basis); a re-run replaces the rows of (V, basis).
 quality_results = Table(
     "quality_results",
