@@ -139,7 +139,7 @@ def connection_url(conn_id: str, default: str | None = None) -> str:
             raise LookupError(f"Airflow connection {conn_id!r} is not defined") from exc
         log.debug("connection %s not defined (%s); using the default", conn_id, type(exc).__name__)
         return default
-    conn_type = (conn.conn_type or "").lower()
+    conn_type = (conn.conn_type or "").lower().split("+")[0]  # a URI may name its driver: postgresql+psycopg2
     if conn_type == "sqlite":
         path = conn.host or conn.schema
         return f"sqlite:///{path}"

@@ -11,10 +11,7 @@ from include.reserving.synth import BookSpec, write_book
 SMALL_BOOK = BookSpec(claims=3000, start="2020-01", end="2023-12", seed=11)
 
 
-@pytest.fixture
-def pipeline_env(tmp_path, monkeypatch):
-    """A SQLite warehouse with a small book, an artifact root, fast approval polling; returns the warehouse URL."""
-    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+def _prepare(url: str, tmp_path, monkeypatch) -> str:
     schema.create_all(make_engine(url))
     write_book(url, SMALL_BOOK, progress=False)
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
@@ -22,3 +19,15 @@ def pipeline_env(tmp_path, monkeypatch):
     monkeypatch.setenv("RESERVING_APPROVAL_POKE_SECONDS", "1")
     monkeypatch.setenv("RESERVING_APPROVAL_TIMEOUT_SECONDS", "600")
     return url
+
+
+@pytest.fixture
+def pipeline_env(sqlite_url, tmp_path, monkeypatch):
+    """A SQLite warehouse with a small book, an artifact root, fast approval polling; returns the warehouse URL."""
+    return _prepare(sqlite_url, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pipeline_env_any(warehouse_url, tmp_path, monkeypatch):
+    """The same on SQLite and on PostgreSQL (parametrised)."""
+    return _prepare(warehouse_url, tmp_path, monkeypatch)

@@ -25,7 +25,7 @@ CHALLENGER_SPEC = {"method": "chain_ladder", "params": {"n_periods": 5}}
 
 
 @pytest.fixture
-def pending(pipeline_env, airflow_db):
+def pending(pipeline_env_any, airflow_db):
     """V ingested, a chain-ladder champion approved earlier, a challenger spec fitted at V awaiting approval."""
     facts = RunFacts.create(V, "prepare")
     stage_ingest(facts)
