@@ -105,7 +105,7 @@ class Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, grace: float = 20.0) -> None:
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 10.0) -> None:
         """Signal the whole process group; SIGKILL whatever is left after ``grace`` seconds."""
         if self.proc is None:
             return

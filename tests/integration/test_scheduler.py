@@ -1,0 +1,391 @@
+"""Airflow's real services drive the monthly DAG: REST-triggered run, CLI backfill, scheduler killed mid-run.
+
+One api-server, scheduler and dag-processor (LocalExecutor) per module, on 127.0.0.1 with free ports and a fresh
+PostgreSQL metadata database; the warehouse is a PostgreSQL database of its own (tasks run in parallel processes),
+reset to the small synthetic book before each test. Scheduled runs are off (``use_job_schedule=False``): unpausing
+the DAG would otherwise create the run of the latest closed month, which with ``max_active_runs=1`` would stand in
+front of every run a test starts. The actuary approves through the REST API, as a person with the ``op`` role would.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text  # noqa: F401
+
+from include.reserving import schema
+from include.reserving.approval import approval_key, approval_value
+from include.reserving.db import make_engine
+from include.reserving.publish import current_reserves, versions
+from include.reserving.synth import write_book
+from tests.integration.airflow_services import (
+    DAG_ID,
+    AirflowServices,
+    airflow_conn_uri,
+    create_pg_database,
+    drop_pg_database,
+    pg_admin_engine,
+    task_instances,
+)
+from tests.integration.conftest import SMALL_BOOK
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1500)]
+
+RUN_TIMEOUT = 600
+
+
+def _require_postgres() -> None:
+    try:
+        with pg_admin_engine().connect() as conn:
+            conn.execute(text("select 1"))
+    except Exception as exc:  # noqa: BLE001
+        from tests.conftest import IN_CI
+
+        if IN_CI:
+            pytest.fail(f"PostgreSQL unreachable under CI=true: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
+class Stack:
+    """The module's services plus its warehouse and artifact root."""
+
+    def __init__(self, services: AirflowServices, warehouse_url: str, artifacts: Path):
+        self.af, self.warehouse_url, self.artifacts = services, warehouse_url, artifacts
+
+    def reset_warehouse(self) -> None:
+        """Empty warehouse with every table, the small book loaded, no artifacts."""
+        engine = make_engine(self.warehouse_url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        schema.create_all(engine)
+        engine.dispose()
+        write_book(self.warehouse_url, SMALL_BOOK, progress=False)
+        shutil.rmtree(self.artifacts, ignore_errors=True)
+        self.artifacts.mkdir(parents=True)
+
+    def engine(self):
+        return make_engine(self.warehouse_url)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, request):
+    _require_postgres()
+    tmp = tmp_path_factory.mktemp("airflow-services")
+    warehouse = create_pg_database("reserving_wh")
+    artifacts = tmp / "artifacts"
+    services = AirflowServices(
+        tmp / "airflow-home",
+        env={
+            "AIRFLOW_CONN_RESERVING_DB": airflow_conn_uri(warehouse),
+            "RESERVING_ARTIFACT_ROOT": str(artifacts),
+            "RESERVING_APPROVAL_POKE_SECONDS": "2",
+            "RESERVING_APPROVAL_TIMEOUT_SECONDS": "900",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        },
+    )
+    failed_before = request.session.testsfailed
+    try:
+        services.start()
+        api = services.api()
+        services.wait_for_dag(api)
+        api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
+        yield Stack(services, warehouse, artifacts)
+    finally:
+        if request.session.testsfailed > failed_before:
+            print(f"\n===== Airflow service logs ({services.logs}) =====\n{services.log_tails(8000)}")
+        services.close()
+        drop_pg_database(warehouse)
+
+
+@pytest.fixture
+def dump_logs_on_failure(stack, request):
+    failed_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed_before:
+        print(f"\n===== Airflow service logs ({stack.af.logs}) =====\n{stack.af.log_tails(8000)}")
+
+
+class Actuary(threading.Thread):
+    """Watches promotion_decisions; approves every pending challenger through the REST API (POST /variables)."""
+
+    def __init__(self, stack: Stack):
+        super().__init__(daemon=True)
+        self.stack, self.stop, self.approved, self.errors = stack, threading.Event(), {}, []
+
+    def run(self) -> None:
+        engine = self.stack.engine()
+        pd_ = schema.promotion_decisions
+        try:
+            api = self.stack.af.api("actuary")
+            while not self.stop.is_set():
+                with engine.connect() as conn:
+                    rows = conn.execute(select(pd_).where(pd_.c.decision == "promote")).all()
+                for row in rows:
+                    if row.valuation_date in self.approved:
+                        continue
+                    value = approval_value(row.challenger_version, "approve", "Test Actuary", "backtest looks right")
+                    api.post(
+                        "/variables", json={"key": approval_key(row.valuation_date), "value": value}
+                    ).raise_for_status()
+                    self.approved[row.valuation_date] = row.challenger_version
+                time.sleep(1)
+        except Exception as exc:  # noqa: BLE001 (reported by the test)
+            self.errors.append(repr(exc))
+        finally:
+            engine.dispose()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.join(timeout=15)
+        api = self.stack.af.api()
+        for valuation_date in self.approved:
+            api.delete(f"/variables/{approval_key(valuation_date)}")
+
+
+def _valuation_date(run: dict) -> dt.date:
+    return dt.date.fromisoformat(run["data_interval_end"][:10]) - dt.timedelta(days=1)
+
+
+def _trigger(api, run_id: str, logical_date: str) -> dict:
+    resp = api.post(f"/dags/{DAG_ID}/dagRuns", json={"dag_run_id": run_id, "logical_date": logical_date})
+    resp.raise_for_status()
+    return resp.json()
+
+
+def _assert_published(stack: Stack, run: dict, valuation_date: dt.date) -> None:
+    engine = stack.engine()
+    table = versions(engine, valuation_date)
+    assert table[["version", "is_current", "status", "run_id"]].values.tolist() == [
+        [1, True, "approved", run["dag_run_id"]]
+    ]
+    published = current_reserves(engine, valuation_date)
+    assert len(published) > 0 and set(published["segment"]) == set(pd_segments(engine, valuation_date)), (
+        "every line is published"
+    )
+    assert round(published["ibnr"].sum(), 2) == pytest.approx(table["ibnr_total"].iloc[0], abs=0.01)
+    reports = list(stack.artifacts.rglob(f"reserve_report_{valuation_date:%Y-%m-%d}.pdf"))
+    assert len(reports) == 1 and reports[0].stat().st_size > 1000
+    engine.dispose()
+
+
+def _pipeline_runs(engine, expected: int, timeout: float = 90) -> list[tuple]:
+    """pipeline_runs rows: written by the DAG's success callback, which the dag-processor runs after the run ends."""
+    pr = schema.pipeline_runs
+    deadline = time.monotonic() + timeout
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(select(pr.c.run_id, pr.c.state).order_by(pr.c.run_id)).all()
+        if len(rows) >= expected or time.monotonic() > deadline:
+            return [tuple(r) for r in rows]
+        time.sleep(2)
+
+
+def pd_segments(engine, valuation_date: dt.date) -> list[str]:
+    tc = schema.triangle_cells
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(tc.c.segment).where(tc.c.valuation_date == valuation_date).distinct()).scalars().all()
+        )
+
+
+def test_rest_api_triggered_run_is_approved_through_a_variable_and_publishes(stack, dump_logs_on_failure):
+    """POST /api/v2/dags/.../dagRuns with a logical date; the actuary sets the Variable via POST /api/v2/variables."""
+    stack.reset_warehouse()
+    api = stack.af.api()
+    with Actuary(stack) as actuary:
+        run = _trigger(api, "api_2023-11-30", "2023-12-01T00:00:00Z")
+        # a manual run's data interval ends at its logical date: V is the day before
+        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == ("2023-11-01", "2023-12-01")
+        valuation_date = _valuation_date(run)
+        assert valuation_date == dt.date(2023, 11, 30)
+        run = stack.af.wait_for_run(api, run["dag_run_id"], RUN_TIMEOUT)
+    assert actuary.errors == []
+    assert run["state"] == "success", run
+    assert list(actuary.approved) == [valuation_date]
+
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in task_instances(api, run["dag_run_id"])}
+    states = {key: ti["state"] for key, ti in tis.items()}
+    for task_id in ("training.train", "governance.await_approval", "governance.apply_approval", "reserving.publish"):
+        assert states[(task_id, -1)] == "success", states
+    assert states[("governance.no_promotion", -1)] == "skipped"
+    mapped = [ti for (task_id, _), ti in tis.items() if task_id == "reserving.reserve_segment"]
+    assert mapped and all(ti["state"] == "success" for ti in mapped)
+
+    engine = stack.engine()
+    approvals = schema.approvals
+    with engine.connect() as conn:
+        decided = conn.execute(select(approvals.c.decision, approvals.c.decided_by, approvals.c.model_version)).all()
+    health = _pipeline_runs(engine, expected=1)
+    assert [tuple(r) for r in decided] == [("approve", "Test Actuary", actuary.approved[valuation_date])]
+    assert [tuple(r) for r in health] == [(run["dag_run_id"], "success")]
+    _assert_published(stack, run, valuation_date)
+    assert len(mapped) == len(pd_segments(engine, valuation_date))
+
+    # no SMTP connection: the report e-mail is skipped with a reason, not a failure
+    xcom = (
+        api.get(
+            f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/reporting.email_report/xcomEntries/return_value"
+        )
+        .raise_for_status()
+        .json()
+    )
+    assert "'sent': False" in str(xcom["value"]) or '"sent": false' in str(xcom["value"])
+    engine.dispose()
+
+
+def _runs_of_type(api, run_type: str) -> list[dict]:
+    resp = api.get(f"/dags/{DAG_ID}/dagRuns", params={"run_type": run_type, "order_by": "logical_date", "limit": 50})
+    return resp.raise_for_status().json()["dag_runs"]
+
+
+def test_cli_backfill_runs_three_months_oldest_first(stack, dump_logs_on_failure):
+    """`airflow backfill create` over Jan-Mar 2024: three runs, one at a time, oldest first; three versions, reports."""
+    stack.reset_warehouse()
+    api = stack.af.api()
+    with Actuary(stack) as actuary:
+        # --max-active-runs 1: a backfill does not honour the DAG's max_active_runs (Airflow 3.3 gives each backfill
+        # its own limit, default 10), and the months must run one at a time, oldest first
+        stack.af.cli(
+            "backfill", "create", "--dag-id", DAG_ID, "--from-date", "2024-01-01", "--to-date", "2024-03-31",
+            "--max-active-runs", "1",
+        )  # fmt: skip
+        runs = _runs_of_type(api, "backfill")
+        assert [r["logical_date"][:10] for r in runs] == ["2024-01-01", "2024-02-01", "2024-03-01"]
+        for r in runs:
+            stack.af.wait_for_run(api, r["dag_run_id"], RUN_TIMEOUT)
+        runs = _runs_of_type(api, "backfill")
+    assert actuary.errors == []
+    assert [r["state"] for r in runs] == ["success"] * 3, runs
+    valuation_dates = [_valuation_date(r) for r in runs]
+    assert valuation_dates == [dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 31)]
+
+    # oldest first, one at a time: each run started after the previous one ended
+    starts = [dt.datetime.fromisoformat(r["start_date"]) for r in runs]
+    ends = [dt.datetime.fromisoformat(r["end_date"]) for r in runs]
+    assert starts == sorted(starts)
+    assert all(starts[i + 1] >= ends[i] for i in range(2)), list(zip(starts, ends, strict=True))
+    backfill = api.get("/backfills", params={"dag_id": DAG_ID}).raise_for_status().json()["backfills"]
+    assert len(backfill) == 1
+
+    engine = stack.engine()
+    table = versions(engine)
+    assert table[["valuation_date", "version", "is_current"]].values.tolist() == [[v, 1, True] for v in valuation_dates]
+    for run, valuation_date in zip(runs, valuation_dates, strict=True):
+        _assert_published(stack, run, valuation_date)
+    assert sorted(p.name for p in stack.artifacts.rglob("reserve_report_*.pdf")) == [
+        f"reserve_report_{v:%Y-%m-%d}.pdf" for v in valuation_dates
+    ]
+    assert _pipeline_runs(engine, expected=3) == sorted((r["dag_run_id"], "success") for r in runs)
+    # the first month had no champion: trained and approved; every approval named its month's challenger
+    assert dt.date(2024, 1, 31) in actuary.approved
+    engine.dispose()
+
+
+def _clean_cell_count(tmp_path: Path, valuation_date: dt.date) -> int:
+    """triangle_cells rows of one clean ingest of the same book (scratch SQLite warehouse, in-process)."""
+    from include.reserving.config import Settings
+    from include.reserving.ingest import ingest
+
+    url = f"sqlite:///{tmp_path / 'clean.db'}"
+    engine = make_engine(url)
+    schema.create_all(engine)
+    write_book(url, SMALL_BOOK, progress=False)
+    settings = Settings()
+    ingest(engine, valuation_date, origin_months=settings.origin_months, development_months=settings.development_months)
+    with engine.connect() as conn:
+        count = conn.execute(
+            select(func.count())
+            .select_from(schema.triangle_cells)
+            .where(schema.triangle_cells.c.valuation_date == valuation_date)
+        ).scalar_one()
+    engine.dispose()
+    return count
+
+
+def _duplicates(engine, table, *columns: str) -> list:
+    cols = [table.c[c] for c in columns]
+    with engine.connect() as conn:
+        return conn.execute(select(*cols, func.count()).group_by(*cols).having(func.count() > 1)).all()
+
+
+def _wait_for_task_state(
+    stack: Stack, api, run_id: str, task_id: str, state: str, timeout: float = RUN_TIMEOUT
+) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.af.check_alive()
+        ti = api.get(f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}").raise_for_status().json()
+        if ti["state"] == state:
+            return ti
+        if ti["state"] in ("failed", "upstream_failed"):
+            raise AssertionError(f"{task_id} is {ti['state']}")
+        time.sleep(1)
+    raise TimeoutError(f"{task_id} never reached {state}")
+
+
+def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_logs_on_failure, tmp_path):
+    """SIGKILL the scheduler's process group while training runs, start it again: the run completes, no duplicates."""
+    stack.reset_warehouse()
+    api = stack.af.api()
+    scheduler = stack.af.services["scheduler"]
+    with Actuary(stack) as actuary:
+        run = _trigger(api, "api_2023-10-31", "2023-11-01T00:00:00Z")
+        valuation_date = _valuation_date(run)
+        assert valuation_date == dt.date(2023, 10, 31)
+        _wait_for_task_state(stack, api, run["dag_run_id"], "training.train", "running")
+        time.sleep(3)  # well inside the training search
+        pgid = scheduler.proc.pid
+        scheduler.stop(signal.SIGKILL)
+        assert not _group_alive(pgid), "every process of the scheduler's group (executor workers, tasks) is gone"
+        time.sleep(2)
+        scheduler.start()
+        run = stack.af.wait_for_run(api, run["dag_run_id"], RUN_TIMEOUT + 300)
+    assert actuary.errors == []
+    assert run["state"] == "success", run
+    train = api.get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/training.train").json()
+    assert train["state"] == "success" and train["try_number"] >= 2, train  # the killed try was run again
+
+    engine = stack.engine()
+    _assert_published(stack, run, valuation_date)
+    with engine.connect() as conn:
+        cells = conn.execute(
+            select(func.count())
+            .select_from(schema.triangle_cells)
+            .where(schema.triangle_cells.c.valuation_date == valuation_date)
+        ).scalar_one()
+        registry_rows = conn.execute(select(func.count()).select_from(schema.model_registry)).scalar_one()
+        staged = conn.execute(select(func.count()).select_from(schema.triangle_cells_staging)).scalar_one()
+    assert cells == _clean_cell_count(tmp_path, valuation_date)
+    assert staged == 0
+    assert registry_rows >= 1
+    assert _duplicates(engine, schema.model_registry, "spec_hash", "trained_valuation_date", "data_hash") == []
+    assert _duplicates(engine, schema.champion_history, "valuation_date", "model_version", "action") == []
+    assert _duplicates(engine, schema.reserve_versions, "valuation_date", "run_id") == []
+    assert _duplicates(engine, schema.approvals, "valuation_date", "model_version") == []
+    assert _duplicates(engine, schema.snapshot_claims, "valuation_date", "basis", "claim_id") == []
+    assert _pipeline_runs(engine, expected=1) == [(run["dag_run_id"], "success")]
+    engine.dispose()
+
+
+def _group_alive(pgid: int, wait: float = 15) -> bool:
+    """Whether any live (non-zombie) process is still in the group after up to ``wait`` seconds (SIGKILL is async)."""
+    import subprocess
+
+    deadline = time.monotonic() + wait
+    while True:
+        out = subprocess.run(["ps", "-e", "-o", "pgid=,stat="], capture_output=True, text=True).stdout.splitlines()
+        alive = [line for line in out if line.split()[0] == str(pgid) and not line.split()[1].startswith("Z")]
+        if not alive or time.monotonic() > deadline:
+            return bool(alive)
+        time.sleep(0.5)
