@@ -141,3 +141,45 @@ def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_rec
         "(try 1 of 1). Error: QualityGateError"
     )
     assert "claimant_age" in message and "claim_type" in message
+
+
+def test_a_quiet_month_skips_training_and_reserves_with_the_champion(
+    pipeline_dag, pipeline_env, slack_receiver, monkeypatch
+):
+    """With an approved champion and no drift, the branch skips training and governance; nobody is asked."""
+    from include.reserving.pipeline import RunFacts, fit_and_register, stage_ingest
+
+    # ~60 claims a month make PSI noisy: loose thresholds make this small book a quiet month (PSI itself is
+    # calibrated on a 45,000-claim book in tests/include/test_drift_scenarios.py)
+    monkeypatch.setenv("RESERVING_PSI_THRESHOLD", "50")
+    monkeypatch.setenv("RESERVING_AVE_TOLERANCE", "50")
+
+    facts = RunFacts.create(dt.date(2023, 11, 30), "earlier-month")
+    stage_ingest(facts)
+    engine = make_engine(pipeline_env)
+    champion = fit_and_register(
+        engine, facts, {"method": "chain_ladder", "params": {}}, load_cells(engine, facts.valuation_date)
+    )
+    registry.set_champion(engine, champion.model_version, facts.valuation_date, "promoted", approved_by="Ada Actuary")
+
+    run = pipeline_dag.test(logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+
+    assert run.state == "success"
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["input.drift"] == "success" and states["training.skip_training"] == "success"
+    for skipped in (
+        "training.train",
+        "training.evaluate",
+        "governance.model_card",
+        "governance.await_approval",
+        "governance.apply_approval",
+    ):
+        assert states[skipped] == "skipped", skipped
+    assert states["reserving.publish"] == "success" and states["reporting.report"] == "success"
+    # the champion's spec refitted on December's data: routine, recorded, no approval
+    history = registry.champion_history(engine)
+    assert history.action.tolist() == ["promoted", "refitted"]
+    assert registry.approvals(engine).empty
+    published = versions(engine, V)
+    assert published[["status", "model_version"]].values.tolist() == [["approved", history.model_version.iloc[-1]]]
+    assert slack_receiver.received == []
