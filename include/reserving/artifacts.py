@@ -57,7 +57,7 @@ def publish_dir(local: Path, uri: str) -> str:
     """Copy a folder written by :func:`writable_dir` to ``uri`` when that is remote; returns ``uri``."""
     if not is_local(uri):
         fs, path = fsspec.core.url_to_fs(uri)
-        fs.put(str(local), path, recursive=True)
+        fs.put(f"{local}/", f"{path.rstrip('/')}/", recursive=True)  # trailing slashes: copy contents, not the folder
     return uri
 
 
@@ -67,7 +67,7 @@ def local_dir(uri: str) -> Path:
         return _local_path(uri)
     target = Path(tempfile.mkdtemp(prefix="reserving_"))
     fs, path = fsspec.core.url_to_fs(uri)
-    fs.get(path, str(target), recursive=True)
+    fs.get(f"{path.rstrip('/')}/", f"{target}/", recursive=True)
     return target
 
 

@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy import and_, delete, inspect, literal_column, select
 from sqlalchemy.engine import Engine, make_url
 
-from include.reserving import schema
+from include.reserving import artifacts, schema
 from include.reserving.config import Settings
 from include.reserving.db import make_engine
 
@@ -398,14 +397,6 @@ def snapshot_claims_sql(engine: Engine, valuation_date: dt.date, basis: str) -> 
 # --- running -------------------------------------------------------------------------------------------------------
 
 
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
-def _local_path(uri: str) -> Path:
-    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
-
-
 def _add_datasource(context, engine_url: str):
     backend = make_url(engine_url).get_backend_name()
     if backend == "sqlite":
@@ -566,8 +557,7 @@ def _run_suite(
     views: dict[str, str],
 ) -> QualityReport:
     artifact_uri = str(artifact_dir)
-    local_dir = _local_path(artifact_uri) if _is_local(artifact_uri) else Path(tempfile.mkdtemp(prefix="gx_"))
-    local_dir.mkdir(parents=True, exist_ok=True)
+    local_dir = artifacts.writable_dir(artifact_uri)
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
@@ -663,8 +653,8 @@ def _run_suite(
             default=str,
         )
     )
-    if not _is_local(artifact_uri):
-        _upload(local_dir, artifact_uri)
+    if not artifacts.is_local(artifact_uri):  # uploaded: the temporary local copy goes
+        artifacts.publish_dir(local_dir, artifact_uri)
         shutil.rmtree(local_dir, ignore_errors=True)
 
     by_check = {r.key: r for r in results}
@@ -686,13 +676,6 @@ def _run_suite(
     )
     log.info("%s", report.summary())
     return report
-
-
-def _upload(local_dir: Path, uri: str) -> None:
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(uri)
-    fs.put(str(local_dir) + "/", path.rstrip("/") + "/", recursive=True)
 
 
 def raise_for_failures(report: QualityReport, alert: Callable[[QualityReport, str], None] | None = None) -> None:
