@@ -10,9 +10,7 @@ front of every run a test starts. The actuary approves through the REST API, as 
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -20,16 +18,14 @@ import pytest
 from sqlalchemy import func, select, text  # noqa: F401
 
 from include.reserving import schema
-from include.reserving.approval import approval_key, approval_value
 from include.reserving.db import make_engine
 from include.reserving.publish import current_reserves, versions
 from include.reserving.synth import write_book
 from tests.integration.airflow_services import (
     DAG_ID,
+    Actuary,
     AirflowServices,
-    airflow_conn_uri,
-    create_pg_database,
-    drop_pg_database,
+    Warehouse,
     pg_admin_engine,
     task_instances,
 )
@@ -53,38 +49,33 @@ def _require_postgres() -> None:
 
 
 class Stack:
-    """The module's services plus its warehouse and artifact root."""
+    """The module's services plus its warehouse (with the artifact root)."""
 
-    def __init__(self, services: AirflowServices, warehouse_url: str, artifacts: Path):
-        self.af, self.warehouse_url, self.artifacts = services, warehouse_url, artifacts
+    def __init__(self, services: AirflowServices, warehouse: Warehouse):
+        self.af, self.warehouse = services, warehouse
+
+    @property
+    def artifacts(self) -> Path:
+        return self.warehouse.artifacts
 
     def reset_warehouse(self) -> None:
         """Empty warehouse with every table, the small book loaded, no artifacts."""
-        engine = make_engine(self.warehouse_url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        schema.create_all(engine)
-        engine.dispose()
-        write_book(self.warehouse_url, SMALL_BOOK, progress=False)
-        shutil.rmtree(self.artifacts, ignore_errors=True)
-        self.artifacts.mkdir(parents=True)
+        self.warehouse.reset(SMALL_BOOK)
 
     def engine(self):
-        return make_engine(self.warehouse_url)
+        return self.warehouse.engine()
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, request):
     _require_postgres()
     tmp = tmp_path_factory.mktemp("airflow-services")
-    warehouse = create_pg_database("reserving_wh")
-    artifacts = tmp / "artifacts"
+    warehouse = Warehouse(tmp / "artifacts")
     services = AirflowServices(
         tmp / "airflow-home",
         env={
-            "AIRFLOW_CONN_RESERVING_DB": airflow_conn_uri(warehouse),
-            "RESERVING_ARTIFACT_ROOT": str(artifacts),
+            "AIRFLOW_CONN_RESERVING_DB": warehouse.conn_uri,
+            "RESERVING_ARTIFACT_ROOT": str(warehouse.artifacts),
             "RESERVING_APPROVAL_POKE_SECONDS": "2",
             "RESERVING_APPROVAL_TIMEOUT_SECONDS": "900",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
@@ -96,12 +87,12 @@ def stack(tmp_path_factory, request):
         api = services.api()
         services.wait_for_dag(api)
         api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
-        yield Stack(services, warehouse, artifacts)
+        yield Stack(services, warehouse)
     finally:
         if request.session.testsfailed > failed_before:
             print(f"\n===== Airflow service logs ({services.logs}) =====\n{services.log_tails(8000)}")
         services.close()
-        drop_pg_database(warehouse)
+        warehouse.drop()
 
 
 @pytest.fixture
@@ -110,47 +101,6 @@ def dump_logs_on_failure(stack, request):
     yield
     if request.session.testsfailed > failed_before:
         print(f"\n===== Airflow service logs ({stack.af.logs}) =====\n{stack.af.log_tails(8000)}")
-
-
-class Actuary(threading.Thread):
-    """Watches promotion_decisions; approves every pending challenger through the REST API (POST /variables)."""
-
-    def __init__(self, stack: Stack):
-        super().__init__(daemon=True)
-        self.stack, self.stop, self.approved, self.errors = stack, threading.Event(), {}, []
-
-    def run(self) -> None:
-        engine = self.stack.engine()
-        pd_ = schema.promotion_decisions
-        try:
-            api = self.stack.af.api("actuary")
-            while not self.stop.is_set():
-                with engine.connect() as conn:
-                    rows = conn.execute(select(pd_).where(pd_.c.decision == "promote")).all()
-                for row in rows:
-                    if row.valuation_date in self.approved:
-                        continue
-                    value = approval_value(row.challenger_version, "approve", "Test Actuary", "backtest looks right")
-                    api.post(
-                        "/variables", json={"key": approval_key(row.valuation_date), "value": value}
-                    ).raise_for_status()
-                    self.approved[row.valuation_date] = row.challenger_version
-                time.sleep(1)
-        except Exception as exc:  # noqa: BLE001 (reported by the test)
-            self.errors.append(repr(exc))
-        finally:
-            engine.dispose()
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.join(timeout=15)
-        api = self.stack.af.api()
-        for valuation_date in self.approved:
-            api.delete(f"/variables/{approval_key(valuation_date)}")
 
 
 def _valuation_date(run: dict) -> dt.date:
@@ -203,7 +153,7 @@ def test_rest_api_triggered_run_is_approved_through_a_variable_and_publishes(sta
     """POST /api/v2/dags/.../dagRuns with a logical date; the actuary sets the Variable via POST /api/v2/variables."""
     stack.reset_warehouse()
     api = stack.af.api()
-    with Actuary(stack) as actuary:
+    with Actuary(stack.af, stack.warehouse) as actuary:
         run = _trigger(api, "api_2023-11-30", "2023-12-01T00:00:00Z")
         # a manual run's data interval ends at its logical date: V is the day before
         assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == ("2023-11-01", "2023-12-01")
@@ -253,7 +203,7 @@ def test_cli_backfill_runs_three_months_oldest_first(stack, dump_logs_on_failure
     """`airflow backfill create` over Jan-Mar 2024: three runs, one at a time, oldest first; three versions, reports."""
     stack.reset_warehouse()
     api = stack.af.api()
-    with Actuary(stack) as actuary:
+    with Actuary(stack.af, stack.warehouse) as actuary:
         # --max-active-runs 1: a backfill does not honour the DAG's max_active_runs (Airflow 3.3 gives each backfill
         # its own limit, default 10), and the months must run one at a time, oldest first
         stack.af.cli(
@@ -339,7 +289,7 @@ def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_log
     stack.reset_warehouse()
     api = stack.af.api()
     scheduler = stack.af.services["scheduler"]
-    with Actuary(stack) as actuary:
+    with Actuary(stack.af, stack.warehouse) as actuary:
         run = _trigger(api, "api_2023-10-31", "2023-11-01T00:00:00Z")
         valuation_date = _valuation_date(run)
         assert valuation_date == dt.date(2023, 10, 31)
