@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import subprocess
@@ -32,11 +31,11 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks_md import write_section  # the script's own folder is on sys.path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Ingest, gate and drift"
 DEFAULT_PG_ADMIN = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 # The synthetic Liability tail posts single reserve changes above the default 10M bound: the benchmark times the
@@ -132,17 +131,6 @@ def _runs(runs: list[tuple[dict, float]], stage: str) -> str:
     return ", ".join(f"{r[0]['seconds'][stage]:.1f}" for r in runs)
 
 
-def write_section(body: str) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md, keeping every other section."""
-    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = f"{SECTION}\n\n{body.strip()}\n\n"
-    updated = (
-        pattern.sub(lambda _: section, current) if pattern.search(current) else current.rstrip() + "\n\n" + section
-    )
-    BENCHMARKS_MD.write_text(updated.rstrip() + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     from tqdm import tqdm
 
@@ -227,7 +215,7 @@ average {os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}
         f"ratio {ratio:.1f}x, peak RSS {peak:.0f} MB"
     )
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks_md import write_section  # the script's own folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,7 +46,6 @@ from tests.integration.airflow_services import (  # noqa: E402
     task_instances,
 )
 
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Monthly runs and backfills"
 REDIS_URL = os.environ.get("RESERVING_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 
@@ -165,8 +165,6 @@ LABELS = {"local": "LocalExecutor (parallelism 4)", "celery": "CeleryExecutor, 2
 def render(results: dict, book: BookSpec, months: int, command: str, load: str, note: str = "") -> str:
     executors = list(results)
     lines = [
-        SECTION,
-        "",
         f"Measured {dt.date.today():%Y-%m-%d} on the shared {os.cpu_count()}-core box"
         f" (Python {platform.python_version()}, Airflow 3.3.2; load average before the run {load});"
         " all executors in one session, one after the other.",
@@ -217,16 +215,6 @@ def render(results: dict, book: BookSpec, months: int, command: str, load: str, 
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else ""
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS_MD.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--claims", type=int, default=3000)
@@ -250,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     section = render(results, book, args.months, command.strip(), load, args.note)
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section(SECTION, section)
     return 0
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,10 @@ import time
 import uuid
 from pathlib import Path
 
+from benchmarks_md import write_section  # the script's own folder is on sys.path
 from sqlalchemy import create_engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 SECTION = "## Synthetic book generation"
 DEFAULT_PG_ADMIN = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 
@@ -72,17 +71,6 @@ def run_sqlite(claims: int, seed: int) -> tuple[float, float, int]:
         url = f"sqlite:///{Path(folder) / 'warehouse.db'}"
         seconds, rss, _ = _run_child(["--claims", str(claims), "--seed", str(seed), "--db", url, "--quiet"])
         return seconds, rss, _count_transactions(url)
-
-
-def write_section(body: str) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md, keeping every other section."""
-    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    section = f"{SECTION}\n\n{body.strip()}\n\n"
-    updated = (
-        pattern.sub(lambda _: section, current) if pattern.search(current) else current.rstrip() + "\n\n" + section
-    )
-    BENCHMARKS_MD.write_text(updated.rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,7 +125,7 @@ average {load:.1f} at the end); Python {platform.python_version()}; code at comm
 Peak memory is the generator process only (not the PostgreSQL server)."""
     print(body)
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body)
 
 
 if __name__ == "__main__":
