@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -212,8 +212,7 @@ def stage_evaluate(facts: RunFacts, trained: dict) -> dict:
     )
     registry.record_decision(engine, decision, run_id=facts.run_id)
     log.info("promotion rule for %s: %s (%s)", facts.valuation_date, decision.decision, decision.reason)
-    out = {k_: (v.isoformat() if isinstance(v, dt.date) else v) for k_, v in decision.__dict__.items()}
-    return out
+    return {key: (v.isoformat() if isinstance(v, dt.date) else v) for key, v in asdict(decision).items()}
 
 
 # --- approval ----------------------------------------------------------------------------------------------------

@@ -13,7 +13,9 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts, registry, schema
-from include.reserving.ingest import cells_hash, load_cells
+from include.reserving.config import load_settings, warehouse_url
+from include.reserving.db import make_engine
+from include.reserving.ingest import load_cells
 from include.reserving.pipeline import RunFacts
 
 log = logging.getLogger(__name__)
@@ -148,8 +150,8 @@ def stage_model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[st
         spec=challenger.spec,
         code_sha=challenger.code_version,
         valuation_date=facts.valuation_date,
-        data_row_count=len(cells),
-        data_hash=cells_hash(cells),
+        data_row_count=challenger.train_rows,
+        data_hash=challenger.data_hash,
         segments=tuple(sorted(cells["segment"].unique())),
         basis=facts.basis,
         origin_first=min(cells["origin"]),
@@ -271,9 +273,8 @@ def record_run_from_context(context, state: str) -> None:
                 ti = context.get("ti")
                 failed_task = getattr(ti, "task_id", None)
         ended = dag_run.end_date or dt.datetime.now(dt.UTC)
-        facts = RunFacts.create(valuation_date or dt.date(1970, 1, 31), dag_run.run_id)
         record_run(
-            facts.engine(),
+            make_engine(warehouse_url(load_settings())),
             dag_run.run_id,
             dag_run.dag_id,
             valuation_date,
