@@ -44,6 +44,7 @@ class Settings:
     amount_min: float = -10_000_000.0
     amount_max: float = 10_000_000.0
     volume_tolerance: float = 0.5
+    incremental_uniqueness: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
 
@@ -76,6 +77,13 @@ def _coerce(value: Any, annotation: str) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         return tuple(value)
+    if annotation == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(f"{value!r} is not a boolean: use true or false")
+        return text in ("true", "1", "yes")
     if annotation == "int":
         return int(value)
     if annotation == "float":

@@ -7,7 +7,8 @@ Two partitions are written for (V, basis) in one transaction, so readers see bot
   partition is written once);
 * ``triangle_cells``: the long-format cells frame (see schema.py), from an aggregate query whose result has one row
   per (segment, origin, evaluation period); cumulation and the dense grid are done on that small result, which is
-  bulk-loaded into a staging table first and swapped in by the same transaction.
+  bulk-loaded into a staging table first and swapped in by the same transaction. On PostgreSQL the cells aggregate
+  runs on a second connection while the snapshot is written, so the two passes share the wall time.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
 numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
@@ -21,6 +22,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,7 +326,7 @@ def ingest(
     """Snapshot the book as at V into ``snapshot_claims`` and ``triangle_cells`` for (V, basis), idempotently.
 
     ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the cells are
-    staged and before the swap transaction: tests use it to kill the task at the worst moment.
+    staged and the snapshot written, before the swap commits: tests use it to kill the task at the worst moment.
     """
     valuation_date = check_valuation_date(valuation_date)
     if basis not in BASES:
@@ -335,38 +337,49 @@ def ingest(
     load_id = uuid.uuid4().hex
     _clear_stale_staging(engine, schema.triangle_cells_staging, key)
 
-    log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
-    cells, n_txn = aggregate_cells(engine, valuation_date, basis, origin_months, development_months)
-    staged = cells.assign(load_id=load_id, valuation_date=valuation_date, basis=basis)
-    staged = staged.replace({np.nan: None})
-    bulk_insert(engine, schema.triangle_cells_staging, staged)
+    def stage_cells() -> tuple[pd.DataFrame, int]:
+        log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
+        cells, n_txn = aggregate_cells(engine, valuation_date, basis, origin_months, development_months)
+        staged = cells.assign(load_id=load_id, valuation_date=valuation_date, basis=basis)
+        bulk_insert(engine, schema.triangle_cells_staging, staged.replace({np.nan: None}))
+        return cells, n_txn
 
-    latest = cells_module.latest_diagonal(cells) if len(cells) else cells
-    paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
-    digest = cells_hash(cells)
-    if before_swap is not None:
-        before_swap()
+    # Both passes over the transactions at once where the database has more than one writer: the cells aggregate
+    # runs on its own connection while this transaction writes the snapshot (PostgreSQL runs the INSERT ... SELECT
+    # on one core). SQLite has a single writer: the cells are staged first.
+    concurrent = engine.dialect.name != "sqlite"
     sc = schema.snapshot_claims
-    log.info("ingest V=%s basis=%s: writing the claim snapshot and swapping in the cells", valuation_date, basis)
-    with engine.begin() as conn:
-        replace_snapshot_claims(conn, valuation_date, basis)
-        _swap(conn, schema.triangle_cells, schema.triangle_cells_staging, key, load_id)
-        n_claims = conn.execute(
-            select(func.count()).select_from(sc).where(sc.c.valuation_date == valuation_date, sc.c.basis == basis)
-        ).scalar_one()
-        conn.execute(delete(schema.snapshots).where(*[schema.snapshots.c[k] == v for k, v in key.items()]))
-        conn.execute(
-            insert(schema.snapshots).values(
-                **key,
-                origin_grain=f"{origin_months}m",
-                development_grain=f"{development_months}m",
-                claim_count=n_claims,
-                transaction_count=n_txn,
-                paid_total=paid_total,
-                cells_hash=digest,
-                run_id=run_id,
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-cells") as pool:
+        pending = pool.submit(stage_cells) if concurrent else None
+        cells, n_txn = (None, 0) if concurrent else stage_cells()
+        with engine.begin() as conn:
+            log.info("ingest V=%s basis=%s: writing the claim snapshot", valuation_date, basis)
+            replace_snapshot_claims(conn, valuation_date, basis)
+            if pending is not None:
+                cells, n_txn = pending.result()
+            latest = cells_module.latest_diagonal(cells) if len(cells) else cells
+            paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
+            digest = cells_hash(cells)
+            if before_swap is not None:
+                before_swap()
+            log.info("ingest V=%s basis=%s: swapping in the cells", valuation_date, basis)
+            _swap(conn, schema.triangle_cells, schema.triangle_cells_staging, key, load_id)
+            n_claims = conn.execute(
+                select(func.count()).select_from(sc).where(sc.c.valuation_date == valuation_date, sc.c.basis == basis)
+            ).scalar_one()
+            conn.execute(delete(schema.snapshots).where(*[schema.snapshots.c[k] == v for k, v in key.items()]))
+            conn.execute(
+                insert(schema.snapshots).values(
+                    **key,
+                    origin_grain=f"{origin_months}m",
+                    development_grain=f"{development_months}m",
+                    claim_count=n_claims,
+                    transaction_count=n_txn,
+                    paid_total=paid_total,
+                    cells_hash=digest,
+                    run_id=run_id,
+                )
             )
-        )
     result = IngestResult(valuation_date, basis, n_claims, n_txn, len(cells), paid_total, digest)
     log.info(
         "ingest V=%s basis=%s: %d claims, %d transactions, %d cells, paid to date %.2f",

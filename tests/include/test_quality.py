@@ -384,6 +384,76 @@ def test_previous_row_count_reads_the_previous_month_ends_stored_result(sqlite_u
     assert quality.previous_row_count(engine, dt.date(2024, 2, 29), "as_recorded") is None  # an empty month: none
 
 
+# --- uniqueness after a clean month ---------------------------------------------------------------------------------
+
+V2 = dt.date(2024, 2, 29)
+UNIQUE_KEYS = ("transactions_extract.transaction_id.unique", "transactions_extract.claim_date_amount.unique")
+
+
+def _next_month(engine, tmp_path, new_rows, settings=SETTINGS):
+    """Store V's clean gate, add ``new_rows`` and V2's snapshot, gate V2; the two uniqueness checks of V2."""
+    first = _gate(engine, tmp_path)
+    assert first.success, first.summary()
+    quality.store_quality_results(engine, first)
+    cols = ["transaction_id", "claim_id", "transaction_date", "recorded_at", "paid_amount", "case_reserve_change"]
+    bulk_insert(engine, schema.claim_transactions, pd.DataFrame(new_rows, columns=[*cols, "status"]))
+    bulk_insert(engine, schema.snapshot_claims, _snapshot(_claims(), V2))
+    url = engine.url.render_as_string(hide_password=False)
+    report = quality.run_quality_gate(url, V2, "as_recorded", None, settings, tmp_path / "v2")
+    return report, {c.key: c for c in report.checks if c.key in UNIQUE_KEYS}
+
+
+FEB = dt.datetime(2024, 2, 5, 9)
+
+
+def test_new_rows_duplicating_rows_of_a_clean_month_fail_the_gate(warehouse, tmp_path):
+    _load(warehouse)
+    report, unique = _next_month(
+        warehouse,
+        tmp_path,
+        [
+            ("T1", "C2", dt.date(2024, 2, 5), FEB, 10.0, 0.0, "open"),  # T1 was recorded in November
+            ("T9", "C1", dt.date(2023, 12, 15), FEB, 1200.0, -1200.0, "open"),  # T2 posted again
+            ("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open"),  # a clean new row
+        ],
+    )
+    assert sorted(c.key for c in report.failures) == sorted(UNIQUE_KEYS)
+    for check in unique.values():
+        assert "rows recorded after 2024-01-31" in check.description  # the narrowed scope, said in the result
+        assert check.unexpected_count == 2  # both copies of the one duplicated group
+    assert unique["transactions_extract.transaction_id.unique"].examples == [{"transaction_id": "T1", "copies": 2}]
+    assert unique["transactions_extract.claim_date_amount.unique"].examples[0]["claim_id"] == "C1"
+
+
+def test_a_clean_new_month_passes_and_rewritten_history_is_checked_in_full(warehouse, tmp_path):
+    _load(warehouse)
+    clean, unique = _next_month(warehouse, tmp_path, [("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open")])
+    assert clean.success, clean.summary()
+    assert all("rows recorded after 2024-01-31" in c.description for c in unique.values())
+    # a row back-dated into January arrives after January's gate, duplicating T3: January's count no longer holds
+    late = pd.DataFrame(
+        [("T3", "C2", dt.date(2024, 1, 10), dt.datetime(2024, 1, 10, 9), 5.0, 0.0, None)],
+        columns=[*_transactions().columns],
+    )
+    bulk_insert(warehouse, schema.claim_transactions, late)
+    url = warehouse.url.render_as_string(hide_password=False)
+    report = quality.run_quality_gate(url, V2, "as_recorded", None, SETTINGS, tmp_path / "again")
+    failed = {c.key: c for c in report.failures}
+    assert list(failed) == ["transactions_extract.transaction_id.unique"]
+    assert failed["transactions_extract.transaction_id.unique"].description == "no duplicate transaction ids"
+
+
+def test_incremental_uniqueness_can_be_switched_off(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    _load(engine)
+    full = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, incremental_uniqueness=False)
+    report, unique = _next_month(engine, tmp_path, [("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open")], full)
+    assert report.success and all("recorded after" not in c.description for c in unique.values())
+    assert quality.uniqueness_checked_through(engine, V2, "restated") is None  # latest knowledge: always in full
+    assert quality.uniqueness_checked_through(engine, V2, "as_recorded") == V
+
+
 def test_query_checks_count_and_show_bad_rows_in_one_pass():
     duplicates = quality.duplicates_query(["claim_id", "transaction_date"])
     assert "GROUP BY claim_id, transaction_date HAVING count(*) > 1" in duplicates
