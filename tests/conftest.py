@@ -42,6 +42,24 @@ PG_ADMIN_URL = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://po
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
+def model_entry(method: str, valuation_date, params: dict | None = None):
+    """A registry entry for ``method`` trained at ``valuation_date`` (tests of the registry and the views)."""
+    from include.reserving import registry
+
+    spec = {"method": method, "params": params or {}}
+    version = registry.model_version_id(spec, valuation_date, "hash")
+    return registry.ModelEntry(
+        model_version=version,
+        spec=spec,
+        artifact_uri=f"file:///artifacts/models/{version}",
+        trained_valuation_date=valuation_date,
+        basis="as_recorded",
+        train_rows=100,
+        data_hash="hash",
+        code_version="abc123",
+    )
+
+
 def _pg_admin_engine():
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:

@@ -11,22 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from include.reserving import registry, schema
 from include.reserving.db import make_engine
+from tests.conftest import model_entry
 
 V = dt.date(2024, 1, 31)
 
 
 def _entry(method: str, n: int, valuation_date: dt.date = V) -> registry.ModelEntry:
-    spec = {"method": method, "params": {"n": n}}
-    return registry.ModelEntry(
-        model_version=registry.model_version_id(spec, valuation_date, "hash"),
-        spec=spec,
-        artifact_uri=f"file:///artifacts/{method}-{n}",
-        trained_valuation_date=valuation_date,
-        basis="as_recorded",
-        train_rows=100,
-        data_hash="hash",
-        code_version="abc123",
-    )
+    return model_entry(method, valuation_date, {"n": n})
 
 
 def test_version_ids_are_deterministic_and_distinct():

@@ -28,6 +28,7 @@ from sqlalchemy import insert
 from include.reserving import artifacts, registry, schema
 from include.reserving.db import make_engine
 from include.reserving.publish import PublishResult, publish_reserves, reserve_rows
+from tests.conftest import model_entry
 
 PROJECT = Path(__file__).resolve().parents[2]
 V1, V2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
@@ -55,20 +56,6 @@ def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     return ultimates, diagonal
 
 
-def _entry(method: str, valuation_date: dt.date) -> registry.ModelEntry:
-    spec = {"method": method, "params": {}}
-    return registry.ModelEntry(
-        model_version=registry.model_version_id(spec, valuation_date, "hash"),
-        spec=spec,
-        artifact_uri=f"file:///artifacts/models/{method}",
-        trained_valuation_date=valuation_date,
-        basis="as_recorded",
-        train_rows=100,
-        data_hash="hash",
-        code_version="abc123",
-    )
-
-
 @dataclass
 class Book:
     url: str
@@ -90,8 +77,8 @@ def populate(url: str, artifact_root: Path) -> Book:
     restated = reserve_rows(*_model_output(1.1))
     published[V2] = (publish_reserves(engine, V2, PENDING_RUN, restated, "m-cl", basis="restated"), restated)
 
-    champ = registry.register(engine, _entry("chain_ladder", V1))
-    challenger = registry.register(engine, _entry("xgboost_development", V2))
+    champ = registry.register(engine, model_entry("chain_ladder", V1))
+    challenger = registry.register(engine, model_entry("xgboost_development", V2))
     registry.record_decision(
         engine, registry.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
     )
