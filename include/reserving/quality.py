@@ -42,6 +42,9 @@ from include.reserving.config import Settings
 from include.reserving.db import make_engine
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the warehouse network
+# GX logs some 250 INFO lines of its own plumbing per validation ("Skipping registering function ..."), burying the
+# gate's summary in the task log; its warnings and errors still show.
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 import great_expectations as gx  # noqa: E402  (after the analytics switch)
 import great_expectations.expectations as gxe  # noqa: E402
