@@ -346,17 +346,16 @@ def ingest(
 
     # Both passes over the transactions at once where the database has more than one writer: the cells aggregate
     # runs on its own connection while this transaction writes the snapshot (PostgreSQL runs the INSERT ... SELECT
-    # on one core). SQLite has a single writer: the cells are staged first.
-    concurrent = engine.dialect.name != "sqlite"
+    # on one core).
     sc = schema.snapshot_claims
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-cells") as pool:
-        pending = pool.submit(stage_cells) if concurrent else None
-        cells, n_txn = (None, 0) if concurrent else stage_cells()
+        staged = pool.submit(stage_cells)
+        if engine.dialect.name == "sqlite":
+            staged.result()  # a single writer: the cells are staged before the snapshot's transaction opens
         with engine.begin() as conn:
             log.info("ingest V=%s basis=%s: writing the claim snapshot", valuation_date, basis)
             replace_snapshot_claims(conn, valuation_date, basis)
-            if pending is not None:
-                cells, n_txn = pending.result()
+            cells, n_txn = staged.result()
             latest = cells_module.latest_diagonal(cells) if len(cells) else cells
             paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
             digest = cells_hash(cells)
