@@ -85,10 +85,12 @@ def child(url: str, valuation_date: dt.date) -> None:
     """(c) then (b) in this process: the month before V on the empty warehouse, then V; prints JSON."""
     from include.reserving.config import Settings
     from include.reserving.db import make_engine
+    from include.reserving.quality import previous_month_end
 
     engine = make_engine(url)
     settings = Settings(amount_min=-AMOUNT_BOUND, amount_max=AMOUNT_BOUND)
-    first, _, _ = _month(engine, url, valuation_date.replace(day=1) - dt.timedelta(days=1), settings)
+    first_valuation = previous_month_end(valuation_date)
+    first, _, _ = _month(engine, url, first_valuation, settings)
     seconds, report, drifted = _month(engine, url, valuation_date, settings)
     engine.dispose()
     print(
@@ -96,6 +98,7 @@ def child(url: str, valuation_date: dt.date) -> None:
             {
                 "seconds": seconds,
                 "first": first,
+                "first_valuation": first_valuation.isoformat(),
                 "transactions": report.row_count,
                 "claims": report.claim_count,
                 "gate_success": report.success,
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     first = runs[0][0]
     ratio = stages["total"] / a
     first_ratio = firsts["total"] / a
-    prev = v.replace(day=1) - dt.timedelta(days=1)
+    prev = first["first_valuation"]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     command = "python benchmarks/bench_input.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = f"""Fresh PostgreSQL database, synthetic book of {args.claims:,} claims (seed {args.seed}, {n_rows:,}

@@ -718,20 +718,30 @@ def raise_for_failures(report: QualityReport, alert: Callable[[QualityReport, st
     raise QualityGateError(message, report)
 
 
+def previous_month_end(valuation_date: dt.date) -> dt.date:
+    return valuation_date.replace(day=1) - dt.timedelta(days=1)
+
+
+def _previous_gate(engine: Engine, valuation_date: dt.date, basis: str):
+    """The row-count result the gate stored for the month end before V (None: never validated)."""
+    q = schema.quality_results
+    with engine.connect() as conn:
+        return conn.execute(
+            select(q.c.gate_success, q.c.suite_version, q.c.element_count).where(
+                q.c.valuation_date == previous_month_end(valuation_date),
+                q.c.basis == basis,
+                q.c.check_key == ROW_COUNT_CHECK,
+            )
+        ).one_or_none()
+
+
 def previous_row_count(engine: Engine, valuation_date: dt.date, basis: str) -> int | None:
     """The volume baseline: rows in the transactions extract of the month end before V, as the gate stored them.
 
     None when that month was never validated or its extract was empty (no baseline: the volume check is left out).
     """
-    t = schema.quality_results
-    previous = valuation_date.replace(day=1) - dt.timedelta(days=1)
-    with engine.connect() as conn:
-        count = conn.execute(
-            select(t.c.element_count).where(
-                t.c.valuation_date == previous, t.c.basis == basis, t.c.check_key == ROW_COUNT_CHECK
-            )
-        ).scalar_one_or_none()
-    return int(count) if count else None
+    row = _previous_gate(engine, valuation_date, basis)
+    return int(row.element_count) if row is not None and row.element_count else None
 
 
 def uniqueness_checked_through(engine: Engine, valuation_date: dt.date, basis: str) -> dt.date | None:
@@ -744,17 +754,12 @@ def uniqueness_checked_through(engine: Engine, valuation_date: dt.date, basis: s
     """
     if basis != "as_recorded":  # latest knowledge: rows dated by V' may have arrived after V''s gate
         return None
-    previous = valuation_date.replace(day=1) - dt.timedelta(days=1)
-    q, t = schema.quality_results, schema.claim_transactions
+    row = _previous_gate(engine, valuation_date, basis)
+    if row is None or not row.gate_success or row.suite_version != SUITE_VERSION or row.element_count is None:
+        return None
+    previous, t = previous_month_end(valuation_date), schema.claim_transactions
+    cutoff = dt.datetime.combine(previous + dt.timedelta(days=1), dt.time())
     with engine.connect() as conn:
-        row = conn.execute(
-            select(q.c.gate_success, q.c.suite_version, q.c.element_count).where(
-                q.c.valuation_date == previous, q.c.basis == basis, q.c.check_key == ROW_COUNT_CHECK
-            )
-        ).one_or_none()
-        if row is None or not row.gate_success or row.suite_version != SUITE_VERSION or row.element_count is None:
-            return None
-        cutoff = dt.datetime.combine(previous + dt.timedelta(days=1), dt.time())
         now = conn.execute(select(sa.func.count()).select_from(t).where(t.c.recorded_at < cutoff)).scalar_one()
     if now != row.element_count:
         log.warning(
