@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text  # noqa: F401
+from sqlalchemy import func, select, text
 
 from include.reserving import schema
 from include.reserving.db import make_engine
@@ -254,13 +254,14 @@ def _clean_cell_count(tmp_path: Path, valuation_date: dt.date) -> int:
     settings = Settings()
     ingest(engine, valuation_date, origin_months=settings.origin_months, development_months=settings.development_months)
     with engine.connect() as conn:
-        count = conn.execute(
-            select(func.count())
-            .select_from(schema.triangle_cells)
-            .where(schema.triangle_cells.c.valuation_date == valuation_date)
-        ).scalar_one()
+        count = _cell_count(conn, valuation_date)
     engine.dispose()
     return count
+
+
+def _cell_count(conn, valuation_date: dt.date) -> int:
+    tc = schema.triangle_cells
+    return conn.execute(select(func.count()).select_from(tc).where(tc.c.valuation_date == valuation_date)).scalar_one()
 
 
 def _duplicates(engine, table, *columns: str) -> list:
@@ -309,11 +310,7 @@ def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_log
     engine = stack.engine()
     _assert_published(stack, run, valuation_date)
     with engine.connect() as conn:
-        cells = conn.execute(
-            select(func.count())
-            .select_from(schema.triangle_cells)
-            .where(schema.triangle_cells.c.valuation_date == valuation_date)
-        ).scalar_one()
+        cells = _cell_count(conn, valuation_date)
         registry_rows = conn.execute(select(func.count()).select_from(schema.model_registry)).scalar_one()
         staged = conn.execute(select(func.count()).select_from(schema.triangle_cells_staging)).scalar_one()
     assert cells == _clean_cell_count(tmp_path, valuation_date)
