@@ -84,8 +84,8 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
 def child(url: str, valuation_date: dt.date) -> None:
     """(c) then (b) in this process: the month before V on the empty warehouse, then V; prints JSON."""
     from include.reserving.config import Settings
-    from include.reserving.db import make_engine
     from include.reserving.quality import previous_month_end
+    from include.reserving.warehouse.core import make_engine
 
     engine = make_engine(url)
     settings = Settings(amount_min=-AMOUNT_BOUND, amount_max=AMOUNT_BOUND)

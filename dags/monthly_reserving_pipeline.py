@@ -73,12 +73,12 @@ NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same wa
 
 def _facts():
     """RunFacts of the current run (valuation date from the param or the data interval, basis, run id)."""
+    from include.reserving.dates import valuation_date_of_run
     from include.reserving.pipeline import RunFacts
-    from include.reserving.runtime import resolve_valuation_date
 
     context = get_current_context()
     params = context["params"]
-    valuation_date = resolve_valuation_date(context.get("data_interval_end"), params.get("valuation_date"))
+    valuation_date = valuation_date_of_run(context.get("data_interval_end"), params.get("valuation_date"))
     return RunFacts.create(valuation_date, context["run_id"], restated=bool(params.get("restated")))
 
 

@@ -29,11 +29,11 @@ from sqlalchemy import select  # noqa: E402
 from include.reserving import schema  # noqa: E402
 from include.reserving.approval import instruction  # noqa: E402
 from include.reserving.config import DATA_DIR, load_settings, warehouse_url  # noqa: E402
-from include.reserving.db import make_engine, redact  # noqa: E402
-from include.reserving.ingest import check_valuation_date  # noqa: E402
+from include.reserving.dates import parse_valuation_date  # noqa: E402
+from include.reserving.warehouse.core import make_engine, redact  # noqa: E402
 
 LOGICAL_DATE = "2025-01-01"
-VALUATION_DATE = check_valuation_date("2024-12-31")
+VALUATION_DATE = parse_valuation_date("2024-12-31")
 CLAIMS = int(os.environ.get("DEMO_CLAIMS", "20000"))
 APPROVER = "Demo Actuary"
 

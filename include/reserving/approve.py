@@ -18,8 +18,8 @@ from sqlalchemy import select
 from include.reserving import schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.config import warehouse_url
-from include.reserving.db import make_engine
-from include.reserving.ingest import check_valuation_date
+from include.reserving.dates import parse_valuation_date
+from include.reserving.warehouse.core import make_engine
 
 
 def pending_challenger(url: str, valuation_date) -> str:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", help="warehouse URL (default: the reserving_db connection or the SQLite file)")
     parser.add_argument("--print-only", action="store_true", help="print the airflow command instead of running it")
     args = parser.parse_args(argv)
-    valuation_date = check_valuation_date(args.valuation_date)
+    valuation_date = parse_valuation_date(args.valuation_date)
     try:
         version = pending_challenger(args.db or warehouse_url(), valuation_date)
     except LookupError as exc:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from include.reserving import cells as cellsmod
+from include.reserving.domain import OVERALL
 from include.reserving.models import ReservingModel, build_model
 
-OVERALL = "ALL"
 SCORE_COLUMNS = ["segment", "n_cells", "actual", "expected", "wape", "rmse", "score"]
 
 

@@ -26,6 +26,8 @@ import chainladder as cl
 import numpy as np
 import pandas as pd
 
+from include.reserving import dates
+
 KEY_COLUMNS = ["segment", "origin", "development"]
 AMOUNT_COLUMNS = ["paid", "incurred"]
 COUNT_COLUMNS = ["reported_count", "closed_count"]
@@ -41,16 +43,14 @@ ULTIMATE_DEVELOPMENT = 9999
 _OBSERVED_MARKER = "__observed__"
 
 
-def _month_index(dates: pd.Series) -> np.ndarray:
-    """Months since year 0 for a series of dates (the month arithmetic every helper here relies on)."""
-    stamps = pd.to_datetime(dates)
-    return (stamps.dt.year * 12 + stamps.dt.month - 1).to_numpy(dtype=np.int64)
+def _month_index(days: pd.Series) -> np.ndarray:
+    """Month index (see :mod:`include.reserving.dates`) of each date: the arithmetic every helper here relies on."""
+    return np.fromiter((dates.month_index(d) for d in pd.to_datetime(days)), dtype=np.int64, count=len(days))
 
 
 def _month_end(month_index: np.ndarray) -> list[dt.date]:
-    """Last day of each month given as months since year 0."""
-    firsts = pd.to_datetime({"year": month_index // 12, "month": month_index % 12 + 1, "day": 1})
-    return [d.date() for d in (firsts + pd.offsets.MonthEnd(0))]
+    """Last day of each month given by its index."""
+    return [dates.month_end(int(i)) for i in month_index]
 
 
 def evaluation_date(cells: pd.DataFrame) -> pd.Series:

@@ -1,4 +1,4 @@
-"""Engines and bulk loading for the warehouse (SQLite or PostgreSQL)."""
+"""Bulk loading into the warehouse (SQLite or PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,42 +9,14 @@ import itertools
 import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import DateTime, Table, create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import DateTime, Table
+from sqlalchemy.engine import Engine
 
-
-def redact(url: str) -> str:
-    """The URL with its password masked, safe for logs."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for the warehouse; SQLite files get their folder created, WAL and a busy timeout."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 60})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets readers work while a task writes
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
+from include.reserving.warehouse.core import is_postgres
 
 _NULL = "\\N"  # NULL marker of our COPY statements; a string field equal to it is quoted, so it stays a string
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')

@@ -14,7 +14,6 @@ initial-incurred window has closed by V, so an incomplete month never looks like
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import json
 import math
@@ -28,6 +27,7 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
+from include.reserving.dates import add_months, end_of_month
 from include.reserving.ingest import INITIAL_INCURRED_DAYS
 
 DEFAULT_EPS = 1e-4
@@ -133,16 +133,6 @@ def ks(reference: Sequence[float] | np.ndarray, current: Sequence[float] | np.nd
 # --- windows -------------------------------------------------------------------------------------------------------
 
 
-def _month_end(year: int, month: int) -> dt.date:
-    return dt.date(year, month, calendar.monthrange(year, month)[1])
-
-
-def add_months(month_end: dt.date, months: int) -> dt.date:
-    """The month end ``months`` months after (or before, if negative) the month of ``month_end``."""
-    index = month_end.year * 12 + month_end.month - 1 + months
-    return _month_end(index // 12, index % 12 + 1)
-
-
 @dataclass(frozen=True)
 class Window:
     """Claims reported from ``start`` to ``end``, both inclusive."""
@@ -172,7 +162,7 @@ def reference_window(
 ) -> Window:
     """The ``months`` months up to the champion's training valuation date; without a champion, before V's month."""
     end = champion_valuation_date or add_months(valuation_date, -1)
-    end = _month_end(end.year, end.month)
+    end = end_of_month(end)
     return Window(add_months(end, -(months - 1)).replace(day=1), end)
 
 

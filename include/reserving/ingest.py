@@ -16,7 +16,6 @@ numbers; ``restated`` keeps everything dated by V whatever its recording time (l
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import hashlib
 import logging
@@ -32,11 +31,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import cells as cells_module
 from include.reserving import schema
+from include.reserving.dates import end_of_day, month_index, month_start, parse_valuation_date
 from include.reserving.db import bulk_insert
+from include.reserving.domain import Basis
 
 log = logging.getLogger(__name__)
 
-BASES = ("as_recorded", "restated")
 INITIAL_INCURRED_DAYS = 30
 CELL_COLUMNS = [
     "segment",
@@ -74,34 +74,6 @@ class IngestResult:
         }
 
 
-def check_valuation_date(value: dt.date | str) -> dt.date:
-    """Parse and check that V is a month end; reserves are valued at month ends only."""
-    if isinstance(value, str):
-        try:
-            value = dt.date.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError(f"valuation_date {value!r} is not an ISO date (YYYY-MM-DD)") from exc
-    # plain date: pendulum's Date subclass (from Airflow's context) is not bindable by sqlite3
-    value = dt.date(value.year, value.month, value.day)
-    last_day = calendar.monthrange(value.year, value.month)[1]
-    if value.day != last_day:
-        raise ValueError(f"valuation_date {value.isoformat()} is not a month end (expected day {last_day})")
-    return value
-
-
-def month_index(d: dt.date) -> int:
-    return d.year * 12 + d.month - 1
-
-
-def month_start(index: int) -> dt.date:
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
-def month_end(index: int) -> dt.date:
-    year, month = index // 12, index % 12 + 1
-    return dt.date(year, month, calendar.monthrange(year, month)[1])
-
-
 def _month_index_sql(col):
     return cast(extract("year", col), Integer) * 12 + cast(extract("month", col), Integer) - 1
 
@@ -121,11 +93,10 @@ def _plus_days_sql(dialect: str, col, days: int):
 def _extract_filters(valuation_date: dt.date, basis: str):
     """Rows of the extract as at V: claims reported and transactions dated (and recorded) by V."""
     c, t = schema.claims, schema.claim_transactions
-    cutoff = dt.datetime.combine(valuation_date + dt.timedelta(days=1), dt.time())
     claim_filter = c.c.report_date <= valuation_date
     txn_filter = t.c.transaction_date <= valuation_date
     if basis == "as_recorded":
-        txn_filter = and_(txn_filter, t.c.recorded_at < cutoff)
+        txn_filter = and_(txn_filter, t.c.recorded_at < end_of_day(valuation_date))
     return claim_filter, txn_filter
 
 
@@ -328,9 +299,9 @@ def ingest(
     ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the cells are
     staged and the snapshot written, before the swap commits: tests use it to kill the task at the worst moment.
     """
-    valuation_date = check_valuation_date(valuation_date)
-    if basis not in BASES:
-        raise ValueError(f"basis {basis!r} is invalid: use one of {BASES}")
+    valuation_date = parse_valuation_date(valuation_date)
+    if basis not in tuple(Basis):
+        raise ValueError(f"basis {basis!r} is invalid: use one of {[b.value for b in Basis]}")
     if source_engine is not None and source_engine.url != engine.url:
         raise NotImplementedError("a claims source outside the warehouse needs the extract copied in first")
     key = {"valuation_date": valuation_date, "basis": basis}
@@ -394,7 +365,7 @@ def ingest(
 
 def load_cells(engine: Engine, valuation_date: dt.date | str, basis: str = "as_recorded") -> pd.DataFrame:
     """Read the cells partition for (V, basis) back as the models' input frame."""
-    valuation_date = check_valuation_date(valuation_date)
+    valuation_date = parse_valuation_date(valuation_date)
     tc = schema.triangle_cells
     query = (
         select(*[tc.c[n] for n in CELL_COLUMNS])

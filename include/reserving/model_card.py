@@ -24,10 +24,10 @@ from reportlab.lib.units import cm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from include.reserving.approval import approval_key, approval_value
+from include.reserving.domain import OVERALL
 from include.reserving.registry import decide_promotion
 from include.reserving.report import pvalue
 
-OVERALL = "ALL"
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",
     "Development beyond the oldest observed age relies on the selected tail; no external benchmark is blended in.",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from include.reserving.runtime import resolve_valuation_date
+from include.reserving.dates import valuation_date_of_run
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _valuation(context: Mapping[str, Any]) -> str:
     param = params.get("valuation_date") if isinstance(params, Mapping) else None
     end = context.get("data_interval_end") or _get(context.get("dag_run"), "data_interval_end")
     try:
-        return resolve_valuation_date(end, str(param) if param else None).isoformat()
+        return valuation_date_of_run(end, str(param) if param else None).isoformat()
     except Exception:  # a malformed param or a run without data interval: say what is known
         return str(param) if param else "unknown"
 

@@ -18,8 +18,10 @@ from include.reserving import approval as approvalmod
 from include.reserving import artifacts, registry, schema
 from include.reserving.cells import latest_diagonal
 from include.reserving.config import Settings, load_settings, warehouse_url
-from include.reserving.db import make_engine
-from include.reserving.ingest import check_valuation_date, ingest, load_cells
+from include.reserving.dates import parse_valuation_date
+from include.reserving.domain import Basis
+from include.reserving.ingest import ingest, load_cells
+from include.reserving.warehouse.core import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,8 @@ class RunFacts:
     @classmethod
     def create(cls, valuation_date: dt.date | str, run_id: str, restated: bool = False, **overrides: Any):
         return cls(
-            check_valuation_date(valuation_date),
-            "restated" if restated else "as_recorded",
+            parse_valuation_date(valuation_date),
+            Basis.RESTATED if restated else Basis.AS_RECORDED,
             run_id,
             load_settings(**overrides),
         )

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from include.reserving.db import make_engine, redact
 from include.reserving.synth import TARGET_LOSS_RATIO, Book, load_book
+from include.reserving.warehouse.core import make_engine, redact
 
 CLAIM_TYPE_MAP = {"PD": "PropertyDamage", "Dwelling": "PropertyDamage"}
 ANNUAL_FREQUENCY = {"Auto": 0.05, "Home": 0.03}

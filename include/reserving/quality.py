@@ -39,7 +39,9 @@ from sqlalchemy.engine import Engine, make_url
 
 from include.reserving import artifacts, schema
 from include.reserving.config import Settings
-from include.reserving.db import make_engine
+from include.reserving.dates import end_of_day, previous_month_end
+from include.reserving.domain import CLAIM_TYPES, Basis
+from include.reserving.warehouse.core import make_engine
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # no usage statistics leave the warehouse network
 # GX logs some 250 INFO lines of its own plumbing per validation ("Skipping registering function ..."), burying the
@@ -53,8 +55,6 @@ log = logging.getLogger(__name__)
 
 # Bump when a check is added, removed or changed: stored results name the suite version they were judged by.
 SUITE_VERSION = "2"
-BASES = ("as_recorded", "restated")
-ALLOWED_CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")
 EXAMPLE_COUNT = 5
 ROW_COUNT_CHECK = "transactions_extract.row_count.nonzero"  # its element_count is next month's volume baseline
 DOCS_SITE = "reserving_quality"
@@ -330,7 +330,7 @@ def build_checks(
     # (a window or a self-join over 10M rows: 17 s and 80 s), then count again for the examples.
     since, scope = None, ""
     if checked_through is not None:
-        since = dt.datetime.combine(checked_through + dt.timedelta(days=1), dt.time())
+        since = end_of_day(checked_through)
         scope = f" (rows recorded after {checked_through}, whose gate passed, against every row as at V)"
     add(f"{x}.transaction_id.unique", x, f"no duplicate transaction ids{scope}", ExpectNoBadRows,
         column_list=["transaction_id"], unexpected_rows_query=duplicates_query(["transaction_id"], since))  # fmt: skip
@@ -358,7 +358,7 @@ def build_checks(
         gxe.ExpectTableRowCountToBeBetween, min_value=1)  # fmt: skip
     for column in ("claim_id", "line_of_business", "claim_type", "accident_date", "report_date"):
         add(f"{s}.{column}.not_null", s, f"{column} is not null", gxe.ExpectColumnValuesToNotBeNull, column=column)
-    allowed = sorted({*ALLOWED_CLAIM_TYPES, *settings.extra_claim_types})
+    allowed = sorted({*CLAIM_TYPES, *settings.extra_claim_types})
     add(f"{s}.claim_type.allowed", s, f"claim type is one of {allowed}", gxe.ExpectColumnValuesToBeInSet,
         column="claim_type", value_set=allowed)  # fmt: skip
     add(f"{s}.claimant_age.between", s, "claimant age between 0 and 120", gxe.ExpectColumnValuesToBeBetween,
@@ -403,7 +403,7 @@ def transactions_extract_sql(engine: Engine, valuation_date: dt.date, basis: str
         columns = [literal_column("NULL").label("no_required_columns")]
     query = select(*columns).select_from(source)
     if basis == "as_recorded" and "recorded_at" in t_cols:
-        query = query.where(t.c.recorded_at < dt.datetime.combine(valuation_date + dt.timedelta(days=1), dt.time()))
+        query = query.where(t.c.recorded_at < end_of_day(valuation_date))
     elif basis == "restated" and "transaction_date" in t_cols:
         query = query.where(t.c.transaction_date <= valuation_date)
     return _compile(engine, query)
@@ -522,8 +522,8 @@ def run_quality_gate(
     (``data_docs/index.html``). ``previous_row_count`` is the previous valuation's ``report.row_count`` (None for
     the first valuation: the volume check is then left out).
     """
-    if basis not in BASES:
-        raise ValueError(f"basis {basis!r} is invalid: use one of {BASES}")
+    if basis not in tuple(Basis):
+        raise ValueError(f"basis {basis!r} is invalid: use one of {[b.value for b in Basis]}")
     engine = make_engine(engine_url)
     try:
         present = {t: _present_columns(engine, t) for t in REQUIRED_COLUMNS}
@@ -718,10 +718,6 @@ def raise_for_failures(report: QualityReport, alert: Callable[[QualityReport, st
     raise QualityGateError(message, report)
 
 
-def previous_month_end(valuation_date: dt.date) -> dt.date:
-    return valuation_date.replace(day=1) - dt.timedelta(days=1)
-
-
 def _previous_gate(engine: Engine, valuation_date: dt.date, basis: str):
     """The row-count result the gate stored for the month end before V (None: never validated)."""
     q = schema.quality_results
@@ -758,9 +754,10 @@ def uniqueness_checked_through(engine: Engine, valuation_date: dt.date, basis: s
     if row is None or not row.gate_success or row.suite_version != SUITE_VERSION or row.element_count is None:
         return None
     previous, t = previous_month_end(valuation_date), schema.claim_transactions
-    cutoff = dt.datetime.combine(previous + dt.timedelta(days=1), dt.time())
     with engine.connect() as conn:
-        now = conn.execute(select(sa.func.count()).select_from(t).where(t.c.recorded_at < cutoff)).scalar_one()
+        now = conn.execute(
+            select(sa.func.count()).select_from(t).where(t.c.recorded_at < end_of_day(previous))
+        ).scalar_one()
     if now != row.element_count:
         log.warning(
             "rows recorded by %s changed since its gate (%d then, %d now): checking uniqueness over every row",

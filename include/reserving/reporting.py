@@ -14,9 +14,9 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts, registry, schema
 from include.reserving.config import load_settings, warehouse_url
-from include.reserving.db import make_engine
 from include.reserving.ingest import load_cells
 from include.reserving.pipeline import RunFacts
+from include.reserving.warehouse.core import make_engine
 
 log = logging.getLogger(__name__)
 
@@ -255,13 +255,13 @@ def record_run(
 
 def record_run_from_context(context, state: str) -> None:
     """DAG-level callback body: record the run's outcome; never raises (health must not break a run)."""
-    from include.reserving.runtime import resolve_valuation_date
+    from include.reserving.dates import valuation_date_of_run
 
     try:
         dag_run = context["dag_run"]
         params = context.get("params") or {}
         try:
-            valuation_date = resolve_valuation_date(dag_run.data_interval_end, params.get("valuation_date"))
+            valuation_date = valuation_date_of_run(dag_run.data_interval_end, params.get("valuation_date"))
         except ValueError:
             valuation_date = None
         failed_task = None

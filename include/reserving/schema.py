@@ -369,7 +369,7 @@ def create_all(engine: Engine) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from include.reserving.config import warehouse_url
-    from include.reserving.db import make_engine, redact
+    from include.reserving.warehouse.core import make_engine, redact
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="SQLAlchemy URL (default: the reserving_db connection or the SQLite file)")

@@ -60,7 +60,8 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
-from include.reserving.db import bulk_insert, make_engine, redact
+from include.reserving.db import bulk_insert
+from include.reserving.warehouse.core import make_engine, redact
 
 LARGE_BOOK_CLAIMS = 100_000  # from this size write_book drops the transaction indexes during the load
 MAX_REPORT_DAYS = 5 * 365  # reporting and settlement delays are capped: no 50-year tails

@@ -6,7 +6,6 @@ dates as ISO strings, money as floats, missing values as None.
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import math
 from pathlib import Path
@@ -40,18 +39,6 @@ def _plain(value: Any) -> Any:
 
 def _records(frame) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
-
-
-def parse_valuation_date(raw: str) -> dt.date:
-    """A valuation date from ``YYYY-MM-DD``; it must be a month end. Raises ValueError saying what is wrong."""
-    try:
-        day = dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ValueError(f"valuation_date {raw!r} is not a date: use YYYY-MM-DD, e.g. 2024-01-31") from None
-    month_end = day.replace(day=calendar.monthrange(day.year, day.month)[1])
-    if day != month_end:
-        raise ValueError(f"valuation_date {day} is not a month end: use a month end such as {month_end}")
-    return day
 
 
 def latest_valuation_date(engine: Engine) -> dt.date | None:

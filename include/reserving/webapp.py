@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from include.reserving import views
+from include.reserving.dates import parse_valuation_date
 
 authenticated = requires_authenticated()  # one object, so tests can override it (dependency_overrides)
 
@@ -53,7 +54,7 @@ class Warehouse:
 
     def _resolve(self) -> None:
         from include.reserving.config import load_settings, warehouse_url
-        from include.reserving.db import make_engine
+        from include.reserving.warehouse.core import make_engine
 
         with self._lock:
             if self._engine is None or self._artifact_root is None:
@@ -83,7 +84,7 @@ WarehouseDep = Annotated[Warehouse, Depends(_warehouse)]
 
 def _date_or_400(raw: str) -> dt.date:
     try:
-        return views.parse_valuation_date(raw)
+        return parse_valuation_date(raw)
     except ValueError as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from include.reserving import drift, schema
+from include.reserving import dates, drift, schema
 from include.reserving.db import bulk_insert
 
 # --- PSI and KS ----------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_reference_window_without_and_with_a_champion():
     assert drift.reference_window(v) == drift.Window(dt.date(2023, 2, 1), dt.date(2024, 1, 31))
     champion = drift.reference_window(v, champion_valuation_date=dt.date(2023, 9, 30))
     assert champion == drift.Window(dt.date(2022, 10, 1), dt.date(2023, 9, 30))
-    assert drift.add_months(dt.date(2024, 1, 31), 1) == dt.date(2024, 2, 29)
+    assert dates.add_months(dt.date(2024, 1, 31), 1) == dt.date(2024, 2, 29)
 
 
 # --- decision ------------------------------------------------------------------------------------------------------

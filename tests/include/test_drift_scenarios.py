@@ -16,14 +16,14 @@ import datetime as dt
 
 import pytest
 
-from include.reserving import drift, ingest, synth
-from include.reserving.db import make_engine
+from include.reserving import dates, drift, ingest, synth
+from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow  # 26 month-end ingests of a 45,000-claim book: about three minutes
 
 THRESHOLD = 0.2
 DRIFT_MONTH = "2023-01"
-QUIET_MONTHS = [drift.add_months(dt.date(2021, 1, 31), m) for m in range(24)]  # 2021-01 .. 2022-12
+QUIET_MONTHS = [dates.add_months(dt.date(2021, 1, 31), m) for m in range(24)]  # 2021-01 .. 2022-12
 FIRST_DRIFTED = dt.date(2023, 1, 31)
 
 

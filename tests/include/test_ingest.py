@@ -10,8 +10,9 @@ from sqlalchemy import func, select
 
 from include.reserving import schema
 from include.reserving.cells import latest_diagonal
+from include.reserving.dates import parse_valuation_date
 from include.reserving.db import bulk_insert
-from include.reserving.ingest import check_valuation_date, ingest, load_cells
+from include.reserving.ingest import ingest, load_cells
 
 D = dt.date
 T = dt.datetime
@@ -189,4 +190,4 @@ def test_rerun_is_idempotent_and_a_killed_swap_leaves_the_previous_state(book):
 @pytest.mark.parametrize("bad", ["2023-07-30", "2023-02-28x", "31/07/2023"])
 def test_valuation_date_must_be_a_month_end(bad):
     with pytest.raises(ValueError, match="valuation_date"):
-        check_valuation_date(bad)
+        parse_valuation_date(bad)

@@ -7,7 +7,8 @@ from sqlalchemy import select, text
 
 from include.reserving import quality, schema
 from include.reserving.config import Settings
-from include.reserving.db import bulk_insert, make_engine
+from include.reserving.db import bulk_insert
+from include.reserving.warehouse.core import make_engine
 
 V = dt.date(2024, 1, 31)
 SETTINGS = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, volume_tolerance=0.5)

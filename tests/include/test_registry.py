@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from include.reserving import registry, schema
-from include.reserving.db import make_engine
+from include.reserving.warehouse.core import make_engine
 from tests.conftest import model_entry
 
 V = dt.date(2024, 1, 31)

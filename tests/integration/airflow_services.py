@@ -417,7 +417,7 @@ class Warehouse:
         return airflow_conn_uri(self.url)
 
     def engine(self):
-        from include.reserving.db import make_engine
+        from include.reserving.warehouse.core import make_engine
 
         return make_engine(self.url)
 

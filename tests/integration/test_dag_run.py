@@ -16,10 +16,10 @@ from sqlalchemy import select
 from include.reserving import registry, schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.cells import latest_diagonal
-from include.reserving.db import make_engine
 from include.reserving.ingest import load_cells
 from include.reserving.models import load_model
 from include.reserving.publish import current_reserves, reserve_rows, versions
+from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow
 

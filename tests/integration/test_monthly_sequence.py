@@ -13,8 +13,7 @@ import datetime as dt
 import pytest
 
 from include.reserving import registry, schema
-from include.reserving.db import make_engine
-from include.reserving.ingest import month_end
+from include.reserving.dates import month_end
 from include.reserving.pipeline import (
     RunFacts,
     stage_apply_approval,
@@ -28,6 +27,7 @@ from include.reserving.pipeline import (
 )
 from include.reserving.publish import versions
 from include.reserving.synth import BookSpec, CovariateDrift, write_book
+from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow
 

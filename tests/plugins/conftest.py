@@ -26,8 +26,8 @@ import pytest
 from sqlalchemy import insert
 
 from include.reserving import artifacts, registry, schema
-from include.reserving.db import make_engine
 from include.reserving.publish import PublishResult, publish_reserves, reserve_rows
+from include.reserving.warehouse.core import make_engine
 from tests.conftest import model_entry
 
 PROJECT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include.reserving import approval, registry, webapp
-from include.reserving.db import make_engine
+from include.reserving.warehouse.core import make_engine
 from tests.plugins.conftest import PROJECT, V1, V2
 
 ENDPOINTS = ["/", "/api/reserves", "/api/champion", "/api/approvals/pending"]
@@ -172,7 +172,7 @@ def test_plugin_registers_the_app_and_the_nav_view():
 
 
 def test_parse_valuation_date():
-    from include.reserving.views import parse_valuation_date
+    from include.reserving.dates import parse_valuation_date
 
     assert parse_valuation_date("2024-02-29") == dt.date(2024, 2, 29)
     with pytest.raises(ValueError, match="2023-02-28"):

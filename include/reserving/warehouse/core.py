@@ -1,0 +1,110 @@
+"""Engines and the two helpers every warehouse module is written over.
+
+- :func:`read_frame`: run a statement, get a data frame (columns named even when no row comes back);
+- :func:`replace_rows`: delete the rows of a key and insert their replacement in one transaction, so a re-run or a
+  retried task leaves exactly the rows of one clean run (idempotency);
+- :func:`swap_staged`: the same from rows staged under a load id (large partitions: stage, then swap).
+
+Given an ``Engine`` they open their own connection or transaction; given a ``Connection`` they run inside the
+caller's transaction, so several writes commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, create_engine, delete, event, insert, select
+from sqlalchemy.engine import Connection, Engine, make_url
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sqlalchemy import Table
+    from sqlalchemy.sql import Executable
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, safe for logs."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the warehouse; SQLite files get their folder created, WAL and a busy timeout."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # WAL lets readers work while a task writes
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+@contextmanager
+def _connection(bind: Engine | Connection, write: bool):
+    """The caller's connection as is, or a new one from an engine (a transaction when writing)."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.begin() if write else bind.connect() as conn:
+            yield conn
+
+
+def read_frame(
+    bind: Engine | Connection, statement: Executable, params: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """The rows of ``statement`` as a data frame; its columns are the statement's even when no row matches."""
+    import pandas as pd  # lazy: callbacks that only write a row never pay for pandas
+
+    with _connection(bind, write=False) as conn:
+        result = conn.execute(statement, dict(params or {}))
+        return pd.DataFrame(result.mappings().all(), columns=list(result.keys()))
+
+
+def key_clause(table: Table, key: Mapping[str, Any]):
+    """``table.k1 = v1 AND ...`` for a key given as a mapping of column name to value."""
+    return and_(*[table.c[name] == value for name, value in key.items()])
+
+
+def replace_rows(
+    bind: Engine | Connection, table: Table, key: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]
+) -> int:
+    """Replace the rows of ``table`` matching ``key`` by ``rows`` in one transaction; returns the rows written.
+
+    Each row is a mapping of column name to value; the key's columns are filled in where a row omits them.
+    """
+    rows = [{**key, **row} for row in rows]
+    with _connection(bind, write=True) as conn:
+        conn.execute(delete(table).where(key_clause(table, key)))
+        if rows:
+            conn.execute(insert(table), rows)
+    return len(rows)
+
+
+def swap_staged(conn: Connection, target: Table, staging: Table, key: Mapping[str, Any], load_id: str) -> None:
+    """Replace ``target``'s rows of ``key`` by the rows staged under ``load_id`` (inside the caller's transaction)."""
+    cols = [col.name for col in target.columns]
+    conn.execute(delete(target).where(key_clause(target, key)))
+    conn.execute(
+        insert(target).from_select(cols, select(*[staging.c[n] for n in cols]).where(staging.c.load_id == load_id))
+    )
+    conn.execute(delete(staging).where(staging.c.load_id == load_id))
+
+
+def clear_staged(bind: Engine | Connection, staging: Table, key: Mapping[str, Any]) -> None:
+    """Drop staged rows of ``key`` that a task killed between staging and swap left behind."""
+    with _connection(bind, write=True) as conn:
+        conn.execute(delete(staging).where(key_clause(staging, key)))
