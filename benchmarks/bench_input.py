@@ -60,8 +60,10 @@ GROUP BY 1, 2, 3
 
 def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, object, object]:
     """Ingest, gate (stored), drift (stored) for one month end, as the DAG's tasks run them; stage seconds."""
-    from include.reserving import drift, quality
+    from include.reserving import quality
     from include.reserving.ingest import ingest
+    from include.reserving.stages.input import drift_report_at
+    from include.reserving.warehouse.drift import store_drift_metrics
 
     seconds = {}
     started = time.perf_counter()
@@ -74,8 +76,8 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
         quality.store_quality_results(engine, report)
     seconds["gate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    drifted = drift.drift_report(engine, valuation_date, "as_recorded", settings.psi_threshold)
-    drift.store_drift_metrics(engine, drifted)
+    drifted = drift_report_at(engine, valuation_date, "as_recorded", settings.psi_threshold)
+    store_drift_metrics(engine, drifted)
     seconds["drift"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
     return seconds, report, drifted
@@ -84,7 +86,7 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
 def child(url: str, valuation_date: dt.date) -> None:
     """(c) then (b) in this process: the month before V on the empty warehouse, then V; prints JSON."""
     from include.reserving.config import Settings
-    from include.reserving.quality import previous_month_end
+    from include.reserving.dates import previous_month_end
     from include.reserving.warehouse.core import make_engine
 
     engine = make_engine(url)

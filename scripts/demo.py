@@ -161,7 +161,7 @@ def main() -> None:
         raise SystemExit(f"the run failed; full log: {log_path}")
 
     step("outputs")
-    from include.reserving.publish import current_reserves, versions
+    from include.reserving.warehouse.reserves import current_reserves, versions
 
     engine = make_engine(url)
     published = current_reserves(engine, VALUATION_DATE)

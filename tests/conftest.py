@@ -44,11 +44,11 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 def model_entry(method: str, valuation_date, params: dict | None = None):
     """A registry entry for ``method`` trained at ``valuation_date`` (tests of the registry and the views)."""
-    from include.reserving import registry
+    from include.reserving import governance
 
     spec = {"method": method, "params": params or {}}
-    version = registry.model_version_id(spec, valuation_date, "hash")
-    return registry.ModelEntry(
+    version = governance.model_version_id(spec, valuation_date, "hash")
+    return governance.ModelEntry(
         model_version=version,
         spec=spec,
         artifact_uri=f"file:///artifacts/models/{version}",

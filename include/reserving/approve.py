@@ -13,30 +13,24 @@ import shlex
 import subprocess
 import sys
 
-from sqlalchemy import select
-
-from include.reserving import schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.config import warehouse_url
 from include.reserving.dates import parse_valuation_date
+from include.reserving.domain import Promotion
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 
 
 def pending_challenger(url: str, valuation_date) -> str:
     """The challenger the promotion rule sent to approval for V; raises when nothing is pending."""
-    pd_, ap = schema.promotion_decisions, schema.approvals
-    with make_engine(url).connect() as conn:
-        row = conn.execute(select(pd_).where(pd_.c.valuation_date == valuation_date)).first()
-        if row is None or row.decision != "promote":
-            raise LookupError(
-                f"no model is waiting for approval at {valuation_date} (promotion decision: "
-                f"{row.decision if row else 'none yet'})"
-            )
-        decided = conn.execute(
-            select(ap.c.decision).where(
-                ap.c.valuation_date == valuation_date, ap.c.model_version == row.challenger_version
-            )
-        ).scalar_one_or_none()
+    engine = make_engine(url)
+    row = registry.decision_at(engine, valuation_date)
+    if row is None or row.decision != Promotion.PROMOTE:
+        raise LookupError(
+            f"no model is waiting for approval at {valuation_date} (promotion decision: "
+            f"{row.decision if row else 'none yet'})"
+        )
+    decided = registry.decision_on(engine, valuation_date, row.challenger_version)
     if decided is not None:
         raise LookupError(f"model {row.challenger_version} at {valuation_date} was already decided: {decided}")
     return row.challenger_version

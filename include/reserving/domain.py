@@ -52,5 +52,6 @@ class PublicationStatus(StrEnum):
     PRELIMINARY = "preliminary"  # no approved model yet
 
 
+INITIAL_INCURRED_DAYS = 30  # a claim's initial incurred: what was booked within this many days of its report
 OVERALL = "ALL"  # the segment label of scores over every line
 CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")  # allowed besides the extra_claim_types setting

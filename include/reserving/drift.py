@@ -1,8 +1,8 @@
 """Drift between the claims reported in the month ending V and a reference window: PSI, KS and the retrain decision.
 
-The statistics are pure functions of two samples. ``drift_report`` reads the claim-level features of the snapshot for
-(V, basis) from the warehouse (only the needed columns, streamed in chunks), ``decide_retrain`` turns the results into
-a decision with its reasons, and ``store_drift_metrics`` replaces V's rows in ``drift_metrics`` in one transaction.
+Pure functions: the statistics of two samples; ``drift_report`` on a frame of the snapshot's claim-level features for
+(V, basis) (read by warehouse/cells.py, stored by warehouse/drift.py); ``decide_retrain`` turns the results into a
+decision with its reasons.
 
 PSI = sum over bins of (current share - reference share) * ln(current share / reference share). Numeric features are
 cut at the reference deciles (right-closed bins, the outer bins open-ended); categorical features use one bin per level
@@ -15,20 +15,17 @@ initial-incurred window has closed by V, so an incomplete month never looks like
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import stats
-from sqlalchemy import and_, delete, or_, select
-from sqlalchemy.engine import Engine
 
-from include.reserving import schema
 from include.reserving.dates import add_months, end_of_month
-from include.reserving.ingest import INITIAL_INCURRED_DAYS
+from include.reserving.domain import INITIAL_INCURRED_DAYS
 
 DEFAULT_EPS = 1e-4
 MISSING_LEVEL = "<missing>"
@@ -239,50 +236,48 @@ def _feature_drift(feature: str, column: str, kind: str, ref: list, cur: list, p
     return result
 
 
+def feature_windows(valuation_date: dt.date, reference: Window) -> list[tuple[Window, Window]]:
+    """(reference, current) windows of each feature in ``FEATURES`` order."""
+    return [lagged_windows(valuation_date, reference, back) for *_, back in FEATURES]
+
+
+def windows_to_read(valuation_date: dt.date, reference: Window | None = None) -> list[Window]:
+    """Every non-empty window a drift report compares: the claims reported in them are the report's input."""
+    reference = reference or reference_window(valuation_date)
+    return [w for pair in feature_windows(valuation_date, reference) for w in pair if w.start <= w.end]
+
+
 def drift_report(
-    engine: Engine,
+    claims: pd.DataFrame,
     valuation_date: dt.date,
     basis: str,
     psi_threshold: float,
     reference: Window | None = None,
     eps: float = DEFAULT_EPS,
-    chunk_size: int = 50_000,
 ) -> DriftReport:
     """Per-feature drift of claims reported in the month ending V against the reference window.
 
-    Both samples come from snapshot_claims for (V, basis), so every claim is seen with what was known at V.
-    ``reference`` defaults to the 12 months before V's month (no champion yet); pass
-    ``reference_window(V, champion_valuation_date)`` once a champion exists. Severity compares the month before V's
-    (claims whose initial-incurred window has closed by V) with the reference before that month; its windows are
-    on its FeatureDrift.
+    ``claims`` holds ``report_date`` and the ``FEATURES`` columns of the snapshot's claims for (V, basis) (every
+    claim seen with what was known at V), at least those reported in :func:`windows_to_read`. ``reference`` defaults
+    to the 12 months before V's month (no champion yet); pass ``reference_window(V, champion_valuation_date)`` once a
+    champion exists. Severity compares the month before V's (claims whose initial-incurred window has closed by V)
+    with the reference before that month; its windows are on its FeatureDrift.
     """
     reference = reference or reference_window(valuation_date)
     current = current_window(valuation_date)
-    windows = [lagged_windows(valuation_date, reference, back) for *_, back in FEATURES]
-    t = schema.snapshot_claims
-    columns = [t.c[column] for _, column, _, _ in FEATURES]
-    in_window = [t.c.report_date.between(w.start, w.end) for pair in windows for w in pair if w.start <= w.end]
-    query = select(t.c.report_date, *columns).where(
-        t.c.valuation_date == valuation_date, t.c.basis == basis, or_(*in_window)
-    )
-    window_closed = valuation_date - dt.timedelta(days=INITIAL_INCURRED_DAYS)
-    ref_values: list[list] = [[] for _ in FEATURES]
-    cur_values: list[list] = [[] for _ in FEATURES]
-    with engine.connect() as conn:
-        result = conn.execution_options(stream_results=True, yield_per=chunk_size).execute(query)
-        for rows in result.partitions():
-            for row in rows:
-                report_date = row[0]
-                if isinstance(report_date, str):  # raw SQLite text, should the column type be lost
-                    report_date = dt.date.fromisoformat(report_date)
-                for i, ((ref, cur), (*_, back)) in enumerate(zip(windows, FEATURES, strict=True)):
-                    if back and report_date > window_closed:  # its initial window is still open at V
-                        continue
-                    # A claim in both windows (reference overlapping the current month) counts in both.
-                    if ref.start <= report_date <= ref.end:
-                        ref_values[i].append(row[i + 1])
-                    if cur.start <= report_date <= cur.end:
-                        cur_values[i].append(row[i + 1])
+    windows = feature_windows(valuation_date, reference)
+    reported = pd.to_datetime(claims["report_date"])
+    window_closed = pd.Timestamp(valuation_date - dt.timedelta(days=INITIAL_INCURRED_DAYS))
+
+    def inside(window: Window) -> pd.Series:
+        return reported.between(pd.Timestamp(window.start), pd.Timestamp(window.end))
+
+    ref_values, cur_values = [], []
+    for (ref, cur), (_, column, _, back) in zip(windows, FEATURES, strict=True):
+        settled = reported <= window_closed if back else True  # severity: its initial window must have closed by V
+        # A claim in both windows (reference overlapping the current month) counts in both.
+        ref_values.append(claims.loc[inside(ref) & settled, column].tolist())
+        cur_values.append(claims.loc[inside(cur) & settled, column].tolist())
     results = []
     for i, (feature, column, kind, _) in enumerate(FEATURES):
         result = _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, eps)
@@ -332,44 +327,3 @@ def decide_retrain(
     quiet += [f"{f.feature} {f.note}" for f in features if f.note]
     quiet.append("actual-vs-expected not evaluated" if ave_breach is None else "actual-vs-expected within tolerance")
     return RetrainDecision(False, tuple(quiet))
-
-
-# --- storage -------------------------------------------------------------------------------------------------------
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def store_drift_metrics(engine: Engine, report: DriftReport, run_id: str | None = None) -> int:
-    """Replace the drift_metrics rows of (V, basis) with this report's, in one transaction. Returns the row count."""
-    t = schema.drift_metrics
-    rows = [
-        {
-            "valuation_date": report.valuation_date,
-            "basis": report.basis,
-            "feature": f.feature,
-            "source_column": f.column,
-            "kind": f.kind,
-            "psi": _finite_or_none(f.psi),
-            "ks_statistic": _finite_or_none(f.ks_statistic),
-            "ks_pvalue": _finite_or_none(f.ks_pvalue),
-            "psi_threshold": report.psi_threshold,
-            "breached": f.breached,
-            "reference_start": (f.reference or report.reference).start,
-            "reference_end": (f.reference or report.reference).end,
-            "current_start": (f.current or report.current).start,
-            "current_end": (f.current or report.current).end,
-            "reference_count": f.reference_count,
-            "current_count": f.current_count,
-            "note": f.note,
-            "detail": json.dumps(f.detail),
-            "run_id": run_id,
-        }
-        for f in report.features
-    ]
-    with engine.begin() as conn:
-        conn.execute(delete(t).where(and_(t.c.valuation_date == report.valuation_date, t.c.basis == report.basis)))
-        if rows:
-            conn.execute(t.insert(), rows)
-    return len(rows)

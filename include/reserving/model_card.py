@@ -25,7 +25,7 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.domain import OVERALL
-from include.reserving.registry import decide_promotion
+from include.reserving.governance import decide_promotion
 from include.reserving.report import pvalue
 
 DEFAULT_LIMITATIONS = (

@@ -9,7 +9,7 @@ Airflow connection of type ``slackwebhook`` (``reserving_slack`` by default, the
 **password** holds the whole incoming-webhook URL (``https://hooks.slack.com/services/T.../B.../...``), or the
 token part with the host ``hooks.slack.com/services``. The URL is a secret: it is never logged. Slack being down or
 answering an error is logged as a warning and swallowed: an alert must never hide the failure it reports, and
-:func:`on_task_failure`, the one ``on_failure_callback`` of every task, never raises.
+:class:`TaskFailureAlert`, the one ``on_failure_callback`` of every task, never raises.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from airflow.sdk import BaseNotifier
 
 from include.reserving.dates import valuation_date_of_run
 
@@ -53,6 +55,17 @@ def report_body(valuation_date: dt.date, status: str, approval_pending: bool = F
         f"<p>The IBNR reserve report as at {valuation_date:%Y-%m-%d} ({status}) is attached.</p>{pending}"
         "<p>Sent by the monthly reserving pipeline.</p>"
     )
+
+
+def connection_defined(conn_id: str) -> bool:
+    """Whether Airflow knows the connection (an undefined SMTP connection means: e-mail is not set up here)."""
+    try:
+        from airflow.sdk import BaseHook
+
+        BaseHook.get_connection(conn_id)
+    except Exception:
+        return False
+    return True
 
 
 def send_report_email(
@@ -206,13 +219,64 @@ def failure_message(context: Mapping[str, Any]) -> str:
     return text
 
 
-def on_task_failure(context: Mapping[str, Any]) -> None:
+class TaskFailureAlert(BaseNotifier):
     """The ``on_failure_callback`` of every task: post :func:`failure_message` to Slack. Never raises."""
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        try:
+            text = failure_message(context)
+        except Exception as exc:
+            text = f"A task failed, and formatting its alert failed too ({_describe(exc)})."
+        try:
+            post_to_slack(slack_conn_id(), text)
+        except Exception as exc:
+            log.warning("failure alert not posted (%s)", _describe(exc))
+
+
+class RunHealth(BaseNotifier):
+    """A DAG-level callback: record the run's outcome in ``pipeline_runs``. Never raises (health must not break a run).
+
+    Parameters
+    ----------
+    state : str
+        The outcome this callback records: ``success`` or ``failed``.
+    """
+
+    def __init__(self, state: str):
+        super().__init__()
+        self.state = state
+
+    def notify(self, context: Mapping[str, Any]) -> None:
+        try:
+            from include.reserving.config import load_settings, warehouse_url
+            from include.reserving.warehouse.core import make_engine
+            from include.reserving.warehouse.runs import record_run
+
+            dag_run = context["dag_run"]
+            try:
+                valuation_date = valuation_date_of_run(
+                    dag_run.data_interval_end, (context.get("params") or {}).get("valuation_date")
+                )
+            except ValueError:
+                valuation_date = None
+            record_run(
+                make_engine(warehouse_url(load_settings())),
+                dag_run.run_id,
+                dag_run.dag_id,
+                valuation_date,
+                self.state,
+                dag_run.start_date,
+                dag_run.end_date or dt.datetime.now(dt.UTC),
+                _failed_tasks(context) if self.state == "failed" else None,
+            )
+        except Exception as exc:
+            log.warning("pipeline health not recorded: %s: %s", type(exc).__name__, exc)
+
+
+def _failed_tasks(context: Mapping[str, Any]) -> str | None:
+    """The failed task ids of the run, or the callback's own task where the DagRun view cannot list them."""
     try:
-        text = failure_message(context)
-    except Exception as exc:
-        text = f"A task failed, and formatting its alert failed too ({_describe(exc)})."
-    try:
-        post_to_slack(slack_conn_id(), text)
-    except Exception as exc:
-        log.warning("failure alert not posted (%s)", _describe(exc))
+        failed = context["dag_run"].get_task_instances(state="failed")
+        return ", ".join(sorted(ti.task_id for ti in failed)) or None
+    except Exception:  # the callback's DagRun may be a lightweight view without task access
+        return getattr(context.get("ti"), "task_id", None)

@@ -11,11 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 
-from include.reserving import approval, artifacts, registry, schema
-from include.reserving.publish import current_reserves
+from include.reserving import approval, artifacts
+from include.reserving.warehouse import registry, reserves, runs
 
 CARD_FORMATS = ("md", "pdf")
 
@@ -41,28 +40,16 @@ def _records(frame) -> list[dict[str, Any]]:
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
-def latest_valuation_date(engine: Engine) -> dt.date | None:
-    rv = schema.reserve_versions
-    with engine.connect() as conn:
-        return conn.execute(select(func.max(rv.c.valuation_date))).scalar_one()
-
-
 def published_reserves(engine: Engine, valuation_date: dt.date | None = None) -> dict[str, Any]:
     """The current published version for V (default: the latest V): version metadata, line totals and rows."""
-    latest = latest_valuation_date(engine)
+    latest = reserves.latest_valuation_date(engine)
     if latest is None:
         raise NotFound("no reserves have been published yet")
     valuation_date = valuation_date or latest
-    rv = schema.reserve_versions
-    with engine.connect() as conn:
-        version = (
-            conn.execute(select(rv).where(rv.c.valuation_date == valuation_date, rv.c.is_current.is_(True)))
-            .mappings()
-            .first()
-        )
+    version = reserves.current_version(engine, valuation_date)
     if version is None:
         raise NotFound(f"no reserves are published for valuation date {valuation_date} (latest published: {latest})")
-    rows = current_reserves(engine, valuation_date)
+    rows = reserves.current_reserves(engine, valuation_date)
     by_line = (
         rows.groupby("segment", sort=True)[["latest_paid", "latest_incurred", "ultimate", "ibnr"]]
         .sum(min_count=1)
@@ -101,19 +88,8 @@ def _card_stem(model_version: str) -> str:
 
 def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
     """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
-    pd_, ap = schema.promotion_decisions, schema.approvals
-    query = (
-        select(pd_)
-        .outerjoin(
-            ap, and_(ap.c.valuation_date == pd_.c.valuation_date, ap.c.model_version == pd_.c.challenger_version)
-        )
-        .where(pd_.c.decision == "promote", ap.c.id.is_(None))
-        .order_by(pd_.c.valuation_date)
-    )
-    with engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
     pending = []
-    for row in rows:
+    for row in registry.pending_decisions(engine):
         valuation_date, challenger = row["valuation_date"], row["challenger_version"]
         pending.append(
             {
@@ -129,10 +105,7 @@ def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
 
 def pipeline_health(engine: Engine, limit: int = 24) -> list[dict[str, Any]]:
     """The latest pipeline runs, newest first (the table may be empty)."""
-    pr = schema.pipeline_runs
-    query = select(pr).order_by(pr.c.valuation_date.desc(), pr.c.started_at.desc()).limit(limit)
-    with engine.connect() as conn:
-        return [{k: _plain(v) for k, v in row.items()} for row in conn.execute(query).mappings().all()]
+    return [{k: _plain(v) for k, v in row.items()} for row in runs.latest_runs(engine, limit)]
 
 
 def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date, model_version: str, fmt: str) -> Path:
@@ -145,17 +118,11 @@ def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date,
         raise NotFound(f"model cards are served as {' or '.join(CARD_FORMATS)}, not {fmt!r}")
     if not artifacts.is_local(artifact_root):
         raise NotFound(f"the artifact root {artifact_root} is remote: open the model card there")
-    pd_ = schema.promotion_decisions
-    with engine.connect() as conn:
-        run_id = conn.execute(
-            select(pd_.c.run_id).where(
-                pd_.c.valuation_date == valuation_date, pd_.c.challenger_version == model_version
-            )
-        ).scalar_one_or_none()
-    if run_id is None:
+    decision = registry.decision_at(engine, valuation_date)
+    if decision is None or decision.challenger_version != model_version:
         raise NotFound(f"no promotion decision for model {model_version!r} at valuation date {valuation_date}")
     root = Path(artifact_root.removeprefix("file://")).resolve()
-    folder = artifacts.run_dir(str(root), valuation_date, run_id)
+    folder = artifacts.run_dir(str(root), valuation_date, decision.run_id)
     path = Path(folder, f"{_card_stem(model_version)}.{fmt}").resolve()
     if not path.is_relative_to(root):
         raise NotFound(f"model card of {model_version!r} is outside the artifact root")

@@ -9,6 +9,8 @@ from sqlalchemy import select
 
 from include.reserving import dates, drift, schema
 from include.reserving.db import bulk_insert
+from include.reserving.stages.input import drift_report_at
+from include.reserving.warehouse import drift as drift_store
 
 # --- PSI and KS ----------------------------------------------------------------------------------------------------
 
@@ -165,7 +167,7 @@ def _load_book(engine):
 
 def test_drift_report_reads_the_windows_and_stores_replaceable_rows(warehouse):
     ref_ages, cur_ages, ref_types, cur_types = _load_book(warehouse)
-    report = drift.drift_report(warehouse, V, "as_recorded", psi_threshold=0.2, chunk_size=100)
+    report = drift_report_at(warehouse, V, "as_recorded", psi_threshold=0.2)
     assert report.reference == drift.Window(dt.date(2023, 1, 1), dt.date(2023, 12, 31))
     by_name = {f.feature: f for f in report.features}
     assert set(by_name) == {"claimant_age", "report_delay", "severity", "claim_type_mix", "line_mix", "region_mix"}
@@ -183,8 +185,8 @@ def test_drift_report_reads_the_windows_and_stores_replaceable_rows(warehouse):
     decision = drift.decide_retrain(report, report.psi_threshold)
     assert decision.retrain and any("claimant_age" in r for r in decision.reasons)
 
-    assert drift.store_drift_metrics(warehouse, report, run_id="run-1") == 6
-    assert drift.store_drift_metrics(warehouse, report, run_id="run-2") == 6  # re-run replaces, never appends
+    assert drift_store.store_drift_metrics(warehouse, report, run_id="run-1") == 6
+    assert drift_store.store_drift_metrics(warehouse, report, run_id="run-2") == 6  # re-run replaces, never appends
     t = schema.drift_metrics
     with warehouse.connect() as conn:
         rows = conn.execute(select(t).where(t.c.valuation_date == V)).mappings().all()
@@ -198,7 +200,7 @@ def test_drift_report_reads_the_windows_and_stores_replaceable_rows(warehouse):
 
 def test_drift_report_with_an_empty_current_month_compares_nothing(warehouse):
     _load_book(warehouse)
-    report = drift.drift_report(warehouse, dt.date(2024, 3, 31), "as_recorded", psi_threshold=0.2)
+    report = drift_report_at(warehouse, dt.date(2024, 3, 31), "as_recorded", psi_threshold=0.2)
     assert all(f.psi is None and f.note for f in report.features)
     decision = drift.decide_retrain(report, 0.2)
     assert not decision.retrain

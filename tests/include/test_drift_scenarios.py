@@ -17,6 +17,7 @@ import datetime as dt
 import pytest
 
 from include.reserving import dates, drift, ingest, synth
+from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow  # 26 month-end ingests of a 45,000-claim book: about three minutes
@@ -49,7 +50,7 @@ def book(engine):
     reports = {}
     for valuation_date in [*QUIET_MONTHS, FIRST_DRIFTED]:
         ingest.ingest(engine, valuation_date)
-        reports[valuation_date] = drift.drift_report(engine, valuation_date, "as_recorded", THRESHOLD)
+        reports[valuation_date] = drift_report_at(engine, valuation_date, "as_recorded", THRESHOLD)
     return reports
 
 
@@ -59,7 +60,7 @@ def _psi(report: drift.DriftReport) -> dict[str, float]:
 
 def test_psi_of_a_real_month_against_itself_is_zero(book, engine):
     v = QUIET_MONTHS[-1]
-    itself = drift.drift_report(engine, v, "as_recorded", THRESHOLD, reference=drift.current_window(v))
+    itself = drift_report_at(engine, v, "as_recorded", THRESHOLD, reference=drift.current_window(v))
     psi = {f.feature: f.psi for f in itself.features if f.feature != "severity"}  # severity: one month back
     assert psi == dict.fromkeys(psi, 0.0)
     assert all(f.ks_statistic == 0.0 for f in itself.features if f.kind == "numeric" and f.psi is not None)

@@ -12,7 +12,8 @@ from include.reserving import schema
 from include.reserving.cells import latest_diagonal
 from include.reserving.dates import parse_valuation_date
 from include.reserving.db import bulk_insert
-from include.reserving.ingest import ingest, load_cells
+from include.reserving.ingest import ingest
+from include.reserving.warehouse.cells import load_cells
 
 D = dt.date
 T = dt.datetime

@@ -14,8 +14,8 @@ import pytest
 
 from include.reserving import notify
 from include.reserving.notify import (
+    TaskFailureAlert,
     failure_message,
-    on_task_failure,
     post_event,
     post_to_slack,
     report_body,
@@ -133,9 +133,9 @@ def test_post_to_slack_delivers_the_webhook_json(slack_receiver):
     assert slack_receiver.received == [(WEBHOOK_PATH, {"text": "hello from the pipeline"})]
 
 
-def test_on_task_failure_posts_exactly_one_message(slack_receiver):
+def test_task_failure_alert_posts_exactly_one_message(slack_receiver):
     context = _context(ValueError("no cells for segment Motor"))
-    assert on_task_failure(context) is None
+    assert TaskFailureAlert()(context) is None
     assert len(slack_receiver.received) == 1
     path, body = slack_receiver.received[0]
     assert path == WEBHOOK_PATH
@@ -152,7 +152,7 @@ def test_post_event_uses_the_configured_connection(slack_receiver):
 def test_slack_answering_500_is_a_warning_not_an_error(slack_receiver, caplog):
     slack_receiver.status = 500
     with caplog.at_level(logging.DEBUG):
-        assert on_task_failure(_context(ValueError("boom"))) is None
+        assert TaskFailureAlert()(_context(ValueError("boom"))) is None
         assert post_event("promotion") is False
     assert len(slack_receiver.received) == 2  # it was tried, once each
     warnings = [r for r in caplog.records if r.name == notify.__name__ and r.levelno == logging.WARNING]
@@ -164,7 +164,7 @@ def test_slack_down_is_a_warning_and_the_callback_returns(monkeypatch, caplog):
     url = f"http://127.0.0.1:{free_port()}{WEBHOOK_PATH}"  # nothing listens there
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_SLACK", json.dumps({"conn_type": "slackwebhook", "password": url}))
     with caplog.at_level(logging.DEBUG):
-        assert on_task_failure(_context(ValueError("boom"))) is None
+        assert TaskFailureAlert()(_context(ValueError("boom"))) is None
     warnings = [r for r in caplog.records if r.name == notify.__name__ and r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "not delivered" in warnings[0].getMessage()
     assert "SECRET" not in caplog.text and "tokenXYZ" not in caplog.text

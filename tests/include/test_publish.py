@@ -7,7 +7,8 @@ import datetime as dt
 import pandas as pd
 import pytest
 
-from include.reserving.publish import current_reserves, publish_reserves, reserve_rows, to_cents, versions
+from include.reserving.publish import reserve_rows, to_cents
+from include.reserving.warehouse.reserves import current_reserves, publish_reserves, versions
 
 V = dt.date(2024, 3, 31)
 

@@ -9,14 +9,15 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from include.reserving import registry, schema
+from include.reserving import governance, schema
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from tests.conftest import model_entry
 
 V = dt.date(2024, 1, 31)
 
 
-def _entry(method: str, n: int, valuation_date: dt.date = V) -> registry.ModelEntry:
+def _entry(method: str, n: int, valuation_date: dt.date = V) -> governance.ModelEntry:
     return model_entry(method, valuation_date, {"n": n})
 
 
@@ -99,12 +100,12 @@ def test_racing_promotions_keep_one_champion(pg_url):
 
 
 def test_promotion_rule_margin():
-    d = registry.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
+    d = governance.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
     assert d.decision == "promote"
-    assert registry.decide_promotion(V, "champ", -0.10, "chall", -0.095, 0.01).decision == "keep"
-    assert registry.decide_promotion(V, "champ", -0.10, "chall", -0.09, 0.01).decision == "keep"  # not strictly >
-    assert registry.decide_promotion(V, None, None, "chall", -0.5, 0.01).decision == "promote"
-    assert registry.decide_promotion(V, "champ", -0.1, None, None, 0.01).decision == "none"
+    assert governance.decide_promotion(V, "champ", -0.10, "chall", -0.095, 0.01).decision == "keep"
+    assert governance.decide_promotion(V, "champ", -0.10, "chall", -0.09, 0.01).decision == "keep"  # not strictly >
+    assert governance.decide_promotion(V, None, None, "chall", -0.5, 0.01).decision == "promote"
+    assert governance.decide_promotion(V, "champ", -0.1, None, None, 0.01).decision == "none"
 
 
 def test_near_equal_specs_alternating_never_flip_the_champion():
@@ -115,7 +116,7 @@ def test_near_equal_specs_alternating_never_flip_the_champion():
         score_a = -0.100 + (0.004 if month % 2 else 0.0)
         score_b = -0.100 + (0.0 if month % 2 else 0.004)
         scores = {"spec_a": score_a, "spec_b": score_b}
-        decision = registry.decide_promotion(V, champion, scores[champion], other, scores[other], delta=0.005)
+        decision = governance.decide_promotion(V, champion, scores[champion], other, scores[other], delta=0.005)
         if decision.decision == "promote":
             champion, other = other, champion
             flips += 1
@@ -125,7 +126,7 @@ def test_near_equal_specs_alternating_never_flip_the_champion():
 def test_decisions_backtests_and_approvals_are_replaced_on_rerun(warehouse):
     import pandas as pd
 
-    d = registry.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
+    d = governance.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
     registry.record_decision(warehouse, d, run_id="r1")
     registry.record_decision(warehouse, d, run_id="r1")
     scores = pd.DataFrame({"segment": ["ALL", "Motor"], "wape": [0.1, 0.2], "rmse": [5.0, 6.0]})

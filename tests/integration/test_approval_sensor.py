@@ -12,10 +12,12 @@ import json
 
 import pytest
 
-from include.reserving import registry
 from include.reserving.approval import approval_key, approval_value
-from include.reserving.pipeline import RunFacts, fit_and_register, stage_ingest
-from include.reserving.publish import current_reserves
+from include.reserving.stages import RunFacts, input
+from include.reserving.stages.training import fit_and_register
+from include.reserving.warehouse import registry
+from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.reserves import current_reserves
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +30,8 @@ CHALLENGER_SPEC = {"method": "chain_ladder", "params": {"n_periods": 5}}
 def pending(pipeline_env_any, airflow_db):
     """V ingested, a chain-ladder champion approved earlier, a challenger spec fitted at V awaiting approval."""
     facts = RunFacts.create(V, "prepare")
-    stage_ingest(facts)
+    input.ingest(facts)
     engine = facts.engine()
-    from include.reserving.ingest import load_cells
-
     cells = load_cells(engine, V)
     champion = fit_and_register(engine, facts, CHAMPION_SPEC, cells)
     registry.set_champion(engine, champion.model_version, V, "promoted", approved_by="Founding Actuary")
@@ -50,7 +50,7 @@ def _run(evaluation: dict, timeout: int):
 
     run = harness.test(
         logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-        run_conf={"evaluation": evaluation, "approval_timeout_seconds": timeout},
+        run_conf={"valuation_date": V.isoformat(), "evaluation": evaluation, "approval_timeout_seconds": timeout},
     )
     assert run.state == "success"
     return run

@@ -16,7 +16,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from include.reserving.publish import current_reserves, versions
+from include.reserving.warehouse.reserves import current_reserves, versions
 from tests.integration.airflow_services import (
     DAG_ID,
     Actuary,

@@ -13,13 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from include.reserving import registry, schema
+from include.reserving import schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.cells import latest_diagonal
-from include.reserving.ingest import load_cells
 from include.reserving.models import load_model
-from include.reserving.publish import current_reserves, reserve_rows, versions
+from include.reserving.publish import reserve_rows
+from include.reserving.warehouse import registry
+from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import current_reserves, versions
 
 pytestmark = pytest.mark.slow
 
@@ -147,7 +149,8 @@ def test_a_quiet_month_skips_training_and_reserves_with_the_champion(
     pipeline_dag, pipeline_env, slack_receiver, monkeypatch
 ):
     """With an approved champion and no drift, the branch skips training and governance; nobody is asked."""
-    from include.reserving.pipeline import RunFacts, fit_and_register, stage_ingest
+    from include.reserving.stages import RunFacts, input
+    from include.reserving.stages.training import fit_and_register
 
     # ~60 claims a month make PSI noisy: loose thresholds make this small book a quiet month (PSI itself is
     # calibrated on a 45,000-claim book in tests/include/test_drift_scenarios.py)
@@ -155,7 +158,7 @@ def test_a_quiet_month_skips_training_and_reserves_with_the_champion(
     monkeypatch.setenv("RESERVING_AVE_TOLERANCE", "50")
 
     facts = RunFacts.create(dt.date(2023, 11, 30), "earlier-month")
-    stage_ingest(facts)
+    input.ingest(facts)
     engine = make_engine(pipeline_env)
     champion = fit_and_register(
         engine, facts, {"method": "chain_ladder", "params": {}}, load_cells(engine, facts.valuation_date)

@@ -12,22 +12,13 @@ import datetime as dt
 
 import pytest
 
-from include.reserving import registry, schema
+from include.reserving import schema
 from include.reserving.dates import month_end
-from include.reserving.pipeline import (
-    RunFacts,
-    stage_apply_approval,
-    stage_drift,
-    stage_evaluate,
-    stage_ingest,
-    stage_publish,
-    stage_refit,
-    stage_reserve_segment,
-    stage_train,
-)
-from include.reserving.publish import versions
+from include.reserving.stages import RunFacts, governance, input, reserving, training
 from include.reserving.synth import BookSpec, CovariateDrift, write_book
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import versions
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +39,19 @@ def _policy(month: int) -> str:
 
 def _run_month(month: int, valuation_date: dt.date) -> dict:
     facts = RunFacts.create(valuation_date, f"sequence__{valuation_date}")
-    stage_ingest(facts)
-    drift = stage_drift(facts)
+    input.ingest(facts)
+    drift = input.measure_drift(facts)
     record = {"month": month, "retrain": drift["retrain"], "reasons": drift["reasons"], "decision": None}
     if drift["retrain"]:
-        evaluation = stage_evaluate(facts, stage_train(facts))
+        evaluation = training.evaluate(facts, training.train(facts))
         record["decision"] = evaluation["decision"]
         record["challenger"] = evaluation["challenger_version"]
         if evaluation["decision"] == "promote":
             outcome = {"decision": _policy(month), "by": f"Actuary {month}", "comment": "sequence test"}
-            record["approval"] = stage_apply_approval(facts, evaluation, outcome)["decision"]
-    refit = stage_refit(facts)
-    reserved = [stage_reserve_segment(facts, refit, segment) for segment in refit["segments"]]
-    record["published"] = stage_publish(facts, refit, reserved)
+            record["approval"] = governance.apply_approval(facts, evaluation, outcome)["decision"]
+    refit = reserving.refit(facts)
+    reserved = [reserving.reserve_segment(facts, refit, segment) for segment in refit["segments"]]
+    record["published"] = reserving.publish(facts, refit, reserved)
     return record
 
 

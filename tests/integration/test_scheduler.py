@@ -18,9 +18,9 @@ import pytest
 from sqlalchemy import func, select, text
 
 from include.reserving import schema
-from include.reserving.publish import current_reserves, versions
 from include.reserving.synth import write_book
 from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import current_reserves, versions
 from tests.integration.airflow_services import (
     DAG_ID,
     Actuary,

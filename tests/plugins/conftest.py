@@ -25,9 +25,11 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert
 
-from include.reserving import artifacts, registry, schema
-from include.reserving.publish import PublishResult, publish_reserves, reserve_rows
+from include.reserving import artifacts, governance, schema
+from include.reserving.publish import PublishResult, reserve_rows
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import publish_reserves
 from tests.conftest import model_entry
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -80,7 +82,7 @@ def populate(url: str, artifact_root: Path) -> Book:
     champ = registry.register(engine, model_entry("chain_ladder", V1))
     challenger = registry.register(engine, model_entry("xgboost_development", V2))
     registry.record_decision(
-        engine, registry.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
+        engine, governance.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
     )
     approval_id = registry.record_approval(
         engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada"
@@ -88,7 +90,7 @@ def populate(url: str, artifact_root: Path) -> Book:
     registry.set_champion(engine, champ.model_version, V1, "promoted", approved_by="ada", approval_id=approval_id)
     registry.record_decision(
         engine,
-        registry.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
+        governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
         run_id=PENDING_RUN,
     )
     with engine.begin() as conn:

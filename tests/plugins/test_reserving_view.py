@@ -10,7 +10,8 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from include.reserving import approval, registry, webapp
+from include.reserving import approval, webapp
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from tests.plugins.conftest import PROJECT, V1, V2
 

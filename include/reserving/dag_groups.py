@@ -1,0 +1,181 @@
+"""The monthly DAG's task groups, as ``@task_group`` builders: Airflow wiring only, the logic is in ``stages``.
+
+The DAG file builds its graph from these, and so does the tests' approval harness, so both always run the same
+tasks. Tasks take the run's ``params``, ``run_id`` and ``data_interval_end`` as arguments (Airflow passes context
+values by name) and turn them into :class:`~include.reserving.stages.RunFacts`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Label, TriggerRule, task, task_group
+
+from include.reserving.sensors import ApprovalSensor
+
+NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same way
+
+
+def run_facts(params: dict[str, Any], run_id: str, data_interval_end: dt.datetime | None):
+    """The run's facts: V from the ``valuation_date`` param or the data interval, basis, run id, settings."""
+    from include.reserving.dates import valuation_date_of_run
+    from include.reserving.stages import RunFacts
+
+    valuation_date = valuation_date_of_run(data_interval_end, params.get("valuation_date"))
+    return RunFacts.create(valuation_date, run_id, restated=bool(params.get("restated")))
+
+
+@task_group(group_id="input")
+def input_group():
+    """The book as at V, checked, and whether anything moved."""
+
+    @task
+    def ingest(params=None, run_id=None, data_interval_end=None) -> dict:
+        """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
+        from include.reserving.stages import input
+
+        return input.ingest(run_facts(params, run_id, data_interval_end))
+
+    @task(**NO_RETRY)
+    def validate(ingested: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Great Expectations gate: a failed check stops the run and names what is wrong."""
+        from include.reserving.stages import input
+
+        return input.validate(run_facts(params, run_id, data_interval_end))
+
+    @task
+    def drift(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """PSI / KS against the champion's reference window; retrain or not."""
+        from include.reserving.stages import input
+
+        facts = run_facts(params, run_id, data_interval_end)
+        return input.measure_drift(facts, force_retrain=bool(params.get("force_retrain")))
+
+    return drift(validate(ingest()))
+
+
+@task_group(group_id="training")
+def training_group(drift_decision):
+    """Train only when something moved; backtest the challenger against the champion. Returns
+    ``(evaluation, skip_training)``."""
+
+    @task.branch
+    def retrain_or_not(decision: dict) -> str:
+        """Train only when something moved (cost control)."""
+        return "training.train" if decision["retrain"] else "training.skip_training"
+
+    @task
+    def train(params=None, run_id=None, data_interval_end=None) -> dict:
+        """Spec search by time-series CV over past diagonals; fit and register the challenger."""
+        from include.reserving.stages import training
+
+        return training.train(run_facts(params, run_id, data_interval_end))
+
+    @task
+    def evaluate(trained: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Backtest challenger against champion on held-out diagonals; apply the margin-delta rule."""
+        from include.reserving.stages import training
+
+        return training.evaluate(run_facts(params, run_id, data_interval_end), trained)
+
+    skip_training = EmptyOperator(task_id="skip_training")
+    trained = train()
+    branch = retrain_or_not(drift_decision)
+    branch >> Label("something moved") >> trained
+    branch >> Label("quiet month") >> skip_training
+    return evaluate(trained), skip_training
+
+
+@task_group(group_id="governance")
+def governance_group(evaluation, drift_decision):
+    """The model card, the actuary's approval and its record, only when the rule says promote. Returns the tasks
+    the reserving group waits for."""
+
+    @task.branch
+    def promote_or_not(evaluation: dict) -> str:
+        """Ask for approval only when the challenger beats the champion by more than delta."""
+        return "governance.model_card" if evaluation["decision"] == "promote" else "governance.no_promotion"
+
+    @task
+    def model_card(evaluation: dict, decision: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """The challenger's model card, written and e-mailed before anyone is asked to approve."""
+        from include.reserving.stages import governance
+
+        facts = run_facts(params, run_id, data_interval_end)
+        card = governance.model_card(facts, evaluation, decision["reasons"])
+        return {**card, "email": governance.email_model_card(facts, card)}
+
+    @task(**NO_RETRY)
+    def apply_approval(evaluation: dict, outcome: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Record approve / reject / timeout; promote on approval; post the outcome to Slack."""
+        from include.reserving import notify
+        from include.reserving.stages import governance
+
+        facts = run_facts(params, run_id, data_interval_end)
+        return governance.apply_approval(facts, evaluation, outcome, alert=notify.post_event)
+
+    card = model_card(evaluation, drift_decision)
+    awaiting = ApprovalSensor(task_id="await_approval", evaluation=evaluation)
+    no_promotion = EmptyOperator(task_id="no_promotion")
+    branch = promote_or_not(evaluation)
+    branch >> Label("promote") >> card >> awaiting
+    branch >> Label("keep the champion") >> no_promotion
+    return [no_promotion, apply_approval(evaluation, awaiting.output)]
+
+
+@task_group(group_id="reserving")
+def reserving_group(after: list):
+    """The model that reserves V, ultimates per line (mapped), one atomic publication; runs after ``after``."""
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def refit(params=None, run_id=None, data_interval_end=None) -> dict:
+        """Refit the champion's spec on V's data (routine, recorded); the model that reserves V."""
+        from include.reserving.stages import reserving
+
+        return reserving.refit(run_facts(params, run_id, data_interval_end))
+
+    @task
+    def lines(refitted: dict) -> list[str]:
+        """The lines of business to reserve, one mapped task each."""
+        return refitted["segments"]
+
+    @task
+    def reserve_segment(refitted: dict, segment: str, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Ultimates, IBNR and ranges per origin for one line of business."""
+        from include.reserving.stages import reserving
+
+        return reserving.reserve_segment(run_facts(params, run_id, data_interval_end), refitted, segment)
+
+    @task
+    def publish(refitted: dict, reserved: list[dict], params=None, run_id=None, data_interval_end=None) -> dict:
+        """Atomic, versioned publication of all lines for V."""
+        from include.reserving.stages import reserving
+
+        return reserving.publish(run_facts(params, run_id, data_interval_end), refitted, list(reserved))
+
+    refitted = refit()
+    after >> refitted
+    return publish(refitted, reserve_segment.partial(refitted=refitted).expand(segment=lines(refitted)))
+
+
+@task_group(group_id="reporting")
+def reporting_group(published):
+    """The PDF reserve report from the published rows, e-mailed to the chief actuary."""
+
+    @task
+    def report(published: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """The PDF reserve report, numbers read back from the published rows."""
+        from include.reserving.stages import reporting
+
+        return reporting.report(run_facts(params, run_id, data_interval_end), published)
+
+    @task
+    def email_report(reported: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
+        from include.reserving.stages import reporting
+
+        return reporting.email_report(run_facts(params, run_id, data_interval_end), reported)
+
+    return email_report(report(published))

@@ -1,0 +1,117 @@
+"""Model identity and the promotion rule, as plain functions: canonical specs and their hashes, deterministic version
+ids, the registry entry, and the champion/challenger rule. The registry's tables are in warehouse/registry.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from include.reserving.config import PROJECT_ROOT
+from include.reserving.domain import ModelStatus, Promotion
+
+SCORE_EPS = 1e-12  # a challenger exactly delta better (up to float noise) is not better by more than delta
+
+
+def canonical_spec(spec: dict[str, Any]) -> str:
+    """The spec as canonical JSON: equal specs give equal strings (and hashes)."""
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_spec(spec).encode()).hexdigest()
+
+
+def model_version_id(spec: dict[str, Any], valuation_date: dt.date, data_hash: str) -> str:
+    """Deterministic version id: the same spec fitted on the same data at V is the same version (re-runs)."""
+    digest = hashlib.sha256((spec_hash(spec) + data_hash).encode()).hexdigest()[:10]
+    return f"{valuation_date:%Y%m%d}-{spec['method']}-{digest}"
+
+
+@cache
+def code_version() -> str:
+    """Git SHA of the code that trains (``RESERVING_CODE_VERSION`` in images without .git)."""
+    if os.environ.get("RESERVING_CODE_VERSION"):
+        return os.environ["RESERVING_CODE_VERSION"]
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_version: str
+    spec: dict[str, Any]
+    artifact_uri: str
+    trained_valuation_date: dt.date
+    basis: str
+    train_rows: int
+    data_hash: str
+    code_version: str
+    metrics: dict[str, Any] | None = None
+    status: str = ModelStatus.CANDIDATE.value
+    method: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.method:
+            object.__setattr__(self, "method", self.spec["method"])
+
+
+# --- promotion rule ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromotionDecision:
+    valuation_date: dt.date
+    champion_version: str | None
+    challenger_version: str | None
+    champion_score: float | None
+    challenger_score: float | None
+    delta: float
+    decision: str  # promote (pending approval), keep, none
+    reason: str
+
+
+def decide_promotion(
+    valuation_date: dt.date,
+    champion_version: str | None,
+    champion_score: float | None,
+    challenger_version: str | None,
+    challenger_score: float | None,
+    delta: float,
+) -> PromotionDecision:
+    """Promote iff score(challenger) > score(champion) + delta (scores: higher is better, e.g. -WAPE).
+
+    No challenger: nothing to decide. No champion yet: the challenger goes to approval like any other.
+    """
+    if challenger_version is None:
+        decision = Promotion.NONE.value
+        reason = "no challenger this month (no retraining, or the best spec is the champion's)"
+    elif champion_version is None:
+        decision, reason = Promotion.PROMOTE.value, "no champion yet: the first challenger needs approval"
+    elif challenger_score > champion_score + delta + SCORE_EPS:
+        decision = Promotion.PROMOTE.value
+        reason = f"challenger {challenger_score:.6f} > champion {champion_score:.6f} + delta {delta}"
+    else:
+        decision = Promotion.KEEP.value
+        reason = f"challenger {challenger_score:.6f} <= champion {champion_score:.6f} + delta {delta}"
+    return PromotionDecision(
+        valuation_date,
+        champion_version,
+        challenger_version,
+        champion_score,
+        challenger_score,
+        delta,
+        decision,
+        reason,
+    )

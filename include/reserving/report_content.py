@@ -1,0 +1,55 @@
+"""What the reserve report shows, built from frames already read from the warehouse (no I/O here)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from include.reserving.report import ReportData
+
+
+def selected_factors(cells: pd.DataFrame, spec: dict) -> pd.DataFrame:
+    """Age-to-age factors shown in the report: the champion's own when it is chain ladder, else volume-weighted."""
+    from include.reserving.models import ChainLadder, build_model
+
+    model = build_model(spec) if spec.get("method") == "chain_ladder" else ChainLadder()
+    ldf = model.fit(cells).ldf_.copy()
+    ages = sorted(cells["development"].unique())
+    step = dict(zip(ages[:-1], ages[1:], strict=False))
+    ldf["development_to"] = ldf["development"].map(step)
+    ldf = ldf.dropna(subset=["development_to"])
+    return ldf.rename(columns={"ldf": "factor"})[["segment", "development", "development_to", "factor"]]
+
+
+def report_data(
+    *,
+    valuation_date: dt.date,
+    published: dict,
+    champion_spec: dict,
+    reserves: pd.DataFrame,
+    previous_reserves: pd.DataFrame | None,
+    cells: pd.DataFrame,
+    backtest: pd.DataFrame,
+    quality: pd.DataFrame,
+    drift: pd.DataFrame,
+    health: pd.DataFrame,
+) -> ReportData:
+    """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
+    from include.reserving.backtest import actual_vs_expected
+
+    return ReportData(
+        valuation_date=valuation_date,
+        status=published["status"],
+        champion_version=published["model_version"],
+        publication_version=int(published["version"]),
+        reserves=reserves,
+        previous_reserves=previous_reserves,
+        cells=cells,
+        factors=selected_factors(cells, champion_spec),
+        actual_vs_expected=actual_vs_expected(cells, champion_spec),
+        backtest=backtest,
+        quality=quality,
+        drift=drift,
+        health=health,
+    )

@@ -1,0 +1,107 @@
+"""The governance group: the challenger's model card (written and e-mailed before anyone is asked), and the
+actuary's decision recorded (promotion on approval)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from include.reserving import approval, artifacts
+from include.reserving.domain import ChampionAction, Decision, ModelStatus
+from include.reserving.stages import RunFacts
+from include.reserving.stages.reporting import send_email
+from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import registry
+from include.reserving.warehouse.cells import load_cells
+
+log = logging.getLogger(__name__)
+
+
+def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | None = None) -> dict:
+    """Write the challenger's model card (Markdown + PDF) before the approval sensor starts."""
+    from include.reserving.model_card import ModelCardData, write_model_card
+
+    engine = facts.engine()
+    challenger = registry.get(engine, evaluation["challenger_version"])
+    champion = registry.get(engine, evaluation["champion_version"]) if evaluation.get("champion_version") else None
+    cells = load_cells(engine, facts.valuation_date, facts.basis)
+    card = ModelCardData(
+        model_version=challenger.model_version,
+        spec=challenger.spec,
+        code_sha=challenger.code_version,
+        valuation_date=facts.valuation_date,
+        data_row_count=challenger.train_rows,
+        data_hash=challenger.data_hash,
+        segments=tuple(sorted(cells["segment"].unique())),
+        basis=facts.basis,
+        origin_first=min(cells["origin"]),
+        origin_last=max(cells["origin"]),
+        max_development=int(cells["development"].max()),
+        holdout_diagonals=facts.settings.backtest_diagonals,
+        champion_version=champion.model_version if champion else None,
+        champion_spec=champion.spec if champion else None,
+        evaluation=registry.backtests(engine, facts.valuation_date),
+        promotion_delta=facts.settings.promotion_delta,
+        drift=drift_store.drift_metrics(engine, facts.valuation_date, facts.basis),
+        retrain_reason="; ".join(trained_reasons or []),
+        approval_timeout_hours=facts.settings.approval_timeout_seconds / 3600,
+    )
+    uri = artifacts.join(facts.run_dir, "model_card")
+    local = artifacts.writable_dir(uri)
+    md_path, pdf_path = write_model_card(card, local)
+    artifacts.publish_dir(local, uri)
+    return {
+        "model_card_uri": artifacts.join(uri, Path(pdf_path).name),
+        "markdown_uri": artifacts.join(uri, Path(md_path).name),
+        "local_pdf": str(pdf_path),
+        "model_version": challenger.model_version,
+    }
+
+
+def email_model_card(facts: RunFacts, card: dict) -> dict:
+    """E-mail the model card with the approval instruction to the chief actuary."""
+    subject = f"Approval needed: model {card['model_version']} for valuation {facts.valuation_date:%Y-%m-%d}"
+    how = approval.instruction(facts.valuation_date, card["model_version"])
+    body = f"<p>A challenger beat the champion by more than the margin; its model card is attached.</p><p>{how}</p>"
+    return send_email(facts, subject, body, [card["model_card_uri"]])
+
+
+def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None) -> dict:
+    """Record the actuary's decision (or the timeout) and promote on approval; every outcome is audited."""
+    engine = facts.engine()
+    version = evaluation["challenger_version"]
+    key = approval.approval_key(facts.valuation_date)
+    decision = outcome.get("decision", Decision.TIMEOUT)
+    approval_id = registry.record_approval(
+        engine,
+        facts.valuation_date,
+        version,
+        decision,
+        key,
+        decided_by=outcome.get("by"),
+        comment=outcome.get("comment"),
+        run_id=facts.run_id,
+    )
+    if decision == Decision.APPROVE:
+        registry.set_champion(
+            engine,
+            version,
+            facts.valuation_date,
+            ChampionAction.PROMOTED,
+            approved_by=outcome.get("by"),
+            approval_id=approval_id,
+            run_id=facts.run_id,
+        )
+        message = f"Model {version} approved by {outcome.get('by')} and promoted to champion for {facts.valuation_date}"
+    elif decision == Decision.REJECT:
+        registry.set_status(engine, version, ModelStatus.REJECTED)
+        message = f"Model {version} rejected by {outcome.get('by')} for {facts.valuation_date}: champion kept"
+    else:
+        message = (
+            f"Approval of model {version} for {facts.valuation_date} timed out: champion kept. "
+            + approval.instruction(facts.valuation_date, version)
+        )
+    log.info(message)
+    if alert is not None:
+        alert(message)
+    return {"decision": str(decision), "model_version": version, "approval_id": approval_id, "message": message}

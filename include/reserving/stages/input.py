@@ -1,0 +1,102 @@
+"""The input group: ingest the book as at V, validate it (the quality gate), measure drift and decide on retraining."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from include.reserving import artifacts, drift
+from include.reserving.governance import ModelEntry
+from include.reserving.ingest import ingest as ingest_book
+from include.reserving.stages import RunFacts
+from include.reserving.warehouse import cells as cells_store
+from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import registry
+
+log = logging.getLogger(__name__)
+
+
+def ingest(facts: RunFacts) -> dict:
+    """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
+    result = ingest_book(
+        facts.engine(),
+        facts.valuation_date,
+        basis=facts.basis,
+        origin_months=facts.settings.origin_months,
+        development_months=facts.settings.development_months,
+        run_id=facts.run_id,
+    )
+    return result.as_xcom()
+
+
+def validate(facts: RunFacts, alert=None) -> dict:
+    """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data."""
+    from include.reserving.config import warehouse_url
+    from include.reserving.quality import (
+        previous_row_count,
+        raise_for_failures,
+        run_quality_gate,
+        store_quality_results,
+    )
+
+    engine = facts.engine()
+    report = run_quality_gate(
+        warehouse_url(facts.settings),
+        facts.valuation_date,
+        facts.basis,
+        previous_row_count(engine, facts.valuation_date, facts.basis),
+        facts.settings,
+        artifacts.join(facts.run_dir, "quality"),
+        run_id=facts.run_id,
+    )
+    store_quality_results(engine, report)
+    log.info(report.summary())
+    raise_for_failures(report, alert=alert)
+    return {"checks": len(report.checks), "row_count": report.row_count, "artifact_uri": report.artifact_uri}
+
+
+def actual_vs_expected_breach(cells: pd.DataFrame, champion: ModelEntry, tolerance: float):
+    """Concept-drift hook: actual vs expected paid on the newest diagonal per segment, from the champion's spec."""
+    from include.reserving.backtest import actual_vs_expected
+
+    ave = actual_vs_expected(cells, champion.spec)
+    breaches = ave[(ave["ratio"] - 1).abs() > tolerance]
+    detail = ", ".join(f"{r.segment} A/E {r.ratio:.3f}" for r in breaches.itertuples())
+    return (not breaches.empty), detail, ave
+
+
+def drift_report_at(
+    engine: Engine, valuation_date: dt.date, basis: str, psi_threshold: float, reference: drift.Window | None = None
+) -> drift.DriftReport:
+    """The drift report of V from the snapshot's claims in the windows it compares."""
+    reference = reference or drift.reference_window(valuation_date)
+    columns = [column for _, column, _, _ in drift.FEATURES]
+    windows = drift.windows_to_read(valuation_date, reference)
+    claims = cells_store.claim_features(engine, valuation_date, basis, columns, windows)
+    return drift.drift_report(claims, valuation_date, basis, psi_threshold, reference)
+
+
+def measure_drift(facts: RunFacts, force_retrain: bool = False) -> dict:
+    """PSI/KS per feature against the champion's reference window, stored; the retraining decision."""
+    engine = facts.engine()
+    champion = registry.champion(engine)
+    reference = drift.reference_window(facts.valuation_date, champion.trained_valuation_date if champion else None)
+    report = drift_report_at(engine, facts.valuation_date, facts.basis, facts.settings.psi_threshold, reference)
+    drift_store.store_drift_metrics(engine, report, run_id=facts.run_id)
+    ave_breach, ave_detail = None, None
+    if champion is not None:
+        cells = cells_store.load_cells(engine, facts.valuation_date, facts.basis)
+        ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, champion, facts.settings.ave_tolerance)
+    decision = drift.decide_retrain(
+        report, facts.settings.psi_threshold, force_retrain=force_retrain, ave_breach=ave_breach, ave_detail=ave_detail
+    )
+    reasons = list(decision.reasons)
+    retrain = decision.retrain
+    if champion is None:
+        retrain = True
+        reasons.append("no champion yet: the first model must be trained")
+    log.info("drift decision for %s: %s", facts.valuation_date, "; ".join(reasons))
+    return {"retrain": retrain, "reasons": reasons}

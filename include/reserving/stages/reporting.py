@@ -1,0 +1,64 @@
+"""The reporting group: the PDF reserve report from the published rows (so report and warehouse agree), and the
+e-mails to the chief actuary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from include.reserving import artifacts, notify
+from include.reserving.stages import RunFacts
+from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import quality as quality_store
+from include.reserving.warehouse import registry, reserves, runs
+from include.reserving.warehouse.cells import load_cells
+
+log = logging.getLogger(__name__)
+
+
+def report(facts: RunFacts, published: dict) -> dict:
+    """Render the reserve report PDF for V into the run's artifact folder."""
+    from include.reserving.report import render_reserve_report
+    from include.reserving.report_content import report_data
+
+    engine = facts.engine()
+    v = facts.valuation_date
+    previous_v = reserves.previous_valuation(engine, v)
+    data = report_data(
+        valuation_date=v,
+        published=published,
+        champion_spec=registry.get(engine, published["model_version"]).spec,
+        reserves=reserves.current_reserves(engine, v),
+        previous_reserves=reserves.current_reserves(engine, previous_v) if previous_v else None,
+        cells=load_cells(engine, v, facts.basis),
+        backtest=registry.backtests(engine, v),
+        quality=quality_store.quality_summary(engine, v, facts.basis),
+        drift=drift_store.drift_metrics(engine, v, facts.basis),
+        health=runs.runs_up_to(engine, v),
+    )
+    uri = artifacts.join(facts.run_dir, "report")
+    local = artifacts.writable_dir(uri)
+    path = render_reserve_report(data, local / f"reserve_report_{v:%Y-%m-%d}.pdf")
+    artifacts.publish_dir(local, uri)
+    log.info("reserve report for %s (%s): %s", v, data.status, path)
+    return {"report_uri": artifacts.join(uri, Path(path).name), "status": data.status, "local_path": str(path)}
+
+
+def send_email(facts: RunFacts, subject: str, body: str, attachments: list[str]) -> dict:
+    """E-mail the recipients through the SMTP connection; an undefined connection skips with a clear reason."""
+    conn_id = facts.settings.smtp_conn_id
+    if not notify.connection_defined(conn_id):
+        return {"sent": False, "reason": f"SMTP connection {conn_id!r} is not defined: nothing was e-mailed"}
+    local = [str(artifacts.local_dir(a.rsplit("/", 1)[0]) / a.rsplit("/", 1)[1]) for a in attachments]
+    notify.send_report_email(conn_id, facts.settings.report_recipients, subject, body, local)
+    return {"sent": True, "recipients": list(facts.settings.report_recipients), "subject": subject}
+
+
+def email_report(facts: RunFacts, reported: dict) -> dict:
+    """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
+    return send_email(
+        facts,
+        notify.report_subject(facts.valuation_date, reported["status"]),
+        notify.report_body(facts.valuation_date, reported["status"]),
+        [reported["report_uri"]],
+    )

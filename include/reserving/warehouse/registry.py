@@ -1,0 +1,296 @@
+"""Model registry, champion pointer and history, promotion decisions, backtest results and approvals.
+
+Exactly one champion at any time: a unique partial index on ``model_registry.status = 'champion'`` enforces it in
+the database, and champion changes run in one transaction (serialised by an advisory lock on PostgreSQL) that
+retires the old champion, crowns the new one and writes ``champion_history``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy.engine import Connection, Engine
+
+from include.reserving import schema
+from include.reserving.domain import ChampionAction, Decision, ModelStatus, Promotion
+from include.reserving.governance import ModelEntry, PromotionDecision, canonical_spec, spec_hash
+from include.reserving.warehouse.core import read_frame, replace_rows
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CHAMPION_LOCK_KEY = 7_310_042  # pg_advisory_xact_lock key serialising champion changes
+
+
+def _entry(row) -> ModelEntry:
+    return ModelEntry(
+        model_version=row.model_version,
+        spec=json.loads(row.spec),
+        artifact_uri=row.artifact_uri,
+        trained_valuation_date=row.trained_valuation_date,
+        basis=row.basis,
+        train_rows=row.train_rows,
+        data_hash=row.data_hash,
+        code_version=row.code_version,
+        metrics=json.loads(row.metrics) if row.metrics else None,
+        status=row.status,
+        method=row.method,
+    )
+
+
+def register(engine: Engine, entry: ModelEntry, run_id: str | None = None) -> ModelEntry:
+    """Add a trained version as a candidate; re-registering the same version keeps its status (idempotent)."""
+    mr = schema.model_registry
+    values = {
+        "method": entry.method,
+        "spec": canonical_spec(entry.spec),
+        "spec_hash": spec_hash(entry.spec),
+        "artifact_uri": entry.artifact_uri,
+        "trained_valuation_date": entry.trained_valuation_date,
+        "basis": entry.basis,
+        "train_rows": entry.train_rows,
+        "data_hash": entry.data_hash,
+        "code_version": entry.code_version,
+        "metrics": json.dumps(entry.metrics, sort_keys=True) if entry.metrics is not None else None,
+        "registered_run_id": run_id,
+    }
+    with engine.begin() as conn:
+        existing = conn.execute(select(mr.c.status).where(mr.c.model_version == entry.model_version)).first()
+        if existing is None:
+            conn.execute(
+                insert(mr).values(model_version=entry.model_version, **values, status=ModelStatus.CANDIDATE.value)
+            )
+        else:
+            conn.execute(update(mr).where(mr.c.model_version == entry.model_version).values(**values))
+    return get(engine, entry.model_version)
+
+
+def get(engine: Engine, model_version: str) -> ModelEntry | None:
+    mr = schema.model_registry
+    with engine.connect() as conn:
+        row = conn.execute(select(mr).where(mr.c.model_version == model_version)).first()
+    return _entry(row) if row else None
+
+
+def champion(engine: Engine) -> ModelEntry | None:
+    mr = schema.model_registry
+    with engine.connect() as conn:
+        row = conn.execute(select(mr).where(mr.c.status == ModelStatus.CHAMPION.value)).first()
+    return _entry(row) if row else None
+
+
+def candidate_trained_at(engine: Engine, valuation_date: dt.date) -> ModelEntry | None:
+    """The first (by version id) candidate trained at V: before any approval, it reserves V as preliminary."""
+    mr = schema.model_registry
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(mr)
+            .where(mr.c.trained_valuation_date == valuation_date, mr.c.status == ModelStatus.CANDIDATE.value)
+            .order_by(mr.c.model_version)
+            .limit(1)
+        ).first()
+    return _entry(row) if row else None
+
+
+def set_status(engine: Engine, model_version: str, status: str) -> None:
+    """Mark a candidate rejected (or any non-champion status); the champion only moves through set_champion."""
+    if status == ModelStatus.CHAMPION:
+        raise ValueError("use set_champion to crown a champion")
+    mr = schema.model_registry
+    with engine.begin() as conn:
+        conn.execute(
+            update(mr)
+            .where(mr.c.model_version == model_version, mr.c.status != ModelStatus.CHAMPION.value)
+            .values(status=str(status))
+        )
+
+
+def _lock_champion(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CHAMPION_LOCK_KEY})
+
+
+def set_champion(
+    engine: Engine,
+    model_version: str,
+    valuation_date: dt.date,
+    action: str,
+    approved_by: str | None = None,
+    approval_id: int | None = None,
+    run_id: str | None = None,
+    changed_at: dt.datetime | None = None,
+) -> bool:
+    """Make ``model_version`` the champion in one transaction; returns False if it already was (re-run)."""
+    if action not in tuple(ChampionAction):
+        raise ValueError(f"action {action!r} must be one of {[a.value for a in ChampionAction]}")
+    mr, ch = schema.model_registry, schema.champion_history
+    with engine.begin() as conn:
+        _lock_champion(conn)
+        current = conn.execute(
+            select(mr.c.model_version).where(mr.c.status == ModelStatus.CHAMPION.value)
+        ).scalar_one_or_none()
+        if current == model_version:
+            return False
+        target = conn.execute(select(mr.c.status).where(mr.c.model_version == model_version)).scalar_one_or_none()
+        if target is None:
+            raise LookupError(f"model version {model_version} is not in the registry")
+        if current is not None:
+            conn.execute(update(mr).where(mr.c.model_version == current).values(status=ModelStatus.RETIRED.value))
+        conn.execute(update(mr).where(mr.c.model_version == model_version).values(status=ModelStatus.CHAMPION.value))
+        conn.execute(
+            insert(ch).values(
+                valuation_date=valuation_date,
+                model_version=model_version,
+                previous_version=current,
+                action=str(action),
+                approved_by=approved_by,
+                approval_id=approval_id,
+                changed_at=changed_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                run_id=run_id,
+            )
+        )
+    log.info("champion: %s -> %s (%s, approved by %s)", current, model_version, action, approved_by)
+    return True
+
+
+def champion_history(engine: Engine) -> pd.DataFrame:
+    ch = schema.champion_history
+    return read_frame(engine, select(ch).order_by(ch.c.id))
+
+
+def approval_behind(engine: Engine, spec_hash_: str) -> tuple[int, str | None] | None:
+    """(approvals.id, approved_by) of the latest promotion of this spec (routine refits inherit it), or None."""
+    ch, mr = schema.champion_history, schema.model_registry
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(ch.c.approval_id, ch.c.approved_by)
+            .join(mr, mr.c.model_version == ch.c.model_version)
+            .where(ch.c.action == ChampionAction.PROMOTED.value, mr.c.spec_hash == spec_hash_)
+            .order_by(ch.c.id.desc())
+            .limit(1)
+        ).first()
+    return None if row is None or row.approval_id is None else (row.approval_id, row.approved_by)
+
+
+# --- promotion decisions and backtests ------------------------------------------------------------------------------
+
+
+def record_decision(engine: Engine, decision: PromotionDecision, run_id: str | None = None) -> None:
+    """Replace the promotion decision of V (a re-run of evaluate rewrites its own)."""
+    row = {**asdict(decision), "decision": str(decision.decision), "run_id": run_id}
+    replace_rows(engine, schema.promotion_decisions, {"valuation_date": decision.valuation_date}, [row])
+
+
+def decision_at(engine: Engine, valuation_date: dt.date):
+    """The promotion decision recorded for V (a row with the table's columns), or None."""
+    pd_ = schema.promotion_decisions
+    with engine.connect() as conn:
+        return conn.execute(select(pd_).where(pd_.c.valuation_date == valuation_date)).first()
+
+
+def pending_decisions(engine: Engine) -> list[dict]:
+    """Decisions to promote whose challenger has no approvals row yet, oldest first."""
+    pd_, ap = schema.promotion_decisions, schema.approvals
+    query = (
+        select(pd_)
+        .outerjoin(
+            ap, and_(ap.c.valuation_date == pd_.c.valuation_date, ap.c.model_version == pd_.c.challenger_version)
+        )
+        .where(pd_.c.decision == Promotion.PROMOTE.value, ap.c.id.is_(None))
+        .order_by(pd_.c.valuation_date)
+    )
+    with engine.connect() as conn:
+        return [dict(row) for row in conn.execute(query).mappings().all()]
+
+
+def store_backtest(
+    engine: Engine,
+    valuation_date: dt.date,
+    model_version: str,
+    role: str,
+    scores: pd.DataFrame,
+    held_out_diagonals: int,
+    run_id: str | None = None,
+) -> None:
+    """Replace the backtest rows of (V, version); ``scores`` has segment ('ALL' overall), wape, rmse."""
+    import pandas as pd
+
+    rows = [
+        {
+            "role": str(role),
+            "segment": str(r.segment),
+            "wape": None if pd.isna(r.wape) else float(r.wape),
+            "rmse": None if pd.isna(r.rmse) else float(r.rmse),
+            "held_out_diagonals": held_out_diagonals,
+            "run_id": run_id,
+        }
+        for r in scores.itertuples()
+    ]
+    key = {"valuation_date": valuation_date, "model_version": model_version}
+    replace_rows(engine, schema.backtest_results, key, rows)
+
+
+def backtests(engine: Engine, valuation_date: dt.date) -> pd.DataFrame:
+    """The backtest rows of V: model_version, role, segment, wape, rmse."""
+    bt = schema.backtest_results
+    return read_frame(
+        engine,
+        select(bt.c.model_version, bt.c.role, bt.c.segment, bt.c.wape, bt.c.rmse)
+        .where(bt.c.valuation_date == valuation_date)
+        .order_by(bt.c.role, bt.c.segment),
+    )
+
+
+# --- approvals -------------------------------------------------------------------------------------------------------
+
+
+def record_approval(
+    engine: Engine,
+    valuation_date: dt.date,
+    model_version: str,
+    decision: str,
+    variable_key: str,
+    decided_by: str | None = None,
+    comment: str | None = None,
+    decided_at: dt.datetime | None = None,
+    run_id: str | None = None,
+) -> int:
+    """Write the outcome (approve, reject, timeout) for (V, version), replacing a re-run's; returns its id."""
+    if decision not in tuple(Decision):
+        raise ValueError(f"decision {decision!r} must be one of {[d.value for d in Decision]}")
+    ap = schema.approvals
+    key = {"valuation_date": valuation_date, "model_version": model_version}
+    row = {
+        "decision": str(decision),
+        "decided_by": decided_by,
+        "decided_at": decided_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        "comment": comment,
+        "variable_key": variable_key,
+        "run_id": run_id,
+    }
+    with engine.begin() as conn:
+        replace_rows(conn, ap, key, [row])
+        return conn.execute(
+            select(ap.c.id).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
+        ).scalar_one()
+
+
+def decision_on(engine: Engine, valuation_date: dt.date, model_version: str) -> str | None:
+    """The recorded decision on (V, version), or None while pending."""
+    ap = schema.approvals
+    with engine.connect() as conn:
+        return conn.execute(
+            select(ap.c.decision).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
+        ).scalar_one_or_none()
+
+
+def approvals(engine: Engine) -> pd.DataFrame:
+    ap = schema.approvals
+    return read_frame(engine, select(ap).order_by(ap.c.valuation_date, ap.c.id))

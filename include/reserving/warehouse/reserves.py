@@ -1,0 +1,163 @@
+"""Versioned, atomic publication of reserves for a valuation date, and the reads of what is published.
+
+Re-running the same Airflow run replaces its own version; another run for the same V (a backfill, a restatement)
+adds a new version and becomes current; earlier versions stay for audit. Rows are staged first; one transaction
+then writes the version's rows, moves the current flag and deletes the staged rows, so a publish killed half way
+leaves the previous state untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Callable
+
+import pandas as pd
+from sqlalchemy import delete, func, insert, literal, select, text, update
+from sqlalchemy.engine import Engine
+
+from include.reserving import schema
+from include.reserving.db import bulk_insert
+from include.reserving.domain import Basis, PublicationStatus
+from include.reserving.publish import PublishResult
+from include.reserving.warehouse.core import clear_staged, read_frame
+
+log = logging.getLogger(__name__)
+
+PUBLISH_LOCK_KEY = 7_310_043
+
+
+def publish_reserves(
+    engine: Engine,
+    valuation_date: dt.date,
+    run_id: str,
+    reserves: pd.DataFrame,
+    model_version: str,
+    basis: str = Basis.AS_RECORDED,
+    approval_ref: str | None = None,
+    status: str = PublicationStatus.APPROVED,
+    before_swap: Callable[[], None] | None = None,
+    published_at: dt.datetime | None = None,
+) -> PublishResult:
+    """Publish ``reserves`` (see :func:`reserve_rows`) for V as this run's version, atomically."""
+    if reserves.empty:
+        raise ValueError(f"no reserves to publish for {valuation_date}: nothing was published")
+    if reserves[["segment", "origin"]].duplicated().any():
+        raise ValueError("reserves hold duplicate (segment, origin) rows: nothing was published")
+    load_id = uuid.uuid4().hex
+    staged = reserves.copy()
+    staged["valuation_date"] = valuation_date
+    staged["version"] = 0  # the real version is chosen inside the swap transaction
+    staged["model_version"] = model_version
+    staged["approval_ref"] = approval_ref
+    staged["load_id"] = load_id
+    staged = staged.astype(object).where(staged.notna(), None)
+    rs, stg, rv = schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions
+    clear_staged(engine, stg, {"valuation_date": valuation_date})  # leftovers of a publish killed before its swap
+    bulk_insert(engine, stg, staged)
+    if before_swap is not None:
+        before_swap()
+
+    ibnr_total = round(float(sum(reserves["ibnr"])), 2)
+    cols = [c.name for c in rs.columns]
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+        existing = conn.execute(
+            select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.run_id == run_id)
+        ).scalar_one_or_none()
+        if existing is None:
+            latest = conn.execute(
+                select(func.max(rv.c.version)).where(rv.c.valuation_date == valuation_date)
+            ).scalar_one()
+            version = (latest or 0) + 1
+        else:
+            version = existing
+        conn.execute(delete(rs).where(rs.c.valuation_date == valuation_date, rs.c.version == version))
+        conn.execute(
+            insert(rs).from_select(
+                cols,
+                select(*[literal(version).label("version") if c == "version" else stg.c[c] for c in cols]).where(
+                    stg.c.load_id == load_id
+                ),
+            )
+        )
+        conn.execute(delete(stg).where(stg.c.load_id == load_id))
+        conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
+        version_row = {
+            "basis": str(basis),
+            "run_id": run_id,
+            "model_version": model_version,
+            "approval_ref": approval_ref,
+            "status": str(status),
+            "is_current": True,
+            "ibnr_total": ibnr_total,
+            "published_at": published_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        }
+        if existing is None:
+            conn.execute(insert(rv).values(valuation_date=valuation_date, version=version, **version_row))
+        else:
+            conn.execute(
+                update(rv).where(rv.c.valuation_date == valuation_date, rv.c.version == version).values(**version_row)
+            )
+    log.info(
+        "published reserves V=%s version %d (%s): %d rows, IBNR %.2f, model %s",
+        valuation_date,
+        version,
+        "new" if existing is None else "replaced",
+        len(reserves),
+        ibnr_total,
+        model_version,
+    )
+    return PublishResult(valuation_date, version, len(reserves), ibnr_total, existing is None)
+
+
+def latest_valuation_date(engine: Engine) -> dt.date | None:
+    """The latest valuation date with a published version (None before the first publication)."""
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(rv.c.valuation_date))).scalar_one()
+
+
+def previous_valuation(engine: Engine, valuation_date: dt.date) -> dt.date | None:
+    """The latest valuation date before V with a current version (the report's "previous")."""
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        return conn.execute(
+            select(rv.c.valuation_date)
+            .where(rv.c.valuation_date < valuation_date, rv.c.is_current.is_(True))
+            .order_by(rv.c.valuation_date.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+
+def current_version(engine: Engine, valuation_date: dt.date) -> dict | None:
+    """The current version's row of ``reserve_versions`` for V, or None."""
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        row = conn.execute(select(rv).where(rv.c.valuation_date == valuation_date, rv.c.is_current.is_(True))).first()
+    return None if row is None else dict(row._mapping)
+
+
+def current_reserves(engine: Engine, valuation_date: dt.date | None = None) -> pd.DataFrame:
+    """The current published version's rows for V (default: the latest valuation date published)."""
+    rs, rv = schema.reserve_results, schema.reserve_versions
+    valuation_date = valuation_date or latest_valuation_date(engine)
+    if valuation_date is None:
+        return pd.DataFrame(columns=[c.name for c in rs.columns])
+    return read_frame(
+        engine,
+        select(rs)
+        .join(rv, (rv.c.valuation_date == rs.c.valuation_date) & (rv.c.version == rs.c.version))
+        .where(rs.c.valuation_date == valuation_date, rv.c.is_current.is_(True))
+        .order_by(rs.c.segment, rs.c.origin),
+    )
+
+
+def versions(engine: Engine, valuation_date: dt.date | None = None) -> pd.DataFrame:
+    rv = schema.reserve_versions
+    query = select(rv).order_by(rv.c.valuation_date, rv.c.version)
+    if valuation_date is not None:
+        query = query.where(rv.c.valuation_date == valuation_date)
+    return read_frame(engine, query)
