@@ -35,7 +35,7 @@ def build_model(spec: dict[str, Any]) -> ReservingModel:
         raise ValueError(f"unknown model method {method!r}: use one of {sorted(METHODS)}")
     cls = METHODS[method]
     params = dict(spec.get("params") or {})
-    unknown = sorted(set(params) - set(cls().get_params()))
+    unknown = sorted(set(params) - set(cls().get_params(deep=False)))
     if unknown:
         raise ValueError(f"unknown parameters {unknown} for method {method!r}")
     return cls(**params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.base import BaseEstimator
 
 from include.reserving import cells as cellsmod
 
@@ -44,32 +44,29 @@ def reserve_percentiles(ibnr: np.ndarray, std_err: np.ndarray, quantiles: tuple[
     return out
 
 
-class ReservingModel:
-    """Base class: scikit-learn style parameters, shared ``ultimates``, spec and persistence.
+class ReservingModel(BaseEstimator):
+    """Base of every reserving model: a scikit-learn estimator with shared ``ultimates``, spec and persistence.
 
-    Subclasses set ``method``, store their hyperparameters in ``__init__`` under their own names, and implement
-    ``fit(cells)`` (returning ``self``, learned attributes ending in ``_``), ``predict(cells)`` and
-    ``_std_err(cells, prediction)``. Models with state beyond their training cells override ``_save_state`` and
-    ``_load_state``.
+    ``get_params``, ``set_params``, ``repr`` and ``sklearn.base.clone`` come from ``BaseEstimator``. Subclasses set
+    ``method``, store their keyword-only hyperparameters in ``__init__`` under their own names and nothing else
+    (validation belongs in ``fit``), and implement ``fit(cells)`` (returning ``self``, learned attributes ending in
+    ``_``, ``training_cells_`` set last), ``predict(cells)`` and ``_std_err(cells, prediction)``. Models with state
+    beyond their training cells override ``_save_state`` and ``_load_state``.
     """
 
     method: ClassVar[str]
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyperparameters by name, as given to ``__init__``."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
     def get_spec(self) -> dict[str, Any]:
         """The JSON-able spec ``{"method": ..., "params": {...}}`` that :func:`build_model` turns back into a model."""
-        return {"method": self.method, "params": json.loads(json.dumps(self.get_params()))}
+        return {"method": self.method, "params": json.loads(json.dumps(self.get_params(deep=False)))}
 
-    def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({params})"
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether ``fit`` completed (what ``sklearn.utils.validation.check_is_fitted`` asks)."""
+        # a failed fit can leave other learned attributes behind, never training_cells_ (set last)
+        return hasattr(self, "training_cells_")
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "training_cells_"):
+        if not self.__sklearn_is_fitted__():
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(cells) first")
 
     def fit(self, cells: pd.DataFrame) -> ReservingModel:

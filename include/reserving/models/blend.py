@@ -36,7 +36,9 @@ class Blend(ReservingModel):
     base : dict, optional
         Spec of the base model; chain ladder with its defaults when omitted.
     challenger : dict, optional
-        Spec of the challenger; ``xgboost_development`` with its defaults when omitted.
+        Spec of the challenger; ``xgboost_development`` with its defaults when omitted. The components are specs,
+        not estimators (so the blend's spec stays JSON): ``clone`` deep-copies them, and ``set_params`` replaces a
+        whole spec (``set_params(challenger={...})``; there are no ``challenger__...`` parameters).
     weight : float, optional
         Fixed weight of the challenger in [0, 1]; when omitted, learned from out-of-fold errors.
     by : {"age", "global"}
@@ -70,6 +72,7 @@ class Blend(ReservingModel):
 
     def __init__(
         self,
+        *,
         base: dict[str, Any] | None = None,
         challenger: dict[str, Any] | None = None,
         weight: float | None = None,
@@ -105,7 +108,7 @@ class Blend(ReservingModel):
             if spec.get("method") not in METHODS:
                 raise ValueError(f"{name}: unknown model method {spec.get('method')!r}")
             params = spec.setdefault("params", {})
-            if "random_state" in METHODS[spec["method"]]().get_params():
+            if "random_state" in METHODS[spec["method"]]().get_params(deep=False):
                 params.setdefault("random_state", self.random_state)
             specs[name] = spec
         return specs

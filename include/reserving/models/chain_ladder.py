@@ -68,6 +68,7 @@ class ChainLadder(ReservingModel):
 
     def __init__(
         self,
+        *,
         average: str = "volume",
         n_periods: int = -1,
         sigma_interpolation: str = "log-linear",

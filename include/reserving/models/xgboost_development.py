@@ -82,6 +82,7 @@ class XGBoostDevelopment(ReservingModel):
 
     def __init__(
         self,
+        *,
         n_estimators: int = 300,
         max_depth: int = 3,
         learning_rate: float = 0.05,
