@@ -12,7 +12,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test lint clean ui system-deps
+.PHONY: setup demo test test-fast lint clean ui system-deps
 
 $(STAMP): requirements.txt requirements-test.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ demo: setup
 test: setup system-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The unit tier: everything but the end-to-end runs and Airflow services (a few minutes).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 # The Airflow UI on http://localhost:8080 with the DAG, the Reserving view (Browse > Reserving) and the demo data.
 # Log in as admin; the password is printed and saved in .airflow/simple_auth_manager_passwords.json.generated.

@@ -219,7 +219,16 @@ def failure_message(context: Mapping[str, Any]) -> str:
     return text
 
 
-class TaskFailureAlert(BaseNotifier):
+class _Notifier(BaseNotifier):
+    """A notifier without template fields."""
+
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        # Nothing to render, and a DAG-level callback's SerializedDAG has no template env in Airflow 3.3 (the
+        # base class would raise AttributeError before notify() runs).
+        return None
+
+
+class TaskFailureAlert(_Notifier):
     """The ``on_failure_callback`` of every task: post :func:`failure_message` to Slack. Never raises."""
 
     def notify(self, context: Mapping[str, Any]) -> None:
@@ -233,7 +242,7 @@ class TaskFailureAlert(BaseNotifier):
             log.warning("failure alert not posted (%s)", _describe(exc))
 
 
-class RunHealth(BaseNotifier):
+class RunHealth(_Notifier):
     """A DAG-level callback: record the run's outcome in ``pipeline_runs``. Never raises (health must not break a run).
 
     Parameters

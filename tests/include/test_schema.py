@@ -1,6 +1,8 @@
+import pytest
 from sqlalchemy import inspect
 
 from include.reserving import schema
+from include.reserving.warehouse.core import make_engine
 
 
 def test_create_all_is_idempotent_and_complete(warehouse):
@@ -9,10 +11,17 @@ def test_create_all_is_idempotent_and_complete(warehouse):
     assert set(schema.metadata.tables) <= names
 
 
-def test_money_columns_are_exact_on_postgres(warehouse):
-    cols = {c["name"]: c for c in inspect(warehouse).get_columns("claim_transactions")}
-    if warehouse.dialect.name == "postgresql":
-        assert str(cols["paid_amount"]["type"]) == "NUMERIC(18, 2)"
+@pytest.mark.postgres
+def test_money_columns_are_exact_on_postgres(pg_url):
+    """Every money column of every table is numeric(18,2) on PostgreSQL: amounts are stored to the cent."""
+    engine = make_engine(pg_url)
+    schema.create_all(engine)
+    money = [(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns if c.type is schema.Money]
+    assert ("claim_transactions", "paid_amount") in money and ("reserve_results", "ibnr") in money
+    inspector = inspect(engine)
+    found = {(t, c): str(col["type"]) for t, c in money for col in inspector.get_columns(t) if col["name"] == c}
+    engine.dispose()
+    assert found == dict.fromkeys(money, "NUMERIC(18, 2)")
 
 
 def test_connection_urls_from_airflow_connections(monkeypatch, tmp_path):
