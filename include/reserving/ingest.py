@@ -24,7 +24,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Integer, and_, case, cast, delete, extract, func, insert, literal, select
 from sqlalchemy.engine import Connection, Engine
@@ -32,8 +31,8 @@ from sqlalchemy.engine import Connection, Engine
 from include.reserving import cells as cells_module
 from include.reserving import schema
 from include.reserving.dates import end_of_day, month_index, month_start, parse_valuation_date
-from include.reserving.db import bulk_insert
 from include.reserving.domain import Basis
+from include.reserving.warehouse.core import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +311,7 @@ def ingest(
         log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
         cells, n_txn = aggregate_cells(engine, valuation_date, basis, origin_months, development_months)
         staged = cells.assign(load_id=load_id, valuation_date=valuation_date, basis=basis)
-        bulk_insert(engine, schema.triangle_cells_staging, staged.replace({np.nan: None}))
+        insert_rows(engine, schema.triangle_cells_staging, staged)
         return cells, n_txn
 
     # Both passes over the transactions at once where the database has more than one writer: the cells aggregate

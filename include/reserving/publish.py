@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, insert, literal, select, text, update
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
-from include.reserving.db import bulk_insert
+from include.reserving.warehouse.core import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def publish_reserves(
     rs, stg, rv = schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions
     with engine.begin() as conn:  # leftovers of a publish killed before its swap
         conn.execute(delete(stg).where(stg.c.valuation_date == valuation_date))
-    bulk_insert(engine, stg, staged)
+    insert_rows(engine, stg, staged)
     if before_swap is not None:
         before_swap()
 

@@ -7,8 +7,7 @@ from sqlalchemy import select, text
 
 from include.reserving import quality, schema
 from include.reserving.config import Settings
-from include.reserving.db import bulk_insert
-from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.core import insert_rows, make_engine
 
 V = dt.date(2024, 1, 31)
 SETTINGS = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, volume_tolerance=0.5)
@@ -76,7 +75,7 @@ def _load(engine, claims=None, transactions=None, snapshot=None):
         (schema.snapshot_claims, snapshot),
     ):
         if len(frame):
-            bulk_insert(engine, table, frame)
+            insert_rows(engine, table, frame)
 
 
 def _gate(engine, tmp_path, basis="as_recorded", previous_row_count=None, settings=SETTINGS):
@@ -397,8 +396,8 @@ def _next_month(engine, tmp_path, new_rows, settings=SETTINGS):
     assert first.success, first.summary()
     quality.store_quality_results(engine, first)
     cols = ["transaction_id", "claim_id", "transaction_date", "recorded_at", "paid_amount", "case_reserve_change"]
-    bulk_insert(engine, schema.claim_transactions, pd.DataFrame(new_rows, columns=[*cols, "status"]))
-    bulk_insert(engine, schema.snapshot_claims, _snapshot(_claims(), V2))
+    insert_rows(engine, schema.claim_transactions, pd.DataFrame(new_rows, columns=[*cols, "status"]))
+    insert_rows(engine, schema.snapshot_claims, _snapshot(_claims(), V2))
     url = engine.url.render_as_string(hide_password=False)
     report = quality.run_quality_gate(url, V2, "as_recorded", None, settings, tmp_path / "v2")
     return report, {c.key: c for c in report.checks if c.key in UNIQUE_KEYS}
@@ -436,7 +435,7 @@ def test_a_clean_new_month_passes_and_rewritten_history_is_checked_in_full(wareh
         [("T3", "C2", dt.date(2024, 1, 10), dt.datetime(2024, 1, 10, 9), 5.0, 0.0, None)],
         columns=[*_transactions().columns],
     )
-    bulk_insert(warehouse, schema.claim_transactions, late)
+    insert_rows(warehouse, schema.claim_transactions, late)
     url = warehouse.url.render_as_string(hide_password=False)
     report = quality.run_quality_gate(url, V2, "as_recorded", None, SETTINGS, tmp_path / "again")
     failed = {c.key: c for c in report.failures}
