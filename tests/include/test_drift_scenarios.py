@@ -16,7 +16,8 @@ import datetime as dt
 
 import pytest
 
-from include.reserving import dates, drift, ingest, synth
+from devtools import synth
+from include.reserving import dates, drift, ingest
 from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow  # 26 month-end ingests of a 45,000-claim book: about three minutes

@@ -335,10 +335,12 @@ SYNTH_DEFECTS = {
 
 
 def _synth_gate(engine, tmp_path, defects):
-    from include.reserving import ingest, synth
+    from devtools import synth
+    from devtools.book import load_book
+    from include.reserving import ingest
 
     spec = synth.BookSpec(claims=400, start="2020-01", end="2021-12", seed=11, defects=defects)
-    synth.load_book(engine, synth.generate_book(spec), reset=True)
+    load_book(engine, synth.generate_book(spec), reset=True)
     ingest.ingest(engine, LATE_V, "as_recorded")
     url = engine.url.render_as_string(hide_password=False)
     return quality.run_quality_gate(url, LATE_V, "as_recorded", None, Settings(), tmp_path / "synth")
@@ -346,7 +348,7 @@ def _synth_gate(engine, tmp_path, defects):
 
 def test_generator_defect_catalogue(warehouse, tmp_path):
     """A clean synthetic book passes; with every defect knob set, each check fails with exactly the injected rows."""
-    from include.reserving import synth
+    from devtools import synth
 
     clean = _synth_gate(warehouse, tmp_path, synth.Defects())
     assert clean.success, clean.summary()

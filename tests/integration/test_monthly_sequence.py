@@ -12,6 +12,7 @@ import datetime as dt
 
 import pytest
 
+from devtools.synth import BookSpec, CovariateDrift, write_book
 from include.reserving import registry, schema
 from include.reserving.dates import month_end
 from include.reserving.pipeline import (
@@ -26,7 +27,6 @@ from include.reserving.pipeline import (
     stage_train,
 )
 from include.reserving.publish import versions
-from include.reserving.synth import BookSpec, CovariateDrift, write_book
 from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from devtools.synth import write_book
 from include.reserving import schema
 from include.reserving.publish import current_reserves, versions
-from include.reserving.synth import write_book
 from include.reserving.warehouse.core import make_engine
 from tests.integration.airflow_services import (
     DAG_ID,
