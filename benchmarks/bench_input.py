@@ -3,7 +3,7 @@
 ``python benchmarks/bench_input.py --claims 1000000 [--repeat 1] [--scan-repeat 3] [--no-write]``
 
 A fresh PostgreSQL database is created for the run (and dropped after it) and a synthetic book is written into it
-(``python -m include.reserving.synth --claims N --seed 7 --quiet``, then ANALYZE). Measured in the same run:
+(``python -m devtools.synth --claims N --seed 7 --quiet``, then ANALYZE). Measured in the same run:
 
 (a) the plain aggregate scan: one GROUP BY of the transactions as at V (joined to their claims for the origin) to
     triangle cells (segment, accident quarter, development quarter), the floor any ingest has to pay;
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         with tqdm(total=steps, desc="bench_input", unit="step") as bar:
             bar.set_postfix_str(f"synth {args.claims:,} claims")
             synth_args = ["--claims", str(args.claims), "--seed", str(args.seed), "--db", url, "--quiet"]
-            subprocess.run([sys.executable, "-m", "include.reserving.synth", *synth_args], cwd=ROOT, check=True)
+            subprocess.run([sys.executable, "-m", "devtools.synth", *synth_args], cwd=ROOT, check=True)
             engine = create_engine(url, isolation_level="AUTOCOMMIT")
             with engine.connect() as conn:
                 conn.execute(text("ANALYZE"))

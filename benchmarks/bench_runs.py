@@ -41,7 +41,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from include.reserving.synth import BookSpec  # noqa: E402
+from devtools.synth import BookSpec  # noqa: E402
 from tests.integration.airflow_services import (  # noqa: E402
     DAG_ID,
     Actuary,

@@ -2,7 +2,7 @@
 
 ``python benchmarks/bench_synth.py --claims 1000000 [--repeat 3] [--targets postgres sqlite] [--no-write]``
 
-Each run is a child process (``python -m include.reserving.synth ... --quiet``) on a fresh target: a PostgreSQL
+Each run is a child process (``python -m devtools.synth ... --quiet``) on a fresh target: a PostgreSQL
 database created for the run and dropped after it, or a SQLite file in a temporary folder. Wall time is measured
 around the child; peak memory is the child's maximum resident set size (``os.wait4``), so the PostgreSQL server's
 own memory is not included. Medians over ``--repeat`` runs are reported and written to the section
@@ -33,7 +33,7 @@ DEFAULT_PG_ADMIN = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2:
 def _run_child(args: list[str]) -> tuple[float, float, str]:
     """Run the generator CLI in a child process: (wall seconds, peak RSS in MB, its summary line)."""
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "include.reserving.synth", *args], cwd=ROOT, stdout=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-m", "devtools.synth", *args], cwd=ROOT, stdout=subprocess.PIPE)
     out = child.stdout.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         f"| {t} | {args.claims:,} | {n:,} | {s:.1f} | {m:.0f} | {runs} | {'yes' if s < 120 and m < 2048 else 'no'} |"
         for t, s, m, n, runs in rows
     )
-    body = f"""Generate and bulk-load a synthetic book (``include/reserving/synth.py``, seed {args.seed}, accident
+    body = f"""Generate and bulk-load a synthetic book (``devtools/synth.py``, seed {args.seed}, accident
 months 2015-01..2024-12) into a fresh PostgreSQL database and into a fresh SQLite file: wall time of the whole CLI run
 (generation, load, index build) and the peak resident memory of that process; medians of {args.repeat} run(s).
 

@@ -90,7 +90,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "include.reserving.synth",
+            "devtools.synth",
             "--claims",
             str(CLAIMS),
             "--start",
@@ -103,6 +103,7 @@ def main() -> None:
             url,
             "--reset",
         ],
+        cwd=PROJECT,  # devtools is not installed: importable from the project root
         check=True,
     )
 

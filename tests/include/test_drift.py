@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from include.reserving import dates, drift, schema
-from include.reserving.db import bulk_insert
 from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse.core import insert_rows
 
 # --- PSI and KS ----------------------------------------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ def _load_book(engine):
         *_snapshot_rows(V, "restated", [dt.date(2024, 1, 5)] * 5, [200] * 5, ["X"] * 5, "RS"),
         *_snapshot_rows(dt.date(2023, 12, 31), "as_recorded", [dt.date(2023, 12, 5)] * 5, [200] * 5, ["X"] * 5, "P"),
     ]
-    bulk_insert(engine, schema.snapshot_claims, pd.DataFrame(rows))
+    insert_rows(engine, schema.snapshot_claims, pd.DataFrame(rows))
     return ref_ages, cur_ages, ref_types, cur_types
 
 

@@ -16,7 +16,8 @@ import datetime as dt
 
 import pytest
 
-from include.reserving import dates, drift, ingest, synth
+from devtools import synth
+from include.reserving import dates, drift, ingest
 from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse.core import make_engine
 

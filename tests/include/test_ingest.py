@@ -11,9 +11,9 @@ from sqlalchemy import func, select
 from include.reserving import schema
 from include.reserving.cells import latest_diagonal
 from include.reserving.dates import parse_valuation_date
-from include.reserving.db import bulk_insert
 from include.reserving.ingest import ingest
 from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.core import insert_rows
 
 D = dt.date
 T = dt.datetime
@@ -57,11 +57,13 @@ CLAIM_COLS = [
 
 @pytest.fixture
 def book(warehouse):
-    bulk_insert(warehouse, schema.claims, CLAIMS, CLAIM_COLS)
-    bulk_insert(warehouse, schema.claim_transactions, TXNS, TXN_COLS)
+    insert_rows(warehouse, schema.claims, pd.DataFrame(CLAIMS, columns=CLAIM_COLS))
+    insert_rows(warehouse, schema.claim_transactions, pd.DataFrame(TXNS, columns=TXN_COLS))
     exposure = [("Motor", D(2023, m, 1), 1000.0, 10.0) for m in range(1, 10)]
-    bulk_insert(
-        warehouse, schema.earned_exposure, exposure, ["line_of_business", "month", "earned_premium", "exposure_units"]
+    insert_rows(
+        warehouse,
+        schema.earned_exposure,
+        pd.DataFrame(exposure, columns=["line_of_business", "month", "earned_premium", "exposure_units"]),
     )
     return warehouse
 
@@ -140,20 +142,23 @@ def test_later_data_never_changes_a_past_valuation(book):
     first = ingest(book, "2023-07-31")
     before = load_cells(book, "2023-07-31")
     # later: new claims, new transactions, a back-dated transaction recorded after V
-    bulk_insert(
+    insert_rows(
         book,
         schema.claims,
-        [("M3", "P4", "Motor", "PropertyDamage", D(2023, 7, 1), D(2023, 8, 3), 22, "North")],
-        CLAIM_COLS,
+        pd.DataFrame(
+            [("M3", "P4", "Motor", "PropertyDamage", D(2023, 7, 1), D(2023, 8, 3), 22, "North")], columns=CLAIM_COLS
+        ),
     )
-    bulk_insert(
+    insert_rows(
         book,
         schema.claim_transactions,
-        [
-            ("t8", "M1", D(2023, 6, 30), T(2023, 9, 5), 999.0, 0.0, None),
-            ("t9", "M3", D(2023, 8, 10), T(2023, 8, 10), 70.0, 30.0, "open"),
-        ],
-        TXN_COLS,
+        pd.DataFrame(
+            [
+                ("t8", "M1", D(2023, 6, 30), T(2023, 9, 5), 999.0, 0.0, None),
+                ("t9", "M3", D(2023, 8, 10), T(2023, 8, 10), 70.0, 30.0, "open"),
+            ],
+            columns=TXN_COLS,
+        ),
     )
     again = ingest(book, "2023-07-31")
     pd.testing.assert_frame_equal(before, load_cells(book, "2023-07-31"))
@@ -164,8 +169,10 @@ def test_rerun_is_idempotent_and_a_killed_swap_leaves_the_previous_state(book):
     ingest(book, "2023-07-31")
     clean = load_cells(book, "2023-07-31")
     # a correction recorded before V arrives; the retried ingest is killed between staging and swap
-    bulk_insert(
-        book, schema.claim_transactions, [("t10", "L1", D(2023, 7, 1), T(2023, 7, 1), 40.0, -40.0, None)], TXN_COLS
+    insert_rows(
+        book,
+        schema.claim_transactions,
+        pd.DataFrame([("t10", "L1", D(2023, 7, 1), T(2023, 7, 1), 40.0, -40.0, None)], columns=TXN_COLS),
     )
 
     def killed():

@@ -7,8 +7,7 @@ from sqlalchemy import select, text
 
 from include.reserving import quality, schema
 from include.reserving.config import Settings
-from include.reserving.db import bulk_insert
-from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.core import insert_rows, make_engine
 
 V = dt.date(2024, 1, 31)
 SETTINGS = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, volume_tolerance=0.5)
@@ -76,7 +75,7 @@ def _load(engine, claims=None, transactions=None, snapshot=None):
         (schema.snapshot_claims, snapshot),
     ):
         if len(frame):
-            bulk_insert(engine, table, frame)
+            insert_rows(engine, table, frame)
 
 
 def _gate(engine, tmp_path, basis="as_recorded", previous_row_count=None, settings=SETTINGS):
@@ -336,10 +335,12 @@ SYNTH_DEFECTS = {
 
 
 def _synth_gate(engine, tmp_path, defects):
-    from include.reserving import ingest, synth
+    from devtools import synth
+    from devtools.book import load_book
+    from include.reserving import ingest
 
     spec = synth.BookSpec(claims=400, start="2020-01", end="2021-12", seed=11, defects=defects)
-    synth.load_book(engine, synth.generate_book(spec), reset=True)
+    load_book(engine, synth.generate_book(spec), reset=True)
     ingest.ingest(engine, LATE_V, "as_recorded")
     url = engine.url.render_as_string(hide_password=False)
     return quality.run_quality_gate(url, LATE_V, "as_recorded", None, Settings(), tmp_path / "synth")
@@ -347,7 +348,7 @@ def _synth_gate(engine, tmp_path, defects):
 
 def test_generator_defect_catalogue(warehouse, tmp_path):
     """A clean synthetic book passes; with every defect knob set, each check fails with exactly the injected rows."""
-    from include.reserving import synth
+    from devtools import synth
 
     clean = _synth_gate(warehouse, tmp_path, synth.Defects())
     assert clean.success, clean.summary()
@@ -397,8 +398,8 @@ def _next_month(engine, tmp_path, new_rows, settings=SETTINGS):
     assert first.success, first.summary()
     quality.store_quality_results(engine, first)
     cols = ["transaction_id", "claim_id", "transaction_date", "recorded_at", "paid_amount", "case_reserve_change"]
-    bulk_insert(engine, schema.claim_transactions, pd.DataFrame(new_rows, columns=[*cols, "status"]))
-    bulk_insert(engine, schema.snapshot_claims, _snapshot(_claims(), V2))
+    insert_rows(engine, schema.claim_transactions, pd.DataFrame(new_rows, columns=[*cols, "status"]))
+    insert_rows(engine, schema.snapshot_claims, _snapshot(_claims(), V2))
     url = engine.url.render_as_string(hide_password=False)
     report = quality.run_quality_gate(url, V2, "as_recorded", None, settings, tmp_path / "v2")
     return report, {c.key: c for c in report.checks if c.key in UNIQUE_KEYS}
@@ -436,7 +437,7 @@ def test_a_clean_new_month_passes_and_rewritten_history_is_checked_in_full(wareh
         [("T3", "C2", dt.date(2024, 1, 10), dt.datetime(2024, 1, 10, 9), 5.0, 0.0, None)],
         columns=[*_transactions().columns],
     )
-    bulk_insert(warehouse, schema.claim_transactions, late)
+    insert_rows(warehouse, schema.claim_transactions, late)
     url = warehouse.url.render_as_string(hide_password=False)
     report = quality.run_quality_gate(url, V2, "as_recorded", None, SETTINGS, tmp_path / "again")
     failed = {c.key: c for c in report.failures}

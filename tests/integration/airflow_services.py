@@ -425,8 +425,8 @@ class Warehouse:
         """Empty warehouse with every table, ``book`` (a synth.BookSpec) loaded, no artifacts."""
         import shutil
 
+        from devtools.synth import write_book
         from include.reserving import schema
-        from include.reserving.synth import write_book
 
         engine = self.engine()
         with engine.begin() as conn:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from devtools.synth import BookSpec, write_book
 from include.reserving import schema
-from include.reserving.synth import BookSpec, write_book
 from include.reserving.warehouse.core import make_engine
 
 SMALL_BOOK = BookSpec(claims=3000, start="2020-01", end="2023-12", seed=11)

@@ -107,7 +107,7 @@ def test_first_month_trains_asks_for_approval_and_publishes(
 def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_receiver, monkeypatch, slack):
     """Injected defects: the gate fails (no retry), nothing downstream runs or publishes, one Slack message; a
     Slack outage changes nothing but the message."""
-    from include.reserving.synth import BookSpec, Defects, write_book
+    from devtools.synth import BookSpec, Defects, write_book
 
     url = f"sqlite:///{tmp_path / 'bad.db'}"
     schema.create_all(make_engine(url))

@@ -12,10 +12,10 @@ import datetime as dt
 
 import pytest
 
+from devtools.synth import BookSpec, CovariateDrift, write_book
 from include.reserving import schema
 from include.reserving.dates import month_end
 from include.reserving.stages import RunFacts, governance, input, reserving, training
-from include.reserving.synth import BookSpec, CovariateDrift, write_book
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import versions

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from devtools.synth import write_book
 from include.reserving import schema
-from include.reserving.synth import write_book
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import current_reserves, versions
 from tests.integration.airflow_services import (

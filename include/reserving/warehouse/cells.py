@@ -10,7 +10,6 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select
 from sqlalchemy.engine import Connection, Engine
@@ -18,9 +17,15 @@ from sqlalchemy.engine import Connection, Engine
 from include.reserving import schema
 from include.reserving.cells import CELL_COLUMNS
 from include.reserving.dates import end_of_day, month_index, parse_valuation_date
-from include.reserving.db import bulk_insert
 from include.reserving.domain import INITIAL_INCURRED_DAYS, Basis
-from include.reserving.warehouse.core import clear_staged, key_clause, read_frame, replace_rows, swap_staged
+from include.reserving.warehouse.core import (
+    clear_staged,
+    insert_rows,
+    key_clause,
+    read_frame,
+    replace_rows,
+    swap_staged,
+)
 
 if TYPE_CHECKING:
     from include.reserving.drift import Window
@@ -179,7 +184,7 @@ def clear_staged_cells(engine: Engine, key: Mapping[str, Any]) -> None:
 
 def stage_cells(engine: Engine, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
     """Load the cells of ``key`` into the staging table under ``load_id`` (its own transaction)."""
-    bulk_insert(engine, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key).replace({np.nan: None}))
+    insert_rows(engine, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
 
 
 def swap_cells(conn: Connection, key: Mapping[str, Any], load_id: str) -> None:

@@ -3,7 +3,8 @@
 - :func:`read_frame`: run a statement, get a data frame (columns named even when no row comes back);
 - :func:`replace_rows`: delete the rows of a key and insert their replacement in one transaction, so a re-run or a
   retried task leaves exactly the rows of one clean run (idempotency);
-- :func:`swap_staged`: the same from rows staged under a load id (large partitions: stage, then swap).
+- :func:`swap_staged`: the same from rows staged under a load id (large partitions: stage, then swap);
+- :func:`insert_rows`: append rows, a data frame's included (how rows are staged).
 
 Given an ``Engine`` they open their own connection or transaction; given a ``Connection`` they run inside the
 caller's transaction, so several writes commit together.
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, create_engine, delete, event, insert, select
+from sqlalchemy import Date, and_, create_engine, delete, event, insert, select
 from sqlalchemy.engine import Connection, Engine, make_url
 
 if TYPE_CHECKING:
@@ -90,6 +91,38 @@ def replace_rows(
     with _connection(bind, write=True) as conn:
         conn.execute(delete(table).where(key_clause(table, key)))
         if rows:
+            conn.execute(insert(table), rows)
+    return len(rows)
+
+
+def _python_values(series: pd.Series, sql_type: Any) -> list[Any]:
+    """A frame column as plain Python values: None for NaN/NaT/NA, dates or datetimes per the column's type."""
+    import numpy as np
+
+    if series.dtype.kind == "M":  # numpy's tolist gives date (day unit) or datetime (microseconds), None for NaT
+        return series.to_numpy().astype("datetime64[D]" if isinstance(sql_type, Date) else "datetime64[us]").tolist()
+    values = series.to_numpy(dtype=object)
+    return [
+        None if missing else value.item() if isinstance(value, np.generic) else value
+        for value, missing in zip(values, series.isna().to_numpy(), strict=True)
+    ]
+
+
+def insert_rows(bind: Engine | Connection, table: Table, rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+    """Append ``rows`` to ``table`` with one executemany in a transaction; returns the row count.
+
+    ``rows`` are mappings of column name to value, or a data frame whose columns name the target columns. Meant for
+    the pipeline's own loads (thousands of rows); the synthetic book's millions load through ``devtools.bulk``.
+    """
+    import pandas as pd
+
+    if isinstance(rows, pd.DataFrame):
+        columns = {name: _python_values(rows[name], table.c[name].type) for name in rows.columns}
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    else:
+        rows = list(rows)
+    if rows:
+        with _connection(bind, write=True) as conn:
             conn.execute(insert(table), rows)
     return len(rows)
 

@@ -18,10 +18,9 @@ from sqlalchemy import delete, func, insert, literal, select, text, update
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
-from include.reserving.db import bulk_insert
 from include.reserving.domain import Basis, PublicationStatus
 from include.reserving.publish import PublishResult
-from include.reserving.warehouse.core import clear_staged, read_frame
+from include.reserving.warehouse.core import clear_staged, insert_rows, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +51,9 @@ def publish_reserves(
     staged["model_version"] = model_version
     staged["approval_ref"] = approval_ref
     staged["load_id"] = load_id
-    staged = staged.astype(object).where(staged.notna(), None)
     rs, stg, rv = schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions
     clear_staged(engine, stg, {"valuation_date": valuation_date})  # leftovers of a publish killed before its swap
-    bulk_insert(engine, stg, staged)
+    insert_rows(engine, stg, staged)
     if before_swap is not None:
         before_swap()
 

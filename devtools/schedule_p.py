@@ -1,6 +1,6 @@
 """Public accuracy benchmarks of the reserving models.
 
-``python -m include.reserving.benchmark schedule-p`` runs the Schedule P benchmark on chainladder's ``clrd2025``
+``python -m devtools.schedule_p schedule-p`` runs the Schedule P benchmark on chainladder's ``clrd2025``
 sample (CAS Schedule P, accident years 1998-2007 developed through 2016): for every company and line with a complete
 10x10 paid square and positive premium and paid, each spec is fitted on the upper triangle (calendar years up to
 2007), predicts cumulative paid at age 120 months for every accident year, and the sum over accident years is
@@ -163,7 +163,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.schedule_p", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     schedule = commands.add_parser("schedule-p", help="CAS Schedule P (clrd2025) accuracy at age 120 months")
     schedule.add_argument(

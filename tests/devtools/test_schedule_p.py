@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from include.reserving import benchmark
+from devtools import schedule_p
 
 
 def test_score_line_by_hand():
     actual = pd.Series({"a": 100.0, "b": 200.0})
     predicted = pd.Series({"b": 150.0, "a": 110.0})
-    scores = benchmark.score_line(actual, predicted)
+    scores = schedule_p.score_line(actual, predicted)
     assert scores["mape"] == pytest.approx((0.1 + 0.25) / 2)
     assert scores["rmspe"] == pytest.approx(np.sqrt((0.01 + 0.0625) / 2))
 
@@ -28,4 +28,4 @@ def test_upper_triangle_keeps_cells_evaluated_by_2007():
             "paid": [1.0, 2.0, 3.0],
         }
     )
-    assert benchmark.upper_triangle(cells)["development"].tolist() == [24, 12]
+    assert schedule_p.upper_triangle(cells)["development"].tolist() == [24, 12]

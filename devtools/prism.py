@@ -1,6 +1,6 @@
 """Load chainladder's claim-level sample ``prism`` into the source tables, so the pipeline runs on real-world data.
 
-``python -m include.reserving.prism [--db URL] [--reset]``
+``python -m devtools.prism [--db URL] [--reset]``
 
 The CSV ships in the chainladder package (``chainladder/utils/data/prism.csv``): 34,244 claims of two lines, Auto
 and Home, every one closed, one row per claim with accident, report, payment and close dates and the total paid.
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from include.reserving.synth import TARGET_LOSS_RATIO, Book, load_book
+from devtools.book import TARGET_LOSS_RATIO, Book, load_book
 from include.reserving.warehouse.core import make_engine, redact
 
 CLAIM_TYPE_MAP = {"PD": "PropertyDamage", "Dwelling": "PropertyDamage"}
@@ -152,7 +152,7 @@ def load_prism(engine: Engine, reset: bool = False, path: str | Path | None = No
 def main(argv: list[str] | None = None) -> None:
     from include.reserving.config import warehouse_url
 
-    parser = argparse.ArgumentParser(prog="python -m include.reserving.prism", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.prism", description=__doc__.splitlines()[0])
     parser.add_argument("--db", help="SQLAlchemy URL (default: the reserving_db connection or the SQLite file)")
     parser.add_argument("--reset", action="store_true", help="delete the source tables' rows first")
     parser.add_argument("--csv", help="prism CSV (default: the copy inside the chainladder package)")

@@ -1,14 +1,15 @@
-"""Bulk loading into the warehouse (SQLite or PostgreSQL)."""
+"""Fast bulk loading of large data frames (millions of rows) into the warehouse: COPY on PostgreSQL, one
+executemany on SQLite, the frame encoded column by column with numpy. The pipeline's own loads use the simple
+``include.reserving.warehouse.core.insert_rows``.
+"""
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import itertools
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -198,40 +199,20 @@ def _frame_parts(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield frame.iloc[start : start + _ROWS_PER_BATCH]
 
 
-def _tuple_csv(records: Iterable[Sequence[Any]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    writer = csv.writer(buf)
-    for rec in records:
-        writer.writerow([_NULL if v is None else v for v in rec])
-    yield buf.getvalue().encode()
+def bulk_insert(engine: Engine, table: Table, frame: pd.DataFrame) -> int:
+    """Append the rows of ``frame`` (its columns name the target columns) to ``table``; returns the row count.
 
-
-def bulk_insert(
-    engine: Engine, table: Table, rows: pd.DataFrame | Iterable[Sequence[Any]], columns: Sequence[str] | None = None
-) -> int:
-    """Append rows to ``table`` in bulk: COPY on PostgreSQL, one executemany on SQLite. Returns the row count.
-
-    ``rows`` is a data frame (its columns name the target columns) or an iterable of tuples in ``columns`` order.
-    A data frame is converted column by column (vectorised) and streamed in batches, so millions of rows load
-    without per-row Python formatting; its datetime64 columns load as dates or timestamps per the target column.
-    Runs in its own transaction; callers that need atomicity with other statements load into a staging table.
+    The frame is converted column by column (vectorised) and streamed in batches, so millions of rows load without
+    per-row Python formatting; its datetime64 columns load as dates or timestamps per the target column. Runs in its
+    own transaction.
     """
-    if isinstance(rows, pd.DataFrame):
-        columns = list(rows.columns)
-        count = len(rows)
-        types = [table.c[name].type for name in columns]
-        # lazy generators: only the one for this engine's dialect runs
-        text = (_csv_bytes(p[columns], types) for p in _frame_parts(rows))
-        records = itertools.chain.from_iterable(
-            zip(*map(_driver_values, (p[c] for c in columns), types), strict=True) for p in _frame_parts(rows)
-        )
-    else:
-        if columns is None:
-            raise ValueError("columns are required when rows are not a data frame")
-        columns = list(columns)
-        records = list(rows)
-        count = len(records)
-        text = _tuple_csv(records)
+    columns = list(frame.columns)
+    types = [table.c[name].type for name in columns]
+    # lazy generators: only the one for this engine's dialect runs
+    text = (_csv_bytes(p, types) for p in _frame_parts(frame))
+    records = itertools.chain.from_iterable(
+        zip(*map(_driver_values, (p[c] for c in columns), types), strict=True) for p in _frame_parts(frame)
+    )
     cols = ", ".join(f'"{c}"' for c in columns)
     raw = engine.raw_connection()
     try:
@@ -243,7 +224,7 @@ def bulk_insert(
             placeholders = ", ".join("?" for _ in columns)
             cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({placeholders})', records)
         raw.commit()
-        return count
+        return len(frame)
     except Exception:
         raw.rollback()
         raise

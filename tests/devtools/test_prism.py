@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import text
 
-from include.reserving.prism import cents_by_largest_remainder, load_prism, main, prism_book, read_prism
+from devtools.prism import cents_by_largest_remainder, load_prism, main, prism_book, read_prism
 
 
 @pytest.fixture(scope="module")

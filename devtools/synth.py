@@ -1,6 +1,6 @@
 """Synthetic claims book: a realistic claims-system extract for the source tables, deterministic under a seed.
 
-``python -m include.reserving.synth --claims 100000 --start 2015-01 --end 2024-12 --seed 7 [--db URL] [--reset]``
+``python -m devtools.synth --claims 100000 --start 2015-01 --end 2024-12 --seed 7 [--db URL] [--reset]``
 
 The book has three lines of business with their own reporting delays, settlement times, payment counts and
 severities, so paid age-to-age factors look short-tail (Motor), short/medium-tail (Property) and long-tail
@@ -37,7 +37,7 @@ the book without it except where the knob applies:
 
 Generation is vectorised numpy in chunks of ``chunk_claims`` (50,000) claims, each with its own seed stream, so
 memory stays bounded and the rows do not depend on how a caller consumes the chunks. Defect counts are spread over
-the chunks. Python API: ``generate_book(BookSpec(...)) -> Book`` (data frames), ``load_book(engine, book)``,
+the chunks. Python API: ``generate_book(BookSpec(...)) -> Book`` (data frames, loaded by ``devtools.book.load_book``),
 ``write_book(url, spec)`` (streams chunk by chunk; what the CLI runs), ``iter_book(spec)``, ``exposure_frame(spec)``.
 """
 
@@ -56,11 +56,10 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import delete
-from sqlalchemy.engine import Engine
 
+from devtools.book import CLAIM_COLUMNS, TARGET_LOSS_RATIO, TRANSACTION_COLUMNS, Book, reset_source_tables
+from devtools.bulk import bulk_insert
 from include.reserving import schema
-from include.reserving.db import bulk_insert
 from include.reserving.warehouse.core import make_engine, redact
 
 LARGE_BOOK_CLAIMS = 100_000  # from this size write_book drops the transaction indexes during the load
@@ -70,9 +69,6 @@ CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")
 UNKNOWN_CLAIM_TYPE = "Unknown"
 REGIONS = ("North", "South", "East", "West", "Central")
 REGION_SHARES = (0.22, 0.24, 0.18, 0.21, 0.15)
-TARGET_LOSS_RATIO = 0.65
-CLAIM_COLUMNS = [c.name for c in schema.claims.columns]
-TRANSACTION_COLUMNS = [c.name for c in schema.claim_transactions.columns]
 
 T = TypeVar("T")
 
@@ -186,15 +182,6 @@ class BookSpec:
             raise ValueError("claims and chunk_claims must be at least 1")
         if _month(self.end) < _month(self.start):
             raise ValueError(f"end {self.end} is before start {self.start}")
-
-
-@dataclass
-class Book:
-    """A generated book: frames shaped like the source tables claims, claim_transactions and earned_exposure."""
-
-    claims: pd.DataFrame
-    transactions: pd.DataFrame
-    exposure: pd.DataFrame
 
 
 def _month(text: str | dt.date) -> np.datetime64:
@@ -563,27 +550,6 @@ def generate_book(spec: BookSpec) -> Book:
     )
 
 
-def reset_source_tables(engine: Engine) -> None:
-    """Delete every row of the source tables (claims, claim_transactions, earned_exposure)."""
-    tables = (schema.claim_transactions, schema.claims, schema.earned_exposure)
-    with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":  # TRUNCATE: instant on millions of rows
-            conn.exec_driver_sql("TRUNCATE " + ", ".join(f'"{t.name}"' for t in tables))
-        else:
-            for table in tables:
-                conn.execute(delete(table))
-
-
-def load_book(engine: Engine, book: Book, reset: bool = False) -> None:
-    """Bulk-load a generated book into the source tables (created if missing); ``reset`` empties them first."""
-    schema.create_all(engine)
-    if reset:
-        reset_source_tables(engine)
-    bulk_insert(engine, schema.claims, book.claims[CLAIM_COLUMNS])
-    bulk_insert(engine, schema.claim_transactions, book.transactions[TRANSACTION_COLUMNS])
-    bulk_insert(engine, schema.earned_exposure, book.exposure)
-
-
 @dataclass(frozen=True)
 class WriteSummary:
     claims: int
@@ -655,7 +621,7 @@ def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = T
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m include.reserving.synth",
+        prog="python -m devtools.synth",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

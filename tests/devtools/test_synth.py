@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 from sqlalchemy import select, text
 
-from include.reserving import schema
-from include.reserving.synth import (
+from devtools.book import load_book
+from devtools.synth import (
     CLAIM_TYPES,
     BookSpec,
     CovariateDrift,
     Defects,
     DevelopmentDrift,
     generate_book,
-    load_book,
     main,
     write_book,
 )
+from include.reserving import schema
 
 DRIFT_MONTH = "2020-01"
 
