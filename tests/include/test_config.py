@@ -175,6 +175,18 @@ def test_in_a_task_the_variable_applies(probe, monkeypatch):
     assert seen == {"in_task": True, "settings": expected}
 
 
+def test_in_a_task_the_variable_is_read_from_the_metadata_database(probe):
+    from airflow.models.variable import Variable
+
+    Variable.set(config.SETTINGS_VARIABLE, json.dumps({"report_recipients": "ada@example.com, bob@example.com"}))
+    try:
+        state, seen, _ = probe()
+    finally:
+        Variable.delete(config.SETTINGS_VARIABLE)
+    assert state == "success"
+    assert seen["settings"]["report_recipients"] == ["ada@example.com", "bob@example.com"]
+
+
 def test_in_a_task_a_missing_variable_means_defaults(probe):
     state, seen, _ = probe()
     assert state == "success"
