@@ -104,8 +104,8 @@ class SettingsVariableError(ValueError):
 
 
 def in_task() -> bool:
-    """True inside a running Airflow task: the Task SDK's task runner has its channel to the supervisor set."""
-    # only a task process imports the runner; importing it here would cost time and prove nothing
+    """True inside a running Airflow task (or callback): the Task SDK's runner has its supervisor channel set."""
+    # where the channel is set the runner module is imported already; importing it here would only cost time
     runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
     return getattr(runner, "SUPERVISOR_COMMS", None) is not None
 
@@ -124,6 +124,16 @@ def _read_variable() -> str | None:
         return None
 
 
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
 def _variable_overrides() -> dict[str, Any]:
     """The settings named in the Variable; a missing or empty Variable names none."""
     raw = _read_variable()
@@ -134,7 +144,7 @@ def _variable_overrides() -> dict[str, Any]:
     except ValueError as exc:
         raise SettingsVariableError(f"it is not JSON ({exc})") from exc
     if not isinstance(overrides, dict):
-        raise SettingsVariableError(f"it must be a JSON object, not a JSON {type(overrides).__name__}")
+        raise SettingsVariableError(f"it must be a JSON object, not {_JSON_KINDS[type(overrides)]}")
     unknown = sorted(set(overrides) - set(Settings.model_fields))
     if unknown:
         raise SettingsVariableError(f"unknown settings {unknown}")

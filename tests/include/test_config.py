@@ -113,7 +113,7 @@ def test_unknown_settings_in_the_variable_are_named(monkeypatch):
 
 @pytest.mark.parametrize(
     ("value", "why"),
-    [("{psi_threshold: 0.3}", "it is not JSON"), ("[0.3]", "it must be a JSON object, not a JSON list")],
+    [("{psi_threshold: 0.3}", "it is not JSON"), ("[0.3]", "it must be a JSON object, not an array")],
 )
 def test_a_variable_that_does_not_parse_is_an_error(monkeypatch, value, why):
     _variable(monkeypatch, value)
@@ -197,7 +197,8 @@ def test_in_a_task_a_missing_variable_means_defaults(probe):
     ("value", "why"),
     [
         ("not json", "it is not JSON (Expecting value"),
-        ('"0.3"', "it must be a JSON object, not a JSON str"),
+        ('"0.3"', "it must be a JSON object, not a string"),
+        ("null", "it must be a JSON object, not null"),
         ('{"colour": "red"}', "unknown settings ['colour']"),
     ],
 )
