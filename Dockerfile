@@ -1,17 +1,18 @@
-# The pipeline image: the official Airflow image plus our pinned requirements and the include/ package.
+# The pipeline image: the official Airflow image, our pinned requirements, the include package installed as a regular
+# (non-editable) package, and the DAG and plugin folders. Tests, benchmarks, scripts and dev tooling stay out.
 FROM apache/airflow:3.3.2-python3.11
 
-COPY --chown=airflow:root requirements.txt /opt/airflow/project/requirements.txt
+COPY --chown=airflow:root requirements.txt /tmp/reserving/requirements.txt
 # Installing apache-airflow at the image's own version keeps pip from moving Airflow itself.
-RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/airflow/project/requirements.txt
+RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /tmp/reserving/requirements.txt
 
-COPY --chown=airflow:root pyproject.toml /opt/airflow/project/pyproject.toml
-COPY --chown=airflow:root include /opt/airflow/project/include
+# include/ lands in site-packages: every Airflow component imports include.reserving the same way.
+COPY --chown=airflow:root pyproject.toml /tmp/reserving/pyproject.toml
+COPY --chown=airflow:root include /tmp/reserving/include
+RUN pip install --no-cache-dir --no-deps /tmp/reserving && rm -rf /tmp/reserving
+
 COPY --chown=airflow:root dags /opt/airflow/project/dags
 COPY --chown=airflow:root plugins /opt/airflow/project/plugins
-COPY --chown=airflow:root scripts /opt/airflow/project/scripts
-# include/ becomes importable the same way for every Airflow component (as in the venv of `make`).
-RUN pip install --no-cache-dir --no-deps -e /opt/airflow/project
 
 ENV AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/project/dags \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/project/plugins \

@@ -1,6 +1,6 @@
 """The one place for configuration.
 
-Precedence for every setting: the Airflow Variable ``reserving_settings`` (a JSON object, read inside tasks),
+Precedence for every setting: keyword arguments, then the Airflow Variable ``reserving_settings`` (a JSON object),
 then the environment variable ``RESERVING_<NAME>`` (upper case), then the default below. Connections come from
 Airflow connections (``AIRFLOW_CONN_<ID>`` environment variables work outside tasks too); the warehouse falls back
 to the embedded SQLite file. Nothing here reads the wall clock.
@@ -8,13 +8,16 @@ to the embedded SQLite file. Nothing here reads the wall clock.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-from dataclasses import dataclass, fields
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
@@ -22,25 +25,30 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = Path(os.environ.get("RESERVING_DATA_DIR", PROJECT_ROOT / "data"))
 DEFAULT_SQLITE_PATH = DATA_DIR / "warehouse.db"
 SETTINGS_VARIABLE = "reserving_settings"
+GRAIN_MONTHS = {"month": 1, "quarter": 3, "half": 6, "year": 12}
+
+# A list setting: comma-separated text in the environment (NoDecode: not JSON), a JSON list or text in the Variable.
+StrList = Annotated[tuple[str, ...], NoDecode]
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Typed pipeline settings; see the README's configuration table for each field's meaning."""
+
+    model_config = SettingsConfigDict(env_prefix="RESERVING_", frozen=True, extra="forbid")
 
     warehouse_conn_id: str = "reserving_db"
     claims_source_conn_id: str = "claims_source"
     artifact_root: str = str(DATA_DIR / "artifacts")
-    psi_threshold: float = 0.2
+    psi_threshold: float = Field(0.2, gt=0)
     promotion_delta: float = 0.01
     approval_timeout_seconds: int = 3 * 24 * 3600
     approval_poke_seconds: int = 300
-    report_recipients: tuple[str, ...] = ("chief.actuary@example.com",)
+    report_recipients: StrList = ("chief.actuary@example.com",)
     slack_conn_id: str = "reserving_slack"
     smtp_conn_id: str = "smtp_default"
     origin_grain: str = "quarter"
     development_grain: str = "quarter"
-    extra_claim_types: tuple[str, ...] = ()
+    extra_claim_types: StrList = ()
     amount_min: float = -10_000_000.0
     amount_max: float = 10_000_000.0
     volume_tolerance: float = 0.5
@@ -48,16 +56,36 @@ class Settings:
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
 
-    def __post_init__(self) -> None:
-        for grain_name in ("origin_grain", "development_grain"):
-            if getattr(self, grain_name) not in GRAIN_MONTHS:
-                raise ValueError(
-                    f"setting {grain_name}={getattr(self, grain_name)!r} is invalid: use one of {sorted(GRAIN_MONTHS)}"
-                )
-        if not 0 < self.psi_threshold:
-            raise ValueError(f"setting psi_threshold={self.psi_threshold!r} must be positive")
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _VariableSource(settings_cls), env_settings
+
+    @field_validator("report_recipients", "extra_claim_types", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("origin_grain", "development_grain")
+    @classmethod
+    def _known_grain(cls, value: str) -> str:
+        if value not in GRAIN_MONTHS:
+            raise ValueError(f"{value!r} is invalid: use one of {sorted(GRAIN_MONTHS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _amount_bounds(self) -> Settings:
         if self.amount_min >= self.amount_max:
-            raise ValueError("setting amount_min must be below amount_max")
+            raise ValueError(f"setting amount_min={self.amount_min} must be below amount_max={self.amount_max}")
+        return self
 
     @property
     def origin_months(self) -> int:
@@ -68,67 +96,78 @@ class Settings:
         return GRAIN_MONTHS[self.development_grain]
 
 
-GRAIN_MONTHS = {"month": 1, "quarter": 3, "half": 6, "year": 12}
+class SettingsVariableError(ValueError):
+    """The ``reserving_settings`` Variable exists but cannot be used."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"Variable {SETTINGS_VARIABLE} cannot be used: {why}; fix or delete it (Admin > Variables)")
 
 
-def _coerce(value: Any, annotation: str) -> Any:
-    """Convert a Variable/environment value to the field's declared type."""
-    if annotation.startswith("tuple"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        return tuple(value)
-    if annotation == "bool":
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError(f"{value!r} is not a boolean: use true or false")
-        return text in ("true", "1", "yes")
-    if annotation == "int":
-        return int(value)
-    if annotation == "float":
-        return float(value)
-    return str(value)
+def in_task() -> bool:
+    """True inside a running Airflow task (or callback): the Task SDK's runner has its supervisor channel set."""
+    # where the channel is set the runner module is imported already; importing it here would only cost time
+    runner = sys.modules.get("airflow.sdk.execution_time.task_runner")
+    return getattr(runner, "SUPERVISOR_COMMS", None) is not None
 
 
-def _variable_overrides() -> dict[str, Any]:
-    """Read the ``reserving_settings`` Variable where Airflow can answer; absent means no overrides."""
+def _read_variable() -> str | None:
+    """The Variable's raw text, None when it is missing (or, outside a task, when Airflow cannot answer here)."""
     try:
         from airflow.sdk import Variable
 
-        raw = Variable.get(SETTINGS_VARIABLE, default=None)
-    except Exception as exc:  # outside Airflow or no metadata access: the environment decides
+        return Variable.get(SETTINGS_VARIABLE, default=None)
+    except Exception as exc:
+        if in_task():
+            raise SettingsVariableError(f"it cannot be read ({type(exc).__name__}: {exc})") from exc
+        # outside a task Airflow sees only AIRFLOW_VAR_* and secrets backends, or nothing at all
         log.debug("settings Variable not readable here (%s); using environment and defaults", exc)
+        return None
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _variable_overrides() -> dict[str, Any]:
+    """The settings named in the Variable; a missing or empty Variable names none."""
+    raw = _read_variable()
+    if raw is None or not raw.strip():
         return {}
-    if raw in (None, ""):
-        return {}
-    overrides = json.loads(raw) if isinstance(raw, str) else raw
+    try:
+        overrides = json.loads(raw)
+    except ValueError as exc:
+        raise SettingsVariableError(f"it is not JSON ({exc})") from exc
     if not isinstance(overrides, dict):
-        raise ValueError(f"Variable {SETTINGS_VARIABLE} must be a JSON object, got {type(overrides).__name__}")
+        raise SettingsVariableError(f"it must be a JSON object, not {_JSON_KINDS[type(overrides)]}")
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsVariableError(f"unknown settings {unknown}")
     return overrides
+
+
+class _VariableSource(PydanticBaseSettingsSource):
+    """pydantic-settings source for the ``reserving_settings`` Variable."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        raise NotImplementedError("__call__ reads the whole Variable at once")
+
+    def __call__(self) -> dict[str, Any]:
+        return _variable_overrides()
 
 
 def load_settings(**explicit: Any) -> Settings:
     """Build the settings: explicit keyword arguments, then Variable, then environment, then defaults."""
-    overrides = _variable_overrides()
-    known = {f.name: f for f in fields(Settings)}
-    unknown = set(overrides) - set(known)
-    if unknown:
-        raise ValueError(f"Variable {SETTINGS_VARIABLE} has unknown settings: {sorted(unknown)}")
-    values: dict[str, Any] = {}
-    for name, f in known.items():
-        env = os.environ.get(f"RESERVING_{name.upper()}")
-        if name in explicit:
-            values[name] = explicit[name]
-        elif name in overrides:
-            values[name] = _coerce(overrides[name], str(f.type))
-        elif env is not None:
-            values[name] = _coerce(env, str(f.type))
-    return Settings(**values)
+    return Settings(**explicit)
 
 
 def as_dict(settings: Settings) -> dict[str, Any]:
-    return dataclasses.asdict(settings)
+    return settings.model_dump()
 
 
 def connection_url(conn_id: str, default: str | None = None) -> str:
