@@ -70,25 +70,21 @@ def stage_ingest(facts: RunFacts) -> dict:
 
 def stage_validate(facts: RunFacts, alert=None) -> dict:
     """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data."""
-    from include.reserving.quality import (
-        previous_row_count,
-        raise_for_failures,
-        run_quality_gate,
-        store_quality_results,
-    )
+    from include.reserving.quality.report import raise_for_failures
+    from include.reserving.quality.runner import previous_gate, run_quality_gate
+    from include.reserving.warehouse.quality import store_results
 
     engine = facts.engine()
     report = run_quality_gate(
         warehouse_url(facts.settings),
         facts.valuation_date,
         facts.basis,
-        previous_row_count(engine, facts.valuation_date, facts.basis),
         facts.settings,
         artifacts.join(facts.run_dir, "quality"),
+        previous=previous_gate(engine, facts.valuation_date, facts.basis),
         run_id=facts.run_id,
     )
-    store_quality_results(engine, report)
-    log.info(report.summary())
+    store_results(engine, report)
     raise_for_failures(report, alert=alert)
     return {"checks": len(report.checks), "row_count": report.row_count, "artifact_uri": report.artifact_uri}
 

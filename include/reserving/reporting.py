@@ -17,6 +17,7 @@ from include.reserving.config import load_settings, warehouse_url
 from include.reserving.ingest import load_cells
 from include.reserving.pipeline import RunFacts
 from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.quality import results_frame as quality_results_frame
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,6 @@ def drift_frame(engine: Engine, valuation_date: dt.date, basis: str) -> pd.DataF
         select(dm.c.feature, dm.c.kind, dm.c.psi, dm.c.ks_statistic, dm.c.ks_pvalue, dm.c.breached)
         .where(dm.c.valuation_date == valuation_date, dm.c.basis == basis)
         .order_by(dm.c.feature),
-    )
-
-
-def quality_frame(engine: Engine, valuation_date: dt.date, basis: str) -> pd.DataFrame:
-    qr = schema.quality_results
-    return _frame(
-        engine,
-        select(qr.c.expectation, qr.c.column, qr.c.success, qr.c.unexpected_count)
-        .where(qr.c.valuation_date == valuation_date, qr.c.basis == basis)
-        .order_by(qr.c.check_key),
     )
 
 
@@ -118,7 +109,7 @@ def load_report_data(facts: RunFacts, published: dict):
         factors=selected_factors(cells, champion.spec),
         actual_vs_expected=ave,
         backtest=backtest_frame(engine, v),
-        quality=quality_frame(engine, v, facts.basis),
+        quality=quality_results_frame(engine, v, facts.basis),
         drift=drift_frame(engine, v, facts.basis),
         health=health_frame(engine, v),
     )
