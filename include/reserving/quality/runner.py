@@ -3,7 +3,8 @@ report. Great Expectations is imported (after its process-wide settings) only wh
 
 The views: GX reads a query asset's column names by executing the whole query (psycopg2 then buffers every row: 53 s
 and 2.5 GB for 10M transactions); a view is a table asset whose columns come from the catalogue, with no scan. Each
-run makes its own and drops them at the end.
+run makes its own and drops them at the end; a run killed midway leaves them, so the next run first drops any view
+of the gate's (the gate runs one valuation at a time: the DAG has max_active_runs=1).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def run_quality_gate(
         raise ValueError(f"basis {basis!r} is invalid: use one of {[b.value for b in Basis]}")
     engine = make_engine(engine_url)
     try:
+        _drop_leftover_views(engine)
         present = {t: _present_columns(engine, t) for t in REQUIRED_COLUMNS}
         for table, columns in present.items():
             if not columns:
@@ -176,14 +178,24 @@ def _present_columns(engine: Engine, table: str) -> set[str]:
     return {c["name"] for c in insp.get_columns(table)}
 
 
+def _view_prefix(asset: str) -> str:
+    return f"quality_{asset}_"  # then the run's token
+
+
 def _create_views(engine: Engine, queries: dict[str, str]) -> dict[str, str]:
     """One view per derived asset, for this run only; returns asset -> view name."""
     token = uuid.uuid4().hex[:12]
-    views = {asset: f"quality_{asset}_{token}" for asset in queries}
+    views = {asset: _view_prefix(asset) + token for asset in queries}
     with engine.begin() as conn:
         for asset, sql in queries.items():
             conn.exec_driver_sql(f'CREATE VIEW "{views[asset]}" AS {sql}')
     return views
+
+
+def _drop_leftover_views(engine: Engine) -> None:
+    """Drop the views of runs killed before they could drop their own (one gate runs at a time per warehouse)."""
+    prefixes = tuple(_view_prefix(asset) for asset in (EXTRACT, SNAPSHOT))
+    _drop_views(engine, [name for name in inspect(engine).get_view_names() if name.startswith(prefixes)])
 
 
 def _drop_views(engine: Engine, names: Iterable[str]) -> None:

@@ -167,6 +167,19 @@ def test_an_unknown_basis_is_refused(sqlite_url, tmp_path):
         run_quality_gate(sqlite_url, V, "latest", SETTINGS, tmp_path)
 
 
+# --- the run's views -----------------------------------------------------------------------------------------------
+
+
+def test_views_left_by_a_killed_run_are_dropped_and_the_runs_own_go(warehouse, tmp_path):
+    load(warehouse)
+    with warehouse.begin() as conn:  # as a run killed between creating its views and dropping them leaves them
+        conn.exec_driver_sql('CREATE VIEW "quality_transactions_extract_0123456789ab" AS SELECT 1 AS x')
+        conn.exec_driver_sql('CREATE VIEW "quality_snapshot_claims_0123456789ab" AS SELECT 1 AS x')
+        conn.exec_driver_sql('CREATE VIEW "quality_dashboard" AS SELECT 1 AS x')  # not the gate's
+    assert gate(warehouse, tmp_path).success
+    assert inspect(warehouse).get_view_names() == ["quality_dashboard"]
+
+
 # --- the generator's defect knobs, end to end (synth -> ingest -> gate) --------------------------------------------
 
 # Late enough that every claim is reported and every row recorded by V: each injected defect is in the extract.
