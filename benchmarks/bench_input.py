@@ -8,7 +8,7 @@ A fresh PostgreSQL database is created for the run (and dropped after it) and a 
 (a) the plain aggregate scan: one GROUP BY of the transactions as at V (joined to their claims for the origin) to
     triangle cells (segment, accident quarter, development quarter), the floor any ingest has to pay;
 (b) the monthly run: ingest + gate + drift for V, as the DAG's tasks run them (``ingest``; ``run_quality_gate``
-    with the previous month's stored row count, ``store_quality_results``; ``drift_report``,
+    with what the gate stored for the previous month end (``previous_gate``), ``store_results``; ``drift_report``,
     ``store_drift_metrics``), after (c) the same for the month end before V on the empty warehouse (the first
     valuation: no baseline, so uniqueness is checked over every row). Both in one child process whose peak
     resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``.
@@ -60,10 +60,11 @@ GROUP BY 1, 2, 3
 
 def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, object, object]:
     """Ingest, gate (stored), drift (stored) for one month end, as the DAG's tasks run them; stage seconds."""
-    from include.reserving import quality
     from include.reserving.ingest import ingest
+    from include.reserving.quality.runner import previous_gate, run_quality_gate
     from include.reserving.stages.input import drift_report_at
     from include.reserving.warehouse.drift import store_drift_metrics
+    from include.reserving.warehouse.quality import store_results
 
     seconds = {}
     started = time.perf_counter()
@@ -71,9 +72,9 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
     seconds["ingest"] = time.perf_counter() - started
     mark = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_gate_") as folder:
-        previous = quality.previous_row_count(engine, valuation_date, "as_recorded")
-        report = quality.run_quality_gate(url, valuation_date, "as_recorded", previous, settings, folder)
-        quality.store_quality_results(engine, report)
+        previous = previous_gate(engine, valuation_date, "as_recorded")
+        report = run_quality_gate(url, valuation_date, "as_recorded", settings, folder, previous=previous)
+        store_results(engine, report)
     seconds["gate"] = time.perf_counter() - mark
     mark = time.perf_counter()
     drifted = drift_report_at(engine, valuation_date, "as_recorded", settings.psi_threshold)

@@ -156,7 +156,7 @@ quality_results = Table(
     metadata,
     Column("valuation_date", Date, nullable=False),
     Column("basis", String(16), nullable=False),
-    Column("check_key", String(200), nullable=False),  # stable name of the check in the suite (quality.py)
+    Column("check_key", String(200), nullable=False),  # stable name of the check in the suite (quality/suite.py)
     Column("asset", String(64), nullable=False),
     Column("expectation", String(100), nullable=False),
     Column("column", String(200)),

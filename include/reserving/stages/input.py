@@ -9,11 +9,13 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts, drift
+from include.reserving.config import warehouse_url
 from include.reserving.governance import ModelEntry
 from include.reserving.ingest import ingest as ingest_book
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import cells as cells_store
 from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import registry
 
 log = logging.getLogger(__name__)
@@ -34,26 +36,20 @@ def ingest(facts: RunFacts) -> dict:
 
 def validate(facts: RunFacts, alert=None) -> dict:
     """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data."""
-    from include.reserving.config import warehouse_url
-    from include.reserving.quality import (
-        previous_row_count,
-        raise_for_failures,
-        run_quality_gate,
-        store_quality_results,
-    )
+    from include.reserving.quality.report import raise_for_failures
+    from include.reserving.quality.runner import previous_gate, run_quality_gate
 
     engine = facts.engine()
     report = run_quality_gate(
         warehouse_url(facts.settings),
         facts.valuation_date,
         facts.basis,
-        previous_row_count(engine, facts.valuation_date, facts.basis),
         facts.settings,
         artifacts.join(facts.run_dir, "quality"),
+        previous=previous_gate(engine, facts.valuation_date, facts.basis),
         run_id=facts.run_id,
     )
-    store_quality_results(engine, report)
-    log.info(report.summary())
+    quality_store.store_results(engine, report)
     raise_for_failures(report, alert=alert)
     return {"checks": len(report.checks), "row_count": report.row_count, "artifact_uri": report.artifact_uri}
 

@@ -32,7 +32,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         previous_reserves=reserves.current_reserves(engine, previous_v) if previous_v else None,
         cells=load_cells(engine, v, facts.basis),
         backtest=registry.backtests(engine, v),
-        quality=quality_store.quality_summary(engine, v, facts.basis),
+        quality=quality_store.results_frame(engine, v, facts.basis),
         drift=drift_store.drift_metrics(engine, v, facts.basis),
         health=runs.runs_up_to(engine, v),
     )
