@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from functools import partial
 
 import pandas as pd
@@ -230,7 +229,7 @@ V2 = dt.date(2024, 2, 29)
 UNIQUE_KEYS = ("transactions_extract.transaction_id.unique", "transactions_extract.claim_date_amount.unique")
 FEB = dt.datetime(2024, 2, 5, 9)
 # February's extract holds T6, T7 and the new rows against January's 5: wide enough for the volume check to pass.
-NEXT_MONTH = replace(SETTINGS, volume_tolerance=1.0)
+NEXT_MONTH = SETTINGS.model_copy(update={"volume_tolerance": 1.0})
 
 
 def _gate_v2(engine, tmp_path, settings=NEXT_MONTH, folder="v2"):
@@ -289,7 +288,7 @@ def test_incremental_uniqueness_can_be_switched_off(sqlite_url, tmp_path):
     engine = make_engine(sqlite_url)
     schema.create_all(engine)
     load(engine)
-    full = replace(NEXT_MONTH, incremental_uniqueness=False)
+    full = NEXT_MONTH.model_copy(update={"incremental_uniqueness": False})
     report, unique = _next_month(engine, tmp_path, [("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open")], full)
     assert report.success and all("recorded after" not in c.description for c in unique.values())
     previous, recorded_by = previous_gate(engine, V2, "as_recorded"), partial(store.transactions_recorded_by, engine)
