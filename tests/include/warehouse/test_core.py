@@ -6,10 +6,11 @@ import datetime as dt
 
 import numpy as np
 import pandas as pd
+import pytest
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, select
 
 from include.reserving.schema import Money
-from include.reserving.warehouse.core import insert_rows, is_postgres, make_engine
+from include.reserving.warehouse.core import insert_rows, is_postgres, make_engine, read_frame, replace_rows
 
 metadata = MetaData()
 rows_table = Table(
@@ -73,3 +74,25 @@ def test_row_mappings_and_nothing_to_insert(warehouse):
     assert insert_rows(warehouse, rows_table, [{"id": 1, "day": dt.date(2024, 1, 31), "amount": 12.34}]) == 1
     with warehouse.connect() as conn:
         assert conn.execute(select(rows_table.c.day, rows_table.c.amount)).all() == [(dt.date(2024, 1, 31), 12.34)]
+
+
+def test_replace_rows_replaces_only_its_key_and_read_frame_names_columns(warehouse):
+    """A re-run replaces its own key's rows (never appends) and leaves other keys alone; an empty read keeps columns."""
+    metadata.create_all(warehouse)
+    replace_rows(warehouse, rows_table, {"label": "a"}, [{"id": 1, "count": 1}, {"id": 2, "count": 2}])
+    replace_rows(warehouse, rows_table, {"label": "b"}, [{"id": 3, "count": 3}])
+    assert replace_rows(warehouse, rows_table, {"label": "a"}, [{"id": 4, "count": 4}]) == 1
+    frame = read_frame(warehouse, select(rows_table.c.id, rows_table.c.label).order_by(rows_table.c.id))
+    assert frame.values.tolist() == [[3, "b"], [4, "a"]]
+    empty = read_frame(warehouse, select(rows_table.c.id, rows_table.c.count).where(rows_table.c.label == "z"))
+    assert empty.empty and list(empty.columns) == ["id", "count"]
+
+
+def test_replace_rows_inside_a_caller_transaction_rolls_back_with_it(warehouse):
+    """Given a connection, the replace belongs to the caller's transaction: a failure after it undoes it too."""
+    metadata.create_all(warehouse)
+    replace_rows(warehouse, rows_table, {"label": "a"}, [{"id": 1}])
+    with pytest.raises(RuntimeError), warehouse.begin() as conn:
+        replace_rows(conn, rows_table, {"label": "a"}, [{"id": 2}])
+        raise RuntimeError("killed after the replace, before commit")
+    assert read_frame(warehouse, select(rows_table.c.id)).id.tolist() == [1]
