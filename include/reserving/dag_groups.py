@@ -51,7 +51,7 @@ def input_group():
         from include.reserving.stages import input
 
         facts = run_facts(params, run_id, data_interval_end)
-        return input.measure_drift(facts, force_retrain=bool(params.get("force_retrain")))
+        return input.drift(facts, force_retrain=bool(params.get("force_retrain")))
 
     return drift(validate(ingest()))
 

@@ -40,7 +40,7 @@ def _policy(month: int) -> str:
 def _run_month(month: int, valuation_date: dt.date) -> dict:
     facts = RunFacts.create(valuation_date, f"sequence__{valuation_date}")
     input.ingest(facts)
-    drift = input.measure_drift(facts)
+    drift = input.drift(facts)
     record = {"month": month, "retrain": drift["retrain"], "reasons": drift["reasons"], "decision": None}
     if drift["retrain"]:
         evaluation = training.evaluate(facts, training.train(facts))

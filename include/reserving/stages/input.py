@@ -8,7 +8,8 @@ import logging
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from include.reserving import artifacts, drift
+from include.reserving import artifacts
+from include.reserving import drift as drift_stats
 from include.reserving.config import warehouse_url
 from include.reserving.governance import ModelEntry
 from include.reserving.ingest import ingest as ingest_book
@@ -65,28 +66,34 @@ def actual_vs_expected_breach(cells: pd.DataFrame, champion: ModelEntry, toleran
 
 
 def drift_report_at(
-    engine: Engine, valuation_date: dt.date, basis: str, psi_threshold: float, reference: drift.Window | None = None
-) -> drift.DriftReport:
+    engine: Engine,
+    valuation_date: dt.date,
+    basis: str,
+    psi_threshold: float,
+    reference: drift_stats.Window | None = None,
+) -> drift_stats.DriftReport:
     """The drift report of V from the snapshot's claims in the windows it compares."""
-    reference = reference or drift.reference_window(valuation_date)
-    columns = [column for _, column, _, _ in drift.FEATURES]
-    windows = drift.windows_to_read(valuation_date, reference)
+    reference = reference or drift_stats.reference_window(valuation_date)
+    columns = [column for _, column, _, _ in drift_stats.FEATURES]
+    windows = drift_stats.windows_to_read(valuation_date, reference)
     claims = cells_store.claim_features(engine, valuation_date, basis, columns, windows)
-    return drift.drift_report(claims, valuation_date, basis, psi_threshold, reference)
+    return drift_stats.drift_report(claims, valuation_date, basis, psi_threshold, reference)
 
 
-def measure_drift(facts: RunFacts, force_retrain: bool = False) -> dict:
+def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
     """PSI/KS per feature against the champion's reference window, stored; the retraining decision."""
     engine = facts.engine()
     champion = registry.champion(engine)
-    reference = drift.reference_window(facts.valuation_date, champion.trained_valuation_date if champion else None)
+    reference = drift_stats.reference_window(
+        facts.valuation_date, champion.trained_valuation_date if champion else None
+    )
     report = drift_report_at(engine, facts.valuation_date, facts.basis, facts.settings.psi_threshold, reference)
     drift_store.store_drift_metrics(engine, report, run_id=facts.run_id)
     ave_breach, ave_detail = None, None
     if champion is not None:
         cells = cells_store.load_cells(engine, facts.valuation_date, facts.basis)
         ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, champion, facts.settings.ave_tolerance)
-    decision = drift.decide_retrain(
+    decision = drift_stats.decide_retrain(
         report, facts.settings.psi_threshold, force_retrain=force_retrain, ave_breach=ave_breach, ave_detail=ave_detail
     )
     reasons = list(decision.reasons)
