@@ -25,8 +25,8 @@ from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, Tabl
 
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.domain import OVERALL
+from include.reserving.presentation.formatting import pvalue
 from include.reserving.registry import decide_promotion
-from include.reserving.report import pvalue
 
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",

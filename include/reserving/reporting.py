@@ -97,8 +97,8 @@ def previous_valuation(engine: Engine, valuation_date: dt.date) -> dt.date | Non
 def load_report_data(facts: RunFacts, published: dict):
     """Everything the reserve report shows for V, read from the warehouse."""
     from include.reserving.backtest import actual_vs_expected
+    from include.reserving.presentation.report import ReportData
     from include.reserving.publish import current_reserves
-    from include.reserving.report import ReportData
 
     engine = facts.engine()
     v = facts.valuation_date
@@ -126,7 +126,7 @@ def load_report_data(facts: RunFacts, published: dict):
 
 def stage_report(facts: RunFacts, published: dict) -> dict:
     """Render the reserve report PDF for V into the run's artifact folder."""
-    from include.reserving.report import render_reserve_report
+    from include.reserving.presentation.report import render_reserve_report
 
     data = load_report_data(facts, published)
     uri = artifacts.join(facts.run_dir, "report")
