@@ -16,7 +16,7 @@ import sys
 from sqlalchemy import select
 
 from include.reserving import schema
-from include.reserving.approval import approval_key, approval_value
+from include.reserving.approval import approval_command
 from include.reserving.config import warehouse_url
 from include.reserving.dates import parse_valuation_date
 from include.reserving.warehouse.core import make_engine
@@ -57,13 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as exc:
         print(f"nothing to do: {exc}", file=sys.stderr)
         return 1
-    command = [
-        "airflow",
-        "variables",
-        "set",
-        approval_key(valuation_date),
-        approval_value(version, args.decision, args.by, args.comment),
-    ]
+    command = approval_command(valuation_date, version, args.decision, args.by, args.comment)
     print(" ".join(shlex.quote(c) for c in command))
     if args.print_only:
         return 0

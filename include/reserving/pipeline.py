@@ -21,6 +21,7 @@ from include.reserving.config import Settings, load_settings, warehouse_url
 from include.reserving.dates import parse_valuation_date
 from include.reserving.domain import Basis
 from include.reserving.ingest import ingest, load_cells
+from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.warehouse.core import make_engine
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def stage_apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert
     else:
         message = (
             f"Approval of model {version} for {facts.valuation_date} timed out: champion kept. "
-            + approvalmod.instruction(facts.valuation_date, version)
+            + ApprovalInstruction(facts.valuation_date, version).text
         )
     log.info(message)
     if alert is not None:

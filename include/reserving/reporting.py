@@ -212,10 +212,10 @@ def stage_email_report(facts: RunFacts, reported: dict) -> dict:
 
 
 def stage_email_model_card(facts: RunFacts, card: dict) -> dict:
-    from include.reserving.approval import instruction
+    from include.reserving.presentation.instruction import ApprovalInstruction
 
     subject = f"Approval needed: model {card['model_version']} for valuation {facts.valuation_date:%Y-%m-%d}"
-    how = instruction(facts.valuation_date, card["model_version"])
+    how = ApprovalInstruction(facts.valuation_date, card["model_version"]).text
     body = f"<p>A challenger beat the champion by more than the margin; its model card is attached.</p><p>{how}</p>"
     return send_email(facts, subject, body, [card["model_card_uri"]])
 

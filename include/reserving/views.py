@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Engine
 
-from include.reserving import approval, artifacts, registry, schema
+from include.reserving import artifacts, registry, schema
+from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.publish import current_reserves
 
 CARD_FORMATS = ("md", "pdf")
@@ -114,14 +115,14 @@ def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
         rows = conn.execute(query).mappings().all()
     pending = []
     for row in rows:
-        valuation_date, challenger = row["valuation_date"], row["challenger_version"]
+        instruction = ApprovalInstruction(row["valuation_date"], row["challenger_version"])
         pending.append(
             {
                 **{k: _plain(v) for k, v in row.items()},
-                "variable_key": approval.approval_key(valuation_date),
-                "approve_value": approval.approval_value(challenger, "approve"),
-                "reject_value": approval.approval_value(challenger, "reject"),
-                "instruction": approval.instruction(valuation_date, challenger),
+                "variable_key": instruction.key,
+                "approve_value": instruction.approve_value,
+                "reject_value": instruction.reject_value,
+                "instruction": instruction.text,
             }
         )
     return pending

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from include.reserving import approval, registry, webapp
+from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.warehouse.core import make_engine
 from tests.plugins.conftest import PROJECT, V1, V2
 
@@ -107,7 +108,7 @@ def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(bo
     )
     assert item["variable_key"] == approval.approval_key(V2) == "reserving_approval__2024-02-29"
     assert item["approve_value"] == approval.approval_value(book.challenger, "approve")
-    assert item["instruction"] == approval.instruction(V2, book.challenger)
+    assert item["instruction"] == ApprovalInstruction(V2, book.challenger).text
     card = client.get(item["model_card_md"])
     assert card.status_code == 200 and card.text == book.card_md.read_text()
     pdf = client.get(item["model_card_pdf"])
