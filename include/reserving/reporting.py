@@ -201,23 +201,17 @@ def send_email(facts: RunFacts, subject: str, body: str, attachments: list[str])
 
 
 def stage_email_report(facts: RunFacts, reported: dict) -> dict:
-    from include.reserving.notify import report_body, report_subject
+    from include.reserving.presentation.emails import report_email
 
-    return send_email(
-        facts,
-        report_subject(facts.valuation_date, reported["status"]),
-        report_body(facts.valuation_date, reported["status"]),
-        [reported["report_uri"]],
-    )
+    mail = report_email(facts.valuation_date, reported["status"])
+    return send_email(facts, mail.subject, mail.body, [reported["report_uri"]])
 
 
 def stage_email_model_card(facts: RunFacts, card: dict) -> dict:
-    from include.reserving.presentation.instruction import ApprovalInstruction
+    from include.reserving.presentation.emails import model_card_email
 
-    subject = f"Approval needed: model {card['model_version']} for valuation {facts.valuation_date:%Y-%m-%d}"
-    how = ApprovalInstruction(facts.valuation_date, card["model_version"]).text
-    body = f"<p>A challenger beat the champion by more than the margin; its model card is attached.</p><p>{how}</p>"
-    return send_email(facts, subject, body, [card["model_card_uri"]])
+    mail = model_card_email(facts.valuation_date, card["model_version"])
+    return send_email(facts, mail.subject, mail.body, [card["model_card_uri"]])
 
 
 # --- pipeline health ---------------------------------------------------------------------------------------------
