@@ -139,7 +139,7 @@ def stage_report(facts: RunFacts, published: dict) -> dict:
 
 def stage_model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | None = None) -> dict:
     """Write the challenger's model card (Markdown + PDF) before the approval sensor starts; e-mail it."""
-    from include.reserving.model_card import ModelCardData, write_model_card
+    from include.reserving.presentation.model_card import ModelCardData, write_model_card
 
     engine = facts.engine()
     challenger = registry.get(engine, evaluation["challenger_version"])
@@ -161,7 +161,9 @@ def stage_model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[st
         champion_version=champion.model_version if champion else None,
         champion_spec=champion.spec if champion else None,
         evaluation=backtest_frame(engine, facts.valuation_date),
-        promotion_delta=facts.settings.promotion_delta,
+        decision=evaluation["decision"],
+        decision_reason=evaluation["reason"],
+        promotion_delta=evaluation["delta"],
         drift=drift_frame(engine, facts.valuation_date, facts.basis),
         retrain_reason="; ".join(trained_reasons or []),
         approval_timeout_hours=facts.settings.approval_timeout_seconds / 3600,

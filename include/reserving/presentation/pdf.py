@@ -20,7 +20,7 @@ from reportlab.lib.pagesizes import A4, landscape
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import cm
 from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.platypus import Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+from reportlab.platypus import CondPageBreak, Flowable, Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 
 @dataclass(frozen=True)
@@ -234,6 +234,7 @@ def markdown(text: str, *, width: float) -> list[Flowable]:
         kind = token.type
         if kind == "heading_open":
             style = "h1" if token.tag == "h1" else "h2"
+            out.append(CondPageBreak(3 * cm))  # a heading never ends a page
         elif kind == "paragraph_open":
             style = "body"
         elif kind == "bullet_list_open":
