@@ -33,6 +33,7 @@ ENV = Environment(
 ENV.filters.update(
     md=markdown_text,
     money=formatting.money,
+    money_total=formatting.money_total,
     number=formatting.number,
     signed=formatting.signed,
     count=formatting.count,
