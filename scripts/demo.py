@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -27,9 +28,9 @@ sys.path.insert(0, str(PROJECT))
 from sqlalchemy import select  # noqa: E402
 
 from include.reserving import schema  # noqa: E402
-from include.reserving.approval import instruction  # noqa: E402
 from include.reserving.config import DATA_DIR, load_settings, warehouse_url  # noqa: E402
 from include.reserving.dates import parse_valuation_date  # noqa: E402
+from include.reserving.presentation.instruction import ApprovalInstruction  # noqa: E402
 from include.reserving.warehouse.core import make_engine, redact  # noqa: E402
 
 LOGICAL_DATE = "2025-01-01"
@@ -133,7 +134,7 @@ def main() -> None:
             pending = wait_for_pending(url, run, log_path)
             if pending:
                 step("the run waits at governance.await_approval for an actuary")
-                print("    " + instruction(VALUATION_DATE, pending), flush=True)
+                print(textwrap.indent(ApprovalInstruction(VALUATION_DATE, pending).text, "    "), flush=True)
                 print(f"    approving from a second process as {APPROVER!r}:", flush=True)
                 subprocess.run(
                     [

@@ -23,20 +23,27 @@ def approval_key(valuation_date: dt.date) -> str:
 def approval_value(
     model_version: str, decision: str = "approve", by: str = "<your name>", comment: str = "<why>"
 ) -> str:
-    """The exact JSON value to set (the model card and the sensor's log print this)."""
+    """The exact JSON value to set; the defaults of ``by`` and ``comment`` are placeholders for the actuary."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision {decision!r} is invalid: use one of {DECISIONS}")
     return json.dumps({"decision": decision, "model_version": model_version, "by": by, "comment": comment})
 
 
-def instruction(valuation_date: dt.date, model_version: str) -> str:
-    """One paragraph telling an actuary exactly what to set, for logs, model cards and alerts."""
-    key = approval_key(valuation_date)
-    approve = approval_value(model_version, "approve")
-    reject = approval_value(model_version, "reject")
-    return (
-        f"To approve model {model_version} for valuation {valuation_date:%Y-%m-%d}, set the Airflow Variable "
-        f"{key} to {approve} (CLI: airflow variables set {key} '{approve}'). "
-        f"To reject it: airflow variables set {key} '{reject}'."
-    )
+def approval_command(
+    valuation_date: dt.date,
+    model_version: str,
+    decision: str = "approve",
+    by: str = "<your name>",
+    comment: str = "<why>",
+) -> list[str]:
+    """The ``airflow variables set`` command (arguments) that records the decision."""
+    return [
+        "airflow",
+        "variables",
+        "set",
+        approval_key(valuation_date),
+        approval_value(model_version, decision, by, comment),
+    ]
 
 
 @dataclass(frozen=True)

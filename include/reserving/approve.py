@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 
-from include.reserving.approval import approval_key, approval_value
+from include.reserving.approval import approval_command
 from include.reserving.config import warehouse_url
 from include.reserving.dates import parse_valuation_date
 from include.reserving.domain import Promotion
@@ -51,13 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as exc:
         print(f"nothing to do: {exc}", file=sys.stderr)
         return 1
-    command = [
-        "airflow",
-        "variables",
-        "set",
-        approval_key(valuation_date),
-        approval_value(version, args.decision, args.by, args.comment),
-    ]
+    command = approval_command(valuation_date, version, args.decision, args.by, args.comment)
     print(" ".join(shlex.quote(c) for c in command))
     if args.print_only:
         return 0

@@ -38,25 +38,6 @@ _SDK_LOG.propagate = False
 # --- email -----------------------------------------------------------------------------------------------------
 
 
-def report_subject(valuation_date: dt.date, status: str) -> str:
-    """E.g. ``IBNR reserve report as at 2024-01-31 (PRELIMINARY)``."""
-    return f"IBNR reserve report as at {valuation_date:%Y-%m-%d} ({status.upper()})"
-
-
-def report_body(valuation_date: dt.date, status: str, approval_pending: bool = False) -> str:
-    """A short HTML body for the report email."""
-    pending = (
-        "<p>A challenger model awaits your approval: the model card is attached and states the exact Airflow "
-        "Variable to set.</p>"
-        if approval_pending
-        else ""
-    )
-    return (
-        f"<p>The IBNR reserve report as at {valuation_date:%Y-%m-%d} ({status}) is attached.</p>{pending}"
-        "<p>Sent by the monthly reserving pipeline.</p>"
-    )
-
-
 def connection_defined(conn_id: str) -> bool:
     """Whether Airflow knows the connection (an undefined SMTP connection means: e-mail is not set up here)."""
     try:

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 
-from include.reserving.report import ReportData
+from include.reserving.presentation.report import ReportData
 
 
 def selected_factors(cells: pd.DataFrame, spec: dict) -> pd.DataFrame:

@@ -7,7 +7,8 @@ import datetime as dt
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, Variable
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from include.reserving.approval import approval_key, instruction, parse_approval
+from include.reserving.approval import approval_key, parse_approval
+from include.reserving.presentation.instruction import ApprovalInstruction
 
 
 class ApprovalSensor(BaseSensorOperator):
@@ -54,5 +55,5 @@ class ApprovalSensor(BaseSensorOperator):
         if decision is not None:
             self.log.info("Variable %s: %s by %s", key, decision.decision, decision.by)
             return PokeReturnValue(is_done=True, xcom_value=decision.as_dict())
-        self.log.info("waiting for approval. %s", instruction(valuation_date, version))
+        self.log.info("waiting for approval. %s", ApprovalInstruction(valuation_date, version).text)
         return False

@@ -13,7 +13,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from include.reserving import approval, artifacts
+from include.reserving import artifacts
+from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.warehouse import registry, reserves, runs
 
 CARD_FORMATS = ("md", "pdf")
@@ -90,14 +91,14 @@ def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
     """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
     pending = []
     for row in registry.pending_decisions(engine):
-        valuation_date, challenger = row["valuation_date"], row["challenger_version"]
+        instruction = ApprovalInstruction(row["valuation_date"], row["challenger_version"])
         pending.append(
             {
                 **{k: _plain(v) for k, v in row.items()},
-                "variable_key": approval.approval_key(valuation_date),
-                "approve_value": approval.approval_value(challenger, "approve"),
-                "reject_value": approval.approval_value(challenger, "reject"),
-                "instruction": approval.instruction(valuation_date, challenger),
+                "variable_key": instruction.key,
+                "approve_value": instruction.approve_value,
+                "reject_value": instruction.reject_value,
+                "instruction": instruction.text,
             }
         )
     return pending

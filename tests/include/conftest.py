@@ -13,7 +13,7 @@ import math
 import pandas as pd
 import pytest
 
-from include.reserving.report import ReportData, render_reserve_report
+from include.reserving.presentation.report import ReportData, render_reserve_report
 
 VALUATION = dt.date(2023, 12, 31)
 AGES = list(range(3, 39, 3))  # 3 .. 36 months

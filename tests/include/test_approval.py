@@ -3,16 +3,29 @@ import json
 
 import pytest
 
-from include.reserving.approval import approval_key, approval_value, instruction, parse_approval
+from include.reserving.approval import approval_command, approval_key, approval_value, parse_approval
 
 V = dt.date(2024, 2, 29)
 
 
-def test_key_and_instruction():
+def test_key_value_and_command():
     assert approval_key(V) == "reserving_approval__2024-02-29"
-    text = instruction(V, "20240229-xgb-abc")
-    assert "reserving_approval__2024-02-29" in text
-    assert approval_value("20240229-xgb-abc") in text
+    assert json.loads(approval_value("m1", "reject", "Ada", "why")) == {
+        "decision": "reject",
+        "model_version": "m1",
+        "by": "Ada",
+        "comment": "why",
+    }
+    command = approval_command(V, "m1", "approve", "Ada O'Brien", "fine")
+    assert command == [
+        "airflow",
+        "variables",
+        "set",
+        approval_key(V),
+        approval_value("m1", "approve", "Ada O'Brien", "fine"),
+    ]
+    with pytest.raises(ValueError, match="decision"):
+        approval_value("m1", "maybe")
 
 
 def test_parse_valid_approve_and_reject():

@@ -18,38 +18,25 @@ from include.reserving.notify import (
     failure_message,
     post_event,
     post_to_slack,
-    report_body,
-    report_subject,
     send_report_email,
 )
+from include.reserving.presentation.emails import report_email
 from tests.servers import WEBHOOK_PATH, free_port
-
-
-def test_subject_names_valuation_date_and_status():
-    assert report_subject(dt.date(2024, 1, 31), "preliminary") == "IBNR reserve report as at 2024-01-31 (PRELIMINARY)"
-    assert "2023-12-31" in report_subject(dt.date(2023, 12, 31), "approved")
-    assert "APPROVED" in report_subject(dt.date(2023, 12, 31), "approved")
 
 
 def test_report_email_reaches_the_smtp_server_with_identical_attachments(smtp_server, report_pdf, tmp_path):
     card = tmp_path / "model_card_x.md"
     card.write_text("# Model card\n")
     recipients = ["chief.actuary@example.com", "reserving.team@example.com"]
-    subject = report_subject(dt.date(2023, 12, 31), "approved")
-    send_report_email(
-        "reserving_smtp_test",
-        recipients,
-        subject,
-        report_body(dt.date(2023, 12, 31), "approved", approval_pending=True),
-        [report_pdf, card],
-    )
+    mail = report_email(dt.date(2023, 12, 31), "approved", approval_pending=True)
+    send_report_email("reserving_smtp_test", recipients, mail.subject, mail.body, [report_pdf, card])
 
     assert len(smtp_server.messages) == 1
     mail_from, rcpt_tos, raw = smtp_server.messages[0]
     assert mail_from == "reserving@example.com"
     assert rcpt_tos == recipients
     message = email.message_from_bytes(raw, policy=policy.default)
-    assert message["Subject"] == subject
+    assert message["Subject"] == mail.subject
     assert message["To"] == ", ".join(recipients)
     attachments = {part.get_filename(): part.get_payload(decode=True) for part in message.iter_attachments()}
     assert attachments[Path(report_pdf).name] == Path(report_pdf).read_bytes()

@@ -9,11 +9,19 @@ import sys
 
 import pytest
 from fastapi.testclient import TestClient
+from markupsafe import escape
 
-from include.reserving import approval, webapp
+from include.reserving import approval, governance, webapp
+from include.reserving.presentation.emails import model_card_email
+from include.reserving.presentation.instruction import ApprovalInstruction
+from include.reserving.presentation.model_card import ModelCardData, card_markdown
+from include.reserving.publish import reserve_rows
+from include.reserving.stages import RunFacts
+from include.reserving.stages.governance import apply_approval
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
-from tests.plugins.conftest import PROJECT, V1, V2
+from include.reserving.warehouse.reserves import publish_reserves
+from tests.plugins.conftest import PENDING_RUN, PROJECT, V1, V2, _model_output
 
 ENDPOINTS = ["/", "/api/reserves", "/api/champion", "/api/approvals/pending"]
 
@@ -108,7 +116,7 @@ def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(bo
     )
     assert item["variable_key"] == approval.approval_key(V2) == "reserving_approval__2024-02-29"
     assert item["approve_value"] == approval.approval_value(book.challenger, "approve")
-    assert item["instruction"] == approval.instruction(V2, book.challenger)
+    assert item["instruction"] == ApprovalInstruction(V2, book.challenger).text
     card = client.get(item["model_card_md"])
     assert card.status_code == 200 and card.text == book.card_md.read_text()
     pdf = client.get(item["model_card_pdf"])
@@ -144,10 +152,61 @@ def test_page_shows_reserves_champion_approvals_and_health(book):
     motor = rows[rows.segment == "Motor"]
     assert f"{motor['ibnr'].sum():,.2f}" in html and f"{motor['ultimate'].iloc[0]:,.2f}" in html
     assert "reserving_approval__2024-02-29" in html
-    assert "{&quot;decision&quot;: &quot;approve&quot;, &quot;model_version&quot;: &quot;" + book.challenger in html
+    assert str(escape(approval.approval_value(book.challenger, "approve"))) in html  # autoescaped, in full
     assert f'href="http://testserver/reserving/model-cards/2024-02-29/{book.challenger}.pdf"' in html
     assert book.champion in html and ">ada<" in html
     assert "quality.validate" in html and "failed" in html
+
+
+def test_page_escapes_markup_in_a_segment_or_model_version(book):
+    """Names come from data: a <script> in a segment or a model version shows as text, never runs."""
+    script = '<script>alert("x")</script>'
+    engine = make_engine(book.url)
+    rows = reserve_rows(*_model_output(1.2))
+    rows["segment"] = rows["segment"].replace({"Motor": f"Motor {script}"})
+    publish_reserves(engine, dt.date(2024, 3, 31), "manual__odd", rows, f"m-{script}")
+    registry.record_decision(
+        engine, governance.decide_promotion(V2, book.champion, -0.12, f"xgb-{script}", -0.08, 0.01), run_id=PENDING_RUN
+    )
+    page = _client(book).get("/").text
+    assert "<script>" not in page
+    assert f"Motor {escape(script)} total" in page and f"<code>m-{escape(script)}</code>" in page
+    assert f"challenger <code>xgb-{escape(script)}</code>" in page
+
+
+def test_page_card_email_and_timeout_alert_carry_one_instruction(book, monkeypatch):
+    """The page, the model card, its e-mail and the timeout alert show the text of one ApprovalInstruction."""
+    instruction = ApprovalInstruction(V2, book.challenger)
+    page = _client(book).get("/").text
+    mail = model_card_email(V2, book.challenger).body
+    card = card_markdown(
+        ModelCardData(
+            model_version=book.challenger,
+            spec={"method": "xgboost_development"},
+            code_sha="abc",
+            valuation_date=V2,
+            data_row_count=8,
+            data_hash="sha256:0",
+            segments=("Liability", "Motor"),
+            decision="promote",
+            decision_reason="challenger better",
+        )
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
+    alerts = []
+    apply_approval(
+        RunFacts.create(V2, PENDING_RUN),
+        {"challenger_version": book.challenger},
+        {"decision": "timeout"},
+        alerts.append,
+    )
+    (timeout,) = alerts
+    for html in (page, mail):
+        assert str(escape(instruction.sentence)) in html
+        assert all(f"<pre>{escape(text)}</pre>" in html for _, text in instruction.steps)
+    assert instruction.sentence in card
+    assert all(f"```\n{text}\n```" in card for _, text in instruction.steps)
+    assert timeout.endswith(instruction.text) and timeout.startswith(f"Approval of model {book.challenger}")
 
 
 def test_every_route_refuses_a_caller_without_a_token(book):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from include.reserving import approval, artifacts
 from include.reserving.domain import ChampionAction, Decision, ModelStatus
+from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.reporting import send_email
 from include.reserving.warehouse import drift as drift_store
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | None = None) -> dict:
     """Write the challenger's model card (Markdown + PDF) before the approval sensor starts."""
-    from include.reserving.model_card import ModelCardData, write_model_card
+    from include.reserving.presentation.model_card import ModelCardData, write_model_card
 
     engine = facts.engine()
     challenger = registry.get(engine, evaluation["challenger_version"])
@@ -41,7 +42,9 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         champion_version=champion.model_version if champion else None,
         champion_spec=champion.spec if champion else None,
         evaluation=registry.backtests(engine, facts.valuation_date),
-        promotion_delta=facts.settings.promotion_delta,
+        decision=evaluation["decision"],
+        decision_reason=evaluation["reason"],
+        promotion_delta=evaluation["delta"],
         drift=drift_store.drift_metrics(engine, facts.valuation_date, facts.basis),
         retrain_reason="; ".join(trained_reasons or []),
         approval_timeout_hours=facts.settings.approval_timeout_seconds / 3600,
@@ -60,10 +63,10 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
 
 def email_model_card(facts: RunFacts, card: dict) -> dict:
     """E-mail the model card with the approval instruction to the chief actuary."""
-    subject = f"Approval needed: model {card['model_version']} for valuation {facts.valuation_date:%Y-%m-%d}"
-    how = approval.instruction(facts.valuation_date, card["model_version"])
-    body = f"<p>A challenger beat the champion by more than the margin; its model card is attached.</p><p>{how}</p>"
-    return send_email(facts, subject, body, [card["model_card_uri"]])
+    from include.reserving.presentation.emails import model_card_email
+
+    mail = model_card_email(facts.valuation_date, card["model_version"])
+    return send_email(facts, mail.subject, mail.body, [card["model_card_uri"]])
 
 
 def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None) -> dict:
@@ -99,7 +102,7 @@ def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None)
     else:
         message = (
             f"Approval of model {version} for {facts.valuation_date} timed out: champion kept. "
-            + approval.instruction(facts.valuation_date, version)
+            + ApprovalInstruction(facts.valuation_date, version).text
         )
     log.info(message)
     if alert is not None:

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def report(facts: RunFacts, published: dict) -> dict:
     """Render the reserve report PDF for V into the run's artifact folder."""
-    from include.reserving.report import render_reserve_report
+    from include.reserving.presentation.report import render_reserve_report
     from include.reserving.report_content import report_data
 
     engine = facts.engine()
@@ -56,9 +56,7 @@ def send_email(facts: RunFacts, subject: str, body: str, attachments: list[str])
 
 def email_report(facts: RunFacts, reported: dict) -> dict:
     """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
-    return send_email(
-        facts,
-        notify.report_subject(facts.valuation_date, reported["status"]),
-        notify.report_body(facts.valuation_date, reported["status"]),
-        [reported["report_uri"]],
-    )
+    from include.reserving.presentation.emails import report_email
+
+    mail = report_email(facts.valuation_date, reported["status"])
+    return send_email(facts, mail.subject, mail.body, [reported["report_uri"]])

@@ -14,6 +14,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
+from include.reserving.presentation.formatting import money
+
 DPI = 120
 PALETTE = {"champion": "#1f4e79", "challenger": "#c55a11", "grey": "#9e9e9e", "bad": "#c00000", "good": "#2e7d32"}
 
@@ -27,7 +29,7 @@ def to_png(fig: Figure) -> bytes:
 
 
 def _thousands(value: float, _pos: int | None = None) -> str:
-    return f"{value:,.0f}"
+    return money(value, digits=0)
 
 
 def development_pattern(

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from include.reserving import report
-from include.reserving.report import ReportData, render_reserve_report
+from include.reserving.presentation.report import ReportData, render_reserve_report
+from tests.conftest import PROJECT
 from tests.include.conftest import IBNR_BY_LINE, TOTAL_IBNR, make_report_data
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = PROJECT / "test-artifacts"
 
 
 def _pages(path) -> list[str]:
@@ -142,13 +142,6 @@ def test_invalid_status_and_empty_reserves_are_refused(report_data):
         ReportData(**{**report_data.__dict__, "status": "final"})
     with pytest.raises(ValueError, match="no published reserves"):
         ReportData(**{**report_data.__dict__, "reserves": report_data.reserves.iloc[0:0]})
-
-
-def test_money_format_round_trips():
-    assert report.money(1234567.891) == "1,234,567.89"
-    assert report.money(-0.5) == "-0.50"
-    assert report.money(float("nan")) == "n/a"
-    assert report.money_total([0.1, 0.2, 0.3]) == 0.6
 
 
 def test_first_page_renders_to_png(report_pdf):

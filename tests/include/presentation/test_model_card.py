@@ -1,4 +1,5 @@
-"""The model card states identity, scope, evaluation and the exact approval instruction."""
+"""The model card states identity, scope, evaluation, the recorded decision and the exact approval instruction; the
+PDF says what the Markdown says."""
 
 from __future__ import annotations
 
@@ -8,21 +9,11 @@ import json
 import pytest
 from pypdf import PdfReader
 
-from include.reserving.model_card import (
-    ModelCardData,
-    approval_cli,
-    approval_instruction,
-    promotion_decision,
-    write_model_card,
-)
+from include.reserving.presentation.model_card import ModelCardData, card_markdown, write_model_card
 from tests.include.conftest import CHALLENGER, CHAMPION, VALUATION
+from tests.include.presentation.test_instruction import APPROVE, KEY, REJECT
 
-KEY = "reserving_approval__2023-12-31"
-APPROVE = (
-    '{"decision": "approve", "model_version": "xgb_development-20231231-d4e5f6", "by": "<your name>", '
-    '"comment": "<why>"}'
-)
-REJECT = APPROVE.replace('"approve"', '"reject"')
+STORED_REASON = "challenger 0.928900 > champion 0.915800 + delta 0.01"
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +33,8 @@ def card(report_data) -> ModelCardData:
         champion_version=CHAMPION,
         champion_spec={"method": "chain_ladder", "params": {"average": "volume"}},
         evaluation=report_data.backtest,
+        decision="promote",
+        decision_reason=STORED_REASON,
         promotion_delta=0.01,
         drift=report_data.drift,
         retrain_reason="PSI of claimant_age 0.2713 above 0.2",
@@ -52,22 +45,6 @@ def card(report_data) -> ModelCardData:
 @pytest.fixture(scope="module")
 def written(card, tmp_path_factory):
     return write_model_card(card, tmp_path_factory.mktemp("cards"))
-
-
-def test_approval_instruction_is_the_exact_key_and_json():
-    key, value = approval_instruction(VALUATION, CHALLENGER)
-    assert key == KEY
-    assert value == APPROVE
-    assert json.loads(value) == {
-        "decision": "approve",
-        "model_version": CHALLENGER,
-        "by": "<your name>",
-        "comment": "<why>",
-    }
-    assert approval_instruction(VALUATION, CHALLENGER, "reject")[1] == REJECT
-    assert approval_cli(VALUATION, CHALLENGER) == f"airflow variables set {KEY} '{APPROVE}'"
-    with pytest.raises(ValueError, match="decision"):
-        approval_instruction(VALUATION, CHALLENGER, "maybe")
 
 
 def test_markdown_card_contains_identity_scope_evaluation_and_exact_approval(written, card):
@@ -90,7 +67,8 @@ def test_markdown_card_contains_identity_scope_evaluation_and_exact_approval(wri
         assert text in markdown, text
     # Overall: champion score 1 - 0.0842, challenger 1 - 0.0711, delta +0.0131 > 0.01.
     assert "| All lines | 0.0842 | 0.0711 | 61,234.56 | 52,109.87 | +0.0131 |" in markdown
-    assert "PROMOTE after approval" in markdown
+    escaped = STORED_REASON.replace(">", "\\>")  # Markdown would read a bare > as markup
+    assert f"Decision recorded by the evaluate stage: PROMOTE after approval ({escaped})." in markdown
     assert f"```\n{KEY}\n```" in markdown
     assert f"```\n{APPROVE}\n```" in markdown
     assert f"```\nairflow variables set {KEY} '{APPROVE}'\n```" in markdown
@@ -101,6 +79,7 @@ def test_pdf_card_carries_the_same_instruction(written):
     text = "".join(page.extract_text() for page in PdfReader(str(written[1])).pages)
     squeeze = "".join
     assert squeeze(KEY.split()) in squeeze(text.split())
+    assert squeeze(f"PROMOTE after approval ({STORED_REASON})".split()) in squeeze(text.split())
     assert squeeze(APPROVE.split()) in squeeze(text.split())
     assert squeeze(REJECT.split()) in squeeze(text.split())
 
@@ -110,8 +89,25 @@ def test_same_card_gives_identical_pdf_bytes(card, written, tmp_path):
     assert again.read_bytes() == written[1].read_bytes()
 
 
-def test_decision_keeps_the_champion_when_the_gain_is_within_delta(card):
-    promote, why = promotion_decision(ModelCardData(**{**card.__dict__, "promotion_delta": 0.02}))
-    assert not promote and why.startswith("KEEP the champion")
-    promote, why = promotion_decision(ModelCardData(**{**card.__dict__, "champion_version": None}))
-    assert promote and "first champion" in why
+def test_card_states_the_stored_decision_without_re_running_the_rule(card):
+    """A decision to keep stays "keep" on the card, whatever the scores would say under today's delta."""
+    kept = card_markdown(ModelCardData(**{**card.__dict__, "decision": "keep", "decision_reason": "recorded: keep"}))
+    assert "Decision recorded by the evaluate stage: KEEP the champion (recorded: keep)." in kept
+    first = ModelCardData(
+        **{
+            **card.__dict__,
+            "champion_version": None,
+            "champion_spec": None,
+            "decision_reason": "no champion yet: the first challenger needs approval",
+        }
+    )
+    markdown = card_markdown(first)
+    assert "There is no champion yet." in markdown
+    assert "PROMOTE after approval (no champion yet: the first challenger needs approval)" in markdown
+
+
+def test_markdown_escapes_what_markdown_would_read_as_markup(card):
+    odd = ModelCardData(**{**card.__dict__, "segments": ("Motor | <b>Fleet</b>",), "retrain_reason": "*PSI* [x]"})
+    markdown = card_markdown(odd)
+    assert "Motor \\| \\<b\\>Fleet\\</b\\>" in markdown
+    assert "Why retraining ran: \\*PSI\\* \\[x\\]" in markdown

@@ -1,0 +1,34 @@
+"""The e-mails: subject lines, and HTML bodies from ``templates/email_*.html``; :mod:`include.reserving.notify`
+delivers them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from include.reserving.presentation.formatting import day
+from include.reserving.presentation.instruction import ApprovalInstruction
+from include.reserving.presentation.templating import render
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    body: str  # HTML
+
+
+def report_email(valuation_date: dt.date, status: str, approval_pending: bool = False) -> Email:
+    """The reserve report's e-mail, e.g. subject ``IBNR reserve report as at 2024-01-31 (PRELIMINARY)``."""
+    return Email(
+        f"IBNR reserve report as at {day(valuation_date)} ({status.upper()})",
+        render("email_report.html", valuation_date=valuation_date, status=status, approval_pending=approval_pending),
+    )
+
+
+def model_card_email(valuation_date: dt.date, model_version: str) -> Email:
+    """The model card's e-mail: a challenger waits for approval, and how to give it."""
+    return Email(
+        f"Approval needed: model {model_version} for valuation {day(valuation_date)}",
+        render("email_model_card.html", instruction=ApprovalInstruction(valuation_date, model_version)),
+    )

@@ -1,0 +1,63 @@
+"""The approval instruction, spelled once: how an actuary approves or rejects the model pending for a valuation date.
+
+The Reserving page, the model card (Markdown and PDF), the e-mail, the sensor's log and the timeout alert all render
+this one object; its key, values and command lines come from the approval contract (:mod:`include.reserving.approval`).
+Standard library only: the sensor's module imports it when the DAG file is parsed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from dataclasses import dataclass
+
+from include.reserving.approval import approval_command, approval_key, approval_value
+
+
+@dataclass(frozen=True)
+class ApprovalInstruction:
+    """What to set to approve or reject ``model_version`` for ``valuation_date``: a sentence, then the steps."""
+
+    valuation_date: dt.date
+    model_version: str
+
+    @property
+    def key(self) -> str:
+        return approval_key(self.valuation_date)
+
+    @property
+    def approve_value(self) -> str:
+        return approval_value(self.model_version, "approve")
+
+    @property
+    def reject_value(self) -> str:
+        return approval_value(self.model_version, "reject")
+
+    def command(self, decision: str) -> str:
+        """The command line, quoted for a POSIX shell."""
+        return shlex.join(approval_command(self.valuation_date, self.model_version, decision))
+
+    @property
+    def sentence(self) -> str:
+        return (
+            f"To approve model {self.model_version} for valuation {self.valuation_date:%Y-%m-%d}, set the Airflow "
+            f"Variable {self.key} to the value to approve, in the Airflow UI (Admin / Variables) or with its command "
+            "line; to reject it and keep the champion, set the value to reject. Put your name in by and your reason in "
+            "comment, and keep model_version as it is: a value naming another version is ignored."
+        )
+
+    @property
+    def steps(self) -> tuple[tuple[str, str], ...]:
+        """(label, text to copy) in reading order: the key, then the value and command line to approve, to reject."""
+        return (
+            ("Variable key", self.key),
+            ("Value to approve", self.approve_value),
+            ("Command line to approve", self.command("approve")),
+            ("Value to reject", self.reject_value),
+            ("Command line to reject", self.command("reject")),
+        )
+
+    @property
+    def text(self) -> str:
+        """The plain-text rendering, one step a line: for logs, Slack, plain e-mail and the JSON API."""
+        return "\n".join([self.sentence, *(f"{label}: {text}" for label, text in self.steps)])

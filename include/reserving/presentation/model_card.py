@@ -1,0 +1,178 @@
+"""The model card of a challenger: what it is, what it was trained on, how it scored against the champion, the
+promotion decision the evaluate stage recorded, and exactly how to approve or reject it.
+
+The card's text is one Markdown template (``templates/model_card.md``); the PDF typesets that Markdown with the
+:mod:`pdf` helper, so the two files always say the same. Plain data in, files out: no warehouse, no wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from include.reserving.domain import OVERALL, Role
+from include.reserving.presentation import pdf
+from include.reserving.presentation.formatting import money, number, pvalue, signed
+from include.reserving.presentation.instruction import ApprovalInstruction
+from include.reserving.presentation.templating import render
+
+PAGE = pdf.PORTRAIT
+
+DEFAULT_LIMITATIONS = (
+    "Reserves are gross of reinsurance; recoveries are not modelled.",
+    "Development beyond the oldest observed age relies on the selected tail; no external benchmark is blended in.",
+    "The backtest scores incremental paid on the held-out latest diagonals only; calendar-year shocks (inflation, "
+    "legal changes) that are not in those diagonals are not tested.",
+    "Large or catastrophe claims are not separated: a single large loss moves the factors of its line.",
+    "Standard errors describe parameter and process variance of the method, not model risk.",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCardData:
+    """What the model card of a challenger states.
+
+    Attributes
+    ----------
+    model_version, spec, code_sha :
+        Identity: registry version, the JSON spec (``{"method": ..., "params": {...}}``), the git SHA of the code.
+    valuation_date, data_row_count, data_hash :
+        Data fingerprint: the snapshot it was fitted on (valuation date, number of cells, content hash).
+    segments : tuple of str
+        Lines of business in scope.
+    gross_of_reinsurance : bool
+    basis : str
+        Snapshot basis (``as_recorded`` or ``restated``).
+    origin_first, origin_last : datetime.date or None
+        First and last origin periods in the training data.
+    max_development : int or None
+        Oldest development age (months) in the training data.
+    holdout_diagonals : int
+        Latest calendar diagonals held out for the backtest against the champion.
+    champion_version, champion_spec :
+        The incumbent (None for the very first model).
+    evaluation : pandas.DataFrame
+        Backtest rows ``model_version, role`` (champion/challenger), ``segment`` ("ALL" overall), ``wape, rmse``.
+    decision, decision_reason : str
+        The promotion decision the evaluate stage recorded (``promote``, ``keep`` or ``none``) and its reason.
+    promotion_delta : float
+        The delta of that decision: promote iff score(challenger) > score(champion) + delta, score = 1 - WAPE.
+    drift : pandas.DataFrame
+        ``feature, kind, psi, ks_statistic, ks_pvalue, breached``: why retraining ran.
+    retrain_reason : str
+    limitations : tuple of str
+    approval_timeout_hours : float or None
+        How long the approval sensor waits before keeping the champion.
+    """
+
+    model_version: str
+    spec: dict[str, Any]
+    code_sha: str
+    valuation_date: dt.date
+    data_row_count: int
+    data_hash: str
+    segments: tuple[str, ...]
+    gross_of_reinsurance: bool = True
+    basis: str = "as_recorded"
+    origin_first: dt.date | None = None
+    origin_last: dt.date | None = None
+    max_development: int | None = None
+    holdout_diagonals: int = 4
+    champion_version: str | None = None
+    champion_spec: dict[str, Any] | None = None
+    evaluation: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["model_version", "role", "segment", "wape", "rmse"])
+    )
+    decision: str
+    decision_reason: str
+    promotion_delta: float = 0.01
+    drift: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
+        )
+    )
+    retrain_reason: str = ""
+    limitations: tuple[str, ...] = DEFAULT_LIMITATIONS
+    approval_timeout_hours: float | None = None
+
+
+def _score_rows(card: ModelCardData) -> list[list[str]]:
+    """One row per segment, all lines last: champion and challenger WAPE and RMSE, and the score delta."""
+    ev = card.evaluation
+
+    def pick(segment: str, role: Role, metric: str) -> float | None:
+        hit = ev[(ev["segment"].astype(str) == segment) & (ev["role"] == role)]
+        return float(hit[metric].iloc[0]) if len(hit) else None
+
+    rows = []
+    for segment in sorted({str(s) for s in ev["segment"]}, key=lambda s: (s == OVERALL, s)):
+        wape = {role: pick(segment, role, "wape") for role in Role}
+        known = None not in wape.values()
+        rows.append(
+            [
+                "All lines" if segment == OVERALL else segment,
+                number(wape[Role.CHAMPION]),
+                number(wape[Role.CHALLENGER]),
+                money(pick(segment, Role.CHAMPION, "rmse")),
+                money(pick(segment, Role.CHALLENGER, "rmse")),
+                signed(wape[Role.CHAMPION] - wape[Role.CHALLENGER] if known else None),  # (1 - WAPE) difference
+            ]
+        )
+    return rows
+
+
+def _drift_rows(card: ModelCardData) -> list[list[str]]:
+    return [
+        [
+            str(r["feature"]),
+            str(r["kind"]),
+            number(r["psi"]),
+            number(r["ks_statistic"]),
+            pvalue(r["ks_pvalue"]),
+            "BREACH" if bool(r["breached"]) else "ok",
+        ]
+        for _, r in card.drift.sort_values("feature").iterrows()
+    ]
+
+
+def card_stem(model_version: str) -> str:
+    """The card's file stem: ``model_card_<version>`` with anything but letters, digits and ``-_.`` as ``_``."""
+    return "model_card_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
+
+
+def card_markdown(card: ModelCardData) -> str:
+    """The card as Markdown."""
+    return render(
+        "model_card.md",
+        card=card,
+        spec=json.dumps(card.spec, sort_keys=True),
+        champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
+        scores=_score_rows(card),
+        drift=_drift_rows(card),
+        instruction=ApprovalInstruction(card.valuation_date, card.model_version),
+    )
+
+
+def write_model_card(card: ModelCardData, directory: str | Path) -> tuple[Path, Path]:
+    """Write ``model_card_<version>.md`` and ``.pdf`` into ``directory``; return (markdown_path, pdf_path)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    stem = card_stem(card.model_version)
+    markdown = card_markdown(card)
+    markdown_path = directory / f"{stem}.md"
+    markdown_path.write_text(markdown, encoding="utf-8")
+    v = card.valuation_date.isoformat()
+    pdf_path = pdf.build(
+        directory / f"{stem}.pdf",
+        pdf.markdown(markdown, width=PAGE.width),
+        page=PAGE,
+        title=f"Model card {card.model_version} ({v})",
+        creator=__name__,
+        footer=f"Model card {card.model_version}  |  valuation {v}",
+    )
+    return markdown_path, pdf_path

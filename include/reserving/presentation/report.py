@@ -1,0 +1,559 @@
+"""The reserve report: one PDF per valuation date, laid out with the :mod:`pdf` helper from plain data.
+
+:class:`ReportData` carries everything the report shows (the published reserve rows, triangle cells, selected
+factors, backtest, quality, drift and run-health frames); :func:`render_reserve_report` lays it out. No warehouse
+access and no wall clock here: the same data gives a byte-identical PDF.
+
+Numbers print through :mod:`formatting`, so a reader (or a test) can match the PDF against the warehouse to the cent.
+IBNR is the published ``ibnr`` column (ultimate less paid to date).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from reportlab.lib.units import cm
+from reportlab.platypus import CondPageBreak, Flowable, Image, KeepTogether, PageBreak, Spacer, Table
+
+from include.reserving.domain import OVERALL, PublicationStatus, Role
+from include.reserving.presentation import charts, pdf
+from include.reserving.presentation.formatting import (
+    NA,
+    as_date,
+    count,
+    day,
+    duration,
+    factor,
+    is_missing,
+    money,
+    money_total,
+    number,
+    origin_labels,
+    percent,
+    pvalue,
+)
+from include.reserving.presentation.pdf import paragraph
+
+STATUSES = tuple(s.value for s in PublicationStatus)
+RESERVE_COLUMNS = [
+    "segment",
+    "origin",
+    "latest_paid",
+    "latest_incurred",
+    "ultimate",
+    "ibnr",
+    "std_err",
+    "p75",
+    "p95",
+    "model_version",
+]
+PAGE = pdf.LANDSCAPE
+WIDTH = PAGE.width
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportData:
+    """Everything the reserve report shows for one valuation date (plain data, already read from the warehouse).
+
+    Attributes
+    ----------
+    valuation_date : datetime.date
+    status : str
+        ``"preliminary"`` or ``"approved"``.
+    champion_version : str
+        Registry version of the model that produced the reserves.
+    publication_version : int
+        Version of the published reserves for this valuation date.
+    reserves : pandas.DataFrame
+        The published rows, one per (segment, origin): ``segment, origin, latest_paid, latest_incurred, ultimate,
+        ibnr, std_err, p75, p95, model_version`` (``std_err``, ``p75``, ``p95`` may be NaN).
+    previous_reserves : pandas.DataFrame or None
+        The same for the previous valuation date, for the movement of IBNR by line.
+    cells : pandas.DataFrame
+        Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``.
+    factors : pandas.DataFrame
+        Selected age-to-age factors: ``segment, development, development_to, factor``.
+    actual_vs_expected : pandas.DataFrame
+        ``segment, actual, expected, ratio`` on the newest diagonal (may be empty).
+    backtest : pandas.DataFrame
+        ``model_version, role`` (champion/challenger), ``segment`` ("ALL" overall), ``wape, rmse`` (may be empty).
+    quality : pandas.DataFrame
+        ``expectation, column, success, unexpected_count``: the data-quality summary.
+    drift : pandas.DataFrame
+        ``feature, kind, psi, ks_statistic, ks_pvalue, breached``.
+    health : pandas.DataFrame
+        The last runs: ``run_id, valuation_date, state, duration_seconds, failed_task``.
+    """
+
+    valuation_date: dt.date
+    status: str
+    champion_version: str
+    publication_version: int
+    reserves: pd.DataFrame
+    cells: pd.DataFrame
+    factors: pd.DataFrame
+    previous_reserves: pd.DataFrame | None = None
+    actual_vs_expected: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["segment", "actual", "expected", "ratio"])
+    )
+    backtest: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["model_version", "role", "segment", "wape", "rmse"])
+    )
+    quality: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["expectation", "column", "success", "unexpected_count"])
+    )
+    drift: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
+        )
+    )
+    health: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["run_id", "valuation_date", "state", "duration_seconds", "failed_task"]
+        )
+    )
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is invalid: use one of {STATUSES}")
+        missing = [c for c in RESERVE_COLUMNS if c not in self.reserves.columns]
+        if missing:
+            raise ValueError(f"reserves lack columns {missing}")
+        if self.reserves.empty:
+            raise ValueError(f"no published reserves for {self.valuation_date}: nothing to report")
+
+
+def _chart(fig, width: float) -> Image:
+    return pdf.image(charts.to_png(fig), width)
+
+
+# --- sections --------------------------------------------------------------------------------------------------
+
+
+def _segments(data: ReportData) -> list[str]:
+    return sorted(str(s) for s in data.reserves["segment"].unique())
+
+
+def _cover(data: ReportData) -> list[Flowable]:
+    reserves = data.reserves
+    status = data.status.upper()
+    explain = {
+        "preliminary": "Preliminary: not yet approved; figures may change before the books close.",
+        "approved": "Approved: the reserves below are the approved figures for this valuation date.",
+    }[data.status]
+    facts = [
+        ["Valuation date", data.valuation_date.isoformat()],
+        ["Status", status],
+        ["Champion model version", data.champion_version],
+        ["Publication version", str(data.publication_version)],
+        ["Lines of business", ", ".join(_segments(data))],
+        ["Origin periods", str(reserves["origin"].nunique())],
+        ["Total latest paid", money(money_total(reserves["latest_paid"]))],
+        ["Total ultimate", money(money_total(reserves["ultimate"]))],
+        ["Total IBNR", money(money_total(reserves["ibnr"]))],
+    ]
+    sections = [
+        "1. Summary of IBNR by line, with the movement against the previous valuation",
+        "2. By line: ultimates and IBNR by origin, paid and incurred triangles, selected factors, charts",
+        "3. Actual versus expected on the newest diagonal",
+        "4. Champion versus challenger backtest",
+        "5. Data quality",
+        "6. Drift",
+        "7. Pipeline health",
+    ]
+    return [
+        Spacer(1, 2.5 * cm),
+        paragraph("IBNR Reserve Report", "title"),
+        paragraph(f"Valuation as at {data.valuation_date:%d %B %Y} \u00a0\u00b7\u00a0 {status}", "h2"),
+        Spacer(1, 0.6 * cm),
+        pdf.table(["Item", "Value"], facts, width=WIDTH),
+        Spacer(1, 0.4 * cm),
+        paragraph(explain),
+        Spacer(1, 0.6 * cm),
+        paragraph("Contents", "h2"),
+        *[paragraph(s) for s in sections],
+        PageBreak(),
+    ]
+
+
+def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float]]:
+    out = {}
+    for segment, rows in reserves.groupby("segment", sort=True):
+        out[str(segment)] = {
+            col: money_total(rows[col]) for col in ("latest_paid", "latest_incurred", "ultimate", "ibnr")
+        }
+    return out
+
+
+def _summary(data: ReportData) -> list[Flowable]:
+    current = _line_totals(data.reserves)
+    previous = _line_totals(data.previous_reserves) if data.previous_reserves is not None else None
+    header = ["Line", "Latest paid", "Latest incurred", "Ultimate", "IBNR", "Previous IBNR", "Movement", "Movement %"]
+    rows = []
+    for segment in sorted(current):
+        now = current[segment]
+        before = previous.get(segment, {}).get("ibnr") if previous is not None else None
+        movement = None if before is None else money_total([now["ibnr"], -before])
+        rows.append(
+            [
+                segment,
+                money(now["latest_paid"]),
+                money(now["latest_incurred"]),
+                money(now["ultimate"]),
+                money(now["ibnr"]),
+                money(before),
+                money(movement),
+                percent(movement / before) if movement is not None and before else NA,
+            ]
+        )
+    total = {c: money_total([v[c] for v in current.values()]) for c in ("latest_paid", "latest_incurred", "ultimate")}
+    total_ibnr = money_total(data.reserves["ibnr"])
+    total_before = money_total(data.previous_reserves["ibnr"]) if data.previous_reserves is not None else None
+    total_movement = None if total_before is None else money_total([total_ibnr, -total_before])
+    rows.append(
+        [
+            "Total",
+            money(total["latest_paid"]),
+            money(total["latest_incurred"]),
+            money(total["ultimate"]),
+            money(total_ibnr),
+            money(total_before),
+            money(total_movement),
+            percent(total_movement / total_before) if total_movement is not None and total_before else NA,
+        ]
+    )
+    note = (
+        "Movement = IBNR now less IBNR at the previous valuation (all lines of that valuation in the total)."
+        if previous is not None
+        else "No previous valuation was supplied: movements are not available."
+    )
+    return [
+        paragraph("1. Summary of IBNR by line", "h1"),
+        paragraph(f"Published reserves, publication version {data.publication_version}, as at {data.valuation_date}."),
+        Spacer(1, 4),
+        pdf.table(header, rows, width=WIDTH, total_row=True),
+        Spacer(1, 4),
+        paragraph(note + " IBNR is the ultimate less paid to date.", "note"),
+    ]
+
+
+def _triangle(cells: pd.DataFrame, value: str, labels: dict[dt.date, str]) -> tuple[list[str], list[list[str]]]:
+    frame = cells.assign(origin=cells["origin"].map(as_date))
+    pivot = frame.pivot_table(index="origin", columns="development", values=value, aggfunc="sum").sort_index()
+    ages = sorted(int(a) for a in pivot.columns)
+    header = ["Origin", *[str(a) for a in ages]]
+    # An unobserved cell (below the latest diagonal) stays blank.
+    rows = [
+        [labels.get(origin, str(origin)), *["" if is_missing(v) else money(v) for v in pivot.loc[origin, ages]]]
+        for origin in pivot.index
+    ]
+    return header, rows
+
+
+def _factor_header(row: pd.Series) -> str:
+    to = row.get("development_to")
+    end = "ult" if is_missing(to) or int(to) >= 9999 else str(int(to))
+    return f"{int(row['development'])}-{end}"
+
+
+def _pattern(factors: pd.DataFrame) -> pd.DataFrame:
+    """Percent of ultimate reached at each age implied by the selected factors (no tail beyond the last factor)."""
+    ordered = factors.sort_values("development")
+    ages = [int(a) for a in ordered["development"]]
+    values = [float(f) for f in ordered["factor"]]
+    cdf, out = 1.0, []
+    for age, f in zip(reversed(ages), reversed(values), strict=True):
+        cdf *= f
+        out.append((age, 1.0 / cdf if cdf else math.nan))
+    last = ordered["development_to"].iloc[-1] if "development_to" in ordered and len(ordered) else None
+    if not is_missing(last) and int(last) < 9999:
+        out.append((int(last), 1.0))
+    return pd.DataFrame(sorted(out), columns=["development", "percent"])
+
+
+def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
+    reserves = data.reserves[data.reserves["segment"] == segment].copy()
+    reserves["origin"] = reserves["origin"].map(as_date)
+    reserves = reserves.sort_values("origin")
+    cells = data.cells[data.cells["segment"] == segment]
+    factors = data.factors[data.factors["segment"] == segment].sort_values("development")
+    versions = sorted({str(v) for v in reserves["model_version"]})
+
+    header = ["Origin", "Latest paid", "Latest incurred", "Ultimate", "IBNR", "Std. error", "CV", "P75", "P95"]
+    rows = []
+    for _, r in reserves.iterrows():
+        cv = r["std_err"] / r["ibnr"] if not is_missing(r["std_err"]) and r["ibnr"] else None
+        rows.append(
+            [
+                labels[r["origin"]],
+                money(r["latest_paid"]),
+                money(r["latest_incurred"]),
+                money(r["ultimate"]),
+                money(r["ibnr"]),
+                money(r["std_err"]),
+                percent(cv),
+                money(r["p75"]),
+                money(r["p95"]),
+            ]
+        )
+    rows.append(
+        [
+            "Total",
+            *[money(money_total(reserves[c])) for c in ("latest_paid", "latest_incurred", "ultimate", "ibnr")],
+            "",
+            "",
+            "",
+            "",
+        ]
+    )
+    out: list[Flowable] = [
+        PageBreak(),
+        paragraph(f"2. {segment}", "h1"),
+        paragraph(f"Model version {', '.join(versions)}."),
+        paragraph("Ultimates and IBNR by origin", "h2"),
+        pdf.table(header, rows, width=WIDTH, total_row=True),
+        paragraph(
+            "Std. error: standard error of the reserve estimate where the method defines one; P75/P95: the 75th "
+            "and 95th percentiles of the reserve distribution; CV = std. error / IBNR.",
+            "note",
+        ),
+    ]
+    for value, title in (("paid", "Cumulative paid"), ("incurred", "Cumulative incurred")):
+        if value in cells.columns and not cells.empty and cells[value].notna().any():
+            tri_header, tri_rows = _triangle(cells, value, labels)
+            out += [
+                CondPageBreak(4 * cm),
+                paragraph(f"{title} triangle (rows: origin; columns: development age in months)", "h2"),
+                *pdf.wide_table(tri_header, tri_rows, width=WIDTH),
+            ]
+    if not factors.empty:
+        fac_header = ["", *[_factor_header(r) for _, r in factors.iterrows()]]
+        pattern = _pattern(factors)
+        cdf_row = ["CDF to ultimate"]
+        for age in factors["development"]:
+            share = pattern.loc[pattern["development"] == int(age), "percent"]
+            cdf_row.append(factor(1.0 / float(share.iloc[0])) if len(share) and share.iloc[0] else NA)
+        fac_rows = [["Selected factor", *[factor(f) for f in factors["factor"]]], cdf_row]
+        out += [
+            CondPageBreak(3 * cm),
+            paragraph("Selected age-to-age factors", "h2"),
+            *pdf.wide_table(fac_header, fac_rows, width=WIDTH),
+        ]
+
+    observed = None
+    if not cells.empty and "paid" in cells.columns:
+        ultimate = dict(zip(reserves["origin"], reserves["ultimate"], strict=True))
+        observed = cells.assign(origin=cells["origin"].map(as_date))
+        observed = observed[observed["origin"].isin(list(ultimate))]
+        observed = observed.assign(percent=observed["paid"] / observed["origin"].map(ultimate).replace(0, math.nan))
+    pattern_fig = charts.development_pattern(
+        _pattern(factors) if not factors.empty else pd.DataFrame(columns=["development", "percent"]),
+        observed,
+        title=f"{segment}: development pattern",
+    )
+    ibnr_fig = charts.ibnr_by_origin(
+        [labels[o] for o in reserves["origin"]],
+        reserves["ibnr"].tolist(),
+        reserves["std_err"].tolist(),
+        f"{segment}: IBNR by origin",
+    )
+    half = WIDTH / 2 - 6
+    chart_row = Table([[_chart(pattern_fig, half), _chart(ibnr_fig, half)]], colWidths=[half + 6, half + 6])
+    chart_row.hAlign = "LEFT"
+    out += [KeepTogether([paragraph("Charts", "h2"), chart_row])]
+    return out
+
+
+def _actual_vs_expected(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [PageBreak(), paragraph("3. Actual versus expected on the newest diagonal", "h1")]
+    ave = data.actual_vs_expected
+    if ave.empty:
+        return out + [paragraph("No actual-versus-expected results for this valuation.")]
+    ave = ave.sort_values("segment")
+    rows = [
+        [str(r["segment"]), money(r["actual"]), money(r["expected"]), number(r["ratio"], 3)] for _, r in ave.iterrows()
+    ]
+    return out + [
+        pdf.table(["Line", "Actual paid", "Expected paid", "Actual / expected"], rows, width=WIDTH),
+        Spacer(1, 6),
+        _chart(charts.actual_vs_expected(ave), WIDTH * 0.6),
+    ]
+
+
+def _backtest(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("4. Champion versus challenger backtest", "h1")]
+    bt = data.backtest
+    if bt.empty:
+        return out + [
+            paragraph("No backtest this month: drift did not call for retraining, so no challenger was trained.")
+        ]
+    versions = {role: sorted({str(v) for v in bt.loc[bt["role"] == role, "model_version"]}) for role in Role}
+    segments = sorted({str(s) for s in bt["segment"]}, key=lambda s: (s == OVERALL, s))
+    header = ["Segment", "Champion WAPE", "Challenger WAPE", "Champion RMSE", "Challenger RMSE", "Better"]
+    rows = []
+    for segment in segments:
+
+        def pick(role: str, metric: str, segment: str = segment) -> float | None:
+            hit = bt[(bt["segment"].astype(str) == segment) & (bt["role"] == role)]
+            return None if hit.empty else float(hit[metric].iloc[0])
+
+        wape_ch, wape_cc = pick(Role.CHAMPION, "wape"), pick(Role.CHALLENGER, "wape")
+        better = NA
+        if wape_ch is not None and wape_cc is not None:
+            better = "challenger" if wape_cc < wape_ch else "champion" if wape_ch < wape_cc else "tie"
+        rows.append(
+            [
+                "All lines" if segment == OVERALL else segment,
+                number(wape_ch),
+                number(wape_cc),
+                money(pick(Role.CHAMPION, "rmse")),
+                money(pick(Role.CHALLENGER, "rmse")),
+                better,
+            ]
+        )
+    described = "; ".join(f"{role}: {', '.join(v) or NA}" for role, v in versions.items())
+    return out + [
+        paragraph(f"Models: {described}. Scored on held-out calendar diagonals (incremental paid); lower is better."),
+        Spacer(1, 4),
+        pdf.table(header, rows, width=WIDTH),
+    ]
+
+
+def _quality(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("5. Data quality", "h1")]
+    q = data.quality
+    if q.empty:
+        return out + [paragraph("No data-quality results were supplied.")]
+    passed = int(q["success"].astype(bool).sum())
+    rows, alerts = [], []
+    for i, (_, r) in enumerate(q.iterrows()):
+        ok = bool(r["success"])
+        if not ok:
+            alerts.append(i)
+        rows.append(
+            [
+                str(r["expectation"]),
+                "" if is_missing(r.get("column")) else str(r["column"]),
+                "PASS" if ok else "FAIL",
+                count(r.get("unexpected_count")),
+            ]
+        )
+    return out + [
+        paragraph(f"{passed} of {len(q)} checks passed."),
+        Spacer(1, 4),
+        pdf.table(
+            ["Expectation", "Column", "Result", "Unexpected rows"], rows, width=WIDTH, text_columns=3, alert_rows=alerts
+        ),
+    ]
+
+
+def _drift(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("6. Drift", "h1")]
+    d = data.drift
+    if d.empty:
+        return out + [paragraph("No drift metrics were supplied.")]
+    rows, alerts = [], []
+    for i, (_, r) in enumerate(d.sort_values("feature").iterrows()):
+        breached = bool(r["breached"]) if not is_missing(r["breached"]) else False
+        if breached:
+            alerts.append(i)
+        rows.append(
+            [
+                str(r["feature"]),
+                str(r["kind"]),
+                number(r["psi"]),
+                number(r["ks_statistic"]),
+                pvalue(r["ks_pvalue"]),
+                "BREACH" if breached else "ok",
+            ]
+        )
+    n = len(alerts)
+    return out + [
+        paragraph(f"{n} of {len(d)} features breached their threshold." if n else "No feature breached its threshold."),
+        Spacer(1, 4),
+        pdf.table(
+            ["Feature", "Kind", "PSI", "KS statistic", "KS p-value", "Breach"],
+            rows,
+            width=WIDTH,
+            text_columns=2,
+            alert_rows=alerts,
+        ),
+    ]
+
+
+def _health(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [CondPageBreak(8 * cm), paragraph("7. Pipeline health", "h1")]
+    h = data.health
+    if h.empty:
+        return out + [paragraph("No pipeline runs recorded yet.")]
+    h = h.sort_values(["valuation_date", "run_id"]).tail(12)
+    ok = h["state"].astype(str).str.lower() == "success"
+    seconds = pd.to_numeric(h["duration_seconds"], errors="coerce")
+    summary = f"{int(ok.sum())} of {len(h)} runs succeeded ({percent(ok.mean())})."
+    if seconds.notna().any():
+        summary += (
+            f" Duration: median {duration(seconds.median())}, mean {duration(seconds.mean())}, "
+            f"longest {duration(seconds.max())} (h:mm:ss)."
+        )
+    rows, alerts = [], []
+    for i, (_, r) in enumerate(h.iterrows()):
+        if str(r["state"]).lower() != "success":
+            alerts.append(i)
+        rows.append(
+            [
+                str(r["run_id"]),
+                day(r["valuation_date"]),
+                str(r["state"]),
+                duration(r["duration_seconds"]),
+                "" if is_missing(r["failed_task"]) else str(r["failed_task"]),
+            ]
+        )
+    labels = [day(v) for v in h["valuation_date"]]
+    fig = charts.run_durations(labels, (seconds / 60).tolist(), ok.tolist())
+    return out + [
+        paragraph(summary),
+        Spacer(1, 4),
+        pdf.table(
+            ["Run", "Valuation date", "State", "Duration", "Failed task"],
+            rows,
+            width=WIDTH,
+            text_columns=5,
+            alert_rows=alerts,
+        ),
+        Spacer(1, 6),
+        KeepTogether([_chart(fig, WIDTH * 0.6)]),
+    ]
+
+
+# --- document ------------------------------------------------------------------------------------------------
+
+
+def build_story(data: ReportData) -> list[Flowable]:
+    """The report's flowables in reading order."""
+    labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])))
+    story = _cover(data) + _summary(data)
+    for segment in _segments(data):
+        story += _line_section(data, segment, labels)
+    story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _drift(data) + _health(data)
+    return story
+
+
+def render_reserve_report(data: ReportData, path: str | Path) -> Path:
+    """Write the reserve report for ``data`` to ``path`` (a PDF) and return the path; same data, same bytes."""
+    v = data.valuation_date.isoformat()
+    return pdf.build(
+        path,
+        build_story(data),
+        page=PAGE,
+        title=f"IBNR reserve report {v} ({data.status})",
+        subject=f"Reserves as at {v}, publication version {data.publication_version}",
+        creator=__name__,
+        footer=(
+            f"IBNR reserve report  |  valuation {v}  |  {data.status.upper()}  |  "
+            f"publication v{data.publication_version}  |  champion {data.champion_version}"
+        ),
+    )

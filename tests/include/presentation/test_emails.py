@@ -1,0 +1,39 @@
+"""The e-mails: subjects name valuation date and status; bodies come from autoescaped templates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from markupsafe import escape
+
+from include.reserving.presentation.emails import model_card_email, report_email
+from include.reserving.presentation.instruction import ApprovalInstruction
+
+V = dt.date(2023, 12, 31)
+
+
+def test_subject_names_valuation_date_and_status():
+    assert report_email(dt.date(2024, 1, 31), "preliminary").subject == (
+        "IBNR reserve report as at 2024-01-31 (PRELIMINARY)"
+    )
+    assert "2023-12-31" in report_email(V, "approved").subject
+    assert "APPROVED" in report_email(V, "approved").subject
+
+
+def test_report_body_mentions_a_pending_approval_only_when_there_is_one():
+    plain = report_email(V, "approved").body
+    assert "<p>The IBNR reserve report as at 2023-12-31 (approved) is attached.</p>" in plain
+    assert "Sent by the monthly reserving pipeline." in plain
+    assert "awaits your approval" not in plain
+    assert "awaits your approval" in report_email(V, "approved", approval_pending=True).body
+
+
+def test_model_card_email_carries_the_instruction_escaped():
+    version = 'xgb-<script>alert("x")</script>'
+    mail = model_card_email(V, version)
+    assert mail.subject == f"Approval needed: model {version} for valuation 2023-12-31"
+    assert "<script>" not in mail.body
+    instruction = ApprovalInstruction(V, version)
+    assert str(escape(instruction.sentence)) in mail.body
+    for _, text in instruction.steps:
+        assert f"<pre>{escape(text)}</pre>" in mail.body

@@ -1,0 +1,44 @@
+"""The approval instruction is spelled once: exact key, values and shell-safe command lines, in one sentence."""
+
+from __future__ import annotations
+
+import shlex
+
+from include.reserving.presentation.instruction import ApprovalInstruction
+from tests.include.conftest import CHALLENGER, VALUATION
+
+KEY = "reserving_approval__2023-12-31"
+APPROVE = (
+    '{"decision": "approve", "model_version": "xgb_development-20231231-d4e5f6", "by": "<your name>", '
+    '"comment": "<why>"}'
+)
+REJECT = APPROVE.replace('"approve"', '"reject"')
+
+
+def test_key_values_and_command_lines_are_exact():
+    instruction = ApprovalInstruction(VALUATION, CHALLENGER)
+    assert (instruction.key, instruction.approve_value, instruction.reject_value) == (KEY, APPROVE, REJECT)
+    assert instruction.command("approve") == f"airflow variables set {KEY} '{APPROVE}'"
+    assert instruction.command("reject") == f"airflow variables set {KEY} '{REJECT}'"
+
+
+def test_command_lines_survive_the_shell_whatever_the_version():
+    odd = ApprovalInstruction(VALUATION, "it's $(rm -rf) `x`")
+    assert shlex.split(odd.command("approve"))[-1] == odd.approve_value
+
+
+def test_text_is_the_sentence_then_one_step_a_line():
+    instruction = ApprovalInstruction(VALUATION, CHALLENGER)
+    sentence, *steps = instruction.text.splitlines()
+    assert sentence == instruction.sentence
+    assert sentence.startswith(
+        f"To approve model {CHALLENGER} for valuation 2023-12-31, set the Airflow Variable {KEY}"
+    )
+    assert "a value naming another version is ignored" in sentence
+    assert steps == [
+        f"Variable key: {KEY}",
+        f"Value to approve: {APPROVE}",
+        f"Command line to approve: airflow variables set {KEY} '{APPROVE}'",
+        f"Value to reject: {REJECT}",
+        f"Command line to reject: airflow variables set {KEY} '{REJECT}'",
+    ]
