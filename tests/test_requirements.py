@@ -31,7 +31,6 @@ NOT_IMPORTED = {
         "apache-airflow-providers-celery": "the CeleryExecutor (docker-compose.yaml, tests/integration/test_celery.py)",
         "celery": "the Celery workers and their Redis transport (the [redis] extra) behind the CeleryExecutor",
         "psycopg2-binary": "SQLAlchemy's driver for the postgresql+psycopg2 URLs that config.connection_url builds",
-        "jinja2": "the report templates (branch presentation): drop this entry when it lands",
     },
     "requirements-test.txt": {
         "pytest-timeout": "pytest plugin: the timeout marker of the long service tests",
