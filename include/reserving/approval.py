@@ -12,8 +12,10 @@ import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
+from include.reserving.domain import Decision
+
 KEY_PREFIX = "reserving_approval__"
-DECISIONS = ("approve", "reject")
+DECISIONS = (Decision.APPROVE.value, Decision.REJECT.value)  # what an actuary may set; a timeout is no value
 
 
 def approval_key(valuation_date: dt.date) -> str:

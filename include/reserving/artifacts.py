@@ -36,6 +36,11 @@ def safe(part: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", part)
 
 
+def model_card_stem(model_version: str) -> str:
+    """A model card's file stem: ``model_card_<version>`` with anything but letters, digits and ``-_.`` as ``_``."""
+    return "model_card_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
+
+
 def run_dir(root: str, valuation_date: dt.date, run_id: str) -> str:
     return join(root, "runs", f"{valuation_date:%Y-%m-%d}", safe(run_id))
 

@@ -82,11 +82,6 @@ def champion(engine: Engine) -> dict[str, Any]:
     return {"champion": current, "history": _records(registry.champion_history(engine))}
 
 
-def _card_stem(model_version: str) -> str:
-    """The model card's file stem, as include.reserving.model_card names it."""
-    return "model_card_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
-
-
 def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
     """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
     pending = []
@@ -124,7 +119,7 @@ def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date,
         raise NotFound(f"no promotion decision for model {model_version!r} at valuation date {valuation_date}")
     root = Path(artifact_root.removeprefix("file://")).resolve()
     folder = artifacts.run_dir(str(root), valuation_date, decision.run_id)
-    path = Path(folder, f"{_card_stem(model_version)}.{fmt}").resolve()
+    path = Path(folder, f"{artifacts.model_card_stem(model_version)}.{fmt}").resolve()
     if not path.is_relative_to(root):
         raise NotFound(f"model card of {model_version!r} is outside the artifact root")
     if not path.is_file():

@@ -1,4 +1,4 @@
-"""Airflow's real services drive the monthly DAG: REST-triggered run, CLI backfill, scheduler killed mid-run.
+"""Real Airflow services drive the monthly DAG: a REST-triggered run whose scheduler is killed mid-run; a backfill.
 
 One api-server, scheduler and dag-processor (LocalExecutor) per module, on 127.0.0.1 with free ports and a fresh
 PostgreSQL metadata database; the warehouse is a PostgreSQL database of its own (tasks run in parallel processes),
@@ -149,51 +149,6 @@ def pd_segments(engine, valuation_date: dt.date) -> list[str]:
         )
 
 
-def test_rest_api_triggered_run_is_approved_through_a_variable_and_publishes(stack, dump_logs_on_failure):
-    """POST /api/v2/dags/.../dagRuns with a logical date; the actuary sets the Variable via POST /api/v2/variables."""
-    stack.reset_warehouse()
-    api = stack.af.api()
-    with Actuary(stack.af, stack.warehouse) as actuary:
-        run = _trigger(api, "api_2023-11-30", "2023-12-01T00:00:00Z")
-        # a manual run's data interval ends at its logical date: V is the day before
-        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == ("2023-11-01", "2023-12-01")
-        valuation_date = _valuation_date(run)
-        assert valuation_date == dt.date(2023, 11, 30)
-        run = stack.af.wait_for_run(api, run["dag_run_id"], RUN_TIMEOUT)
-    assert actuary.errors == []
-    assert run["state"] == "success", run
-    assert list(actuary.approved) == [valuation_date]
-
-    tis = {(ti["task_id"], ti["map_index"]): ti for ti in task_instances(api, run["dag_run_id"])}
-    states = {key: ti["state"] for key, ti in tis.items()}
-    for task_id in ("training.train", "governance.await_approval", "governance.apply_approval", "reserving.publish"):
-        assert states[(task_id, -1)] == "success", states
-    assert states[("governance.no_promotion", -1)] == "skipped"
-    mapped = [ti for (task_id, _), ti in tis.items() if task_id == "reserving.reserve_segment"]
-    assert mapped and all(ti["state"] == "success" for ti in mapped)
-
-    engine = stack.engine()
-    approvals = schema.approvals
-    with engine.connect() as conn:
-        decided = conn.execute(select(approvals.c.decision, approvals.c.decided_by, approvals.c.model_version)).all()
-    health = _pipeline_runs(engine, expected=1)
-    assert [tuple(r) for r in decided] == [("approve", "Test Actuary", actuary.approved[valuation_date])]
-    assert [tuple(r) for r in health] == [(run["dag_run_id"], "success")]
-    _assert_published(stack, run, valuation_date)
-    assert len(mapped) == len(pd_segments(engine, valuation_date))
-
-    # no SMTP connection: the report e-mail is skipped with a reason, not a failure
-    xcom = (
-        api.get(
-            f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/reporting.email_report/xcomEntries/return_value"
-        )
-        .raise_for_status()
-        .json()
-    )
-    assert "'sent': False" in str(xcom["value"]) or '"sent": false' in str(xcom["value"])
-    engine.dispose()
-
-
 def _runs_of_type(api, run_type: str) -> list[dict]:
     resp = api.get(f"/dags/{DAG_ID}/dagRuns", params={"run_type": run_type, "order_by": "logical_date", "limit": 50})
     return resp.raise_for_status().json()["dag_runs"]
@@ -285,13 +240,19 @@ def _wait_for_task_state(
     raise TimeoutError(f"{task_id} never reached {state}")
 
 
-def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_logs_on_failure, tmp_path):
-    """SIGKILL the scheduler's process group while training runs, start it again: the run completes, no duplicates."""
+def test_rest_run_survives_a_scheduler_kill_is_approved_through_a_variable_and_publishes_once(
+    stack, dump_logs_on_failure, tmp_path
+):
+    """POST /api/v2/dags/.../dagRuns with a logical date; SIGKILL the scheduler's process group while training runs
+    and start it again; the actuary sets the Variable via POST /api/v2/variables. The run completes, the killed try
+    runs again, and nothing is written twice."""
     stack.reset_warehouse()
     api = stack.af.api()
     scheduler = stack.af.services["scheduler"]
     with Actuary(stack.af, stack.warehouse) as actuary:
         run = _trigger(api, "api_2023-10-31", "2023-11-01T00:00:00Z")
+        # a manual run's data interval ends at its logical date: V is the day before
+        assert (run["data_interval_start"][:10], run["data_interval_end"][:10]) == ("2023-10-01", "2023-11-01")
         valuation_date = _valuation_date(run)
         assert valuation_date == dt.date(2023, 10, 31)
         _wait_for_task_state(stack, api, run["dag_run_id"], "training.train", "running")
@@ -304,15 +265,27 @@ def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_log
         run = stack.af.wait_for_run(api, run["dag_run_id"], RUN_TIMEOUT + 300)
     assert actuary.errors == []
     assert run["state"] == "success", run
-    train = api.get(f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/training.train").json()
-    assert train["state"] == "success" and train["try_number"] >= 2, train  # the killed try was run again
+    assert list(actuary.approved) == [valuation_date]
+
+    tis = {(ti["task_id"], ti["map_index"]): ti for ti in task_instances(api, run["dag_run_id"])}
+    states = {key: ti["state"] for key, ti in tis.items()}
+    for task_id in ("training.train", "governance.await_approval", "governance.apply_approval", "reserving.publish"):
+        assert states[(task_id, -1)] == "success", states
+    assert states[("governance.no_promotion", -1)] == "skipped"
+    assert tis[("training.train", -1)]["try_number"] >= 2, tis[("training.train", -1)]  # the killed try ran again
+    mapped = [ti for (task_id, _), ti in tis.items() if task_id == "reserving.reserve_segment"]
+    assert mapped and all(ti["state"] == "success" for ti in mapped)
 
     engine = stack.engine()
     _assert_published(stack, run, valuation_date)
+    assert len(mapped) == len(pd_segments(engine, valuation_date))
+    approvals = schema.approvals
     with engine.connect() as conn:
+        decided = conn.execute(select(approvals.c.decision, approvals.c.decided_by, approvals.c.model_version)).all()
         cells = _cell_count(conn, valuation_date)
         registry_rows = conn.execute(select(func.count()).select_from(schema.model_registry)).scalar_one()
         staged = conn.execute(select(func.count()).select_from(schema.triangle_cells_staging)).scalar_one()
+    assert [tuple(r) for r in decided] == [("approve", "Test Actuary", actuary.approved[valuation_date])]
     assert cells == _clean_cell_count(tmp_path, valuation_date)
     assert staged == 0
     assert registry_rows >= 1
@@ -322,6 +295,16 @@ def test_scheduler_killed_mid_run_resumes_without_duplicate_rows(stack, dump_log
     assert _duplicates(engine, schema.approvals, "valuation_date", "model_version") == []
     assert _duplicates(engine, schema.snapshot_claims, "valuation_date", "basis", "claim_id") == []
     assert _pipeline_runs(engine, expected=1) == [(run["dag_run_id"], "success")]
+
+    # no SMTP connection: the report e-mail is skipped with a reason, not a failure
+    xcom = (
+        api.get(
+            f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/reporting.email_report/xcomEntries/return_value"
+        )
+        .raise_for_status()
+        .json()
+    )
+    assert "'sent': False" in str(xcom["value"]) or '"sent": false' in str(xcom["value"])
     engine.dispose()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from include.reserving import artifacts
 from include.reserving.domain import OVERALL, Role
 from include.reserving.presentation import pdf
 from include.reserving.presentation.formatting import money, number, pvalue, signed
@@ -140,11 +141,6 @@ def _drift_rows(card: ModelCardData) -> list[list[str]]:
     ]
 
 
-def card_stem(model_version: str) -> str:
-    """The card's file stem: ``model_card_<version>`` with anything but letters, digits and ``-_.`` as ``_``."""
-    return "model_card_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model_version)
-
-
 def card_markdown(card: ModelCardData) -> str:
     """The card as Markdown."""
     return render(
@@ -162,7 +158,7 @@ def write_model_card(card: ModelCardData, directory: str | Path) -> tuple[Path, 
     """Write ``model_card_<version>.md`` and ``.pdf`` into ``directory``; return (markdown_path, pdf_path)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    stem = card_stem(card.model_version)
+    stem = artifacts.model_card_stem(card.model_version)
     markdown = card_markdown(card)
     markdown_path = directory / f"{stem}.md"
     markdown_path.write_text(markdown, encoding="utf-8")
