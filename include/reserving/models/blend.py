@@ -184,7 +184,7 @@ class Blend(ReservingModel):
         cells = cellsmod.normalise(cells)
         base = self.base_.predict(cells).set_index(cellsmod.KEY_COLUMNS)
         challenger = self.challenger_.predict(cells).set_index(cellsmod.KEY_COLUMNS)
-        square = base.join(challenger, how="outer", lsuffix="_base", rsuffix="_challenger")
+        square = base.add_suffix("_base").join(challenger.add_suffix("_challenger"), how="outer")
         weight = self.origin_weights(cells).reindex(square.index.droplevel("development")).to_numpy()
         blended = (1.0 - weight) * square["paid_base"].to_numpy() + weight * square["paid_challenger"].to_numpy()
         # a cell only one component projects keeps that component's value; exact weights keep it exactly
