@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from devtools.book import CLAIM_COLUMNS, TRANSACTION_COLUMNS
 from include.reserving import schema
 from include.reserving.cells import latest_diagonal
 from include.reserving.dates import parse_valuation_date
@@ -34,31 +35,12 @@ TXNS = [
     ("t6", "L1", D(2023, 3, 10), T(2023, 3, 10, 9), 10.0, 990.0, "open"),
     ("t7", "L1", D(2023, 9, 1), T(2023, 9, 1, 9), 500.0, -500.0, None),
 ]
-TXN_COLS = [
-    "transaction_id",
-    "claim_id",
-    "transaction_date",
-    "recorded_at",
-    "paid_amount",
-    "case_reserve_change",
-    "status",
-]
-CLAIM_COLS = [
-    "claim_id",
-    "policy_id",
-    "line_of_business",
-    "claim_type",
-    "accident_date",
-    "report_date",
-    "claimant_age",
-    "region",
-]
 
 
 @pytest.fixture
 def book(warehouse):
-    insert_rows(warehouse, schema.claims, pd.DataFrame(CLAIMS, columns=CLAIM_COLS))
-    insert_rows(warehouse, schema.claim_transactions, pd.DataFrame(TXNS, columns=TXN_COLS))
+    insert_rows(warehouse, schema.claims, pd.DataFrame(CLAIMS, columns=CLAIM_COLUMNS))
+    insert_rows(warehouse, schema.claim_transactions, pd.DataFrame(TXNS, columns=TRANSACTION_COLUMNS))
     exposure = [("Motor", D(2023, m, 1), 1000.0, 10.0) for m in range(1, 10)]
     insert_rows(
         warehouse,
@@ -146,7 +128,7 @@ def test_later_data_never_changes_a_past_valuation(book):
         book,
         schema.claims,
         pd.DataFrame(
-            [("M3", "P4", "Motor", "PropertyDamage", D(2023, 7, 1), D(2023, 8, 3), 22, "North")], columns=CLAIM_COLS
+            [("M3", "P4", "Motor", "PropertyDamage", D(2023, 7, 1), D(2023, 8, 3), 22, "North")], columns=CLAIM_COLUMNS
         ),
     )
     insert_rows(
@@ -157,7 +139,7 @@ def test_later_data_never_changes_a_past_valuation(book):
                 ("t8", "M1", D(2023, 6, 30), T(2023, 9, 5), 999.0, 0.0, None),
                 ("t9", "M3", D(2023, 8, 10), T(2023, 8, 10), 70.0, 30.0, "open"),
             ],
-            columns=TXN_COLS,
+            columns=TRANSACTION_COLUMNS,
         ),
     )
     again = ingest(book, "2023-07-31")
@@ -172,7 +154,7 @@ def test_rerun_is_idempotent_and_a_killed_swap_leaves_the_previous_state(book):
     insert_rows(
         book,
         schema.claim_transactions,
-        pd.DataFrame([("t10", "L1", D(2023, 7, 1), T(2023, 7, 1), 40.0, -40.0, None)], columns=TXN_COLS),
+        pd.DataFrame([("t10", "L1", D(2023, 7, 1), T(2023, 7, 1), 40.0, -40.0, None)], columns=TRANSACTION_COLUMNS),
     )
 
     def killed():

@@ -7,6 +7,7 @@ import datetime as dt
 
 import pandas as pd
 
+from devtools.book import CLAIM_COLUMNS, TRANSACTION_COLUMNS
 from include.reserving import schema
 from include.reserving.config import Settings
 from include.reserving.dates import previous_month_end
@@ -17,15 +18,6 @@ from include.reserving.warehouse.core import insert_rows
 
 V = dt.date(2024, 1, 31)
 SETTINGS = Settings(amount_min=-1_000_000.0, amount_max=1_000_000.0, volume_tolerance=0.5)
-TRANSACTION_COLUMNS = [
-    "transaction_id",
-    "claim_id",
-    "transaction_date",
-    "recorded_at",
-    "paid_amount",
-    "case_reserve_change",
-    "status",
-]
 
 
 def claims():
@@ -36,16 +28,7 @@ def claims():
             ("C3", "P3", "Property", "PropertyDamage", dt.date(2024, 1, 5), dt.date(2024, 1, 20), 77, "East"),
             ("C4", "P4", "Liability", "BodilyInjury", dt.date(2024, 1, 25), dt.date(2024, 2, 10), 40, "West"),
         ],
-        columns=[
-            "claim_id",
-            "policy_id",
-            "line_of_business",
-            "claim_type",
-            "accident_date",
-            "report_date",
-            "claimant_age",
-            "region",
-        ],
+        columns=CLAIM_COLUMNS,
     )
 
 
