@@ -37,9 +37,11 @@ setup: $(STAMP) $(AIRFLOW_HOME)/airflow.db
 demo: setup
 	$(BIN)/python scripts/demo.py
 
+# Two workers, one test file each at a time (module-scoped Airflow services stay shared): the end-to-end tests
+# spend much of their time waiting on Airflow's services, which the other worker fills.
 test: setup system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The unit tier: everything but the end-to-end runs and Airflow services (a few minutes).
 test-fast: setup

@@ -14,8 +14,9 @@ import uuid
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-# Tests get an Airflow home of their own (never the demo's), set before anything imports Airflow.
-os.environ["AIRFLOW_HOME"] = str(PROJECT / ".airflow-test")
+# Tests get an Airflow home of their own (never the demo's), one per pytest-xdist worker: a SQLite metadata
+# database is not shared between processes.
+os.environ["AIRFLOW_HOME"] = str(PROJECT / ".airflow-test" / os.environ.get("PYTEST_XDIST_WORKER", "main"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -115,7 +116,7 @@ def warehouse(warehouse_url):
 @pytest.fixture(scope="session")
 def airflow_db():
     """A migrated Airflow metadata database (SQLite) in the tests' own Airflow home."""
-    Path(os.environ["AIRFLOW_HOME"]).mkdir(exist_ok=True)
+    Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
         [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, timeout=600
     )

@@ -34,6 +34,7 @@ NOT_IMPORTED = {
     },
     "requirements-test.txt": {
         "pytest-timeout": "pytest plugin: the timeout marker of the long service tests",
+        "pytest-xdist": "pytest plugin: make test runs the suite on two workers (-n 2 --dist loadfile)",
         "ruff": "the linter, a command (make lint)",
         "rich": "console output of the dev tooling (devtools/): drop this entry when it lands",
     },
