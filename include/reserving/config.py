@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     incremental_uniqueness: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
+    reconciliation_abs_tolerance: float = Field(1.0, ge=0)
+    reconciliation_rel_tolerance: float = Field(0.001, ge=0)
 
     @classmethod
     def settings_customise_sources(

@@ -31,8 +31,22 @@ def run_facts(params: dict[str, Any], run_id: str, data_interval_end: dt.datetim
 def input_group():
     """The book as at V, checked, and whether anything moved."""
 
+    @task(**NO_RETRY)
+    def contract(params=None, run_id=None, data_interval_end=None) -> dict:
+        """The source tables against the data contract; a breach stops the run before anything reads the data."""
+        from include.reserving.stages import input
+
+        return input.contract(run_facts(params, run_id, data_interval_end))
+
+    @task(**NO_RETRY)
+    def reconcile(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """The month's extract against the finance control totals (passes with a note when there are none)."""
+        from include.reserving.stages import input
+
+        return input.reconcile(run_facts(params, run_id, data_interval_end))
+
     @task
-    def ingest(params=None, run_id=None, data_interval_end=None) -> dict:
+    def ingest(reconciled: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
         from include.reserving.stages import input
 
@@ -53,7 +67,7 @@ def input_group():
         facts = run_facts(params, run_id, data_interval_end)
         return input.drift(facts, force_retrain=bool(params.get("force_retrain")))
 
-    return drift(validate(ingest()))
+    return drift(validate(ingest(reconcile(contract()))))
 
 
 @task_group(group_id="training")

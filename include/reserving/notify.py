@@ -172,7 +172,7 @@ def failure_message(context: Mapping[str, Any]) -> str:
     """The Slack text for a failed task.
 
     ``Task '<task>' failed in <dag> for valuation <V> (try n of m). Error: <first line of the exception>. Log: <url>``
-    followed, for a failed quality gate, by one line per failed expectation.
+    followed, for a failed quality gate (or contract check, or reconciliation), by one line per failure.
     """
     ti = context.get("ti") or context.get("task_instance")
     task = context.get("task") or _get(ti, "task")
@@ -196,7 +196,9 @@ def failure_message(context: Mapping[str, Any]) -> str:
     )
     failed = _failed_expectations(exc)
     if failed:
-        text += "\nFailed expectations:\n" + "\n".join(f"- {line}" for line in failed)
+        # the contract check and the reconciliation carry reports of their own kind, each naming its heading
+        heading = getattr(getattr(exc, "report", None), "failure_heading", "Failed expectations")
+        text += f"\n{heading}:\n" + "\n".join(f"- {line}" for line in failed)
     return text
 
 

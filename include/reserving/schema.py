@@ -70,6 +70,19 @@ earned_exposure = Table(
     Column("exposure_units", Float, nullable=False),
 )
 
+# Optional: the general ledger's control totals per line and month, which the month's extract must reconcile to.
+finance_control_totals = Table(
+    "finance_control_totals",
+    metadata,
+    Column("line_of_business", String(32), primary_key=True),
+    Column("month", Date, primary_key=True),  # first day of the month
+    Column("paid_amount", Money, nullable=False),
+    Column("case_reserve_movement", Money, nullable=False),
+)
+
+# The source tables, in the order the contract checks them (include/reserving/contract.py, docs/DATA_CONTRACT.md).
+SOURCE_TABLES = (claims, claim_transactions, earned_exposure, finance_control_totals)
+
 # --- Pipeline side: every row keyed by valuation date (and basis: as recorded at V, or restated) ------------------
 
 snapshots = Table(
@@ -171,6 +184,25 @@ quality_results = Table(
     Column("artifact_uri", String(1000)),
     Column("run_id", String(250)),
     Index("ux_quality_results_key", "valuation_date", "basis", "check_key", unique=True),
+)
+
+# The month's extract against the finance control totals, per line and measure, for (V, basis); a re-run replaces
+# the rows of (V, basis). Without control totals for the month: one row (segment ALL) saying so, passed.
+reconciliation_results = Table(
+    "reconciliation_results",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("run_id", String(250)),
+    Column("segment", String(32), nullable=False),
+    Column("measure", String(32), nullable=False),  # paid or case_reserve_movement
+    Column("extract_value", Money),  # NULL: the line is missing on this side
+    Column("control_value", Money),
+    Column("difference", Money),
+    Column("tolerance", Money),
+    Column("passed", Boolean, nullable=False),
+    Column("note", String()),
+    Index("ux_reconciliation_results_key", "valuation_date", "basis", "segment", "measure", unique=True),
 )
 
 # Per-feature drift of the claims reported in the month ending V against the reference window.

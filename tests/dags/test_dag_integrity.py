@@ -9,6 +9,8 @@ from tests.conftest import PROJECT
 
 DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
 EXPECTED_TASKS = {
+    "input.contract",
+    "input.reconcile",
     "input.ingest",
     "input.validate",
     "input.drift",
@@ -46,6 +48,11 @@ def test_dag_shape(pipeline_dag):
         assert task.owner == "reserving"
     # deterministic failures are not retried; I/O steps retry with back-off
     assert dag.get_task("input.validate").retries == 0
+    # nothing reads the data before the contract check and the reconciliation passed
+    assert dag.get_task("input.contract").retries == 0 and dag.get_task("input.reconcile").retries == 0
+    assert dag.get_task("input.contract").upstream_task_ids == set()
+    assert dag.get_task("input.reconcile").upstream_task_ids == {"input.contract"}
+    assert dag.get_task("input.ingest").upstream_task_ids == {"input.reconcile"}
     assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
     sensor = dag.get_task("governance.await_approval")
     assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")

@@ -1,4 +1,5 @@
-"""The input group: ingest the book as at V, validate it (the quality gate), measure drift and decide on retraining."""
+"""The input group: check the source tables against the data contract, reconcile the month to the finance control
+totals, ingest the book as at V, validate it (the quality gate), measure drift and decide on retraining."""
 
 from __future__ import annotations
 
@@ -18,8 +19,56 @@ from include.reserving.warehouse import cells as cells_store
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import registry
+from include.reserving.warehouse.core import is_postgres
 
 log = logging.getLogger(__name__)
+
+
+def contract(facts: RunFacts) -> dict:
+    """The source tables against the data contract: raises ContractViolation naming every breach, before any read."""
+    from include.reserving import contract as data_contract
+    from include.reserving.warehouse import source
+
+    engine = facts.engine()
+    found = source.describe(engine)
+    # PostgreSQL enforces declared types; SQLite stores anything anywhere, so its values are checked instead
+    breaches, readable = data_contract.structure_breaches(found, check_declared_types=is_postgres(engine))
+    values = source.value_breaches(engine, readable)
+    malformed = {(b.table, b.column) for b in values if b.rule == "values"}
+    clean = {(name, col) for name, cols in readable.items() for col in cols} - malformed
+    report = data_contract.ContractReport(
+        breaches=breaches + values + source.key_breaches(engine, readable, clean),
+        tables_checked=sorted(readable),
+    )
+    log.info("%s", report.summary())
+    data_contract.raise_for_breaches(report)
+    return {"tables": sorted(readable), "violations": 0}
+
+
+def reconcile(facts: RunFacts) -> dict:
+    """The month's extract against the finance control totals: raises ReconciliationError naming each line that
+    does not reconcile; without control totals for the month, passes with a stored note."""
+    from include.reserving import reconciliation
+    from include.reserving.warehouse import reconciliation as store
+
+    engine = facts.engine()
+    month = facts.valuation_date.replace(day=1)
+    control = store.control_totals(engine, month)
+    if control is None or control.empty:
+        outcome = reconciliation.not_available(facts.valuation_date, table_exists=control is not None)
+    else:
+        extract = store.extract_totals(engine, facts.valuation_date, facts.basis)
+        outcome = reconciliation.reconcile(
+            facts.valuation_date,
+            extract,
+            control,
+            abs_tolerance=facts.settings.reconciliation_abs_tolerance,
+            rel_tolerance=facts.settings.reconciliation_rel_tolerance,
+        )
+    store.store_results(engine, facts.valuation_date, facts.basis, facts.run_id, outcome.rows)
+    log.info("%s", outcome.summary())
+    reconciliation.raise_for_failures(outcome)
+    return {"available": outcome.available, "lines": outcome.lines, "passed": outcome.success}
 
 
 def ingest(facts: RunFacts) -> dict:

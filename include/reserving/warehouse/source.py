@@ -1,0 +1,213 @@
+"""Reads of the source tables for the data contract: what exists (SQLAlchemy inspector) and which values break it.
+
+The statements name columns without types (``sqlalchemy.column``), so a text in a date column comes back as the
+text it is instead of failing in a result processor: the contract check must never die of the data it judges.
+One aggregate pass per table counts every value-level breach; a failing rule then reads up to five examples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, column, extract, func, inspect, literal, not_, or_, select, table
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from include.reserving import contract as c
+from include.reserving.warehouse.core import is_postgres, read_frame
+
+
+def describe(engine: Engine) -> dict[str, dict[str, c.Family | None] | None]:
+    """Per contract table: its columns and their declared type family, or None when the table (or view) is absent."""
+    insp = inspect(engine)
+    present = set(insp.get_table_names()) | set(insp.get_view_names())
+    return {
+        t.name: {col["name"]: c.family_of(col["type"]) for col in insp.get_columns(t.name)}
+        if t.name in present
+        else None
+        for t in c.TABLES
+    }
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """A value-level rule on one column: the condition a breaching row meets."""
+
+    rule: str
+    column: str | None
+    expected: str
+    found: str
+    condition: ColumnElement
+
+
+def _sqlite_form(col, family: c.Family) -> ColumnElement | None:
+    """SQLite keeps any value in any column: the values that are not of the column's family."""
+    kind = func.typeof(col)
+    if family == c.Family.TEXT:
+        return kind.notin_(["text", "null"])
+    if family == c.Family.INTEGER:
+        return kind.notin_(["integer", "null"])
+    if family in (c.Family.NUMERIC, c.Family.FLOAT):
+        return kind.notin_(["integer", "real", "null"])
+    # SQLAlchemy writes dates as YYYY-MM-DD text and compares them as text: anything else compares wrongly. A
+    # '+0 days' modifier makes SQLite normalise a day that does not exist (2024-02-30), so it no longer matches.
+    if family == c.Family.DATE:
+        return and_(col.isnot(None), or_(kind != "text", func.coalesce(func.date(col, "+0 days"), "") != col))
+    if family == c.Family.TIMESTAMP:
+        normalised = func.coalesce(func.datetime(col, "+0 days"), "")
+        return and_(col.isnot(None), or_(kind != "text", func.substr(normalised, 1, 10) != func.substr(col, 1, 10)))
+    return None
+
+
+def _probes(contract: c.TableContract, readable: list[str], sqlite: bool) -> list[_Probe]:
+    probes = []
+    for name in readable:
+        spec = contract.column(name)
+        col = column(name)
+        form_ok = None
+        if sqlite:
+            bad_form = _sqlite_form(col, spec.family)
+            if bad_form is not None:
+                probes.append(_Probe("values", name, c.VALUE_FORM[spec.family], "values that are not", bad_form))
+                form_ok = not_(bad_form)
+        if not spec.nullable:
+            probes.append(_Probe("not_null", name, "no NULL values", "NULL values", col.is_(None)))
+        if spec.is_amount:
+            numeric = func.typeof(col).in_(["integer", "real"]) if sqlite else col.isnot(None)
+            probes.append(
+                _Probe(
+                    "range",
+                    name,
+                    "amounts that fit numeric(18,2)",
+                    "amounts of 10^16 or more in absolute value (or not finite)",
+                    and_(numeric, func.abs(col) >= literal(c.AMOUNT_LIMIT)),
+                )
+            )
+        if name in c.FIRST_OF_MONTH.get(contract.name, ()):
+            day = extract("day", col)
+            condition = and_(col.isnot(None), day != 1) if form_ok is None else and_(form_ok, day != 1)
+            probes.append(_Probe("first_of_month", name, "the first day of a month", "other days", condition))
+    return probes
+
+
+def _examples(engine: Engine, source, columns: Iterable[str], condition: ColumnElement) -> tuple[Any, ...]:
+    statement = select(*[column(n) for n in dict.fromkeys(columns)]).select_from(source).where(condition)
+    frame = read_frame(engine, statement.limit(c.EXAMPLE_COUNT))
+    return c.examples(frame.astype(object).where(frame.notna(), None).to_dict("records"))
+
+
+def value_breaches(engine: Engine, readable: dict[str, list[str]]) -> list[c.Breach]:
+    """Value-level breaches (form on SQLite, NULLs, amount range, first of month) of the readable columns."""
+    sqlite = not is_postgres(engine)
+    breaches = []
+    for contract in c.TABLES:
+        if contract.name not in readable:
+            continue
+        columns = readable[contract.name]
+        probes = _probes(contract, columns, sqlite)
+        if not probes:
+            continue
+        source = table(contract.name)
+        counts = read_frame(
+            engine,
+            select(
+                *[
+                    func.coalesce(func.sum(case((p.condition, 1), else_=0)), 0).label(f"p{i}")
+                    for i, p in enumerate(probes)
+                ]
+            ).select_from(source),
+        ).iloc[0]
+        labels = [n for n in contract.labels if n in columns]
+        for i, probe in enumerate(probes):
+            count = int(counts[f"p{i}"])
+            if count:
+                # a row whose label is the breach is shown whole: its other columns are what identifies it
+                shown_columns = columns if probe.column in labels else [*labels, probe.column]
+                shown = _examples(engine, source, shown_columns, probe.condition)
+                breaches.append(
+                    c.Breach(
+                        probe.rule, contract.name, probe.column, probe.expected, f"{count} {probe.found}", count, shown
+                    )
+                )
+    return breaches
+
+
+def key_breaches(engine: Engine, readable: dict[str, list[str]], clean: set[tuple[str, str]]) -> list[c.Breach]:
+    """Duplicate keys, and claims with more than one accident date or line of business.
+
+    ``clean``: (table, column) pairs with no value breach; a key is grouped only over such columns, so a text in a
+    date column cannot make the grouping itself fail.
+    """
+    breaches = []
+    for contract in c.TABLES:
+        key = contract.unique_key
+        if not key or contract.name not in readable or not all((contract.name, k) in clean for k in key):
+            continue
+        source = table(contract.name)
+        key_cols = [column(k) for k in key]
+        per_claim = [n for n in c.ONE_PER_CLAIM if contract.name == "claims" and (contract.name, n) in clean]
+        groups = (
+            select(
+                *key_cols,
+                func.count().label("rows"),
+                *[func.count(func.distinct(column(n))).label(f"n_{n}") for n in per_claim],
+            )
+            .select_from(source)
+            .where(*[k.isnot(None) for k in key_cols])
+            .group_by(*key_cols)
+            .having(func.count() > 1)
+            .subquery("groups")
+        )
+        totals = read_frame(
+            engine,
+            select(
+                func.count().label("keys"),
+                *[func.coalesce(func.sum(case((groups.c[f"n_{n}"] > 1, 1), else_=0)), 0).label(n) for n in per_claim],
+            ).select_from(groups),
+        ).iloc[0]
+        shown_key = ", ".join(key)
+        if int(totals["keys"]):
+            rows = read_frame(
+                engine,
+                select(*[groups.c[k] for k in key], groups.c.rows)
+                .order_by(*[groups.c[k] for k in key])
+                .limit(c.EXAMPLE_COUNT),
+            )
+            breaches.append(
+                c.Breach(
+                    "unique",
+                    contract.name,
+                    shown_key,
+                    f"({shown_key}) unique",
+                    f"{int(totals['keys'])} duplicated key(s)",
+                    int(totals["keys"]),
+                    c.examples(rows.to_dict("records")),
+                )
+            )
+        for name in per_claim:
+            count = int(totals[name])
+            if not count:
+                continue
+            many = groups.c[f"n_{name}"] > 1
+            ids = read_frame(engine, select(groups.c.claim_id).where(many).order_by(groups.c.claim_id).limit(5))
+            rows = read_frame(
+                engine,
+                select(column("claim_id"), column(name))
+                .select_from(source)
+                .where(column("claim_id").in_(list(ids["claim_id"])))
+                .order_by(column("claim_id"), column(name)),
+            )
+            breaches.append(
+                c.Breach(
+                    "one_per_claim",
+                    contract.name,
+                    name,
+                    f"one {name} per claim",
+                    f"{count} claim(s) with more than one",
+                    count,
+                    c.examples([{"claim_id": k, name: list(g[name])} for k, g in rows.groupby("claim_id", sort=True)]),
+                )
+            )
+    return breaches
