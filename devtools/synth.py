@@ -35,6 +35,11 @@ the book without it except where the knob applies:
   1-30 days after the report; ``--duplicate-rows N`` double-posted payments (same claim, date and amount, new id,
   so ``count(*) - count(distinct (claim_id, transaction_date, paid_amount)) = N``).
 
+Finance control totals (``control_totals``, on by default; ``--no-control-totals``): ``finance_control_totals`` gets
+one row per line and month of the book, paid and case-reserve movement summed over the transactions dated in the month
+and recorded by its end, as the general ledger closed the month; computed from the rows as written (defects
+included), so the pipeline's reconciliation passes on any book the generator writes. Nothing else changes.
+
 Generation is vectorised numpy in chunks of ``chunk_claims`` (50,000) claims, each with its own seed stream, so
 memory stays bounded and the rows do not depend on how a caller consumes the chunks. Defect counts are spread over
 the chunks. Python API: ``generate_book(BookSpec(...)) -> Book`` (data frames, loaded by ``devtools.book.load_book``),
@@ -176,6 +181,7 @@ class BookSpec:
     development_drift: DevelopmentDrift | None = None
     defects: Defects = field(default_factory=Defects)
     chunk_claims: int = 50_000  # claims per generation chunk; part of the seed (another size, other rows)
+    control_totals: bool = True  # also write finance_control_totals (derived; changes no generated row)
 
     def __post_init__(self) -> None:
         if self.claims < 1 or self.chunk_claims < 1:
@@ -240,6 +246,27 @@ def exposure_frame(spec: BookSpec) -> pd.DataFrame:
             )
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def _control_partial(claims: pd.DataFrame, transactions: pd.DataFrame) -> pd.DataFrame:
+    """One chunk's control totals per line and month: rows dated in the month and recorded by its end."""
+    month = transactions["transaction_date"].to_numpy().astype("datetime64[M]")
+    booked = transactions["recorded_at"].to_numpy().astype("datetime64[s]") < (month + 1).astype("datetime64[s]")
+    rows = transactions.loc[booked].assign(month=month[booked].astype("datetime64[D]"))
+    return (
+        rows.assign(line_of_business=rows["claim_id"].map(claims.set_index("claim_id")["line_of_business"]))
+        .groupby(["line_of_business", "month"], as_index=False)[["paid_amount", "case_reserve_change"]]
+        .sum()
+        .rename(columns={"case_reserve_change": "case_reserve_movement"})
+    )
+
+
+def control_totals_frame(spec: BookSpec, partials: list[pd.DataFrame]) -> pd.DataFrame:
+    """The general ledger's totals per line and month of the book, from the chunks' partial sums."""
+    months = _months(spec).astype("datetime64[D]")
+    totals = pd.concat(partials, ignore_index=True).groupby(["line_of_business", "month"], as_index=False).sum()
+    totals = totals[totals["month"].isin(months)].reset_index(drop=True)
+    return totals.round({"paid_amount": 2, "case_reserve_movement": 2})
 
 
 def _chunk_sizes(total: int, chunk: int) -> list[int]:
@@ -547,6 +574,9 @@ def generate_book(spec: BookSpec) -> Book:
         claims=pd.concat([c for c, _ in parts], ignore_index=True),
         transactions=pd.concat([t for _, t in parts], ignore_index=True),
         exposure=exposure_frame(spec),
+        control_totals=control_totals_frame(spec, [_control_partial(c, t) for c, t in parts])
+        if spec.control_totals
+        else None,
     )
 
 
@@ -605,13 +635,17 @@ def write_book(url: str, spec: BookSpec, reset: bool = False, progress: bool = T
             reset_source_tables(engine)
         for index in indexes:
             index.drop(engine, checkfirst=True)
-        n_transactions = 0
+        n_transactions, partials = 0, []
         with tqdm(total=spec.claims, unit="claims", unit_scale=True, desc="synth", disable=not progress) as bar:
             for claims, transactions in _prefetch(iter_book(spec)):
                 bulk_insert(engine, schema.claims, claims[CLAIM_COLUMNS])
                 n_transactions += bulk_insert(engine, schema.claim_transactions, transactions[TRANSACTION_COLUMNS])
+                if spec.control_totals:
+                    partials.append(_control_partial(claims, transactions))
                 bar.update(len(claims))
         bulk_insert(engine, schema.earned_exposure, exposure_frame(spec))
+        if partials:
+            bulk_insert(engine, schema.finance_control_totals, control_totals_frame(spec, partials))
     finally:
         for index in indexes:
             index.create(engine, checkfirst=True)
@@ -633,6 +667,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", help="SQLAlchemy URL (default: the reserving_db connection or the SQLite file)")
     parser.add_argument("--reset", action="store_true", help="delete the source tables' rows first")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-control-totals",
+        dest="control_totals",
+        action="store_false",
+        help="do not write finance_control_totals (the general ledger's totals per line and month)",
+    )
     cov = parser.add_argument_group("covariate drift (claims with an accident from --drift-month)")
     cov.add_argument("--drift-month", help="first drifted accident month YYYY-MM")
     cov.add_argument("--younger-by", type=float, default=0.0, help="claimants younger by this many years")
@@ -683,6 +723,7 @@ def spec_from_args(args: argparse.Namespace) -> BookSpec:
         covariate_drift=covariate,
         development_drift=development,
         defects=defects,
+        control_totals=args.control_totals,
     )
 
 

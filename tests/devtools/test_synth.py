@@ -281,3 +281,23 @@ def test_cli_writes_the_book_and_prints_a_summary(sqlite_url, capsys):
 def test_future_dated_defects_need_a_valuation_date():
     with pytest.raises(ValueError, match="valuation_date"):
         Defects(future_dated=1)
+
+
+def test_control_totals_are_the_ledger_of_the_generated_rows(base_book):
+    """Per line and month: rows dated in the month and recorded by its end; switching them off changes no row."""
+    totals = base_book.control_totals
+    assert len(totals) == 3 * 120  # three lines, accident months 2015-01 .. 2024-12
+    txns = base_book.transactions.merge(base_book.claims[["claim_id", "line_of_business"]], on="claim_id")
+    dated = txns[
+        (txns["line_of_business"] == "Property")
+        & (txns["transaction_date"] >= "2019-03-01")
+        & (txns["transaction_date"] < "2019-04-01")
+    ]
+    march = dated[dated["recorded_at"] < "2019-04-01"]
+    assert 0 < len(dated) - len(march)  # recorded after March closed: not in March's totals
+    row = totals[(totals["line_of_business"] == "Property") & (totals["month"] == pd.Timestamp("2019-03-01"))]
+    assert row["paid_amount"].item() == round(march["paid_amount"].sum(), 2)
+    assert row["case_reserve_movement"].item() == round(march["case_reserve_change"].sum(), 2)
+    without = generate_book(BookSpec(claims=5_000, seed=11, control_totals=False))
+    assert without.control_totals is None
+    pd.testing.assert_frame_equal(without.transactions, base_book.transactions)
