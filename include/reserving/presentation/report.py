@@ -51,6 +51,16 @@ RESERVE_COLUMNS = [
     "p95",
     "model_version",
 ]
+RECONCILIATION_COLUMNS = [
+    "segment",
+    "measure",
+    "extract_value",
+    "control_value",
+    "difference",
+    "tolerance",
+    "passed",
+    "note",
+]
 PAGE = pdf.LANDSCAPE
 WIDTH = PAGE.width
 
@@ -83,6 +93,9 @@ class ReportData:
         ``model_version, role`` (champion/challenger), ``segment`` ("ALL" overall), ``wape, rmse`` (may be empty).
     quality : pandas.DataFrame
         ``expectation, column, success, unexpected_count``: the data-quality summary.
+    reconciliation : pandas.DataFrame
+        ``segment, measure, extract_value, control_value, difference, tolerance, passed, note``: the month's extract
+        against the finance control totals (empty, or one row with a note: control totals were not provided).
     drift : pandas.DataFrame
         ``feature, kind, psi, ks_statistic, ks_pvalue, breached``.
     health : pandas.DataFrame
@@ -106,6 +119,7 @@ class ReportData:
     quality: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["expectation", "column", "success", "unexpected_count"])
     )
+    reconciliation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RECONCILIATION_COLUMNS))
     drift: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
             columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
@@ -161,7 +175,7 @@ def _cover(data: ReportData) -> list[Flowable]:
         "2. By line: ultimates and IBNR by origin, paid and incurred triangles, selected factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
-        "5. Data quality",
+        "5. Data quality and reconciliation to finance control totals",
         "6. Drift",
         "7. Pipeline health",
     ]
@@ -451,6 +465,53 @@ def _quality(data: ReportData) -> list[Flowable]:
     ]
 
 
+def _reconciliation(data: ReportData) -> list[Flowable]:
+    out: list[Flowable] = [
+        CondPageBreak(5 * cm),
+        paragraph("Reconciliation to finance control totals", "h2"),
+    ]
+    r = data.reconciliation
+    compared = r[r["control_value"].notna() | r["extract_value"].notna()] if not r.empty else r
+    if compared.empty:
+        return out + [
+            paragraph(
+                f"Control totals were not provided for {data.valuation_date:%B %Y}: the month's extract was not "
+                "reconciled to the general ledger."
+            )
+        ]
+    rows, alerts = [], []
+    for i, (_, row) in enumerate(compared.sort_values(["segment", "measure"]).iterrows()):
+        ok = bool(row["passed"])
+        if not ok:
+            alerts.append(i)
+        rows.append(
+            [
+                str(row["segment"]),
+                str(row["measure"]).replace("_", " "),
+                money(row["extract_value"]),
+                money(row["control_value"]),
+                money(row["difference"]),
+                money(row["tolerance"]),
+                "PASS" if ok else "FAIL",
+            ]
+        )
+    passed = len(rows) - len(alerts)
+    return out + [
+        paragraph(
+            f"{passed} of {len(rows)} line measures within tolerance. Extract: transactions dated in "
+            f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
+        ),
+        Spacer(1, 4),
+        pdf.table(
+            ["Line", "Measure", "Extract", "Control total", "Difference", "Tolerance", "Result"],
+            rows,
+            width=WIDTH,
+            text_columns=2,
+            alert_rows=alerts,
+        ),
+    ]
+
+
 def _drift(data: ReportData) -> list[Flowable]:
     out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("6. Drift", "h1")]
     d = data.drift
@@ -538,7 +599,8 @@ def build_story(data: ReportData) -> list[Flowable]:
     story = _cover(data) + _summary(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)
-    story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _drift(data) + _health(data)
+    story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _reconciliation(data)
+    story += _drift(data) + _health(data)
     return story
 
 

@@ -10,6 +10,7 @@ from include.reserving import artifacts, notify
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse import quality as quality_store
+from include.reserving.warehouse import reconciliation as reconciliation_store
 from include.reserving.warehouse import registry, reserves, runs
 from include.reserving.warehouse.cells import load_cells
 
@@ -35,6 +36,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         quality=quality_store.results_frame(engine, v, facts.basis),
         drift=drift_store.drift_metrics(engine, v, facts.basis),
         health=runs.runs_up_to(engine, v),
+        reconciliation=reconciliation_store.results_frame(engine, v, facts.basis),
     )
     uri = artifacts.join(facts.run_dir, "report")
     local = artifacts.writable_dir(uri)

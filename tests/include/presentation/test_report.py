@@ -157,3 +157,38 @@ def test_first_page_renders_to_png(report_pdf):
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
+
+
+def _reconciliation_text(tmp_path, reconciliation) -> str:
+    from dataclasses import replace
+
+    from include.reserving.presentation import pdf
+    from include.reserving.presentation.report import PAGE, _reconciliation
+
+    data = replace(make_report_data(n_origins=4), reconciliation=reconciliation)
+    path = pdf.build(tmp_path / "recon.pdf", _reconciliation(data), page=PAGE, title="t", creator="t", footer="f")
+    return "\n".join(_pages(path))
+
+
+def test_reconciliation_table_and_its_absence(tmp_path):
+    import pandas as pd
+
+    rows = pd.DataFrame(
+        [
+            ("Motor", "paid", 1_234_567.89, 1_234_567.00, 0.89, 1_234.57, True, None),
+            ("Motor", "case_reserve_movement", -50_000.00, -49_000.00, -1_000.00, 49.00, False, None),
+            ("Property", "paid", None, 7_000.00, None, None, False, "line Property is missing from the extract"),
+        ],
+        columns=["segment", "measure", "extract_value", "control_value", "difference", "tolerance", "passed", "note"],
+    )
+    text = _reconciliation_text(tmp_path, rows)
+    assert "Reconciliation to finance control totals" in text
+    assert "1 of 3 line measures within tolerance" in text and "December 2023" in text
+    assert "Motor\npaid\n1,234,567.89\n1,234,567.00\n0.89\n1,234.57\nPASS" in text
+    assert "Motor\ncase reserve movement\n-50,000.00\n-49,000.00\n-1,000.00\n49.00\nFAIL" in text
+    assert "Property\npaid\nn/a\n7,000.00\nn/a\nn/a\nFAIL" in text
+    note = pd.DataFrame(
+        [("ALL", "control_totals", None, None, None, None, True, "not available")], columns=rows.columns
+    )
+    absent = _reconciliation_text(tmp_path, note)
+    assert "Control totals were not provided for December 2023" in absent
