@@ -216,8 +216,9 @@ def raise_for_breaches(report: ContractReport) -> None:
 
 def structure_breaches(
     found: dict[str, dict[str, Family | None] | None], check_declared_types: bool
-) -> tuple[list[Breach], dict[str, list[str]]]:
-    """Breaches of tables, columns and declared types; and per table the contract columns whose values can be read.
+) -> tuple[list[Breach], dict[str, dict[str, Family | None]]]:
+    """Breaches of tables, columns and declared types; and per table the contract columns whose values can be read,
+    with their declared family.
 
     ``found``: per contract table, its columns with their declared family (None: a family the contract does not
     know), or None when the table is absent. ``check_declared_types``: PostgreSQL enforces declared types, so they
@@ -230,7 +231,7 @@ def structure_breaches(
             if not contract.optional:
                 breaches.append(Breach("table", contract.name, None, "the table to exist", "no such table or view"))
             continue
-        readable[contract.name] = []
+        readable[contract.name] = {}
         for col in contract.columns:
             if col.name not in columns:
                 extra = sorted(set(columns) - {c.name for c in contract.columns})
@@ -251,7 +252,7 @@ def structure_breaches(
                     )
                 )
                 continue
-            readable[contract.name].append(col.name)
+            readable[contract.name][col.name] = declared
     return breaches, readable
 
 

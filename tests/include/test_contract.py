@@ -190,9 +190,9 @@ def test_dates_as_text_and_unparseable(db, monkeypatch):
         assert found["claims", "report_date"].expected == "dates written YYYY-MM-DD"
 
 
-def test_sqlite_checks_values_of_declared_dates_and_timestamps(db, monkeypatch):
-    if is_pg(db):
-        pytest.skip("PostgreSQL cannot store a malformed value in a date or timestamp column")
+def test_sqlite_checks_values_of_declared_dates_and_timestamps(sqlite_url, monkeypatch):
+    """SQLite only: PostgreSQL cannot store a malformed value in a date, timestamp or integer column."""
+    db = sqlite_url
     book = clean_book()
     _one(book, "claim_transactions", "transaction_id", "T3", "transaction_date", "2023-12-3")
     _one(book, "claim_transactions", "transaction_id", "T4", "recorded_at", "yesterday")
