@@ -266,3 +266,17 @@ def test_every_breach_is_listed_and_the_alert_shows_them(db, monkeypatch):
     assert "Error: ContractViolation: source data contract" in alert
     assert "\nContract violations:\n- claims.region: expected a column region (text); found none" in alert
     assert alert.count("\n- ") == 3
+
+
+def test_clean_synthetic_book_passes_and_reconciles(db, monkeypatch):
+    """The generator's book (control totals included) meets the contract and reconciles, month after month."""
+    from devtools.synth import BookSpec, write_book
+    from include.reserving import schema
+
+    build(db, drop={t.name for t in c.TABLES})
+    schema.create_all(make_engine(db))
+    write_book(db, BookSpec(claims=400, start="2022-01", end="2023-12", seed=3), progress=False)
+    assert check(db, monkeypatch)["violations"] == 0
+    for month_end in ("2022-03-31", "2023-06-30", "2023-12-31"):
+        outcome = input.reconcile(RunFacts.create(month_end, "synthetic"))
+        assert outcome == {"available": True, "lines": 3, "passed": True}, month_end
