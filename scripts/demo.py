@@ -172,6 +172,13 @@ def main() -> None:
     for segment, ibnr in published.groupby("segment")["ibnr"].sum().items():
         print(f"               {segment:<10} IBNR {ibnr:>18,.2f}")
     print(f"               {'total':<10} IBNR {published['ibnr'].sum():>18,.2f}")
+    from include.reserving.warehouse.reconciliation import results_frame
+
+    reconciled = results_frame(engine, VALUATION_DATE, "as_recorded")
+    print(
+        f"    reconciled {int(reconciled['passed'].sum())} of {len(reconciled)} line measures of "
+        f"{VALUATION_DATE:%B %Y} to the finance control totals (reconciliation_results; report section 5)"
+    )
     print(f"    warehouse  {redact(url)} (reserve_results, reserve_versions, model_registry, approvals, ...)")
     print(f"    e-mails    {DATA_DIR / 'outbox'} ({len(list((DATA_DIR / 'outbox').glob('*.eml')))} messages)")
     card = next((DATA_DIR / "artifacts").rglob("model_card_*.pdf"), None)

@@ -135,10 +135,6 @@ def _table_contract(table) -> TableContract:
 TABLES: tuple[TableContract, ...] = tuple(_table_contract(t) for t in schema.SOURCE_TABLES)
 
 
-def table(name: str) -> TableContract:
-    return next(t for t in TABLES if t.name == name)
-
-
 # --- what a breach says ----------------------------------------------------------------------------------------
 
 # rule -> what to do, in an operator's words
