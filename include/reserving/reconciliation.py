@@ -1,7 +1,8 @@
 """Reconciliation of the month's extract to the finance control totals (pure: frames in, rows out).
 
 For valuation date V the extract's side is, per line of business, the sum of ``paid_amount`` and of
-``case_reserve_change`` over the transactions dated in V's calendar month (and, as recorded, recorded by V); the
+``case_reserve_change`` over the transactions dated in V's calendar month and recorded by V (whatever the run's
+basis: the ledger closed the month with what was recorded by then); the
 control side is the general ledger's ``finance_control_totals`` row for (line, first day of V's month). A measure
 passes when ``|extract - control| <= max(abs_tolerance, rel_tolerance * |control|)``. A line on one side only fails
 by name. Without control totals for the month the run passes with a note saying so.

@@ -57,7 +57,7 @@ def reconcile(facts: RunFacts) -> dict:
     if control is None or control.empty:
         outcome = reconciliation.not_available(facts.valuation_date, table_exists=control is not None)
     else:
-        extract = store.extract_totals(engine, facts.valuation_date, facts.basis)
+        extract = store.extract_totals(engine, facts.valuation_date)
         outcome = reconciliation.reconcile(
             facts.valuation_date,
             extract,

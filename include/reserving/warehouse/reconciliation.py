@@ -12,6 +12,7 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.engine import Engine
 
 from include.reserving import schema
+from include.reserving.domain import Basis
 from include.reserving.warehouse.cells import extract_filters
 from include.reserving.warehouse.core import read_frame, replace_rows
 
@@ -36,10 +37,14 @@ def control_totals(engine: Engine, month: dt.date) -> pd.DataFrame | None:
     )
 
 
-def extract_totals(engine: Engine, valuation_date: dt.date, basis: str) -> pd.DataFrame:
-    """The extract's totals per line over the transactions dated in V's calendar month (as at V on ``basis``)."""
+def extract_totals(engine: Engine, valuation_date: dt.date) -> pd.DataFrame:
+    """The extract's totals per line over the transactions dated in V's calendar month and recorded by V.
+
+    As recorded whatever the run's basis: the ledger closed the month with what was recorded by then, so a restated
+    run's late rows would be differences that are not errors.
+    """
     c, t = schema.claims, schema.claim_transactions
-    claim_filter, txn_filter = extract_filters(valuation_date, basis)
+    claim_filter, txn_filter = extract_filters(valuation_date, Basis.AS_RECORDED)
     return read_frame(
         engine,
         select(
