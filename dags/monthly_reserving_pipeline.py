@@ -6,6 +6,8 @@ interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-3
 
 | group | task | what it does |
 | --- | --- | --- |
+| input | `contract` | the source tables against `docs/DATA_CONTRACT.md`; a breach stops the run before any read |
+| input | `reconcile` | the month's extract against the finance control totals, when provided (no retries) |
 | input | `ingest` | the book as it stood at V, aggregated in the warehouse into triangle cells and a claim snapshot |
 | input | `validate` | Great Expectations gate in the warehouse; bad data stops the run here (no retries) |
 | input | `drift` | PSI / KS per feature and actual vs expected; decides whether to retrain |
