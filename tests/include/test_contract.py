@@ -280,3 +280,26 @@ def test_clean_synthetic_book_passes_and_reconciles(db, monkeypatch):
     for month_end in ("2022-03-31", "2023-06-30", "2023-12-31"):
         outcome = input.reconcile(RunFacts.create(month_end, "synthetic"))
         assert outcome == {"available": True, "lines": 3, "passed": True}, month_end
+
+
+def test_the_contract_is_derived_from_the_schema():
+    from include.reserving import schema
+
+    assert [t.name for t in c.TABLES] == [t.name for t in schema.SOURCE_TABLES]
+    claims_ = next(t for t in c.TABLES if t.name == "claims")
+    assert claims_.unique_key == ("claim_id",) and not claims_.optional
+    assert [(col.name, col.family, col.nullable) for col in claims_.columns][:5] == [
+        ("claim_id", "text", False),
+        ("policy_id", "text", False),
+        ("line_of_business", "text", False),
+        ("claim_type", "text", True),
+        ("accident_date", "date", False),  # nullable in the schema, required by the contract
+    ]
+    txns = next(t for t in c.TABLES if t.name == "claim_transactions")
+    assert txns.unique_key == () and txns.column("recorded_at").family == "timestamp"
+    assert txns.column("paid_amount").is_amount and txns.column("paid_amount").family == "numeric"
+    exposure = next(t for t in c.TABLES if t.name == "earned_exposure")
+    assert exposure.unique_key == ("line_of_business", "month")
+    assert exposure.column("exposure_units").family == "float" and not exposure.column("exposure_units").is_amount
+    control = next(t for t in c.TABLES if t.name == "finance_control_totals")
+    assert control.optional and control.unique_key == ("line_of_business", "month")
