@@ -6,8 +6,9 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
 - Volume checks (:data:`METRICS`): the month's value against a robust band over the line's previous
   ``plausibility_history_months`` months (:func:`robust_band`): median +- max(``plausibility_band_width`` x MAD
   (scaled to a standard deviation), the relative floor ``plausibility_relative_floor``) on a log-like scale. The
-  floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With fewer than ``plausibility_min_history`` months (a new
-  line, a young book) the check is skipped and recorded as such, never a false alarm.
+  floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With
+  fewer than ``plausibility_min_history`` months (a new line, a young book) the check is skipped and recorded as
+  such, never a false alarm.
 - The set of lines: a line of the previous month's extract or of the month's earned exposure with no row in the
   month is missing; a line not in the previous month's extract is new unless ``admitted_new_lines`` names it.
 - A stalled extract: no row arrived in the month, or the newest row was recorded more than

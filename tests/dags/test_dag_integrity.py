@@ -11,6 +11,7 @@ DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
 EXPECTED_TASKS = {
     "input.ingest",
     "input.validate",
+    "input.plausibility",
     "input.drift",
     "training.retrain_or_not",
     "training.train",
@@ -46,6 +47,10 @@ def test_dag_shape(pipeline_dag):
         assert task.owner == "reserving"
     # deterministic failures are not retried; I/O steps retry with back-off
     assert dag.get_task("input.validate").retries == 0
+    plausibility = dag.get_task("input.plausibility")
+    assert plausibility.retries == 0
+    assert plausibility.upstream_task_ids == {"input.validate"}
+    assert plausibility.downstream_task_ids == {"input.drift"}
     assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
     sensor = dag.get_task("governance.await_approval")
     assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
