@@ -7,8 +7,9 @@ A fresh PostgreSQL database is created for the run (and dropped after it) and a 
 
 (a) the plain aggregate scan: one GROUP BY of the transactions as at V (joined to their claims for the origin) to
     triangle cells (segment, accident quarter, development quarter), the floor any ingest has to pay;
-(b) the monthly run: ingest + gate + drift for V, as the DAG's tasks run them (``ingest``; ``run_quality_gate``
-    with what the gate stored for the previous month end (``previous_gate``), ``store_results``; ``drift_report``,
+(b) the monthly run: ingest + gate + plausibility + drift for V, as the DAG's tasks run them (``ingest``;
+    ``run_quality_gate`` with what the gate stored for the previous month end (``previous_gate``), ``store_results``;
+    ``monthly_aggregates``, ``plausibility.evaluate``, its ``store_results``; ``drift_report``,
     ``store_drift_metrics``), after (c) the same for the month end before V on the empty warehouse (the first
     valuation: no baseline, so uniqueness is checked over every row). Both in one child process whose peak
     resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``.
@@ -58,11 +59,15 @@ GROUP BY 1, 2, 3
 """
 
 
-def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, object, object]:
-    """Ingest, gate (stored), drift (stored) for one month end, as the DAG's tasks run them; stage seconds."""
+def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, object, object, list]:
+    """Ingest, gate (stored), plausibility (stored), drift (stored) for one month end, as the DAG's tasks run them;
+    stage seconds, the gate's report, the drift report and the failed plausibility checks."""
+    from include.reserving import plausibility
     from include.reserving.ingest import ingest
     from include.reserving.quality.runner import previous_gate, run_quality_gate
     from include.reserving.stages.input import drift_report_at
+    from include.reserving.warehouse import history
+    from include.reserving.warehouse import plausibility as plausibility_store
     from include.reserving.warehouse.drift import store_drift_metrics
     from include.reserving.warehouse.quality import store_results
 
@@ -77,11 +82,16 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
         store_results(engine, report)
     seconds["gate"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    aggregates = history.monthly_aggregates(engine, valuation_date, "as_recorded")
+    checks = plausibility.evaluate(*aggregates, valuation_date, settings)
+    plausibility_store.store_results(engine, valuation_date, "as_recorded", checks)
+    seconds["plausibility"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     drifted = drift_report_at(engine, valuation_date, "as_recorded", settings.psi_threshold)
     store_drift_metrics(engine, drifted)
     seconds["drift"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
-    return seconds, report, drifted
+    return seconds, report, drifted, [c.explain() for c in plausibility.failures(checks)]
 
 
 def child(url: str, valuation_date: dt.date) -> None:
@@ -93,8 +103,8 @@ def child(url: str, valuation_date: dt.date) -> None:
     engine = make_engine(url)
     settings = Settings(amount_min=-AMOUNT_BOUND, amount_max=AMOUNT_BOUND)
     first_valuation = previous_month_end(valuation_date)
-    first, _, _ = _month(engine, url, first_valuation, settings)
-    seconds, report, drifted = _month(engine, url, valuation_date, settings)
+    first, _, _, _ = _month(engine, url, first_valuation, settings)
+    seconds, report, drifted, implausible = _month(engine, url, valuation_date, settings)
     engine.dispose()
     print(
         json.dumps(
@@ -106,6 +116,7 @@ def child(url: str, valuation_date: dt.date) -> None:
                 "claims": report.claim_count,
                 "gate_success": report.success,
                 "gate_failures": [c.key for c in report.failures],
+                "plausibility_failures": implausible,
                 "incremental": any("recorded after" in c.description for c in report.checks),
                 "max_psi": max((f.psi for f in drifted.features if f.psi is not None), default=None),
             }
@@ -188,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                     scans.append(scan(url, v))
                     bar.update()
                 if i < args.repeat:
-                    bar.set_postfix_str("ingest + gate + drift")
+                    bar.set_postfix_str("ingest + gate + plausibility + drift")
                     runs.append(run_child(url, v))
                     bar.update()
     finally:
@@ -197,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
         admin.dispose()
 
     a = statistics.median(scans)
-    keys = ("ingest", "gate", "drift", "total")
+    keys = ("ingest", "gate", "plausibility", "drift", "total")
     stages = {k: statistics.median(r[0]["seconds"][k] for r in runs) for k in keys}
     firsts = {k: statistics.median(r[0]["first"][k] for r in runs) for k in keys}
     peak = max(r[1] for r in runs)
@@ -224,26 +235,30 @@ Reproduce: `{command.strip()}`
 | (a) plain aggregate scan | {a:.1f} | {", ".join(f"{s:.1f}" for s in scans)} |
 | (b) monthly run: ingest | {stages["ingest"]:.1f} | {_runs(runs, "ingest")} |
 | (b) monthly run: gate | {stages["gate"]:.1f} | {_runs(runs, "gate")} |
+| (b) monthly run: plausibility | {stages["plausibility"]:.1f} | {_runs(runs, "plausibility")} |
 | (b) monthly run: drift | {stages["drift"]:.1f} | {_runs(runs, "drift")} |
-| **(b) monthly run: ingest + gate + drift** | **{stages["total"]:.1f}** | {_runs(runs, "total")} |
+| **(b) monthly run: ingest + gate + plausibility + drift** | **{stages["total"]:.1f}** | {_runs(runs, "total")} |
 | (c) first valuation: ingest | {firsts["ingest"]:.1f} | {_runs(runs, "ingest", "first")} |
 | (c) first valuation: gate | {firsts["gate"]:.1f} | {_runs(runs, "gate", "first")} |
+| (c) first valuation: plausibility | {firsts["plausibility"]:.1f} | {_runs(runs, "plausibility", "first")} |
 | (c) first valuation: drift | {firsts["drift"]:.1f} | {_runs(runs, "drift", "first")} |
-| (c) first valuation: ingest + gate + drift | {firsts["total"]:.1f} | {_runs(runs, "total", "first")} |
+| (c) first valuation: ingest + gate + plausibility + drift | {firsts["total"]:.1f} | {_runs(runs, "total", "first")} |
 
 Ratio b/a, the monthly run: **{ratio:.1f}x** (aim: at most 3x:
 {"met" if ratio <= 3 else f"missed by {ratio - 3:.1f}x"}).
 Ratio c/a, the first valuation of a warehouse: {first_ratio:.1f}x. Peak RSS of the child process: **{peak:.0f} MB**
 (aim: under 1 GB: {"met" if peak < 1024 else "missed"}). Gate passed: {first["gate_success"]}
-{first["gate_failures"] or ""}; largest PSI {first["max_psi"]:.4f}.
+{first["gate_failures"] or ""}; plausibility failures: {first["plausibility_failures"] or "none"};
+largest PSI {first["max_psi"]:.4f}.
 
 Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other work (1-minute load
 average {os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}; code at commit
 {commit.stdout.strip() or "?"}. Peak memory is the task process only (not the PostgreSQL server)."""
     print(body)
     print(
-        f"bench_input: scan {a:.1f} s, monthly ingest+gate+drift {stages['total']:.1f} s "
-        f"(ingest {stages['ingest']:.1f}, gate {stages['gate']:.1f}, drift {stages['drift']:.1f}), "
+        f"bench_input: scan {a:.1f} s, monthly ingest+gate+plausibility+drift {stages['total']:.1f} s "
+        f"(ingest {stages['ingest']:.1f}, gate {stages['gate']:.1f}, plausibility {stages['plausibility']:.1f}, "
+        f"drift {stages['drift']:.1f}), "
         f"ratio {ratio:.1f}x (first valuation {first_ratio:.1f}x), peak RSS {peak:.0f} MB"
     )
     if not args.no_write:

@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     backtest_diagonals: int = 4
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
+    plausibility_history_months: int = Field(12, ge=1)
+    plausibility_min_history: int = Field(6, ge=1)
+    plausibility_band_width: float = Field(9.0, gt=0)
+    plausibility_relative_floor: float = Field(0.5, ge=0)
+    plausibility_stall_days: int = Field(7, ge=0)
+    admitted_new_lines: StrList = ()
 
     @classmethod
     def settings_customise_sources(
@@ -69,7 +75,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _VariableSource(settings_cls), env_settings
 
-    @field_validator("report_recipients", "extra_claim_types", mode="before")
+    @field_validator("report_recipients", "extra_claim_types", "admitted_new_lines", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

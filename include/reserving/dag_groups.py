@@ -59,6 +59,13 @@ def input_group():
 
         return input.validate(run_facts(params, run_id, data_interval_end))
 
+    @task(**NO_RETRY)
+    def plausibility(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Month-level plausibility per line against its own history: a failed check stops the run by name."""
+        from include.reserving.stages import input
+
+        return input.plausibility(run_facts(params, run_id, data_interval_end))
+
     @task
     def drift(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """PSI / KS against the champion's reference window; retrain or not."""
@@ -67,7 +74,7 @@ def input_group():
         facts = run_facts(params, run_id, data_interval_end)
         return input.drift(facts, force_retrain=bool(params.get("force_retrain")))
 
-    return drift(validate(ingest(reconcile(contract()))))
+    return drift(plausibility(validate(ingest(reconcile(contract())))))
 
 
 @task_group(group_id="training")

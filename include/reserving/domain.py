@@ -55,3 +55,4 @@ class PublicationStatus(StrEnum):
 INITIAL_INCURRED_DAYS = 30  # a claim's initial incurred: what was booked within this many days of its report
 OVERALL = "ALL"  # the segment label of scores over every line
 CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")  # allowed besides the extra_claim_types setting
+TRANSACTION_STATUSES = ("open", "closed", "reopened")  # a transaction row's event, exactly (case matters)

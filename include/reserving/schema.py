@@ -205,6 +205,24 @@ reconciliation_results = Table(
     Index("ux_reconciliation_results_key", "valuation_date", "basis", "segment", "measure", unique=True),
 )
 
+# Month-level plausibility: one row per (line, check) of V's month; passed is NULL for a skipped check (too little
+# history). A re-run replaces the rows of (V, basis).
+plausibility_results = Table(
+    "plausibility_results",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("run_id", String(250)),
+    Column("segment", String(32), nullable=False),
+    Column("check", String(64), nullable=False),
+    Column("observed", Float),  # NULL when not finite (the detail says what was seen)
+    Column("lower", Float),
+    Column("upper", Float),
+    Column("passed", Boolean),
+    Column("detail", String()),
+    Index("ux_plausibility_results_key", "valuation_date", "basis", "segment", "check", unique=True),
+)
+
 # Per-feature drift of the claims reported in the month ending V against the reference window.
 drift_metrics = Table(
     "drift_metrics",

@@ -13,6 +13,7 @@ EXPECTED_TASKS = {
     "input.reconcile",
     "input.ingest",
     "input.validate",
+    "input.plausibility",
     "input.drift",
     "training.retrain_or_not",
     "training.train",
@@ -53,6 +54,10 @@ def test_dag_shape(pipeline_dag):
     assert dag.get_task("input.contract").upstream_task_ids == set()
     assert dag.get_task("input.reconcile").upstream_task_ids == {"input.contract"}
     assert dag.get_task("input.ingest").upstream_task_ids == {"input.reconcile"}
+    plausibility = dag.get_task("input.plausibility")
+    assert plausibility.retries == 0
+    assert plausibility.upstream_task_ids == {"input.validate"}
+    assert plausibility.downstream_task_ids == {"input.drift"}
     assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
     sensor = dag.get_task("governance.await_approval")
     assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")

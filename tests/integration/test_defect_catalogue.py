@@ -16,15 +16,15 @@ import sqlite3
 import uuid
 
 import pytest
-from include.reserving.contract import ContractViolation
-from include.reserving.plausibility import PlausibilityError
-from include.reserving.reconciliation import ReconciliationError
 from sqlalchemy import text
 
 from devtools.synth import BookSpec, write_book
 from include.reserving import schema
+from include.reserving.contract import ContractViolation
 from include.reserving.domain import PublicationStatus
+from include.reserving.plausibility import PlausibilityError
 from include.reserving.quality.report import QualityGateError
+from include.reserving.reconciliation import ReconciliationError
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine

@@ -1,7 +1,14 @@
-"""Chain ladder with Mack (1993) standard errors, through chainladder's ``Development`` and ``MackChainladder``."""
+"""Chain ladder with Mack (1993) standard errors, through chainladder's ``Development`` and ``MackChainladder``.
+
+A segment too young for development factors of its own (a new line: every cell at one development age, e.g. a
+single cell) would crash chainladder with an IndexError. It is reserved by the chain ladder with factors borrowed
+from the rest of the book (volume-weighted over every other segment, no tail) and has no standard error; the fit
+logs which segments were and ``young_segments_`` names them for the report.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import chainladder as cl
@@ -10,6 +17,8 @@ import pandas as pd
 
 from include.reserving import cells as cellsmod
 from include.reserving.models.base import PREDICTION_COLUMNS, ReservingModel
+
+log = logging.getLogger(__name__)
 
 
 def _paid_triangle(cells: pd.DataFrame) -> cl.Triangle:
@@ -23,6 +32,16 @@ def _long(values: cl.Triangle) -> pd.DataFrame:
     frame = frame.rename(columns={value_column: "value"})
     frame["origin"] = [o.date() for o in pd.to_datetime(frame["origin"])]
     return frame
+
+
+def _pooled_factors(cells: pd.DataFrame) -> pd.Series:
+    """Volume-weighted age-to-age factors of all ``cells`` pooled, indexed by the age they develop from."""
+    ordered = cells.sort_values(cellsmod.KEY_COLUMNS)
+    steps = ordered.assign(paid_next=ordered.groupby(["segment", "origin"])["paid"].shift(-1)).dropna(
+        subset=["paid_next"]
+    )
+    sums = steps.groupby("development")[["paid", "paid_next"]].sum()
+    return (sums["paid_next"] / sums["paid"].where(sums["paid"] > 0)).fillna(1.0).rename("ldf")
 
 
 class ChainLadder(ReservingModel):
@@ -55,6 +74,10 @@ class ChainLadder(ReservingModel):
         Mack chain ladder per group on its training triangle.
     ldf_ : pandas.DataFrame
         Age-to-age factors: ``segment, development, ldf`` (factor from ``development`` to the next age).
+    young_segments_ : list of str
+        Segments with a single development age, reserved with ``borrowed_ldf_`` (see the module docstring).
+    borrowed_ldf_ : pandas.Series
+        The book's volume-weighted age-to-age factors by age, over the segments old enough for their own.
 
     Examples
     --------
@@ -90,15 +113,30 @@ class ChainLadder(ReservingModel):
     def fit(self, cells: pd.DataFrame) -> ChainLadder:
         """Fit age-to-age factors, tail and Mack parameters per segment on ``cells``; returns ``self``."""
         cells = cellsmod.normalise(cells)
+        ages = cells.groupby("segment")["development"].nunique()
+        self.young_segments_ = sorted(ages.index[ages < 2])
+        established = cells[~cells["segment"].isin(self.young_segments_)]
+        self.borrowed_ldf_ = _pooled_factors(established)
+        if self.young_segments_:
+            log.warning(
+                "segments %s have a single development age: reserved with age-to-age factors borrowed from the rest "
+                "of the book, without a standard error",
+                self.young_segments_,
+            )
         # Segments with the same origins share one multi-index triangle (chainladder estimates each index on its own,
         # and one triangle for many segments is much faster); segments covering other origin periods get their own
         # triangle, since a shared origin grid would distort them.
-        origin_sets = cells.groupby("segment")["origin"].agg(lambda o: tuple(sorted(set(o))))
+        origin_sets = established.groupby("segment")["origin"].agg(lambda o: tuple(sorted(set(o))))
         self.groups_ = [sorted(members.index) for _, members in origin_sets.groupby(origin_sets, sort=True)]
         self.development_, self.tail_, self.mack_ = [], [], []
-        ldfs = []
+        ldfs = [
+            pd.DataFrame(
+                {"segment": segment, "development": self.borrowed_ldf_.index, "ldf": self.borrowed_ldf_.to_numpy()}
+            )
+            for segment in self.young_segments_
+        ]
         for group, segments in enumerate(self.groups_):
-            triangle = _paid_triangle(cells[cells["segment"].isin(segments)])
+            triangle = _paid_triangle(established[established["segment"].isin(segments)])
             development = cl.Development(
                 average=self.average, n_periods=self.n_periods, sigma_interpolation=self.sigma_interpolation
             ).fit(triangle)
@@ -106,8 +144,9 @@ class ChainLadder(ReservingModel):
             self.tail_.append(cl.TailCurve(**self.tail).fit(development.transform(triangle)) if self.tail else None)
             self.mack_.append(cl.MackChainladder().fit(self._develop(group, triangle)))
             ldfs.append(_long(development.ldf_).rename(columns={"value": "ldf"}))
-        self.segments_ = sorted(s for segments in self.groups_ for s in segments)
-        self.ldf_ = pd.concat(ldfs)[["segment", "development", "ldf"]].reset_index(drop=True)
+        self.segments_ = sorted([*self.young_segments_, *(s for segments in self.groups_ for s in segments)])
+        columns = ["segment", "development", "ldf"]
+        self.ldf_ = pd.concat([f[columns] for f in ldfs], ignore_index=True) if ldfs else pd.DataFrame(columns=columns)
         self.training_cells_ = cells
         return self
 
@@ -151,8 +190,10 @@ class ChainLadder(ReservingModel):
             origin of ``cells``, plus one row at ``development == ULTIMATE_DEVELOPMENT`` holding the ultimate (tail
             included); ``observed`` is True for cells present in ``cells``.
         """
+        self._check_fitted()
         cells = cellsmod.normalise(cells)
-        frames = []
+        young = cells[cells["segment"].isin(self.young_segments_)]
+        frames = [self._borrowed_square(young)] if len(young) else []
         for segments, triangle, mack in self._mack(cells):
             full = _long(mack.full_triangle_)
             ages = [*[int(a) for a in triangle.development], cellsmod.ULTIMATE_DEVELOPMENT]
@@ -162,22 +203,41 @@ class ChainLadder(ReservingModel):
         grid = pd.concat(frames).merge(cells[[*cellsmod.KEY_COLUMNS, "paid"]], how="left", on=cellsmod.KEY_COLUMNS)
         grid["observed"] = grid["paid"].notna()
         # chainladder stores zeros as empty, so a missing projection of an observed origin is zero
-        grid["paid"] = grid["paid"].fillna(grid["value"]).fillna(0.0)
+        grid["paid"] = grid["paid"].astype(float).fillna(grid["value"].astype(float)).fillna(0.0)
         return grid[PREDICTION_COLUMNS].sort_values(cellsmod.KEY_COLUMNS).reset_index(drop=True)
 
+    def _borrowed_square(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Young segments' completed squares: each origin's latest paid developed by the borrowed factors."""
+        factors = self.borrowed_ldf_
+        ages = sorted(set(self.training_cells_["development"].astype(int)))
+        rows = []
+        for (segment, origin), group in cells.groupby(["segment", "origin"], sort=True):
+            latest_age, latest_paid = int(group["development"].iloc[-1]), float(group["paid"].iloc[-1])
+            observed = dict(zip(group["development"].astype(int), group["paid"].astype(float), strict=True))
+            for age in sorted({*observed, *ages}):
+                between = factors[(factors.index >= latest_age) & (factors.index < age)]
+                projected = latest_paid * float(between.prod()) if age > latest_age else np.nan
+                rows.append((segment, origin, age, observed.get(age, projected)))
+            ultimate = latest_paid * float(factors[factors.index >= latest_age].prod())
+            rows.append((segment, origin, cellsmod.ULTIMATE_DEVELOPMENT, ultimate))
+        frame = pd.DataFrame(rows, columns=[*cellsmod.KEY_COLUMNS, "value"])
+        return frame.astype({"development": "int64", "value": "float64"})
+
     def _std_err(self, cells: pd.DataFrame, prediction: pd.DataFrame) -> pd.Series:
-        frames = []
+        frames = [pd.DataFrame(columns=["segment", "origin", "value"])]
         for _, _, mack in self._mack(cells):
             std_err = _long(mack.mack_std_err_)
             frames.append(std_err[std_err["development"] == std_err["development"].max()])
-        std_err = pd.concat(frames).set_index(["segment", "origin"])["value"]
+        std_err = pd.concat(frames).set_index(["segment", "origin"])["value"].astype(float)
         origins = pd.MultiIndex.from_frame(cells[["segment", "origin"]].drop_duplicates())
-        # a fully developed origin has a zero standard error, which chainladder stores as empty
-        return std_err.reindex(origins).fillna(0.0)
+        # a fully developed origin has a zero standard error, which chainladder stores as empty; young segments
+        # (borrowed factors) have none
+        young = origins.get_level_values("segment").isin(self.young_segments_)
+        return std_err.reindex(origins).fillna(0.0).where(~young, np.nan)
 
     def _total_std_err(self, cells: pd.DataFrame, ultimates: pd.DataFrame) -> pd.Series:
         """Mack's standard error of the total reserve, which allows for the origins' shared factor estimates."""
-        totals = []
+        totals = [pd.Series(np.nan, index=sorted(set(cells["segment"]) & set(self.young_segments_)), dtype=float)]
         for _, triangle, mack in self._mack(cells):
             values = np.asarray(mack.total_mack_std_err_, dtype=float).ravel()
             totals.append(pd.Series(values, index=[str(s) for s in triangle.index.iloc[:, 0]]))

@@ -8,6 +8,8 @@ from typing import ClassVar
 
 import great_expectations.expectations as gxe
 import sqlalchemy as sa
+from great_expectations.render import LegacyDiagnosticRendererType, RenderedStringTemplateContent
+from great_expectations.render.renderer.renderer import renderer
 
 from include.reserving.quality.queries import BAD_ROWS
 from include.reserving.quality.suite import Check
@@ -63,6 +65,26 @@ class ExpectNoBadRows(gxe.UnexpectedRowsExpectation):
             "success": count == 0,
             "result": {"observed_value": count, "unexpected_count": count, "partial_unexpected_list": examples},
         }
+
+    @classmethod
+    @renderer(renderer_type=LegacyDiagnosticRendererType.UNEXPECTED_STATEMENT)
+    def _diagnostic_unexpected_statement_renderer(cls, configuration=None, result=None, runtime_configuration=None):
+        """The bad-row count alone: GX's statement wants a share of all rows, which this check never counts (the
+        missing ``unexpected_percent`` made Data Docs log a KeyError traceback for every failed check)."""
+        count = (result.result or {}).get("unexpected_count") if result is not None else None
+        if result is None or result.success or not count or (result.exception_info or {}).get("raised_exception"):
+            return super()._diagnostic_unexpected_statement_renderer(configuration, result, runtime_configuration)
+        return [
+            RenderedStringTemplateContent(
+                content_block_type="string_template",
+                string_template={
+                    "template": "$unexpected_count bad rows found.",
+                    "params": {"unexpected_count": count},
+                    "tag": "strong",
+                    "styling": {"classes": ["text-danger"]},
+                },
+            )
+        ]
 
 
 # Every expectation type the suite names, by GX's type name.

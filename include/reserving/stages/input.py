@@ -104,6 +104,21 @@ def validate(facts: RunFacts, alert=None) -> dict:
     return {"checks": len(report.checks), "row_count": report.row_count, "artifact_uri": report.artifact_uri}
 
 
+def plausibility(facts: RunFacts) -> dict:
+    """Month-level plausibility per line of business, stored; raises PlausibilityError listing every failed check."""
+    from include.reserving import plausibility as checks_module
+    from include.reserving.warehouse import history
+    from include.reserving.warehouse import plausibility as plausibility_store
+
+    engine = facts.engine()
+    txn, claims, exposure = history.monthly_aggregates(engine, facts.valuation_date, facts.basis)
+    checks = checks_module.evaluate(txn, claims, exposure, facts.valuation_date, facts.settings)
+    plausibility_store.store_results(engine, facts.valuation_date, facts.basis, checks, run_id=facts.run_id)
+    log.info("%s", checks_module.summary(checks, facts.valuation_date, facts.basis))
+    checks_module.raise_for_failures(checks, facts.valuation_date, facts.basis)
+    return {"checks": len(checks), "skipped": sum(c.passed is None for c in checks)}
+
+
 def actual_vs_expected_breach(cells: pd.DataFrame, champion: ModelEntry, tolerance: float):
     """Concept-drift hook: actual vs expected paid on the newest diagonal per segment, from the champion's spec."""
     from include.reserving.backtest import actual_vs_expected

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -79,6 +80,23 @@ def test_catalogue_of_defects_in_one_book(warehouse, tmp_path):
     message = report.summary()
     for key, count in expected.items():
         assert f"{key} " in message and f": {count} bad rows" in message
+
+
+def test_a_failed_gate_logs_its_summary_and_no_traceback(sqlite_url, tmp_path, caplog, capfd):
+    """Data Docs rendering of the failed custom checks once logged a KeyError traceback an operator took for the
+    cause; the gate's own summary is all a failed gate logs."""
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    load(engine, *defective_book(*DEFECTS))
+    capfd.readouterr()
+    with caplog.at_level(logging.INFO):
+        report = gate(engine, tmp_path)
+    printed = capfd.readouterr()
+    assert len(report.failures) == 8, report.summary()
+    logged = caplog.text + printed.out + printed.err
+    assert "transactions_extract.transaction_id.unique" in logged  # the summary names the failed checks
+    assert "Traceback" not in logged and "KeyError" not in logged, logged
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info], caplog.records
 
 
 def test_non_finite_amount_fails_the_bounds_check(warehouse, tmp_path):

@@ -1,0 +1,350 @@
+"""Month-level plausibility per line of business: is V's month of the extract like the line's own recent months?
+
+Pure: takes the monthly per-line aggregates of ``warehouse.history.monthly_aggregates`` and the settings, returns
+one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, each with its observed value and band.
+
+- Volume checks (:data:`METRICS`): the month's value against a robust band over the line's previous
+  ``plausibility_history_months`` months (:func:`robust_band`): median +- max(``plausibility_band_width`` x MAD
+  (scaled to a standard deviation), the relative floor ``plausibility_relative_floor``) on a log-like scale. The
+  floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With
+  fewer than ``plausibility_min_history`` months (a new line, a young book) the check is skipped and recorded as
+  such, never a false alarm.
+- The set of lines: a line of the previous month's extract or of the month's earned exposure with no row in the
+  month is missing; a line not in the previous month's extract is new unless ``admitted_new_lines`` names it.
+- A stalled extract: no row arrived in the month, or the newest row was recorded more than
+  ``plausibility_stall_days`` days before the end of V.
+- Data defects: rows recorded before their transaction date; status values outside ``TRANSACTION_STATUSES``
+  exactly; earned premium or exposure of a line in the month missing, NaN, infinite, zero or negative.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from include.reserving.config import Settings
+from include.reserving.dates import end_of_day, month_index
+from include.reserving.domain import OVERALL, TRANSACTION_STATUSES
+
+MAD_TO_SD = 1.4826  # the MAD of a normal sample times this estimates its standard deviation
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    what: str  # what the number is, for the message
+    action: str  # what to do when it fails
+    signed: bool = False  # changes sign from month to month: banded on its own scale, not in ratios
+
+
+METRICS = (
+    Metric(
+        "transactions",
+        "transaction rows that arrived in the month",
+        "compare the month's row count with the claims system: a duplicated, re-sent or partial extract shows here",
+    ),
+    Metric(
+        "new_claims",
+        "claims reported in the month",
+        "check the month's claims in the extract for duplicated or missing claims",
+    ),
+    Metric(
+        "paid",
+        "paid in the month",
+        "reconcile the month's payments with the claims system (duplicated rows or rescaled amounts show here)",
+    ),
+    Metric(
+        "case_movement",
+        "case-reserve movement in the month",
+        "reconcile the month's case-reserve movement with the claims system",
+        signed=True,
+    ),
+    Metric(
+        "typical_paid",
+        "mean absolute nonzero payment per row",
+        "amounts look rescaled (e.g. cents instead of currency units): check the extract's amount units",
+    ),
+    Metric(
+        "earned_premium",
+        "earned premium of the month",
+        "check the month's rows of earned_exposure against finance",
+    ),
+    Metric(
+        "exposure",
+        "earned exposure units of the month",
+        "check the month's rows of earned_exposure against the policy system",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class PlausibilityCheck:
+    """One check of one line (``ALL`` for the whole extract); ``passed`` is None when it was skipped."""
+
+    segment: str
+    check: str
+    observed: float | None
+    lower: float | None
+    upper: float | None
+    passed: bool | None
+    detail: str
+
+    def explain(self) -> str:
+        """``<line>: <check> observed X outside [lo, hi]: <what to do>``."""
+        return (
+            f"{self.segment}: {self.check} observed {_number(self.observed)} outside "
+            f"[{_number(self.lower, '-inf')}, {_number(self.upper, 'inf')}]: {self.detail}"
+        )
+
+    def as_row(self) -> dict:
+        return {
+            "segment": self.segment,
+            "check": self.check,
+            "observed": _storable(self.observed),
+            "lower": _storable(self.lower),
+            "upper": _storable(self.upper),
+            "passed": self.passed,
+            "detail": self.detail,
+        }
+
+
+class PlausibilityError(RuntimeError):
+    """The month failed plausibility; ``checks`` holds every check's outcome."""
+
+    def __init__(self, message: str, checks: list[PlausibilityCheck]):
+        super().__init__(message)
+        self.checks = checks
+
+
+def _number(value: float | None, missing: str = "n/a") -> str:
+    if value is None:
+        return missing
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
+
+
+def _storable(value: float | None) -> float | None:
+    """NaN and infinity do not survive every database column: stored as NULL (the detail says what was seen)."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def robust_band(
+    history: Iterable[float], width: float, relative_floor: float, signed: bool = False
+) -> tuple[float, float]:
+    """median +- max(width x scaled MAD, floor) of the finite values of ``history``.
+
+    Amounts and counts are judged on the asinh scale (log-like for large values, linear near 0), where the floor is
+    log(1 + relative_floor): sums of claim amounts are heavy-tailed and the defects that matter are multiplicative
+    (a units shift, a duplicated load), so the band is symmetric in ratios (a floor of 0.5 admits x/÷ 1.5 around
+    the median). A ``signed`` metric (a movement that changes sign from month to month) is judged on its own
+    scale, the floor being relative_floor x the median size of its movements.
+    """
+    values = np.asarray([v for v in history if v is not None and math.isfinite(v)], dtype="float64")
+    if signed:
+        median = float(np.median(values))
+        mad = MAD_TO_SD * float(np.median(np.abs(values - median)))
+        half = max(width * mad, relative_floor * float(np.median(np.abs(values))))
+        return median - half, median + half
+    values = np.arcsinh(values)
+    median = float(np.median(values))
+    mad = MAD_TO_SD * float(np.median(np.abs(values - median)))
+    half = max(width * mad, math.log1p(relative_floor))
+    return float(np.sinh(median - half)), float(np.sinh(median + half))
+
+
+def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFrame) -> pd.DataFrame:
+    """The volume metrics per (segment, month): zeros where a line had no row in a month, NaN where a metric is
+    undefined (no payment, no exposure row)."""
+    keys = ["segment", "month"]
+    frame = (
+        txn[[*keys, "rows", "paid", "case_movement", "abs_paid", "paid_rows"]]
+        .merge(claims[[*keys, "new_claims"]], on=keys, how="outer")
+        .merge(exposure[[*keys, "earned_premium", "exposure"]], on=keys, how="outer")
+    )
+    for col in ("rows", "paid", "case_movement", "abs_paid", "paid_rows", "new_claims"):
+        frame[col] = frame[col].astype("float64").fillna(0.0)
+    frame["transactions"] = frame["rows"]
+    frame["typical_paid"] = (frame["abs_paid"] / frame["paid_rows"]).where(frame["paid_rows"] > 0)
+    for col in ("earned_premium", "exposure"):
+        frame[col] = frame[col].astype("float64")
+    frame["present"] = (frame["rows"] > 0) | (frame["new_claims"] > 0)
+    return frame.set_index(keys).sort_index()
+
+
+def evaluate(
+    txn: pd.DataFrame,
+    claims: pd.DataFrame,
+    exposure: pd.DataFrame,
+    valuation_date: dt.date,
+    settings: Settings,
+) -> list[PlausibilityCheck]:
+    """Every check of V's month (see the module docstring), lines in name order, the extract-wide checks first."""
+    mv = month_index(valuation_date)
+    metrics = monthly_metrics(txn, claims, exposure)
+    months = metrics.index.get_level_values("month")
+
+    def lines(month: int, column: str = "present") -> set[str]:
+        at = metrics[(months == month) & metrics[column].astype(bool)]
+        return set(at.index.get_level_values("segment"))
+
+    current, previous = lines(mv), lines(mv - 1)
+    with_exposure = set(metrics[(months == mv) & metrics["earned_premium"].notna()].index.get_level_values("segment"))
+    with_exposure |= set(exposure.loc[exposure["month"] == mv, "segment"])
+    admitted = set(settings.admitted_new_lines)
+    checks = [_stall_check(txn, mv, valuation_date, settings.plausibility_stall_days)]
+    for segment in sorted(current | previous | with_exposure):
+        checks.extend(_line_set_checks(segment, metrics, mv, current, previous, admitted))
+        if segment in current:
+            checks.extend(_volume_checks(segment, metrics, mv, settings))
+        checks.extend(_positive_checks(segment, metrics, mv))
+        checks.extend(_defect_checks(segment, txn))
+    return checks
+
+
+def _stall_check(txn: pd.DataFrame, mv: int, valuation_date: dt.date, stall_days: int) -> PlausibilityCheck:
+    arrived = int(txn.loc[txn["month"] == mv, "rows"].sum())
+    newest = txn["last_recorded"].max() if len(txn) else pd.NaT
+    days = (
+        math.inf if pd.isna(newest) else (end_of_day(valuation_date) - newest.to_pydatetime()).total_seconds() / 86400
+    )
+    days = max(days, 0.0)  # restated: rows recorded after V are latest knowledge, not a stall
+    passed = arrived > 0 and days <= stall_days
+    detail = (
+        f"{arrived:,} rows arrived in the month, the newest recorded {_number(round(days, 1))} days before the end "
+        f"of {valuation_date} (plausibility_stall_days={stall_days})"
+    )
+    if not passed:
+        detail += ": the extract looks STALLED; re-run the claims extract, then this run"
+    return PlausibilityCheck(OVERALL, "extract_stalled", round(days, 1), 0.0, float(stall_days), passed, detail)
+
+
+def _line_set_checks(
+    segment: str, metrics: pd.DataFrame, mv: int, current: set, previous: set, admitted: set
+) -> list[PlausibilityCheck]:
+    row = metrics.loc[(segment, mv)] if (segment, mv) in metrics.index else None
+    arrived = 0.0 if row is None else float(row["rows"] + row["new_claims"])
+    if not previous:
+        why = "skipped: the extract has no previous month to compare the lines with"
+        return [
+            PlausibilityCheck(segment, "line_missing", arrived, 1.0, None, None, why),
+            PlausibilityCheck(segment, "line_new", None, 0.0, 0.0, None, why),
+        ]
+    missing = segment not in current and segment not in admitted
+    new = segment in current and segment not in previous and segment not in admitted
+    how_to_admit = "add it to the setting admitted_new_lines (and load its earned_exposure)"
+    missing_detail = (
+        "the line has no row (transaction or reported claim) in the month but is in the previous month's extract or "
+        f"in earned_exposure: reload the extract with every line, or if the line really stopped, {how_to_admit}"
+        if missing
+        else "rows or claims arrived in the month"
+    )
+    new_detail = (
+        "a line not in the previous month's extract (renamed or new?): fix a renamed line in the extract; if the "
+        f"line is really new, {how_to_admit}"
+        if new
+        else ("admitted by admitted_new_lines" if segment in admitted else "in the previous month's extract")
+    )
+    return [
+        PlausibilityCheck(segment, "line_missing", arrived, 1.0, None, not missing, missing_detail),
+        PlausibilityCheck(segment, "line_new", float(new), 0.0, 0.0, not new, new_detail),
+    ]
+
+
+def _volume_checks(segment: str, metrics: pd.DataFrame, mv: int, settings: Settings) -> list[PlausibilityCheck]:
+    line = metrics.xs(segment, level="segment")
+    first = int(line.index[line["present"]].min())
+    window = line.reindex(range(max(mv - settings.plausibility_history_months, first), mv))
+    zeros = ["transactions", "new_claims", "paid", "case_movement"]  # a month without rows is a real zero
+    window[zeros] = window[zeros].fillna(0.0)
+    checks = []
+    for metric in METRICS:
+        observed = float(line.at[mv, metric.name]) if mv in line.index else math.nan
+        history = window[metric.name].dropna()
+        if len(history) < settings.plausibility_min_history:
+            detail = (
+                f"skipped: {len(history)} months of history, fewer than plausibility_min_history="
+                f"{settings.plausibility_min_history}"
+            )
+            checks.append(PlausibilityCheck(segment, metric.name, observed, None, None, None, detail))
+            continue
+        if math.isnan(observed) and metric.name == "typical_paid":  # no payment this month: nothing to judge
+            detail = "skipped: no nonzero payment in the month"
+            checks.append(PlausibilityCheck(segment, metric.name, observed, None, None, None, detail))
+            continue
+        lower, upper = robust_band(
+            history, settings.plausibility_band_width, settings.plausibility_relative_floor, metric.signed
+        )
+        passed = lower <= observed <= upper  # NaN fails
+        detail = f"{metric.what} against the previous {len(history)} months"
+        if not passed:
+            detail = f"{metric.what} is outside its band over the previous {len(history)} months: {metric.action}"
+        checks.append(PlausibilityCheck(segment, metric.name, observed, lower, upper, passed, detail))
+    return checks
+
+
+def _positive_checks(segment: str, metrics: pd.DataFrame, mv: int) -> list[PlausibilityCheck]:
+    checks = []
+    for column, name in (("earned_premium", "earned_premium_positive"), ("exposure", "exposure_positive")):
+        observed = float(metrics.at[(segment, mv), column]) if (segment, mv) in metrics.index else math.nan
+        passed = math.isfinite(observed) and observed > 0
+        if passed:
+            detail = f"{column} of the month is finite and positive"
+        else:
+            seen = "missing" if math.isnan(observed) else _number(observed)
+            detail = (
+                f"{column} of the month is {seen} (NaN, infinite, missing, zero and negative all fail): load the "
+                "line's earned_exposure row for the month with a finite, positive value"
+            )
+        checks.append(PlausibilityCheck(segment, name, observed, 0.0, None, passed, detail))
+    return checks
+
+
+def _defect_checks(segment: str, txn: pd.DataFrame) -> list[PlausibilityCheck]:
+    rows = txn[txn["segment"] == segment]
+    early = float(rows["recorded_before_dated"].sum())
+    bad = float(rows["bad_status"].sum())
+    examples = sorted({str(v) for v in rows["bad_status_example"].dropna()})[:3]
+    early_detail = (
+        f"{early:,.0f} rows recorded before their transaction date: fix recorded_at or transaction_date in the "
+        "claims system's extract"
+        if early
+        else "no row recorded before its transaction date"
+    )
+    status_detail = (
+        f"{bad:,.0f} rows with a status outside {list(TRANSACTION_STATUSES)} (case matters), e.g. {examples}: fix "
+        "the extract's status mapping"
+        if bad
+        else "every status is one of " + ", ".join(TRANSACTION_STATUSES)
+    )
+    return [
+        PlausibilityCheck(segment, "recorded_before_dated", early, 0.0, 0.0, not early, early_detail),
+        PlausibilityCheck(segment, "status_values", bad, 0.0, 0.0, not bad, status_detail),
+    ]
+
+
+def failures(checks: Iterable[PlausibilityCheck]) -> list[PlausibilityCheck]:
+    return [c for c in checks if c.passed is False]
+
+
+def summary(checks: list[PlausibilityCheck], valuation_date: dt.date, basis: str) -> str:
+    failed = failures(checks)
+    skipped = sum(c.passed is None for c in checks)
+    head = (
+        f"plausibility of the month ending {valuation_date} ({basis}): {len(checks) - len(failed) - skipped} passed, "
+        f"{len(failed)} failed, {skipped} skipped"
+    )
+    return "\n".join([head, *(f"  FAILED {c.explain()}" for c in failed)])
+
+
+def raise_for_failures(checks: list[PlausibilityCheck], valuation_date: dt.date, basis: str) -> None:
+    """Stop the run when a check failed: raise PlausibilityError listing every failure."""
+    if failures(checks):
+        raise PlausibilityError(summary(checks, valuation_date, basis), checks)
