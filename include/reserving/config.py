@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     incremental_uniqueness: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
+    # Reserve-movement hold (separate from ave_tolerance, which only asks for retraining). Defaults measured on the
+    # clean synthetic book over 24 month ends with margin (see README): the models move a lot month to month there.
+    hold_movement_tolerance: float = Field(1.0, gt=0)
+    hold_unexplained_tolerance: float = Field(1.0, gt=0)
+    hold_ae_factor: float = Field(10.0, gt=1)
+    hold_floor: float = Field(10_000.0, ge=0)
+    signoff_timeout_seconds: int = 3 * 24 * 3600
 
     @classmethod
     def settings_customise_sources(

@@ -51,7 +51,9 @@ def _run_month(month: int, valuation_date: dt.date) -> dict:
             record["approval"] = governance.apply_approval(facts, evaluation, outcome)["decision"]
     refit = reserving.refit(facts)
     reserved = [reserving.reserve_segment(facts, refit, segment) for segment in refit["segments"]]
-    record["published"] = reserving.publish(facts, refit, reserved)
+    analysis = reserving.analyse(facts, refit, reserved)
+    record["hold_reasons"] = analysis["hold_reasons"]
+    record["published"] = reserving.publish(facts, refit, reserved, analysis)
     return record
 
 
