@@ -34,6 +34,7 @@ def report_data(
     quality: pd.DataFrame,
     drift: pd.DataFrame,
     health: pd.DataFrame,
+    movements: pd.DataFrame | None = None,
 ) -> ReportData:
     """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
     from include.reserving.backtest import actual_vs_expected
@@ -52,4 +53,5 @@ def report_data(
         quality=quality,
         drift=drift,
         health=health,
+        movements=movements,
     )
