@@ -45,7 +45,15 @@ def held_month(pipeline_env, airflow_db, monkeypatch):
     input.ingest(RunFacts.create(V, "prepare"))
     monkeypatch.setenv("RESERVING_HOLD_MOVEMENT_TOLERANCE", "0.000001")
     monkeypatch.setenv("RESERVING_HOLD_FLOOR", "0")
-    return engine, november, champion.model_version
+    _delete_signoff_variable()  # the Airflow home outlives a test: no decision may come from an earlier one
+    yield engine, november, champion.model_version
+    _delete_signoff_variable()
+
+
+def _delete_signoff_variable() -> None:
+    from airflow.models.variable import Variable
+
+    Variable.delete(NUMBERS_SIGNOFF.key(V))
 
 
 def _run(timeout: int):
