@@ -50,6 +50,7 @@ MODEL_NOT_SEPARATED = (
     "experience and other"
 )
 SAME_MODEL = "same model version as at V-1"
+LINE_MISSING = "the line has no rows this month"
 EXPECTED_NOTE = "previous model's projection from V-1: the increment to the next projected age, pro rata for one month"
 CENT = Decimal("0.01")
 
@@ -127,6 +128,7 @@ def analysis_of_change(
             rows.append((segment, 1, PREVIOUS, OPENING, None, None, NO_PREVIOUS_NOTE))
             rows.append((segment, 6, THIS, CLOSING, this, None, None))
         return _frame(rows)
+    this_segments = set(current["segment"])
     prev_ibnr = _by_origin(previous, "ibnr")
     prev_paid = _by_origin(previous, "latest_paid")
     expected_by = _by_origin(expected, "expected_emergence") if expected is not None else None
@@ -152,7 +154,7 @@ def analysis_of_change(
             (segment, 3, NEW_ORIGINS, MOVEMENT, new_origins, None, None),
             (segment, 4, MODEL_CHANGE, MOVEMENT, model_change, None, model_note),
             (segment, 5, OTHER, MOVEMENT, other, None, None),
-            (segment, 6, THIS, CLOSING, closing, None, None),
+            (segment, 6, THIS, CLOSING, closing, None, None if segment in this_segments else LINE_MISSING),
         ]
         if expected_by is not None:
             expected_amount = sum((expected_by.get(k, Decimal(0)) for k in kept), Decimal(0))
@@ -204,8 +206,15 @@ def hold_reasons(aoc: pd.DataFrame, settings: Any) -> list[str]:
     publication (first month)."""
     floor = settings.hold_floor
     reasons = []
+    closing = aoc[aoc["kind"] == CLOSING]
     for row in line_summary(aoc).itertuples(index=False):
         if np.isnan(row.previous):
+            continue
+        if (closing.loc[closing["segment"] == row.segment, "note"] == LINE_MISSING).any():
+            previous = _money(row.previous)
+            reasons.append(
+                f"{row.segment}: published at the previous month end with unpaid {previous}, but {LINE_MISSING}"
+            )
             continue
         previous, movement = abs(row.previous), row.this - row.previous
         limit = max(floor, settings.hold_movement_tolerance * previous)

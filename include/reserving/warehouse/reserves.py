@@ -118,10 +118,11 @@ def publish_reserves(
 
 
 def latest_valuation_date(engine: Engine) -> dt.date | None:
-    """The latest valuation date with a published version (None before the first publication)."""
+    """The latest valuation date with a current version (None before the first publication); a month whose only
+    version is held does not count: downstream keeps reading the last current numbers."""
     rv = schema.reserve_versions
     with engine.connect() as conn:
-        return conn.execute(select(func.max(rv.c.valuation_date))).scalar_one()
+        return conn.execute(select(func.max(rv.c.valuation_date)).where(rv.c.is_current.is_(True))).scalar_one()
 
 
 def previous_valuation(engine: Engine, valuation_date: dt.date) -> dt.date | None:
