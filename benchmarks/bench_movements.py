@@ -63,7 +63,8 @@ def run(months: int, book: BookSpec, folder: Path) -> list[dict]:
             out.append(rec)
             print(
                 f"{rec['valuation_date']} {rec['segment']:<10} prev {rec['previous']:>14,.0f}"
-                f" move {rec['movement']:6.3f} other {rec['unexplained']:6.3f} A/E {rec['ae']:6.2f} expected {rec['expected']:>12,.0f}"
+                f" move {rec['movement']:6.3f} other {rec['unexplained']:6.3f} A/E {rec['ae']:6.2f}"
+                f" expected {rec['expected']:>12,.0f}"
                 f" {rec['model']}",
                 flush=True,
             )
