@@ -18,14 +18,19 @@ interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-3
 | governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
 | reserving | `refit` | the champion's spec refitted on V's data (routine, recorded in the registry) |
 | reserving | `lines`, `reserve_segment` | ultimates, IBNR and ranges per origin, one mapped task per line |
-| reserving | `publish` | all lines published atomically as this run's version for V |
-| reporting | `report`, `email_report` | the PDF reserve report from the published rows, e-mailed to the chief actuary |
+| reserving | `analyse` | analysis of change per line against V-1 (emergence, new origins, model change); hold reasons |
+| reserving | `publish` | all lines published atomically as this run's version for V; HELD (not current) on a hold |
+| signoff | `hold_or_not` | branch: `await_signoff` when held, else `within_tolerance` |
+| signoff | `await_signoff`, `apply_signoff` | waits for Variable `reserving_signoff__<V>`; sign-off makes it current |
+| signoff | `signed_off` | only signed-off numbers go on to the report |
+| reporting | `report`, `email_report` | the PDF reserve report of V's current numbers, e-mailed to the chief actuary |
 
 Every task failure posts to Slack (connection `reserving_slack`); each run's outcome goes to `pipeline_runs`.
 The groups are built in `include/reserving/dag_groups.py`; each task calls one function of `include/reserving/stages/`.
 
 Runs execute oldest first, one at a time. Params: `valuation_date` (a month end) for a manual run, `restated`
-(latest knowledge instead of what was recorded by V), `force_retrain`, `approval_timeout_seconds`.
+(latest knowledge instead of what was recorded by V), `force_retrain`, `approval_timeout_seconds`,
+`signoff_timeout_seconds`.
 """
 
 from __future__ import annotations
@@ -34,7 +39,14 @@ import datetime as dt
 
 from airflow.sdk import CronDataIntervalTimetable, Param, dag
 
-from include.reserving.dag_groups import governance_group, input_group, reporting_group, reserving_group, training_group
+from include.reserving.dag_groups import (
+    governance_group,
+    input_group,
+    reporting_group,
+    reserving_group,
+    signoff_group,
+    training_group,
+)
 from include.reserving.notify import RunHealth, TaskFailureAlert
 
 
@@ -83,13 +95,21 @@ from include.reserving.notify import RunHealth, TaskFailureAlert
             title="Approval timeout (seconds)",
             description="How long to wait for an actuary's decision. Empty: the approval_timeout_seconds setting.",
         ),
+        "signoff_timeout_seconds": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Sign-off timeout (seconds)",
+            description="How long held numbers wait for a sign-off. Empty: the signoff_timeout_seconds setting.",
+        ),
     },
 )
 def monthly_reserving_pipeline():
     drift_decision = input_group()
     evaluation, skip_training = training_group(drift_decision)
     gates = governance_group(evaluation, drift_decision)
-    reporting_group(reserving_group([skip_training, *gates]))
+    published = reserving_group([skip_training, *gates])
+    reporting_group(published, after=signoff_group(published))
 
 
 monthly_reserving_pipeline()

@@ -1,9 +1,10 @@
-"""Approve or reject the model pending for a valuation date, by hand.
+"""Approve or reject the model pending for a valuation date, or sign off held numbers, by hand.
 
 ``python -m include.reserving.approve --valuation-date 2024-12-31 --decision approve --by "Ada Actuary"
 --comment "reviewed the model card"`` finds the pending challenger in the warehouse and sets the Airflow Variable
 ``reserving_approval__2024-12-31`` with ``airflow variables set`` (the same as doing it in the UI under
-Admin > Variables). ``--print-only`` shows the command instead of running it.
+Admin > Variables). With ``--numbers`` it finds the month's held publication instead and sets
+``reserving_signoff__2024-12-31``. ``--print-only`` shows the command instead of running it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import shlex
 import subprocess
 import sys
 
-from include.reserving.approval import approval_command
+from include.reserving.approval import MODEL_APPROVAL, NUMBERS_SIGNOFF
 from include.reserving.config import warehouse_url
 from include.reserving.dates import parse_valuation_date
 from include.reserving.domain import Promotion
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import registry, reserves
 from include.reserving.warehouse.core import make_engine
 
 
@@ -36,6 +37,17 @@ def pending_challenger(url: str, valuation_date) -> str:
     return row.challenger_version
 
 
+def held_publication(url: str, valuation_date) -> int:
+    """The held version of V's reserves that has no sign-off yet; raises when nothing is held."""
+    engine = make_engine(url)
+    table = reserves.versions(engine, valuation_date)
+    decided = set(reserves.signoffs(engine, valuation_date)["publication_version"])
+    held = [int(v) for v in table.loc[table["status"] == "held", "version"] if v not in decided]
+    if not held:
+        raise LookupError(f"no reserves are held for sign-off at {valuation_date}")
+    return max(held)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--valuation-date", required=True, help="month end, YYYY-MM-DD")
@@ -43,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by", required=True, help="who decides (recorded in the approvals table)")
     parser.add_argument("--comment", default="", help="why")
     parser.add_argument("--db", help="warehouse URL (default: the reserving_db connection or the SQLite file)")
+    parser.add_argument("--numbers", action="store_true", help="sign off (or reject) the month's held numbers")
     parser.add_argument("--print-only", action="store_true", help="print the airflow command instead of running it")
     args = parser.parse_args(argv)
     valuation_date = parse_valuation_date(args.valuation_date)
+    find = held_publication if args.numbers else pending_challenger
     try:
-        version = pending_challenger(args.db or warehouse_url(), valuation_date)
+        version = find(args.db or warehouse_url(), valuation_date)
     except LookupError as exc:
         print(f"nothing to do: {exc}", file=sys.stderr)
         return 1
-    command = approval_command(valuation_date, version, args.decision, args.by, args.comment)
+    contract = NUMBERS_SIGNOFF if args.numbers else MODEL_APPROVAL
+    command = contract.command(valuation_date, version, args.decision, args.by, args.comment)
     print(" ".join(shlex.quote(c) for c in command))
     if args.print_only:
         return 0

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Label, TriggerRule, task, task_group
 
-from include.reserving.sensors import ApprovalSensor
+from include.reserving.sensors import ApprovalSensor, SignoffSensor
 
 NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same way
 
@@ -170,22 +170,67 @@ def reserving_group(after: list):
         return reserving.reserve_segment(run_facts(params, run_id, data_interval_end), refitted, segment)
 
     @task
-    def publish(refitted: dict, reserved: list[dict], params=None, run_id=None, data_interval_end=None) -> dict:
-        """Atomic, versioned publication of all lines for V."""
+    def analyse(refitted: dict, reserved: list[dict], params=None, run_id=None, data_interval_end=None) -> dict:
+        """Analysis of change per line against V-1's publication; the hold reasons (movement, A/E, unexplained)."""
         from include.reserving.stages import reserving
 
-        return reserving.publish(run_facts(params, run_id, data_interval_end), refitted, list(reserved))
+        return reserving.analyse(run_facts(params, run_id, data_interval_end), refitted, list(reserved))
+
+    @task
+    def publish(
+        refitted: dict, reserved: list[dict], analysis: dict, params=None, run_id=None, data_interval_end=None
+    ) -> dict:
+        """Atomic, versioned publication of all lines for V: current, or HELD for sign-off (Slack alert)."""
+        from include.reserving import notify
+        from include.reserving.stages import reserving
+
+        facts = run_facts(params, run_id, data_interval_end)
+        return reserving.publish(facts, refitted, list(reserved), analysis, alert=notify.post_event)
 
     refitted = refit()
     after >> refitted
-    return publish(refitted, reserve_segment.partial(refitted=refitted).expand(segment=lines(refitted)))
+    reserved = reserve_segment.partial(refitted=refitted).expand(segment=lines(refitted))
+    return publish(refitted, reserved, analyse(refitted, reserved))
+
+
+@task_group(group_id="signoff")
+def signoff_group(published):
+    """A held month waits for the actuary's sign-off on the numbers; returns the tasks after which the month's
+    current numbers may be reported (the report is skipped after a rejection or timeout)."""
+
+    @task.branch
+    def hold_or_not(published: dict) -> str:
+        """Wait for a sign-off only when the analysis of change held the numbers."""
+        return "signoff.await_signoff" if published["held"] else "signoff.within_tolerance"
+
+    @task(**NO_RETRY)
+    def apply_signoff(published: dict, outcome: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """Record sign-off / reject / timeout; on sign-off make the held version current and accept the month."""
+        from include.reserving import notify
+        from include.reserving.stages import reserving
+
+        facts = run_facts(params, run_id, data_interval_end)
+        return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event)
+
+    @task.short_circuit
+    def signed_off(applied: dict) -> bool:
+        """Only signed-off numbers are reported: after a rejection or timeout the report is skipped."""
+        return applied["decision"] == "approve"
+
+    awaiting = SignoffSensor(task_id="await_signoff", published=published)
+    within_tolerance = EmptyOperator(task_id="within_tolerance")
+    branch = hold_or_not(published)
+    branch >> Label("held") >> awaiting
+    branch >> Label("within tolerance") >> within_tolerance
+    return [within_tolerance, signed_off(apply_signoff(published, awaiting.output))]
 
 
 @task_group(group_id="reporting")
-def reporting_group(published):
-    """The PDF reserve report from the published rows, e-mailed to the chief actuary."""
+def reporting_group(published, after: list | None = None):
+    """The PDF reserve report of V's current numbers, e-mailed to the chief actuary; runs after either path of
+    ``after`` that made the month's numbers current."""
 
-    @task
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def report(published: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The PDF reserve report, numbers read back from the published rows."""
         from include.reserving.stages import reporting
@@ -199,4 +244,7 @@ def reporting_group(published):
 
         return reporting.email_report(run_facts(params, run_id, data_interval_end), reported)
 
-    return email_report(report(published))
+    reported = report(published)
+    if after:
+        after >> reported
+    return email_report(reported)

@@ -50,6 +50,7 @@ class Role(StrEnum):
 class PublicationStatus(StrEnum):
     APPROVED = "approved"  # from an approved champion
     PRELIMINARY = "preliminary"  # no approved model yet
+    HELD = "held"  # a movement beyond the hold tolerance: stored, never current until an actuary signs it off
 
 
 INITIAL_INCURRED_DAYS = 30  # a claim's initial incurred: what was booked within this many days of its report

@@ -35,6 +35,7 @@ def report_data(
     drift: pd.DataFrame,
     health: pd.DataFrame,
     reconciliation: pd.DataFrame | None = None,
+    movements: pd.DataFrame | None = None,
 ) -> ReportData:
     """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
     from include.reserving.backtest import actual_vs_expected
@@ -54,4 +55,5 @@ def report_data(
         drift=drift,
         health=health,
         **({} if reconciliation is None else {"reconciliation": reconciliation}),
+        movements=movements,
     )

@@ -349,7 +349,7 @@ reserve_versions = Table(
     Column("run_id", String(250), nullable=False),
     Column("model_version", String(80), nullable=False),
     Column("approval_ref", String(250)),
-    Column("status", String(16), nullable=False),  # approved or preliminary
+    Column("status", String(16), nullable=False),  # approved, preliminary or held (never current until signed off)
     Column("is_current", Boolean, nullable=False),
     Column("ibnr_total", Money, nullable=False),
     Column("published_at", DateTime, nullable=False),
@@ -394,6 +394,39 @@ reserve_results_staging = Table(
     metadata,
     Column("load_id", String(64), nullable=False, index=True),
     *_reserve_columns(),
+)
+
+# --- Reserve-movement hold: the analysis of change per line and the numbers sign-off --------------------------
+
+reserve_movements = Table(
+    "reserve_movements",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("run_id", String(250), nullable=False),
+    Column("segment", String(32), nullable=False),
+    Column("step_order", Integer, nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # opening, movement, closing (they tie), memo
+    Column("amount", Money),  # NULL: not known (no previous publication) or a ratio row
+    Column("ratio", Float),  # actual / expected emergence on its memo row
+    Column("note", String(500)),
+    Index("ux_reserve_movements_key", "valuation_date", "run_id", "segment", "step_order", unique=True),
+)
+
+signoffs = Table(
+    "signoffs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("publication_version", Integer, nullable=False),
+    Column("decision", String(16), nullable=False),  # approve, reject, timeout
+    Column("decided_by", String(200)),
+    Column("comment", Text),
+    Column("decided_at", DateTime, nullable=False),
+    Column("run_id", String(250)),
+    Index("ux_signoffs_key", "valuation_date", "publication_version", unique=True),
 )
 
 # --- Pipeline health: one row per DAG run ---------------------------------------------------------------------

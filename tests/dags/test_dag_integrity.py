@@ -27,7 +27,13 @@ EXPECTED_TASKS = {
     "reserving.refit",
     "reserving.lines",
     "reserving.reserve_segment",
+    "reserving.analyse",
     "reserving.publish",
+    "signoff.hold_or_not",
+    "signoff.await_signoff",
+    "signoff.apply_signoff",
+    "signoff.signed_off",
+    "signoff.within_tolerance",
     "reporting.report",
     "reporting.email_report",
 }
@@ -59,8 +65,11 @@ def test_dag_shape(pipeline_dag):
     assert plausibility.upstream_task_ids == {"input.validate"}
     assert plausibility.downstream_task_ids == {"input.drift"}
     assert dag.get_task("input.ingest").retries == 2 and dag.get_task("input.ingest").retry_exponential_backoff
-    sensor = dag.get_task("governance.await_approval")
-    assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
+    for sensor_id in ("governance.await_approval", "signoff.await_signoff"):
+        sensor = dag.get_task(sensor_id)
+        assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
+    assert dag.get_task("signoff.apply_signoff").retries == 0
+    assert dag.get_task("reporting.report").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("reserving.refit").trigger_rule == "none_failed_min_one_success"
     # one mapped task per line of business
     assert dag.get_task("reserving.reserve_segment").is_mapped

@@ -13,6 +13,7 @@ import math
 import pandas as pd
 import pytest
 
+from include.reserving.movement import analysis_of_change
 from include.reserving.presentation.report import ReportData, render_reserve_report
 
 VALUATION = dt.date(2023, 12, 31)
@@ -182,9 +183,12 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
             "failed_task": [None] * 4 + ["quality_gate"] + [None] * 5 + ["ingest"] + [None],
         }
     )
+    # the previous valuation differs only in IBNR (same paid), so the analysis of change is all "other"
+    movements = analysis_of_change(book["reserves"], book["previous_reserves"])
     return ReportData(
         valuation_date=VALUATION,
         status=status,
+        movements=movements,
         champion_version=CHAMPION,
         publication_version=2,
         actual_vs_expected=ave,

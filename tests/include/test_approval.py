@@ -52,3 +52,45 @@ def test_bad_values_are_ignored_with_a_reason(raw, why):
 
 def test_absent_value_is_just_waiting():
     assert parse_approval(None, "m1") == (None, None)
+
+
+def test_numbers_signoff_contract_is_bound_to_the_held_publication_version():
+    from include.reserving.approval import NUMBERS_SIGNOFF
+    from include.reserving.presentation.instruction import SignoffInstruction
+
+    assert NUMBERS_SIGNOFF.key(V) == "reserving_signoff__2024-02-29"
+    value = NUMBERS_SIGNOFF.value(3, "approve", "Ada", "explained")
+    assert json.loads(value) == {"decision": "approve", "publication_version": 3, "by": "Ada", "comment": "explained"}
+    ok, warning = NUMBERS_SIGNOFF.parse(value, 3)
+    assert warning is None and (ok.decision, ok.model_version, ok.by) == ("approve", 3, "Ada")
+    stale, warning = NUMBERS_SIGNOFF.parse(NUMBERS_SIGNOFF.value(2, "approve", "Ada"), 3)
+    assert stale is None and "names publication_version 2, but the held publication is 3" in warning
+    # a model approval is not a sign-off of numbers, and the reverse
+    assert NUMBERS_SIGNOFF.parse(approval_value("m1", "approve", "Ada"), 3)[0] is None
+    text = SignoffInstruction(V, 3).text
+    assert "reserving_signoff__2024-02-29" in text and "held as version 3" in text
+    assert "airflow variables set reserving_signoff__2024-02-29 " in text and '"publication_version": 3' in text
+
+
+def test_cli_finds_the_held_publication(warehouse_url, capsys):
+    import pandas as pd
+
+    from include.reserving import schema
+    from include.reserving.approve import main
+    from include.reserving.warehouse.core import make_engine
+    from include.reserving.warehouse.reserves import publish_reserves
+
+    engine = make_engine(warehouse_url)
+    schema.create_all(engine)
+    args = ["--valuation-date", "2024-02-29", "--decision", "approve", "--by", "Ada", "--numbers", "--print-only"]
+    assert main([*args, "--db", warehouse_url]) == 1
+    assert "no reserves are held for sign-off at 2024-02-29" in capsys.readouterr().err
+    rows = pd.DataFrame(
+        {"segment": ["Motor"], "origin": [dt.date(2023, 1, 1)], "latest_paid": [1.0], "ultimate": [2.0], "ibnr": [1.0]}
+    )
+    publish_reserves(engine, V, "run-1", rows, "m1")
+    publish_reserves(engine, V, "run-2", rows, "m2", status="held")
+    assert main([*args, "--db", warehouse_url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("airflow variables set reserving_signoff__2024-02-29 ") and '"publication_version": 2' in out
+    engine.dispose()

@@ -96,3 +96,52 @@ def test_nothing_partial_is_published(warehouse):
     with pytest.raises(ValueError, match="no reserves"):
         publish_reserves(warehouse, V, "run-1", rows.iloc[:0], "m1")
     assert current_reserves(warehouse, V).empty
+
+
+def test_a_held_version_is_stored_but_the_current_one_stays_until_signed_off(warehouse):
+    from include.reserving.warehouse.reserves import make_current, record_signoff, signoffs, version_of_run
+
+    ultimates, latest = _model_output()
+    publish_reserves(warehouse, V, "run-1", reserve_rows(ultimates, latest), "m1")
+    moved, _ = _model_output(scale=2.0)
+    held = publish_reserves(warehouse, V, "run-2", reserve_rows(moved, latest), "m2", status="held")
+    assert held.version == 2
+    table = versions(warehouse, V)
+    assert table[["version", "status", "is_current"]].values.tolist() == [[1, "approved", True], [2, "held", False]]
+    assert current_reserves(warehouse, V)["model_version"].unique().tolist() == ["m1"]
+    assert version_of_run(warehouse, V, "run-2")["status"] == "held"
+
+    signoff_id, decision = record_signoff(warehouse, V, "as_recorded", 2, "approve", "Ada Actuary", "explained")
+    # a decision is written once: a re-run reads it back and never rewrites it
+    assert record_signoff(warehouse, V, "as_recorded", 2, "reject", "Bo Actuary") == (signoff_id, "approve")
+    make_current(warehouse, V, 2, "approved")
+    table = versions(warehouse, V)
+    assert table[["version", "status", "is_current"]].values.tolist() == [
+        [1, "approved", False],
+        [2, "approved", True],
+    ]
+    current = current_reserves(warehouse, V)
+    assert round(current["ibnr"].sum(), 2) == held.ibnr_total
+    assert signoffs(warehouse, V)[["publication_version", "decision", "decided_by", "comment"]].values.tolist() == [
+        [2, "approve", "Ada Actuary", "explained"]
+    ]
+    with pytest.raises(LookupError, match="no version 7"):
+        make_current(warehouse, V, 7, "approved")
+
+
+def test_movements_replace_their_own_run_and_read_back_to_the_cent(warehouse):
+    from include.reserving import movement
+    from include.reserving.warehouse.reserves import movements, store_movements
+
+    previous = pd.DataFrame(
+        {"segment": ["Motor"], "origin": [dt.date(2023, 1, 1)], "latest_paid": [100.0], "ibnr": [50.05]}
+    )
+    current = previous.assign(latest_paid=112.5, ibnr=[41.1])
+    aoc = movement.analysis_of_change(current, previous)
+    store_movements(warehouse, V, "as_recorded", "run-1", aoc)
+    store_movements(warehouse, V, "as_recorded", "run-1", aoc)  # a retried task: same rows, not twice
+    stored = movements(warehouse, V, "run-1")
+    assert stored["step"].tolist() == [s for _, s, _ in movement.STEPS[:6]]
+    # 50.05 - 12.50 paid + 3.55 other = 41.10
+    assert stored["amount"].tolist() == [50.05, -12.5, 0.0, 0.0, 3.55, 41.1]
+    assert movement.ties(stored) and stored["basis"].unique().tolist() == ["as_recorded"]

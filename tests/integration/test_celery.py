@@ -109,7 +109,8 @@ def test_one_month_on_two_celery_workers_spreads_the_mapped_lines(celery_stack):
     assert list(actuary.approved) == [valuation_date]
 
     tis = task_instances(api, run["dag_run_id"])
-    ran = [ti for ti in tis if ti["state"] == "success"]
+    # an EmptyOperator (signoff.within_tolerance) succeeds in the scheduler without running on any worker
+    ran = [ti for ti in tis if ti["state"] == "success" and ti["operator"] != "EmptyOperator"]
     # every task ran on a Celery worker (none in the scheduler), and the mapped lines ran on both workers
     assert {ti["hostname"] for ti in ran} <= {"w1", "w2"}, {ti["task_id"]: ti["hostname"] for ti in ran}
     mapped = [ti for ti in tis if ti["task_id"] == "reserving.reserve_segment"]

@@ -1,4 +1,5 @@
-"""The approval instruction, spelled once: how an actuary approves or rejects the model pending for a valuation date.
+"""The approval instruction, spelled once: how an actuary approves or rejects the model pending for a valuation date;
+and the sign-off instruction for a month whose reserves are held.
 
 The Reserving page, the model card (Markdown and PDF), the e-mail, the sensor's log and the timeout alert all render
 this one object; its key, values and command lines come from the approval contract (:mod:`include.reserving.approval`).
@@ -11,7 +12,7 @@ import datetime as dt
 import shlex
 from dataclasses import dataclass
 
-from include.reserving.approval import approval_command, approval_key, approval_value
+from include.reserving.approval import NUMBERS_SIGNOFF, approval_command, approval_key, approval_value
 
 
 @dataclass(frozen=True)
@@ -60,4 +61,47 @@ class ApprovalInstruction:
     @property
     def text(self) -> str:
         """The plain-text rendering, one step a line: for logs, Slack, plain e-mail and the JSON API."""
+        return "\n".join([self.sentence, *(f"{label}: {text}" for label, text in self.steps)])
+
+
+@dataclass(frozen=True)
+class SignoffInstruction:
+    """What to set to sign off or reject the held ``publication_version`` of the reserves for ``valuation_date``."""
+
+    valuation_date: dt.date
+    publication_version: int
+
+    @property
+    def key(self) -> str:
+        return NUMBERS_SIGNOFF.key(self.valuation_date)
+
+    def value(self, decision: str) -> str:
+        return NUMBERS_SIGNOFF.value(self.publication_version, decision)
+
+    def command(self, decision: str) -> str:
+        """The command line, quoted for a POSIX shell."""
+        return shlex.join(NUMBERS_SIGNOFF.command(self.valuation_date, self.publication_version, decision))
+
+    @property
+    def sentence(self) -> str:
+        return (
+            f"The reserves for valuation {self.valuation_date:%Y-%m-%d} are held as version "
+            f"{self.publication_version} and are not current. To sign the numbers off and make them current, set the "
+            f"Airflow Variable {self.key} to the value to approve (Admin / Variables, or its command line); to reject "
+            "them and keep the previous current version, set the value to reject. Put your name in by and your "
+            "reason in comment, and keep publication_version as it is: a value naming another version is ignored."
+        )
+
+    @property
+    def steps(self) -> tuple[tuple[str, str], ...]:
+        return (
+            ("Variable key", self.key),
+            ("Value to sign off", self.value("approve")),
+            ("Command line to sign off", self.command("approve")),
+            ("Value to reject", self.value("reject")),
+            ("Command line to reject", self.command("reject")),
+        )
+
+    @property
+    def text(self) -> str:
         return "\n".join([self.sentence, *(f"{label}: {text}" for label, text in self.steps)])

@@ -100,6 +100,9 @@ class ReportData:
         ``feature, kind, psi, ks_statistic, ks_pvalue, breached``.
     health : pandas.DataFrame
         The last runs: ``run_id, valuation_date, state, duration_seconds, failed_task``.
+    movements : pandas.DataFrame or None
+        The published run's analysis of change (``segment, step_order, step, kind, amount, ratio, note``; see
+        :mod:`include.reserving.movement`); None or empty: not analysed.
     """
 
     valuation_date: dt.date
@@ -130,6 +133,7 @@ class ReportData:
             columns=["run_id", "valuation_date", "state", "duration_seconds", "failed_task"]
         )
     )
+    movements: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -158,6 +162,7 @@ def _cover(data: ReportData) -> list[Flowable]:
     explain = {
         "preliminary": "Preliminary: not yet approved; figures may change before the books close.",
         "approved": "Approved: the reserves below are the approved figures for this valuation date.",
+        "held": "HELD: these figures await an actuary's sign-off and are not the current reserves.",
     }[data.status]
     facts = [
         ["Valuation date", data.valuation_date.isoformat()],
@@ -172,6 +177,7 @@ def _cover(data: ReportData) -> list[Flowable]:
     ]
     sections = [
         "1. Summary of IBNR by line, with the movement against the previous valuation",
+        "1b. Analysis of change by line (emergence, new origin periods, change of model, other)",
         "2. By line: ultimates and IBNR by origin, paid and incurred triangles, selected factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
@@ -252,6 +258,40 @@ def _summary(data: ReportData) -> list[Flowable]:
         pdf.table(header, rows, width=WIDTH, total_row=True),
         Spacer(1, 4),
         paragraph(note + " IBNR is the ultimate less paid to date.", "note"),
+    ]
+
+
+def _analysis_of_change(data: ReportData) -> list[Flowable]:
+    """The movement from the previous valuation's unpaid to this one, step by step per line; the steps tie."""
+    out: list[Flowable] = [CondPageBreak(8 * cm), paragraph("1b. Analysis of change by line", "h1")]
+    aoc = data.movements
+    if aoc is None or aoc.empty:
+        return out + [paragraph("No analysis of change was recorded for this publication.")]
+    if aoc.loc[aoc["kind"] == "opening", "amount"].isna().all():
+        return out + [paragraph("No previous publication at the previous month end: no movement to analyse.")]
+    lines = sorted(str(s) for s in aoc["segment"].unique())
+    steps = aoc.drop_duplicates("step_order").sort_values("step_order")
+    header = ["Step", *lines, "Total"]
+    rows, notes = [], {}
+    for step in steps.itertuples(index=False):
+        values = aoc[aoc["step_order"] == step.step_order].set_index("segment")
+        if step.kind == "memo" and values["amount"].isna().all():  # the A/E row: ratios, no total
+            rows.append([step.step, *[number(values["ratio"].get(s), 2) for s in lines], ""])
+            continue
+        amounts = [values["amount"].get(s) for s in lines]
+        rows.append([step.step, *[money(a) for a in amounts], money(money_total(amounts))])
+        for s, note in values["note"].dropna().items():
+            notes.setdefault(str(note), []).append(str(s))
+    return out + [
+        paragraph(
+            f"From the unpaid (IBNR column) of the previous month end's current publication to this publication "
+            f"(version {data.publication_version}); previous less actual emergence plus new origin periods, change "
+            "of model and experience and other equals this month's figure to the cent."
+        ),
+        Spacer(1, 4),
+        pdf.table(header, rows, width=WIDTH),
+        Spacer(1, 4),
+        *[paragraph(f"{', '.join(segs)}: {note}", "note") for note, segs in notes.items()],
     ]
 
 
@@ -596,7 +636,7 @@ def _health(data: ReportData) -> list[Flowable]:
 def build_story(data: ReportData) -> list[Flowable]:
     """The report's flowables in reading order."""
     labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])))
-    story = _cover(data) + _summary(data)
+    story = _cover(data) + _summary(data) + _analysis_of_change(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)
     story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _reconciliation(data)

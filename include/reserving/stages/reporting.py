@@ -24,6 +24,11 @@ def report(facts: RunFacts, published: dict) -> dict:
 
     engine = facts.engine()
     v = facts.valuation_date
+    current = reserves.current_version(engine, v)
+    if current is None:
+        raise LookupError(f"no current publication for {v}: nothing to report (held numbers are never reported)")
+    # V's current version: this run's once signed off or within tolerance (published["status"] may say held)
+    published = {**published, **{k: current[k] for k in ("version", "status", "model_version")}}
     previous_v = reserves.previous_valuation(engine, v)
     data = report_data(
         valuation_date=v,
@@ -37,6 +42,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         drift=drift_store.drift_metrics(engine, v, facts.basis),
         health=runs.runs_up_to(engine, v),
         reconciliation=reconciliation_store.results_frame(engine, v, facts.basis),
+        movements=reserves.movements(engine, v, current["run_id"]),
     )
     uri = artifacts.join(facts.run_dir, "report")
     local = artifacts.writable_dir(uri)

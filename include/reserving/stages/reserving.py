@@ -1,4 +1,6 @@
-"""The reserving group: the model that reserves V, ultimates per line (mapped tasks), one atomic publication."""
+"""The reserving group: the model that reserves V, ultimates per line (mapped tasks), the analysis of change against
+the previous month, one atomic publication (held when a movement is beyond the hold tolerance), and the month's
+acceptance (the refitted champion recorded) once its numbers are current; the sign-off of held numbers."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import logging
 
 import pandas as pd
 
-from include.reserving import artifacts, governance
+from include.reserving import artifacts, governance, movement
+from include.reserving.approval import NUMBERS_SIGNOFF
 from include.reserving.cells import latest_diagonal
-from include.reserving.domain import ChampionAction, PublicationStatus
+from include.reserving.dates import previous_month_end
+from include.reserving.domain import ChampionAction, Decision, PublicationStatus
+from include.reserving.presentation.instruction import SignoffInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import registry, reserves
@@ -44,11 +49,8 @@ def refit(facts: RunFacts) -> dict:
             model_entry.model_version,
         )
     else:
+        # recorded as the champion only once the month is accepted (accept_month): a held month may be rejected
         model_entry = fit_and_register(engine, facts, champion.spec, cells)
-        if model_entry.model_version != champion.model_version:
-            registry.set_champion(
-                engine, model_entry.model_version, facts.valuation_date, ChampionAction.REFITTED, run_id=facts.run_id
-            )
     return {
         "model_version": model_entry.model_version,
         "artifact_uri": model_entry.artifact_uri,
@@ -78,8 +80,8 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     return {"segment": segment, "reserves_uri": uri, "ibnr_total": round(float(rows["ibnr"].sum()), 2)}
 
 
-def publish(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
-    """Atomically publish every segment's reserve rows as this run's version for V."""
+def _reserved_rows(refitted: dict, reserved: list[dict]) -> pd.DataFrame:
+    """Every segment's reserve rows (written by reserve_segment); raises when a segment has none."""
     missing = sorted(set(refitted["segments"]) - {r["segment"] for r in reserved})
     if missing:
         raise RuntimeError(f"segments {missing} have no reserves: nothing was published")
@@ -87,15 +89,168 @@ def publish(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
         [pd.DataFrame(json.loads(artifacts.read_text(r["reserves_uri"]))) for r in reserved], ignore_index=True
     )
     rows["origin"] = pd.to_datetime(rows["origin"]).dt.date
-    rows = rows.sort_values(["segment", "origin"]).reset_index(drop=True)
+    return rows.sort_values(["segment", "origin"]).reset_index(drop=True)
+
+
+def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_changed: bool):
+    """The previous model's expected emergence from V-1 and, when the model changed, its rows on V's data.
+
+    Either is None when it cannot be computed (e.g. the previous artifact is gone): the analysis then says so.
+    """
+    from include.reserving.models import load_model
+    from include.reserving.publish import reserve_rows
+
+    try:
+        model = load_model(artifacts.local_dir(registry.get(engine, previous_model).artifact_uri))
+    except Exception as exc:  # an unreadable artifact only costs the split, never the month
+        log.warning(
+            "previous model %s cannot be loaded (%s): no expected emergence, no model change", previous_model, exc
+        )
+        return None, None
+    expected = on_current = None
+    try:
+        before = load_cells(engine, previous_month_end(facts.valuation_date), facts.basis)
+        expected = movement.expected_emergence(model.predict(before), 1, facts.settings.development_months)
+    except Exception as exc:
+        log.warning("expected emergence from V-1 not available (%s): A/E not computed", exc)
+    if model_changed:
+        try:
+            cells = load_cells(engine, facts.valuation_date, facts.basis)
+            grain = facts.settings.development_months
+            if set(cells["development"] % grain) != set(model.training_cells_["development"] % grain):
+                # a month later every age sits elsewhere in the development period (2, 5, 8 -> 3, 6, 9 months for
+                # quarters): the previous model's factors do not apply to V's ages, so its view of V is meaningless
+                log.info(
+                    "previous model %s was fitted on other development ages: change of model not separated",
+                    previous_model,
+                )
+                return expected, None
+            known = cells[cells["segment"].isin(set(model.training_cells_["segment"]))].reset_index(drop=True)
+            on_current = reserve_rows(model.ultimates(known), latest_diagonal(known))
+        except Exception as exc:
+            log.warning(
+                "previous model %s cannot be applied to V's data (%s): change of model not separated",
+                previous_model,
+                exc,
+            )
+    return expected, on_current
+
+
+def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
+    """The analysis of change per line against the previous current publication at V-1 (same basis), stored for this
+    run; returns the hold reasons (empty: within tolerance, or the first month)."""
+    engine = facts.engine()
+    rows = _reserved_rows(refitted, reserved)
+    previous_v = previous_month_end(facts.valuation_date)
+    previous = reserves.current_publication(engine, previous_v, facts.basis)
+    if previous is None:
+        aoc = movement.analysis_of_change(rows, None)
+        reasons: list[str] = []
+        log.info("no current %s publication at %s: first month, no movement hold", facts.basis, previous_v)
+    else:
+        version, previous_rows = previous
+        changed = version["model_version"] != refitted["model_version"]
+        expected, on_current = _previous_model_views(engine, facts, version["model_version"], changed)
+        aoc = movement.analysis_of_change(rows, previous_rows, expected, on_current, model_changed=changed)
+        reasons = movement.hold_reasons(aoc, facts.settings)
+    if not movement.ties(aoc):
+        raise RuntimeError(f"analysis of change for {facts.valuation_date} does not tie to the cent: nothing published")
+    reserves.store_movements(engine, facts.valuation_date, facts.basis, facts.run_id, aoc)
+    for reason in reasons:
+        log.warning("hold: %s", reason)
+    return {
+        "valuation_date": facts.valuation_date.isoformat(),
+        "previous_valuation_date": None if previous is None else previous_v.isoformat(),
+        "first_month": previous is None,
+        "hold_reasons": reasons,
+    }
+
+
+def accept_month(engine, facts: RunFacts, refitted: dict) -> None:
+    """The month's numbers are current: record the refitted champion as the month's model (routine, no approval)."""
+    if refitted["status"] != PublicationStatus.APPROVED:
+        return  # preliminary reserves come from a candidate, not from a champion
+    champion = registry.champion(engine)
+    if champion is not None and champion.model_version != refitted["model_version"]:
+        registry.set_champion(
+            engine, refitted["model_version"], facts.valuation_date, ChampionAction.REFITTED, run_id=facts.run_id
+        )
+
+
+def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dict, alert=None) -> dict:
+    """Atomically publish every segment's reserve rows as this run's version for V: current (and the month accepted)
+    when within tolerance, else HELD (stored, not current) with an alert naming the reasons and the sign-off."""
+    engine = facts.engine()
+    rows = _reserved_rows(refitted, reserved)
+    held = bool(analysis["hold_reasons"])
     result = reserves.publish_reserves(
-        facts.engine(),
+        engine,
         facts.valuation_date,
         facts.run_id,
         rows,
         refitted["model_version"],
         basis=facts.basis,
         approval_ref=refitted["approval_ref"],
-        status=refitted["status"],
+        status=PublicationStatus.HELD.value if held else refitted["status"],
     )
-    return {**result.as_xcom(), "status": refitted["status"], "model_version": refitted["model_version"]}
+    out = {
+        **result.as_xcom(),
+        "status": PublicationStatus.HELD.value if held else refitted["status"],
+        "accepted_status": refitted["status"],  # the status it takes once signed off
+        "model_version": refitted["model_version"],
+        "held": held,
+    }
+    if not held:
+        accept_month(engine, facts, refitted)
+        return out
+    message = (
+        f"Reserves for {facts.valuation_date} are HELD as version {result.version} (not current) for sign-off: "
+        + "; ".join(analysis["hold_reasons"])
+        + ". "
+        + SignoffInstruction(facts.valuation_date, result.version).text
+    )
+    log.warning(message)
+    if alert is not None:
+        alert(message)
+    return out
+
+
+def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -> dict:
+    """Record the sign-off of the held version (or its timeout) once; on approval make it current and accept the
+    month, otherwise it stays held and the previous current version stays."""
+    engine = facts.engine()
+    version = int(published["version"])
+    signoff_id, decision = reserves.record_signoff(
+        engine,
+        facts.valuation_date,
+        facts.basis,
+        version,
+        outcome.get("decision", Decision.TIMEOUT),
+        decided_by=outcome.get("by"),
+        comment=outcome.get("comment"),
+        run_id=facts.run_id,
+    )
+    if decision == Decision.APPROVE:
+        reserves.make_current(engine, facts.valuation_date, version, published["accepted_status"])
+        accept_month(
+            engine, facts, {"model_version": published["model_version"], "status": published["accepted_status"]}
+        )
+        message = (
+            f"Reserves for {facts.valuation_date} version {version} signed off by {outcome.get('by')}: now current"
+        )
+    elif decision == Decision.REJECT:
+        message = (
+            f"Reserves for {facts.valuation_date} version {version} rejected by {outcome.get('by')}: they stay held, "
+            "the previous current version and the champion are unchanged"
+        )
+    else:
+        message = (
+            f"Sign-off of reserves for {facts.valuation_date} version {version} timed out: they stay held, the "
+            "previous current version and the champion are unchanged. To decide later, run the month again: it "
+            "publishes a new "
+            f"version to sign off through Variable {NUMBERS_SIGNOFF.key(facts.valuation_date)}."
+        )
+    log.info(message)
+    if alert is not None:
+        alert(message)
+    return {"decision": str(decision), "version": version, "signoff_id": signoff_id, "message": message}

@@ -1,9 +1,11 @@
-"""Versioned, atomic publication of reserves for a valuation date, and the reads of what is published.
+"""Versioned, atomic publication of reserves for a valuation date, and the reads of what is published; the analysis
+of change (``reserve_movements``) and the numbers sign-off (``signoffs``) of held versions.
 
 Re-running the same Airflow run replaces its own version; another run for the same V (a backfill, a restatement)
-adds a new version and becomes current; earlier versions stay for audit. Rows are staged first; one transaction
-then writes the version's rows, moves the current flag and deletes the staged rows, so a publish killed half way
-leaves the previous state untouched.
+adds a new version and becomes current; earlier versions stay for audit. A HELD version is stored the same way but
+does not become current: the current version of V (if any) stays until :func:`make_current` after a sign-off.
+Rows are staged first; one transaction then writes the version's rows, moves the current flag and deletes the staged
+rows, so a publish killed half way leaves the previous state untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from sqlalchemy.engine import Engine
 from include.reserving import schema
 from include.reserving.domain import Basis, PublicationStatus
 from include.reserving.publish import PublishResult
-from include.reserving.warehouse.core import clear_staged, insert_rows, read_frame
+from include.reserving.warehouse.core import clear_staged, insert_rows, read_frame, replace_rows
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ def publish_reserves(
     before_swap: Callable[[], None] | None = None,
     published_at: dt.datetime | None = None,
 ) -> PublishResult:
-    """Publish ``reserves`` (see :func:`reserve_rows`) for V as this run's version, atomically."""
+    """Publish ``reserves`` (see :func:`reserve_rows`) for V as this run's version, atomically; a HELD version is
+    stored without touching which version is current."""
+    held = status == PublicationStatus.HELD
     if reserves.empty:
         raise ValueError(f"no reserves to publish for {valuation_date}: nothing was published")
     if reserves[["segment", "origin"]].duplicated().any():
@@ -82,14 +86,15 @@ def publish_reserves(
             )
         )
         conn.execute(delete(stg).where(stg.c.load_id == load_id))
-        conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
+        if not held:
+            conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
         version_row = {
             "basis": str(basis),
             "run_id": run_id,
             "model_version": model_version,
             "approval_ref": approval_ref,
             "status": str(status),
-            "is_current": True,
+            "is_current": not held,
             "ibnr_total": ibnr_total,
             "published_at": published_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
@@ -100,10 +105,11 @@ def publish_reserves(
                 update(rv).where(rv.c.valuation_date == valuation_date, rv.c.version == version).values(**version_row)
             )
     log.info(
-        "published reserves V=%s version %d (%s): %d rows, IBNR %.2f, model %s",
+        "published reserves V=%s version %d (%s%s): %d rows, IBNR %.2f, model %s",
         valuation_date,
         version,
         "new" if existing is None else "replaced",
+        ", HELD: not current" if held else "",
         len(reserves),
         ibnr_total,
         model_version,
@@ -112,10 +118,11 @@ def publish_reserves(
 
 
 def latest_valuation_date(engine: Engine) -> dt.date | None:
-    """The latest valuation date with a published version (None before the first publication)."""
+    """The latest valuation date with a current version (None before the first publication); a month whose only
+    version is held does not count: downstream keeps reading the last current numbers."""
     rv = schema.reserve_versions
     with engine.connect() as conn:
-        return conn.execute(select(func.max(rv.c.valuation_date))).scalar_one()
+        return conn.execute(select(func.max(rv.c.valuation_date)).where(rv.c.is_current.is_(True))).scalar_one()
 
 
 def previous_valuation(engine: Engine, valuation_date: dt.date) -> dt.date | None:
@@ -158,4 +165,115 @@ def versions(engine: Engine, valuation_date: dt.date | None = None) -> pd.DataFr
     query = select(rv).order_by(rv.c.valuation_date, rv.c.version)
     if valuation_date is not None:
         query = query.where(rv.c.valuation_date == valuation_date)
+    return read_frame(engine, query)
+
+
+def make_current(engine: Engine, valuation_date: dt.date, version: int, status: str) -> None:
+    """Make a stored (held) version of V current with ``status``, in one transaction; the one it replaces stays on
+    record, no longer current."""
+    rv = schema.reserve_versions
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+        found = conn.execute(
+            select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.version == version)
+        ).scalar_one_or_none()
+        if found is None:
+            raise LookupError(f"reserve_versions has no version {version} for {valuation_date}: nothing made current")
+        conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
+        conn.execute(
+            update(rv)
+            .where(rv.c.valuation_date == valuation_date, rv.c.version == version)
+            .values(is_current=True, status=str(status))
+        )
+    log.info("reserves V=%s version %d made current (%s)", valuation_date, version, status)
+
+
+def version_of_run(engine: Engine, valuation_date: dt.date, run_id: str) -> dict | None:
+    """The ``reserve_versions`` row this run published for V, or None."""
+    rv = schema.reserve_versions
+    with engine.connect() as conn:
+        row = conn.execute(select(rv).where(rv.c.valuation_date == valuation_date, rv.c.run_id == run_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def current_publication(engine: Engine, valuation_date: dt.date, basis: str) -> tuple[dict, pd.DataFrame] | None:
+    """The current version of V on ``basis`` and its rows, or None (nothing current on that basis)."""
+    version = current_version(engine, valuation_date)
+    if version is None or version["basis"] != str(basis):
+        return None
+    return version, current_reserves(engine, valuation_date)
+
+
+def store_movements(engine: Engine, valuation_date: dt.date, basis: str, run_id: str, aoc: pd.DataFrame) -> int:
+    """Replace this run's analysis of change for V (see :mod:`include.reserving.movement`)."""
+    rows = [
+        {
+            "basis": str(basis),
+            "segment": r.segment,
+            "step_order": int(r.step_order),
+            "step": r.step,
+            "kind": r.kind,
+            "amount": None if pd.isna(r.amount) else float(r.amount),
+            "ratio": None if pd.isna(r.ratio) else float(r.ratio),
+            "note": None if pd.isna(r.note) else r.note,
+        }
+        for r in aoc.itertuples(index=False)
+    ]
+    return replace_rows(engine, schema.reserve_movements, {"valuation_date": valuation_date, "run_id": run_id}, rows)
+
+
+def movements(engine: Engine, valuation_date: dt.date, run_id: str) -> pd.DataFrame:
+    """The analysis of change stored by ``run_id`` for V, line by line in step order."""
+    rm = schema.reserve_movements
+    return read_frame(
+        engine,
+        select(rm)
+        .where(rm.c.valuation_date == valuation_date, rm.c.run_id == run_id)
+        .order_by(rm.c.segment, rm.c.step_order),
+    )
+
+
+def record_signoff(
+    engine: Engine,
+    valuation_date: dt.date,
+    basis: str,
+    publication_version: int,
+    decision: str,
+    decided_by: str | None = None,
+    comment: str | None = None,
+    run_id: str | None = None,
+    decided_at: dt.datetime | None = None,
+) -> tuple[int, str]:
+    """Record the sign-off decision on a held version once: ``(id, decision)``; a re-run reads the decision already
+    written for that version instead of rewriting it."""
+    so = schema.signoffs
+    with engine.begin() as conn:
+        found = conn.execute(
+            select(so.c.id, so.c.decision).where(
+                so.c.valuation_date == valuation_date, so.c.publication_version == publication_version
+            )
+        ).first()
+        if found is not None:
+            return int(found.id), found.decision
+        result = conn.execute(
+            insert(so).values(
+                valuation_date=valuation_date,
+                basis=str(basis),
+                publication_version=publication_version,
+                decision=str(decision),
+                decided_by=decided_by,
+                comment=comment,
+                decided_at=decided_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                run_id=run_id,
+            )
+        )
+        return int(result.inserted_primary_key[0]), str(decision)
+
+
+def signoffs(engine: Engine, valuation_date: dt.date | None = None) -> pd.DataFrame:
+    so = schema.signoffs
+    query = select(so).order_by(so.c.id)
+    if valuation_date is not None:
+        query = query.where(so.c.valuation_date == valuation_date)
     return read_frame(engine, query)

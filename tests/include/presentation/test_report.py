@@ -95,6 +95,20 @@ def test_sections_triangles_factors_backtest_quality_drift_health(pages):
     assert "quality_gate" in text
 
 
+def test_analysis_of_change_page_ties_each_line_to_the_cent(pages, report_data):
+    page = next(p for p in pages if "1b. Analysis of change by line\nFrom" in p)
+    reserves, previous = report_data.reserves, report_data.previous_reserves
+    for segment in ("Liability", "Motor", "Property"):
+        before = _cents(previous.loc[previous["segment"] == segment, "ibnr"])
+        now = _cents(reserves.loc[reserves["segment"] == segment, "ibnr"])
+        assert f"{before:,.2f}" in page and f"{now:,.2f}" in page and f"{now - before:,.2f}" in page
+    other = page[page.index("\nexperience and other\n") + 1 :].split("\n")
+    # Line order Liability, Motor, Property, then the total: previous + other = this, to the cent
+    total_before, total_now = _cents(previous["ibnr"]), _cents(reserves["ibnr"])
+    assert other[4] == f"{total_now - total_before:,.2f}"
+    assert f"{total_before:,.2f}" in page and TOTAL_IBNR in page
+
+
 def test_paid_triangle_cells_are_the_cells_to_the_cent(pages, report_data):
     text = "\n".join(pages)
     cells = report_data.cells

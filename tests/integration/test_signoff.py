@@ -1,0 +1,144 @@
+"""The reserve-movement hold in real Airflow runs (dag.test()): held numbers signed off from a second process and
+made current; held numbers rejected, leaving the previous month's publication and the champion as they were.
+
+A harness DAG (tests/integration/dags/signoff_harness.py) holds the reserving, signoff and reporting groups of the
+monthly DAG. The warehouse is prepared with November 2023 published by an approved chain-ladder champion and
+December ingested; a tiny hold_movement_tolerance (environment, as an operator's setting) forces the hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from include.reserving import movement
+from include.reserving.approval import NUMBERS_SIGNOFF
+from include.reserving.stages import RunFacts, input, reserving
+from include.reserving.stages.training import fit_and_register
+from include.reserving.warehouse import registry, reserves
+from include.reserving.warehouse.cells import load_cells
+
+pytestmark = pytest.mark.slow
+
+PREVIOUS_V, V = dt.date(2023, 11, 30), dt.date(2023, 12, 31)
+
+
+@pytest.fixture
+def held_month(pipeline_env, airflow_db, monkeypatch):
+    """November published current by an approved champion; December ingested; the hold forced by the settings."""
+    facts = RunFacts.create(PREVIOUS_V, "november")
+    input.ingest(facts)
+    engine = facts.engine()
+    champion = fit_and_register(engine, facts, {"method": "chain_ladder", "params": {}}, load_cells(engine, PREVIOUS_V))
+    registry.set_champion(engine, champion.model_version, PREVIOUS_V, "promoted", approved_by="Founding Actuary")
+    refitted = reserving.refit(facts)
+    reserved = [reserving.reserve_segment(facts, refitted, s) for s in refitted["segments"]]
+    analysis = reserving.analyse(facts, refitted, reserved)
+    assert analysis["first_month"] and analysis["hold_reasons"] == []
+    november = reserving.publish(facts, refitted, reserved, analysis)
+    input.ingest(RunFacts.create(V, "prepare"))
+    monkeypatch.setenv("RESERVING_HOLD_MOVEMENT_TOLERANCE", "0.000001")
+    monkeypatch.setenv("RESERVING_HOLD_FLOOR", "0")
+    _delete_signoff_variable()  # the Airflow home outlives a test: no decision may come from an earlier one
+    yield engine, november, champion.model_version
+    _delete_signoff_variable()
+
+
+def _delete_signoff_variable() -> None:
+    from airflow.models.variable import Variable
+
+    Variable.delete(NUMBERS_SIGNOFF.key(V))
+
+
+def _run(timeout: int):
+    from tests.integration.dags.signoff_harness import harness
+
+    return harness.test(
+        logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
+        run_conf={"valuation_date": V.isoformat(), "signoff_timeout_seconds": timeout},
+    )
+
+
+def _states(run) -> dict[str, str]:
+    return {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+def _sign_off_from_another_process(engine, decision: str, by: str) -> threading.Thread:
+    """Once the run has stored its held version, `airflow variables set` it from a separate process (the CLI)."""
+
+    def sign_off():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            held = reserves.versions(engine, V)
+            if not held.empty and (held["status"] == "held").any():
+                version = int(held.loc[held["status"] == "held", "version"].iloc[0])
+                command = NUMBERS_SIGNOFF.command(V, version, decision, by, "movement explained")
+                command[0:1] = [sys.executable, "-m", "airflow"]
+                subprocess.run(command, check=True, capture_output=True, env=os.environ.copy(), timeout=120)
+                return
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=sign_off, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_held_month_signed_off_from_a_second_process_becomes_current(held_month):
+    engine, november, champion = held_month
+    signer = _sign_off_from_another_process(engine, "approve", "Ada Actuary")
+    run = _run(timeout=300)
+    signer.join(timeout=5)
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["signoff.await_signoff"] == "success" and states["signoff.within_tolerance"] == "skipped"
+    assert states["reporting.report"] == "success"
+
+    december = reserves.current_version(engine, V)
+    assert (december["status"], december["is_current"], december["run_id"]) == ("approved", True, run.run_id)
+    signoffs = reserves.signoffs(engine, V)
+    assert signoffs[["publication_version", "decision", "decided_by"]].values.tolist() == [
+        [december["version"], "approve", "Ada Actuary"]
+    ]
+    # accepted: December's refit is now the champion; November's publication is untouched
+    assert registry.champion(engine).model_version == december["model_version"] != champion
+    history = registry.champion_history(engine)
+    assert history.iloc[-1][["valuation_date", "action"]].tolist() == [V, "refitted"]
+    assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]
+    # the analysis of change was stored for the run and ties to the cent to the current rows
+    aoc = reserves.movements(engine, V, run.run_id)
+    assert movement.ties(aoc)
+    closing = aoc[aoc["kind"] == "closing"].set_index("segment")["amount"]
+    current = reserves.current_reserves(engine, V).groupby("segment")["ibnr"].sum().round(2)
+    assert closing.round(2).to_dict() == current.to_dict()
+    previous = aoc[aoc["kind"] == "opening"].set_index("segment")["amount"]
+    november_rows = reserves.current_reserves(engine, PREVIOUS_V).groupby("segment")["ibnr"].sum().round(2)
+    assert previous.round(2).to_dict() == november_rows.to_dict()
+
+
+def test_rejected_month_stays_held_and_changes_nothing(held_month, monkeypatch):
+    engine, november, champion = held_month
+    monkeypatch.setenv(
+        f"AIRFLOW_VAR_{NUMBERS_SIGNOFF.key(V).upper()}",
+        NUMBERS_SIGNOFF.value(1, "reject", "Bo Actuary", "Motor moved without explanation"),
+    )
+    history_before = registry.champion_history(engine)
+    run = _run(timeout=120)
+    states = _states(run)
+    assert run.state == "success", states
+    assert states["signoff.apply_signoff"] == "success"
+    assert states["reporting.report"] == "skipped" and states["reporting.email_report"] == "skipped"
+
+    table = reserves.versions(engine, V)
+    assert table[["version", "status", "is_current"]].values.tolist() == [[1, "held", False]]
+    assert reserves.current_version(engine, V) is None
+    assert reserves.signoffs(engine, V)[["decision", "decided_by"]].values.tolist() == [["reject", "Bo Actuary"]]
+    # the previous month's publication and the champion are exactly as they were
+    assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]
+    assert registry.champion(engine).model_version == champion
+    assert registry.champion_history(engine).equals(history_before)
