@@ -342,7 +342,7 @@ def status_in_another_case(conn, month):
 def case_reserves_inflated(conn, month):
     _run(
         conn,
-        "UPDATE claim_transactions SET case_reserve_change = case_reserve_change * 25 "
+        "UPDATE claim_transactions SET case_reserve_change = case_reserve_change * 6 "
         f"WHERE {_month_rows(month)} AND case_reserve_change > 0 AND claim_id IN "
         "(SELECT claim_id FROM claims WHERE line_of_business = 'Liability')",
     )
@@ -379,12 +379,12 @@ CATALOGUE = [
     Defect("duplicate transaction ids", duplicate_transaction_ids, ("transaction_id",)),
     Defect("amount out of bounds", amount_out_of_bounds, ("paid_amount",)),
     Defect("unknown claim type", unknown_claim_type, ("claim_type",)),
-    Defect("orphan transactions", orphan_transactions, ("claim_id",)),
+    Defect("orphan transactions", orphan_transactions, ("claim",)),
     Defect("report before accident", report_before_accident, ("accident",)),
     Defect("claimant age out of range", claimant_age_out_of_range, ("claimant_age",)),
     Defect("double postings", double_postings, ()),
     Defect("empty extract", empty_extract, ()),
-    Defect("injection string", injection_string, ("claim_id",)),
+    Defect("injection string", injection_string, ("claim",)),
     Defect("one line in cents", one_line_in_cents, ("Motor",)),
     Defect("ten times the transactions", ten_times_the_transactions, ()),
     Defect("ten times the new claims", ten_times_the_new_claims, ()),
@@ -401,6 +401,6 @@ CATALOGUE = [
     Defect("new line appears", new_line_appears, ("Marine",)),
     Defect("recorded before transaction", recorded_before_transaction, ("recorded_at",)),
     Defect("status in another case", status_in_another_case, ("status",)),
-    Defect("case reserves inflated", case_reserves_inflated, ("Liability",)),
+    Defect("case reserves inflated", case_reserves_inflated, ()),
     Defect("control totals disagree", control_totals_disagree, ("Motor",)),
 ]
