@@ -33,6 +33,7 @@ def report_data(
     backtest: pd.DataFrame,
     quality: pd.DataFrame,
     drift: pd.DataFrame,
+    plausibility: pd.DataFrame | None = None,
     health: pd.DataFrame,
 ) -> ReportData:
     """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
@@ -50,6 +51,7 @@ def report_data(
         actual_vs_expected=actual_vs_expected(cells, champion_spec),
         backtest=backtest,
         quality=quality,
+        **({} if plausibility is None else {"plausibility": plausibility}),
         drift=drift,
         health=health,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 from include.reserving import artifacts, notify
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import plausibility as plausibility_store
 from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import registry, reserves, runs
 from include.reserving.warehouse.cells import load_cells
@@ -34,6 +35,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         backtest=registry.backtests(engine, v),
         quality=quality_store.results_frame(engine, v, facts.basis),
         drift=drift_store.drift_metrics(engine, v, facts.basis),
+        plausibility=plausibility_store.results(engine, v, facts.basis),
         health=runs.runs_up_to(engine, v),
     )
     uri = artifacts.join(facts.run_dir, "report")

@@ -157,3 +157,36 @@ def test_first_page_renders_to_png(report_pdf):
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 10_000
+
+
+def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_data):
+    """A line whose cells are all at one age says how it was reserved; the quality page sums up plausibility."""
+    import dataclasses
+    import datetime as dt
+
+    import pandas as pd
+
+    origin = dt.date(2023, 10, 1)
+    young_cells = pd.DataFrame(
+        [{"segment": "Marine", "origin": origin, "development": 3, "paid": 100.0, "incurred": 150.0}]
+    )
+    young_reserve = report_data.reserves.iloc[[0]].assign(
+        segment="Marine", origin=origin, latest_paid=100.0, latest_incurred=150.0, ultimate=250.0, ibnr=150.0
+    )
+    plausibility = pd.DataFrame(
+        {
+            "segment": ["ALL", "Motor", "Marine"],
+            "check": ["extract_stalled", "paid", "paid"],
+            "passed": [True, True, None],
+        }
+    )
+    data = dataclasses.replace(
+        report_data,
+        cells=pd.concat([report_data.cells, young_cells], ignore_index=True),
+        reserves=pd.concat([report_data.reserves, young_reserve], ignore_index=True),
+        plausibility=plausibility,
+    )
+    text = " ".join(" ".join(_pages(render_reserve_report(data, tmp_path / "young.pdf"))).split())
+    assert "Marine is too young for development factors of its own" in text
+    assert "Liability is too young" not in text
+    assert "Month-level plausibility: 2 of 3 checks passed; 1 skipped for too little history (Marine)." in text
