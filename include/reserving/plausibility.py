@@ -9,8 +9,9 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
   floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With
   fewer than ``plausibility_min_history`` months (a new line, a young book) the check is skipped and recorded as
   such, never a false alarm.
-- The set of lines: a line of the previous month's extract or of the month's earned exposure with no row in the
-  month is missing; a line not in the previous month's extract is new unless ``admitted_new_lines`` names it.
+- The set of lines: a line of the previous month's extract, of the previous valuation's ingest or of the month's
+  earned exposure with no row in the month is missing; a line in none of the previous month's is new unless
+  ``admitted_new_lines`` names it.
 - A stalled extract: no row arrived in the month, or the newest row was recorded more than
   ``plausibility_stall_days`` days before the end of V.
 - Data defects: rows recorded before their transaction date; status values outside ``TRANSACTION_STATUSES``
@@ -181,8 +182,13 @@ def evaluate(
     exposure: pd.DataFrame,
     valuation_date: dt.date,
     settings: Settings,
+    known_lines: Iterable[str] = (),
 ) -> list[PlausibilityCheck]:
-    """Every check of V's month (see the module docstring), lines in name order, the extract-wide checks first."""
+    """Every check of V's month (see the module docstring), lines in name order, the extract-wide checks first.
+
+    ``known_lines``: the lines the previous valuation ingested; with the previous month's extract they are the lines
+    expected this month (a line whose whole history vanished from the extract is still missed).
+    """
     mv = month_index(valuation_date)
     metrics = monthly_metrics(txn, claims, exposure)
     months = metrics.index.get_level_values("month")
@@ -191,7 +197,7 @@ def evaluate(
         at = metrics[(months == month) & metrics[column].astype(bool)]
         return set(at.index.get_level_values("segment"))
 
-    current, previous = lines(mv), lines(mv - 1)
+    current, previous = lines(mv), lines(mv - 1) | set(known_lines)
     with_exposure = set(metrics[(months == mv) & metrics["earned_premium"].notna()].index.get_level_values("segment"))
     with_exposure |= set(exposure.loc[exposure["month"] == mv, "segment"])
     admitted = set(settings.admitted_new_lines)

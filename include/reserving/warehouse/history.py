@@ -87,3 +87,11 @@ def monthly_aggregates(
         frame["month"] = frame["month"].astype("int64")
     frames[0]["last_recorded"] = pd.to_datetime(frames[0]["last_recorded"])
     return frames
+
+
+def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
+    """The lines of business the ingest of ``valuation_date`` found (its triangle cells): the lines the pipeline
+    knew last month, even when the extract has since lost a line's whole history."""
+    tc = schema.triangle_cells
+    query = select(tc.c.segment).distinct().where(tc.c.valuation_date == valuation_date, tc.c.basis == basis)
+    return sorted(read_frame(bind, query)["segment"])
