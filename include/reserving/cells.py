@@ -112,6 +112,14 @@ def diagonal(cells: pd.DataFrame, grain_months: int | None = None) -> pd.Series:
     return pd.Series((months.max() - months) // grain, index=cells.index, name="diagonal")
 
 
+def young_segments(cells: pd.DataFrame) -> list[str]:
+    """Segments too young for development factors of their own: every cell at a single development age (a new line
+    of business, a one-cell segment). The chain ladder reserves them with factors borrowed from the rest of the book.
+    """
+    ages = cells.groupby("segment")["development"].nunique()
+    return sorted(str(s) for s in ages.index[ages < 2])
+
+
 def latest_diagonal(cells: pd.DataFrame) -> pd.DataFrame:
     """The cells evaluated at the valuation date (one per segment and origin)."""
     evaluated = evaluation_date(cells)

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
     plausibility_history_months: int = Field(12, ge=1)
     plausibility_min_history: int = Field(6, ge=1)
-    plausibility_band_width: float = Field(9.0, gt=0)
+    plausibility_band_width: float = Field(10.0, gt=0)
     plausibility_relative_floor: float = Field(0.5, ge=0)
     plausibility_stall_days: int = Field(7, ge=0)
     admitted_new_lines: StrList = ()

@@ -9,8 +9,9 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
   floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With
   fewer than ``plausibility_min_history`` months (a new line, a young book) the check is skipped and recorded as
   such, never a false alarm.
-- The set of lines: a line of the previous month's extract or of the month's earned exposure with no row in the
-  month is missing; a line not in the previous month's extract is new unless ``admitted_new_lines`` names it.
+- The set of lines: a line of the previous month's extract, of the previous valuation's ingest or of the month's
+  earned exposure with no row in the month is missing; a line in none of the previous month's is new unless
+  ``admitted_new_lines`` names it.
 - A stalled extract: no row arrived in the month, or the newest row was recorded more than
   ``plausibility_stall_days`` days before the end of V.
 - Data defects: rows recorded before their transaction date; status values outside ``TRANSACTION_STATUSES``
@@ -39,7 +40,6 @@ class Metric:
     name: str
     what: str  # what the number is, for the message
     action: str  # what to do when it fails
-    signed: bool = False  # changes sign from month to month: banded on its own scale, not in ratios
 
 
 METRICS = (
@@ -55,18 +55,17 @@ METRICS = (
     ),
     Metric(
         "paid",
-        "paid in the month",
+        "paid in the month (without its largest payment)",
         "reconcile the month's payments with the claims system (duplicated rows or rescaled amounts show here)",
     ),
     Metric(
         "case_movement",
-        "case-reserve movement in the month",
+        "gross case-reserve movement in the month (sum of absolute changes, without the largest)",
         "reconcile the month's case-reserve movement with the claims system",
-        signed=True,
     ),
     Metric(
         "typical_paid",
-        "mean absolute nonzero payment per row",
+        "mean absolute nonzero payment per row (without the largest)",
         "amounts look rescaled (e.g. cents instead of currency units): check the extract's amount units",
     ),
     Metric(
@@ -136,24 +135,14 @@ def _storable(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def robust_band(
-    history: Iterable[float], width: float, relative_floor: float, signed: bool = False
-) -> tuple[float, float]:
-    """median +- max(width x scaled MAD, floor) of the finite values of ``history``.
+def robust_band(history: Iterable[float], width: float, relative_floor: float) -> tuple[float, float]:
+    """median +- max(width x scaled MAD, log(1 + relative_floor)) of the finite values of ``history`` on the asinh
+    scale (log-like for large values, linear near 0), mapped back to the values' units.
 
-    Amounts and counts are judged on the asinh scale (log-like for large values, linear near 0), where the floor is
-    log(1 + relative_floor): sums of claim amounts are heavy-tailed and the defects that matter are multiplicative
-    (a units shift, a duplicated load), so the band is symmetric in ratios (a floor of 0.5 admits x/÷ 1.5 around
-    the median). A ``signed`` metric (a movement that changes sign from month to month) is judged on its own
-    scale, the floor being relative_floor x the median size of its movements.
+    Sums of claim amounts are heavy-tailed and the defects that matter are multiplicative (a units shift, a
+    duplicated load), so the band is symmetric in ratios: a floor of 0.5 admits x/÷ 1.5 around the median.
     """
-    values = np.asarray([v for v in history if v is not None and math.isfinite(v)], dtype="float64")
-    if signed:
-        median = float(np.median(values))
-        mad = MAD_TO_SD * float(np.median(np.abs(values - median)))
-        half = max(width * mad, relative_floor * float(np.median(np.abs(values))))
-        return median - half, median + half
-    values = np.arcsinh(values)
+    values = np.arcsinh(np.asarray([v for v in history if v is not None and math.isfinite(v)], dtype="float64"))
     median = float(np.median(values))
     mad = MAD_TO_SD * float(np.median(np.abs(values - median)))
     half = max(width * mad, math.log1p(relative_floor))
@@ -164,15 +153,23 @@ def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFr
     """The volume metrics per (segment, month): zeros where a line had no row in a month, NaN where a metric is
     undefined (no payment, no exposure row)."""
     keys = ["segment", "month"]
+    amounts = ["paid", "case_movement", "largest_paid", "largest_case_change", "abs_paid"]
     frame = (
-        txn[[*keys, "rows", "paid", "case_movement", "abs_paid", "paid_rows"]]
+        txn[[*keys, "rows", "paid_rows", *amounts]]
         .merge(claims[[*keys, "new_claims"]], on=keys, how="outer")
         .merge(exposure[[*keys, "earned_premium", "exposure"]], on=keys, how="outer")
     )
-    for col in ("rows", "paid", "case_movement", "abs_paid", "paid_rows", "new_claims"):
+    for col in ("rows", "paid_rows", *amounts):
         frame[col] = frame[col].astype("float64").fillna(0.0)
+    frame["new_claims"] = frame["new_claims"].astype("float64").fillna(0.0)
     frame["transactions"] = frame["rows"]
-    frame["typical_paid"] = (frame["abs_paid"] / frame["paid_rows"]).where(frame["paid_rows"] > 0)
+    # a single large loss moves a small line's month a lot and is no data defect: the amounts are judged without the
+    # month's largest payment and largest case-reserve change (a rescaled or duplicated month moves every row)
+    largest = frame["largest_paid"].clip(lower=0)
+    frame["paid"] = frame["paid"] - largest
+    others = frame["paid_rows"] - 1
+    frame["typical_paid"] = ((frame["abs_paid"] - largest) / others).where(others > 0)
+    frame["case_movement"] = frame["case_movement"] - frame["largest_case_change"]
     for col in ("earned_premium", "exposure"):
         frame[col] = frame[col].astype("float64")
     frame["present"] = (frame["rows"] > 0) | (frame["new_claims"] > 0)
@@ -185,8 +182,13 @@ def evaluate(
     exposure: pd.DataFrame,
     valuation_date: dt.date,
     settings: Settings,
+    known_lines: Iterable[str] = (),
 ) -> list[PlausibilityCheck]:
-    """Every check of V's month (see the module docstring), lines in name order, the extract-wide checks first."""
+    """Every check of V's month (see the module docstring), lines in name order, the extract-wide checks first.
+
+    ``known_lines``: the lines the previous valuation ingested; with the previous month's extract they are the lines
+    expected this month (a line whose whole history vanished from the extract is still missed).
+    """
     mv = month_index(valuation_date)
     metrics = monthly_metrics(txn, claims, exposure)
     months = metrics.index.get_level_values("month")
@@ -195,7 +197,7 @@ def evaluate(
         at = metrics[(months == month) & metrics[column].astype(bool)]
         return set(at.index.get_level_values("segment"))
 
-    current, previous = lines(mv), lines(mv - 1)
+    current, previous = lines(mv), lines(mv - 1) | set(known_lines)
     with_exposure = set(metrics[(months == mv) & metrics["earned_premium"].notna()].index.get_level_values("segment"))
     with_exposure |= set(exposure.loc[exposure["month"] == mv, "segment"])
     admitted = set(settings.admitted_new_lines)
@@ -279,9 +281,7 @@ def _volume_checks(segment: str, metrics: pd.DataFrame, mv: int, settings: Setti
             detail = "skipped: no nonzero payment in the month"
             checks.append(PlausibilityCheck(segment, metric.name, observed, None, None, None, detail))
             continue
-        lower, upper = robust_band(
-            history, settings.plausibility_band_width, settings.plausibility_relative_floor, metric.signed
-        )
+        lower, upper = robust_band(history, settings.plausibility_band_width, settings.plausibility_relative_floor)
         passed = lower <= observed <= upper  # NaN fails
         detail = f"{metric.what} against the previous {len(history)} months"
         if not passed:

@@ -113,8 +113,7 @@ class ChainLadder(ReservingModel):
     def fit(self, cells: pd.DataFrame) -> ChainLadder:
         """Fit age-to-age factors, tail and Mack parameters per segment on ``cells``; returns ``self``."""
         cells = cellsmod.normalise(cells)
-        ages = cells.groupby("segment")["development"].nunique()
-        self.young_segments_ = sorted(ages.index[ages < 2])
+        self.young_segments_ = cellsmod.young_segments(cells)
         established = cells[~cells["segment"].isin(self.young_segments_)]
         self.borrowed_ldf_ = _pooled_factors(established)
         if self.young_segments_:

@@ -96,6 +96,8 @@ class ReportData:
     reconciliation : pandas.DataFrame
         ``segment, measure, extract_value, control_value, difference, tolerance, passed, note``: the month's extract
         against the finance control totals (empty, or one row with a note: control totals were not provided).
+    plausibility : pandas.DataFrame
+        ``segment, check, passed`` (None: skipped) of the month-level plausibility checks (may be empty).
     drift : pandas.DataFrame
         ``feature, kind, psi, ks_statistic, ks_pvalue, breached``.
     health : pandas.DataFrame
@@ -123,6 +125,7 @@ class ReportData:
         default_factory=lambda: pd.DataFrame(columns=["expectation", "column", "success", "unexpected_count"])
     )
     reconciliation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RECONCILIATION_COLUMNS))
+    plausibility: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["segment", "check", "passed"]))
     drift: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
             columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
@@ -330,6 +333,8 @@ def _pattern(factors: pd.DataFrame) -> pd.DataFrame:
 
 
 def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
+    from include.reserving.cells import young_segments  # chainladder: only when a report is rendered
+
     reserves = data.reserves[data.reserves["segment"] == segment].copy()
     reserves["origin"] = reserves["origin"].map(as_date)
     reserves = reserves.sort_values("origin")
@@ -364,10 +369,22 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
             "",
         ]
     )
+    young = (
+        [
+            paragraph(
+                f"{segment} is too young for development factors of its own (every cell at one development age): "
+                "reserved by the chain ladder with factors borrowed from the rest of the book, without a standard "
+                "error."
+            )
+        ]
+        if segment in young_segments(cells)
+        else []
+    )
     out: list[Flowable] = [
         PageBreak(),
         paragraph(f"2. {segment}", "h1"),
         paragraph(f"Model version {', '.join(versions)}."),
+        *young,
         paragraph("Ultimates and IBNR by origin", "h2"),
         pdf.table(header, rows, width=WIDTH, total_row=True),
         paragraph(
@@ -497,7 +514,7 @@ def _quality(data: ReportData) -> list[Flowable]:
             ]
         )
     return out + [
-        paragraph(f"{passed} of {len(q)} checks passed."),
+        paragraph(f"{passed} of {len(q)} checks passed.{_plausibility_summary(data.plausibility)}"),
         Spacer(1, 4),
         pdf.table(
             ["Expectation", "Column", "Result", "Unexpected rows"], rows, width=WIDTH, text_columns=3, alert_rows=alerts
@@ -550,6 +567,15 @@ def _reconciliation(data: ReportData) -> list[Flowable]:
             alert_rows=alerts,
         ),
     ]
+def _plausibility_summary(checks: pd.DataFrame) -> str:
+    """One sentence on the month-level plausibility checks (the run stops on a failed one, so none fails here)."""
+    if checks.empty:
+        return ""
+    skipped = checks[checks["passed"].isna()]
+    lines = ", ".join(sorted(set(skipped["segment"])))
+    note = f"; {len(skipped)} skipped for too little history ({lines})" if len(skipped) else ""
+    passed = int(checks["passed"].eq(True).sum())
+    return f" Month-level plausibility: {passed} of {len(checks)} checks passed{note}."
 
 
 def _drift(data: ReportData) -> list[Flowable]:

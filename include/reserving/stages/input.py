@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from include.reserving import artifacts
 from include.reserving import drift as drift_stats
 from include.reserving.config import warehouse_url
+from include.reserving.dates import previous_month_end
 from include.reserving.governance import ModelEntry
 from include.reserving.ingest import ingest as ingest_book
 from include.reserving.stages import RunFacts
@@ -112,7 +113,8 @@ def plausibility(facts: RunFacts) -> dict:
 
     engine = facts.engine()
     txn, claims, exposure = history.monthly_aggregates(engine, facts.valuation_date, facts.basis)
-    checks = checks_module.evaluate(txn, claims, exposure, facts.valuation_date, facts.settings)
+    known = history.ingested_lines(engine, previous_month_end(facts.valuation_date), facts.basis)
+    checks = checks_module.evaluate(txn, claims, exposure, facts.valuation_date, facts.settings, known_lines=known)
     plausibility_store.store_results(engine, facts.valuation_date, facts.basis, checks, run_id=facts.run_id)
     log.info("%s", checks_module.summary(checks, facts.valuation_date, facts.basis))
     checks_module.raise_for_failures(checks, facts.valuation_date, facts.basis)

@@ -9,6 +9,7 @@ from pathlib import Path
 from include.reserving import artifacts, notify
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import drift as drift_store
+from include.reserving.warehouse import plausibility as plausibility_store
 from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import reconciliation as reconciliation_store
 from include.reserving.warehouse import registry, reserves, runs
@@ -40,6 +41,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         backtest=registry.backtests(engine, v),
         quality=quality_store.results_frame(engine, v, facts.basis),
         drift=drift_store.drift_metrics(engine, v, facts.basis),
+        plausibility=plausibility_store.results(engine, v, facts.basis),
         health=runs.runs_up_to(engine, v),
         reconciliation=reconciliation_store.results_frame(engine, v, facts.basis),
         movements=reserves.movements(engine, v, current["run_id"]),

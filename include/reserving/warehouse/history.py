@@ -29,7 +29,9 @@ def monthly_aggregates(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(transactions, claims, exposure)`` per (segment, month index) as at V; see the module docstring.
 
-    transactions: rows, paid, case_movement, abs_paid / paid_rows (typical size), last_recorded,
+    transactions: rows, paid, case_movement (gross: the sum of absolute case-reserve changes), the largest single
+    payment and case-reserve change (a large loss is not a defect), abs_paid / paid_rows (typical size),
+    last_recorded,
     recorded_before_dated, bad_status and one bad_status_example; claims: new_claims; exposure: earned_premium,
     exposure (sums: NaN or infinity survive them).
     """
@@ -38,6 +40,7 @@ def monthly_aggregates(
     arrival = t.c.recorded_at if basis == Basis.AS_RECORDED else t.c.transaction_date
     month = _month_index_sql(arrival)
     paid = func.coalesce(t.c.paid_amount, 0)
+    case_change = func.coalesce(t.c.case_reserve_change, 0)
     nonzero = t.c.paid_amount != 0
     bad_status = or_(
         t.c.status.is_(None), t.c.status.not_in(TRANSACTION_STATUSES)
@@ -48,7 +51,9 @@ def monthly_aggregates(
             month.label("month"),
             func.count().label("rows"),
             func.sum(paid).label("paid"),
-            func.sum(func.coalesce(t.c.case_reserve_change, 0)).label("case_movement"),
+            func.sum(func.abs(case_change)).label("case_movement"),
+            func.max(paid).label("largest_paid"),
+            func.max(func.abs(case_change)).label("largest_case_change"),
             func.sum(case((nonzero, func.abs(t.c.paid_amount)), else_=0)).label("abs_paid"),
             func.sum(case((nonzero, 1), else_=0)).label("paid_rows"),
             func.max(t.c.recorded_at).label("last_recorded"),
@@ -82,3 +87,11 @@ def monthly_aggregates(
         frame["month"] = frame["month"].astype("int64")
     frames[0]["last_recorded"] = pd.to_datetime(frames[0]["last_recorded"])
     return frames
+
+
+def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
+    """The lines of business the ingest of ``valuation_date`` found (its triangle cells): the lines the pipeline
+    knew last month, even when the extract has since lost a line's whole history."""
+    tc = schema.triangle_cells
+    query = select(tc.c.segment).distinct().where(tc.c.valuation_date == valuation_date, tc.c.basis == basis)
+    return sorted(read_frame(bind, query)["segment"])

@@ -206,3 +206,34 @@ def test_reconciliation_table_and_its_absence(tmp_path):
     )
     absent = _reconciliation_text(tmp_path, note)
     assert "Control totals were not provided for December 2023" in absent
+def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_data):
+    """A line whose cells are all at one age says how it was reserved; the quality page sums up plausibility."""
+    import dataclasses
+    import datetime as dt
+
+    import pandas as pd
+
+    origin = dt.date(2023, 10, 1)
+    young_cells = pd.DataFrame(
+        [{"segment": "Marine", "origin": origin, "development": 3, "paid": 100.0, "incurred": 150.0}]
+    )
+    young_reserve = report_data.reserves.iloc[[0]].assign(
+        segment="Marine", origin=origin, latest_paid=100.0, latest_incurred=150.0, ultimate=250.0, ibnr=150.0
+    )
+    plausibility = pd.DataFrame(
+        {
+            "segment": ["ALL", "Motor", "Marine"],
+            "check": ["extract_stalled", "paid", "paid"],
+            "passed": [True, True, None],
+        }
+    )
+    data = dataclasses.replace(
+        report_data,
+        cells=pd.concat([report_data.cells, young_cells], ignore_index=True),
+        reserves=pd.concat([report_data.reserves, young_reserve], ignore_index=True),
+        plausibility=plausibility,
+    )
+    text = " ".join(" ".join(_pages(render_reserve_report(data, tmp_path / "young.pdf"))).split())
+    assert "Marine is too young for development factors of its own" in text
+    assert "Liability is too young" not in text
+    assert "Month-level plausibility: 2 of 3 checks passed; 1 skipped for too little history (Marine)." in text
