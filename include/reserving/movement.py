@@ -94,7 +94,9 @@ def expected_emergence(prediction: pd.DataFrame, months: int = 1, grain_months: 
 def _by_origin(frame: pd.DataFrame | None, column: str) -> dict[tuple[str, Any], Decimal]:
     if frame is None or frame.empty:
         return {}
-    return {(s, o): cents(v) for s, o, v in zip(frame["segment"], frame["origin"], frame[column], strict=True)}
+    # origins as plain dates: the warehouse, the artifacts and the models hand them over as dates or timestamps
+    origins = pd.to_datetime(frame["origin"]).dt.date
+    return {(s, o): cents(v) for s, o, v in zip(frame["segment"], origins, frame[column], strict=True)}
 
 
 def analysis_of_change(

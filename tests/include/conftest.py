@@ -183,8 +183,10 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
             "failed_task": [None] * 4 + ["quality_gate"] + [None] * 5 + ["ingest"] + [None],
         }
     )
-    # the previous valuation differs only in IBNR (same paid), so the analysis of change is all "other"
-    movements = analysis_of_change(book["reserves"], book["previous_reserves"])
+    # the previous valuation differs only in IBNR (same paid), so the analysis of change is all "other"; 1,000.00
+    # was expected to emerge on every origin and nothing did (A/E 0)
+    expected = book["previous_reserves"][["segment", "origin"]].assign(expected_emergence=1_000.0)
+    movements = analysis_of_change(book["reserves"], book["previous_reserves"], expected)
     return ReportData(
         valuation_date=VALUATION,
         status=status,

@@ -121,14 +121,16 @@ def test_held_month_signed_off_from_a_second_process_becomes_current(held_month)
     assert previous.round(2).to_dict() == november_rows.to_dict()
 
 
-def test_rejected_month_stays_held_and_changes_nothing(held_month, monkeypatch):
+@pytest.mark.parametrize("decision", ["reject", "timeout"])
+def test_rejected_or_timed_out_month_stays_held_and_changes_nothing(held_month, monkeypatch, decision):
     engine, november, champion = held_month
-    monkeypatch.setenv(
-        f"AIRFLOW_VAR_{NUMBERS_SIGNOFF.key(V).upper()}",
-        NUMBERS_SIGNOFF.value(1, "reject", "Bo Actuary", "Motor moved without explanation"),
-    )
+    if decision == "reject":
+        monkeypatch.setenv(
+            f"AIRFLOW_VAR_{NUMBERS_SIGNOFF.key(V).upper()}",
+            NUMBERS_SIGNOFF.value(1, "reject", "Bo Actuary", "Motor moved without explanation"),
+        )
     history_before = registry.champion_history(engine)
-    run = _run(timeout=120)
+    run = _run(timeout=120 if decision == "reject" else 2)
     states = _states(run)
     assert run.state == "success", states
     assert states["signoff.apply_signoff"] == "success"
@@ -137,7 +139,8 @@ def test_rejected_month_stays_held_and_changes_nothing(held_month, monkeypatch):
     table = reserves.versions(engine, V)
     assert table[["version", "status", "is_current"]].values.tolist() == [[1, "held", False]]
     assert reserves.current_version(engine, V) is None
-    assert reserves.signoffs(engine, V)[["decision", "decided_by"]].values.tolist() == [["reject", "Bo Actuary"]]
+    who = "Bo Actuary" if decision == "reject" else None
+    assert reserves.signoffs(engine, V)[["decision", "decided_by"]].values.tolist() == [[decision, who]]
     # the previous month's publication and the champion are exactly as they were
     assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]
     assert registry.champion(engine).model_version == champion

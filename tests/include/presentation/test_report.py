@@ -107,6 +107,11 @@ def test_analysis_of_change_page_ties_each_line_to_the_cent(pages, report_data):
     total_before, total_now = _cents(previous["ibnr"]), _cents(reserves["ibnr"])
     assert other[4] == f"{total_now - total_before:,.2f}"
     assert f"{total_before:,.2f}" in page and TOTAL_IBNR in page
+    expected = page[page.index("\nmemo: expected emergence\n") + 1 :].split("\n")
+    origins = report_data.reserves.groupby("segment")["origin"].nunique()
+    assert expected[1:5] == [*[f"{1_000 * n:,.2f}" for n in origins], f"{1_000 * origins.sum():,.2f}"]
+    ratio = page[page.index("\nmemo: actual / expected emergence\n") + 1 :].split("\n")
+    assert ratio[1:4] == ["0.00", "0.00", "0.00"]
 
 
 def test_paid_triangle_cells_are_the_cells_to_the_cent(pages, report_data):
