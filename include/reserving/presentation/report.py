@@ -567,6 +567,8 @@ def _reconciliation(data: ReportData) -> list[Flowable]:
             alert_rows=alerts,
         ),
     ]
+
+
 def _plausibility_summary(checks: pd.DataFrame) -> str:
     """One sentence on the month-level plausibility checks (the run stops on a failed one, so none fails here)."""
     if checks.empty:

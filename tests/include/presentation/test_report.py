@@ -211,6 +211,8 @@ def test_reconciliation_table_and_its_absence(tmp_path):
     )
     absent = _reconciliation_text(tmp_path, note)
     assert "Control totals were not provided for December 2023" in absent
+
+
 def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_data):
     """A line whose cells are all at one age says how it was reserved; the quality page sums up plausibility."""
     import dataclasses
