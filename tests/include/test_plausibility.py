@@ -295,3 +295,21 @@ def test_robust_band_has_a_relative_floor_and_ignores_an_extreme_month():
     assert lower == pytest.approx(100 / 1.5, rel=1e-3) and upper == pytest.approx(150, rel=1e-3)
     lower, upper = robust_band([100.0] * 11 + [1e9], width=10, relative_floor=0.5)
     assert upper == pytest.approx(150, rel=1e-3)
+
+
+def test_the_slack_alert_lists_every_failed_check(sqlite_book):
+    from include.reserving.notify import failure_message
+    from tests.include.test_notify import _context
+
+    checks = checks_with_defect(sqlite_book, DEFECTS["status_upper_cased"][0])
+    with pytest.raises(PlausibilityError) as raised:
+        checks_module.raise_for_failures(checks, V, "as_recorded")
+    first, *rest = failure_message(_context(raised.value)).splitlines()
+    assert (
+        "Error: PlausibilityError: plausibility of the month ending 2023-06-30 (as_recorded): 37 passed, 3 failed"
+        in (first)
+    )
+    assert [line.split(" observed ")[0] for line in rest[1:]] == [
+        f"- {line}: status_values" for line in ("Liability", "Motor", "Property")
+    ]
+    assert "e.g. ['CLOSED'" in rest[2]  # the upper-cased value, by name

@@ -1,0 +1,74 @@
+"""A new line of business through the stages, on a tiny warehouse book: admitted by plausibility, then drift (A/E
+against the champion), the champion's refit, one mapped reserve task per line and the publication, with the new
+line's single cell reserved by factors borrowed from the rest of the book."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import text
+
+from devtools import synth
+from include.reserving import schema
+from include.reserving.domain import ChampionAction
+from include.reserving.stages import RunFacts, input, reserving
+from include.reserving.stages.training import fit_and_register
+from include.reserving.warehouse import registry
+from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import current_reserves
+
+V = dt.date(2023, 12, 31)
+
+
+def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    engine = make_engine(url)
+    schema.create_all(engine)
+    synth.write_book(url, synth.BookSpec(claims=1_500, start="2021-01", end="2023-12", seed=5), progress=False)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
+    monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("RESERVING_ADMITTED_NEW_LINES", "Marine")
+
+    # last month: the champion, fitted on November's three lines
+    november = RunFacts.create(dt.date(2023, 11, 30), "november")
+    input.ingest(november)
+    champion = fit_and_register(
+        engine, november, {"method": "chain_ladder", "params": {}}, load_cells(engine, november.valuation_date)
+    )
+    registry.set_champion(engine, champion.model_version, november.valuation_date, ChampionAction.PROMOTED)
+
+    # December: Marine's first claim, reported and paid 1,000.00 in the month, with its earned exposure
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO claims VALUES ('M1', 'MA-1', 'Marine', 'PropertyDamage', '2023-12-02', '2023-12-05', 40, "
+                "'North')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO claim_transactions VALUES ('M1-000', 'M1', '2023-12-05', '2023-12-05 10:00:00.000000', "
+                "1000.00, 500.00, 'open')"
+            )
+        )
+        conn.execute(text("INSERT INTO earned_exposure VALUES ('Marine', '2023-12-01', 5000.00, 50.0)"))
+    facts = RunFacts.create(V, "december")
+    input.ingest(facts)
+    checked = input.plausibility(facts)
+    assert checked["skipped"] == 7  # Marine's volume checks: no history yet
+    decision = input.drift(facts)
+    assert "reasons" in decision
+    refitted = reserving.refit(facts)
+    assert refitted["segments"] == ["Liability", "Marine", "Motor", "Property"]
+    reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
+    published = reserving.publish(facts, refitted, reserved)
+    assert published["status"] == "approved"
+
+    rows = current_reserves(engine, V)
+    marine = rows[rows["segment"] == "Marine"]
+    assert marine[["latest_paid", "ultimate"]].values.tolist()[0][0] == 1000.00
+    assert marine["ultimate"].iloc[0] > 1000.00 and marine["std_err"].isna().all()
+    assert rows.groupby("segment")["ibnr"].sum().drop("Marine").gt(0).all()
+    assert sum(r["ibnr_total"] for r in reserved) == pytest.approx(rows["ibnr"].sum(), abs=0.05)
