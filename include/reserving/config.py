@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     plausibility_min_history: int = Field(6, ge=1)
     plausibility_band_width: float = Field(10.0, gt=0)
     plausibility_relative_floor: float = Field(0.5, ge=0)
+    plausibility_amount_floor: float = Field(3.0, ge=0)
     plausibility_stall_days: int = Field(7, ge=0)
     admitted_new_lines: StrList = ()
     # Reserve-movement hold (separate from ave_tolerance, which only asks for retraining). Measured with

@@ -8,7 +8,9 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
   (scaled to a standard deviation), the relative floor ``plausibility_relative_floor``) on a log-like scale. The
   floor keeps a very stable history from giving a zero-width band; the MAD ignores the odd extreme month. With
   fewer than ``plausibility_min_history`` months (a new line, a young book) the check is skipped and recorded as
-  such, never a false alarm.
+  such, never a false alarm. Sums of amounts (paid, case movement) have a wider floor,
+  ``plausibility_amount_floor``; their units are judged by the month's median payment, which large losses do not
+  move.
 - The set of lines: a line of the previous month's extract, of the previous valuation's ingest or of the month's
   earned exposure with no row in the month is missing; a line in none of the previous month's is new unless
   ``admitted_new_lines`` names it.
@@ -40,6 +42,9 @@ class Metric:
     name: str
     what: str  # what the number is, for the message
     action: str  # what to do when it fails
+    # a sum of claim amounts: heavy-tailed (a few large losses triple a small line's month), so its band is never
+    # narrower than plausibility_amount_floor; the defects it is there for move it tenfold or more
+    amount: bool = False
 
 
 METRICS = (
@@ -57,15 +62,17 @@ METRICS = (
         "paid",
         "paid in the month (without its largest payment)",
         "reconcile the month's payments with the claims system (duplicated rows or rescaled amounts show here)",
+        amount=True,
     ),
     Metric(
         "case_movement",
         "gross case-reserve movement in the month (sum of absolute changes, without the largest)",
         "reconcile the month's case-reserve movement with the claims system",
+        amount=True,
     ),
     Metric(
         "typical_paid",
-        "mean absolute nonzero payment per row (without the largest)",
+        "median positive payment of the month",
         "amounts look rescaled (e.g. cents instead of currency units): check the extract's amount units",
     ),
     Metric(
@@ -153,9 +160,9 @@ def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFr
     """The volume metrics per (segment, month): zeros where a line had no row in a month, NaN where a metric is
     undefined (no payment, no exposure row)."""
     keys = ["segment", "month"]
-    amounts = ["paid", "case_movement", "largest_paid", "largest_case_change", "abs_paid"]
+    amounts = ["paid", "case_movement", "largest_paid", "largest_case_change"]
     frame = (
-        txn[[*keys, "rows", "paid_rows", *amounts]]
+        txn[[*keys, "rows", "paid_rows", "median_paid", *amounts]]
         .merge(claims[[*keys, "new_claims"]], on=keys, how="outer")
         .merge(exposure[[*keys, "earned_premium", "exposure"]], on=keys, how="outer")
     )
@@ -165,10 +172,8 @@ def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFr
     frame["transactions"] = frame["rows"]
     # a single large loss moves a small line's month a lot and is no data defect: the amounts are judged without the
     # month's largest payment and largest case-reserve change (a rescaled or duplicated month moves every row)
-    largest = frame["largest_paid"].clip(lower=0)
-    frame["paid"] = frame["paid"] - largest
-    others = frame["paid_rows"] - 1
-    frame["typical_paid"] = ((frame["abs_paid"] - largest) / others).where(others > 0)
+    frame["paid"] = frame["paid"] - frame["largest_paid"].clip(lower=0)
+    frame["typical_paid"] = frame["median_paid"].astype("float64")  # NaN: no payment (or before the median window)
     frame["case_movement"] = frame["case_movement"] - frame["largest_case_change"]
     for col in ("earned_premium", "exposure"):
         frame[col] = frame[col].astype("float64")
@@ -281,7 +286,8 @@ def _volume_checks(segment: str, metrics: pd.DataFrame, mv: int, settings: Setti
             detail = "skipped: no nonzero payment in the month"
             checks.append(PlausibilityCheck(segment, metric.name, observed, None, None, None, detail))
             continue
-        lower, upper = robust_band(history, settings.plausibility_band_width, settings.plausibility_relative_floor)
+        floor = settings.plausibility_amount_floor if metric.amount else settings.plausibility_relative_floor
+        lower, upper = robust_band(history, settings.plausibility_band_width, floor)
         passed = lower <= observed <= upper  # NaN fails
         detail = f"{metric.what} against the previous {len(history)} months"
         if not passed:

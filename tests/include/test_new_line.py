@@ -63,7 +63,9 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     refitted = reserving.refit(facts)
     assert refitted["segments"] == ["Liability", "Marine", "Motor", "Property"]
     reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
-    published = reserving.publish(facts, refitted, reserved)
+    analysis = reserving.analyse(facts, refitted, reserved)
+    assert analysis["hold_reasons"] == []  # no previous publication: nothing to hold against
+    published = reserving.publish(facts, refitted, reserved, analysis)
     assert published["status"] == "approved"
 
     rows = current_reserves(engine, V)

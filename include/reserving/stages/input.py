@@ -112,7 +112,9 @@ def plausibility(facts: RunFacts) -> dict:
     from include.reserving.warehouse import plausibility as plausibility_store
 
     engine = facts.engine()
-    txn, claims, exposure = history.monthly_aggregates(engine, facts.valuation_date, facts.basis)
+    txn, claims, exposure = history.monthly_aggregates(
+        engine, facts.valuation_date, facts.basis, median_months=facts.settings.plausibility_history_months + 1
+    )
     known = history.ingested_lines(engine, previous_month_end(facts.valuation_date), facts.basis)
     checks = checks_module.evaluate(txn, claims, exposure, facts.valuation_date, facts.settings, known_lines=known)
     plausibility_store.store_results(engine, facts.valuation_date, facts.basis, checks, run_id=facts.run_id)

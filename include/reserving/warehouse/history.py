@@ -25,15 +25,15 @@ Bind = Engine | Connection
 
 
 def monthly_aggregates(
-    bind: Bind, valuation_date: dt.date, basis: str
+    bind: Bind, valuation_date: dt.date, basis: str, median_months: int = 24
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(transactions, claims, exposure)`` per (segment, month index) as at V; see the module docstring.
 
     transactions: rows, paid, case_movement (gross: the sum of absolute case-reserve changes), the largest single
-    payment and case-reserve change (a large loss is not a defect), abs_paid / paid_rows (typical size),
-    last_recorded,
-    recorded_before_dated, bad_status and one bad_status_example; claims: new_claims; exposure: earned_premium,
-    exposure (sums: NaN or infinity survive them).
+    payment and case-reserve change (a large loss is not a defect), paid_rows, last_recorded,
+    recorded_before_dated, bad_status and one bad_status_example, and median_paid (the median positive payment,
+    for V's month and the ``median_months`` before it only: a sort, not a sum); claims: new_claims; exposure:
+    earned_premium, exposure (sums: NaN or infinity survive them).
     """
     c, t, e = schema.claims, schema.claim_transactions, schema.earned_exposure
     claim_filter, txn_filter = extract_filters(valuation_date, basis)
@@ -54,7 +54,6 @@ def monthly_aggregates(
             func.sum(func.abs(case_change)).label("case_movement"),
             func.max(paid).label("largest_paid"),
             func.max(func.abs(case_change)).label("largest_case_change"),
-            func.sum(case((nonzero, func.abs(t.c.paid_amount)), else_=0)).label("abs_paid"),
             func.sum(case((nonzero, 1), else_=0)).label("paid_rows"),
             func.max(t.c.recorded_at).label("last_recorded"),
             func.sum(case((t.c.recorded_at < t.c.transaction_date, 1), else_=0)).label("recorded_before_dated"),
@@ -64,6 +63,30 @@ def monthly_aggregates(
         .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
         .where(txn_filter, claim_filter)
         .group_by(c.c.line_of_business, month)
+    )
+    # The median positive payment: a few large losses do not move it, a units shift moves it whole. Window
+    # functions give it on both databases (SQLite has no median aggregate).
+    start = valuation_date.year * 12 + valuation_date.month - 1 - median_months
+    since = dt.date(start // 12, start % 12 + 1, 1)
+    since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
+    partition = (c.c.line_of_business, month)
+    ranked = (
+        select(
+            c.c.line_of_business.label("segment"),
+            month.label("month"),
+            t.c.paid_amount.label("amount"),
+            func.row_number().over(partition_by=partition, order_by=t.c.paid_amount).label("rn"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
+        .where(txn_filter, claim_filter, t.c.paid_amount > 0, arrival >= since)
+        .subquery()
+    )
+    middle = (ranked.c.rn * 2 >= ranked.c.n) & (ranked.c.rn * 2 <= ranked.c.n + 2)  # one row (odd n) or two
+    medians = (
+        select(ranked.c.segment, ranked.c.month, func.avg(ranked.c.amount).label("median_paid"))
+        .where(middle)
+        .group_by(ranked.c.segment, ranked.c.month)
     )
     report_month = _month_index_sql(c.c.report_date)
     claims = (
@@ -82,11 +105,12 @@ def monthly_aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exposure_month)
     )
-    frames = tuple(read_frame(bind, query) for query in (transactions, claims, exposure))
+    frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians)]
     for frame in frames:
         frame["month"] = frame["month"].astype("int64")
     frames[0]["last_recorded"] = pd.to_datetime(frames[0]["last_recorded"])
-    return frames
+    frames[0] = frames[0].merge(frames.pop(), on=["segment", "month"], how="left")
+    return tuple(frames)
 
 
 def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
