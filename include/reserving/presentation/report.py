@@ -37,6 +37,7 @@ from include.reserving.presentation.formatting import (
     pvalue,
 )
 from include.reserving.presentation.pdf import paragraph
+from include.reserving.reconciliation import RESULT_COLUMNS as RECONCILIATION_COLUMNS
 
 STATUSES = tuple(s.value for s in PublicationStatus)
 RESERVE_COLUMNS = [
@@ -50,16 +51,6 @@ RESERVE_COLUMNS = [
     "p75",
     "p95",
     "model_version",
-]
-RECONCILIATION_COLUMNS = [
-    "segment",
-    "measure",
-    "extract_value",
-    "control_value",
-    "difference",
-    "tolerance",
-    "passed",
-    "note",
 ]
 PAGE = pdf.LANDSCAPE
 WIDTH = PAGE.width
