@@ -7,18 +7,20 @@ Methods (chainladder 0.10, volume-weighted ``Development`` on all origins):
 - **paid CL** and **incurred CL**: chain ladder on cumulative paid / incurred, each with its own tail
   (``tail_method``: ``TailCurve`` exponential or inverse power fitted to that triangle's age-to-age factors, a
   ``TailConstant``, or none); the tail factor and its effect on each origin's ultimate are reported;
-- **BF** and **Cape Cod** on earned premium, developed on the ``expected_basis`` triangle (incurred by default):
+- **BF** and **Cape Cod** on earned premium, developed on the ``expected_basis`` pattern (paid by default):
   Cape Cod finds its expected loss ratio (ELR) from the data (``CapeCod(decay, trend)``); BF takes its a-priori loss
   ratio from ``bf_apriori_loss_ratio`` when set, else the premium-weighted incurred-CL ultimate loss ratio of the
-  mature origins (at least ``selection_maturity`` developed on the incurred pattern): experience of the years whose
-  ultimates are known well, applied to the years whose are not;
+  mature origins (at least ``bf_apriori_maturity`` developed on the incurred pattern): the experience of the years
+  whose ultimates are known well, applied to the years whose are not (BF with Cape Cod's ELR would be Cape Cod);
 - optionally an ML model's ultimates, passed in as ``(origin, ultimate)``.
 
-Selection (``selection_rule``): ``maturity`` takes incurred CL where the origin is at least ``selection_maturity``
-developed on the incurred pattern (its incurred is then most of the ultimate and case reserves are its best
-information) and ``selection_immature_method`` (Cape Cod by default) elsewhere (there the chain ladder multiplies a
-small, noisy incurred by a large factor; premium carries the exposure information); a method name instead selects
-that method for every origin. Each origin records the method and a one-line rationale.
+Selection (``selection_rule``): ``maturity`` takes the ``expected_basis`` chain ladder where the origin is at least
+``selection_maturity`` developed on that pattern (what is left is small and the latest amount says most) and
+``selection_immature_method`` (BF by default) elsewhere (there the chain ladder multiplies a small, noisy amount by
+a large factor, while premium carries the exposure); a method name instead selects that method for every origin.
+Each origin records the method and a one-line rationale. Why paid by default: on the synthetic book the case
+reserves are noisy (nil claims carry reserves until closed) and incurred chain ladder ran 14% high on Liability,
+while payments are facts; see BENCHMARKS.md "Truth benchmark".
 
 Flags (per method and for the selection): ``ultimate<incurred`` (negative IBNR: ultimate - incurred < 0) and
 ``ultimate<paid`` (negative unpaid).
