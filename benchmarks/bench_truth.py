@@ -148,7 +148,7 @@ def verdict(rows: pd.DataFrame, scores: pd.DataFrame) -> tuple[bool, str]:
     beaten = lines["selected"] < lines["paid_cl"]
     met = worst <= TARGET_TOTAL and bool(beaten.all())
     text = (
-        f"selected total unpaid within {worst:.1%} of the truth at worst over {rows['valuation_date'].nunique()} "
+        f"selected total unpaid within {worst:.2%} of the truth at worst over {rows['valuation_date'].nunique()} "
         f"valuations (target {TARGET_TOTAL:.0%}); MAE below paid CL on {int(beaten.sum())} of {len(beaten)} lines: "
         f"target {'met' if met else 'NOT met'}"
     )
