@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
@@ -73,6 +73,23 @@ class Settings(BaseSettings):
     hold_ae_factor: float = Field(5.0, gt=1)
     hold_floor: float = Field(100_000.0, ge=0)
     signoff_timeout_seconds: int = 3 * 24 * 3600
+    # Actuarial methods (include/reserving/methods.py). Defaults judged by benchmarks/bench_truth.py against the
+    # synthetic book's true run-off (BENCHMARKS.md "Truth benchmark"): the paid pattern with BF on premium, the
+    # a-priori loss ratio from the mature years' incurred chain ladder; incurred CL ran 14% high there (case
+    # reserves on nil claims are released late), so incurred sets the a-priori, not the unpaid.
+    tail_method: Literal["none", "exponential", "inverse_power", "constant"] = "exponential"
+    tail_constant_paid: float = Field(1.0, ge=1)
+    tail_constant_incurred: float = Field(1.0, ge=1)
+    expected_basis: Literal["paid", "incurred"] = "paid"
+    bf_apriori_loss_ratio: float | None = Field(None, gt=0)
+    bf_apriori_maturity: float = Field(0.8, gt=0, le=1)
+    cape_cod_decay: float = Field(1.0, gt=0, le=1)
+    cape_cod_trend: float = 0.0
+    selection_rule: Literal["maturity", "paid_cl", "incurred_cl", "bf", "cape_cod", "model"] = "maturity"
+    selection_maturity: float = Field(0.9, gt=0, le=1)
+    selection_immature_method: Literal["paid_cl", "incurred_cl", "bf", "cape_cod", "model"] = "bf"
+    range_basis: Literal["paid", "incurred"] = "paid"
+    cv_floor: float = Field(0.01, ge=0)
 
     @classmethod
     def settings_customise_sources(

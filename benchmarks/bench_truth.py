@@ -1,0 +1,249 @@
+"""Truth benchmark: the actuarial methods' unpaid against the true unpaid from the synthetic book's full run-off.
+
+``python benchmarks/bench_truth.py [--claims 20000] [--seed 7] [--months 12] [--no-write]``
+
+The demo book (``scripts/demo.py``: 20,000 claims, accident months 2019-01 .. 2024-12, seed 7) is generated with
+``devtools.synth``, loaded into a fresh SQLite warehouse and ingested by the pipeline's own ``ingest`` (as recorded,
+quarterly origins and development) at the book's last ``--months`` month ends; each V's cells are read back with
+``load_cells`` and reserved per line by ``include.reserving.methods`` with the default settings.
+
+The truth at V: a line's true ultimate is every payment, whenever made, on its claims with an accident on or before
+V (the generator writes the whole run-off); true unpaid = true ultimate - paid as the pipeline sees it at V
+(transactions dated on/before V and recorded by the end of V). Payments dated by V but recorded later are therefore
+unpaid at V, as they are for the pipeline. The benchmark checks that its paid ties to the cells' latest paid.
+
+Per line and in total it reports, for each method (selected, paid CL, incurred CL, BF, Cape Cod), the bias (mean
+of estimated - true unpaid, relative to the mean true unpaid) and the MAE (mean |estimated - true|, same scale)
+over the valuations, and the selected unpaid's worst relative error on the total. Issue 13's target: selected
+within 5% of the true total unpaid at every valuation, and a smaller MAE than paid chain ladder on every line.
+The section "Truth benchmark" of BENCHMARKS.md is rewritten (other sections are kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.benchmarks_md import write_section  # noqa: E402
+from include.reserving.dates import end_of_day, month_end, month_index  # noqa: E402
+
+SECTION = "## Truth benchmark"
+DEMO = {"claims": 20_000, "seed": 7, "start": "2019-01", "end": "2024-12"}  # scripts/demo.py, unchanged
+METHODS = ("selected", "paid_cl", "incurred_cl", "bf", "cape_cod")
+TARGET_TOTAL = 0.05
+
+
+def true_unpaid(claims: pd.DataFrame, transactions: pd.DataFrame, valuation_date: dt.date) -> pd.DataFrame:
+    """True ultimate, paid as the pipeline sees it at V and true unpaid, per line of business.
+
+    Parameters
+    ----------
+    claims, transactions : pandas.DataFrame
+        The book's full run-off, shaped like the source tables ``claims`` and ``claim_transactions``.
+    valuation_date : datetime.date
+        V.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``segment, true_ultimate, paid, true_unpaid``: claims with an accident on/before V; ``paid`` counts the
+        transactions dated on/before V and recorded before the end of V (the pipeline's as-recorded snapshot).
+    """
+    accident = pd.to_datetime(claims["accident_date"])
+    covered = claims.loc[accident <= pd.Timestamp(valuation_date), ["claim_id", "line_of_business"]]
+    rows = transactions.merge(covered, on="claim_id")
+    amount = rows["paid_amount"].fillna(0.0).astype(float)
+    known = (pd.to_datetime(rows["transaction_date"]) <= pd.Timestamp(valuation_date)) & (
+        pd.to_datetime(rows["recorded_at"]) < pd.Timestamp(end_of_day(valuation_date))
+    )
+    out = pd.DataFrame(
+        {
+            "true_ultimate": amount.groupby(rows["line_of_business"]).sum(),
+            "paid": amount.where(known, 0.0).groupby(rows["line_of_business"]).sum(),
+        }
+    )
+    out = out.reindex(sorted(covered["line_of_business"].unique()), fill_value=0.0)
+    out["true_unpaid"] = out["true_ultimate"] - out["paid"]
+    return out.rename_axis("segment").reset_index()
+
+
+def valuation_dates(end: str, months: int) -> list[dt.date]:
+    """The book's last ``months`` month ends, oldest first."""
+    last = month_index(dt.date.fromisoformat(end + "-01"))
+    return [month_end(last - months + 1 + i) for i in range(months)]
+
+
+def load_valuations(
+    book, valuations: list[dt.date], folder: Path, progress: bool = True
+) -> dict[dt.date, pd.DataFrame]:
+    """Load ``book`` into a fresh SQLite warehouse, ingest it at each V and read the cells back."""
+    from tqdm import tqdm
+
+    from devtools.book import load_book
+    from include.reserving.ingest import ingest
+    from include.reserving.warehouse.cells import load_cells
+    from include.reserving.warehouse.core import make_engine
+
+    engine = make_engine(f"sqlite:///{folder / 'warehouse.db'}")
+    load_book(engine, book)
+    out = {}
+    for v in tqdm(valuations, desc="ingest", unit="V", disable=not progress):
+        ingest(engine, v)
+        out[v] = load_cells(engine, v)
+    engine.dispose()
+    return out
+
+
+def estimates(cells: pd.DataFrame, settings) -> pd.DataFrame:
+    """Each method's unpaid per line (``segment``, one column per ``METHODS``) and the paid the methods saw."""
+    from include.reserving import methods
+
+    summary = methods.reserve_book(cells, settings).summary.set_index("segment")
+    out = pd.DataFrame({"selected": summary["selected_ultimate"] - summary["paid"]})
+    for method in METHODS[1:]:
+        out[method] = summary[method] - summary["paid"]
+    out["cells_paid"] = summary["paid"]
+    return out.reset_index()
+
+
+def score(rows: pd.DataFrame) -> pd.DataFrame:
+    """Bias and MAE per line and in total for each method, relative to the mean true unpaid over the valuations.
+
+    ``rows`` has ``valuation_date, segment, true_unpaid`` and one unpaid column per method.
+    """
+    total = rows.groupby("valuation_date", as_index=False)[["true_unpaid", *METHODS]].sum().assign(segment="Total")
+    out = []
+    for segment, group in pd.concat([rows, total]).groupby("segment", sort=False):
+        scale = group["true_unpaid"].mean()
+        for method in METHODS:
+            error = group[method] - group["true_unpaid"]
+            out.append(
+                {
+                    "segment": segment,
+                    "method": method,
+                    "bias": error.mean() / scale,
+                    "mae": error.abs().mean() / scale,
+                    "worst": (error / group["true_unpaid"]).abs().max(),
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def verdict(rows: pd.DataFrame, scores: pd.DataFrame) -> tuple[bool, str]:
+    """Issue 13's target: selected within 5% of the true total unpaid at every V, lower MAE than paid CL per line."""
+    total = rows.groupby("valuation_date")[["true_unpaid", "selected"]].sum()
+    worst = float(((total["selected"] - total["true_unpaid"]) / total["true_unpaid"]).abs().max())
+    lines = scores[scores["segment"] != "Total"].pivot(index="segment", columns="method", values="mae")
+    beaten = lines["selected"] < lines["paid_cl"]
+    met = worst <= TARGET_TOTAL and bool(beaten.all())
+    text = (
+        f"selected total unpaid within {worst:.2%} of the truth at worst over {rows['valuation_date'].nunique()} "
+        f"valuations (target {TARGET_TOTAL:.0%}); MAE below paid CL on {int(beaten.sum())} of {len(beaten)} lines: "
+        f"target {'met' if met else 'NOT met'}"
+    )
+    return met, text
+
+
+def markdown(rows: pd.DataFrame, scores: pd.DataFrame, summary: str, command: str, seconds: float) -> str:
+    from include.reserving.config import load_settings
+    from include.reserving.methods import describe_rule
+
+    settings = load_settings()
+    by_v = rows.pivot_table(index="valuation_date", columns="segment", values="true_unpaid", aggfunc="sum")
+    total = rows.groupby("valuation_date")[["true_unpaid", *METHODS]].sum()
+    if settings.bf_apriori_loss_ratio is not None:
+        apriori = f"{settings.bf_apriori_loss_ratio:.1%} (set)"
+    else:
+        apriori = f"from the incurred CL of origins at least {settings.bf_apriori_maturity:.0%} developed on incurred"
+    lines = [
+        f"Command ({seconds:.0f} s; the demo book of scripts/demo.py, ingested as recorded with quarterly origins and",
+        "development, reserved by `include/reserving/methods.py` with the default settings):",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        "True unpaid at V = every payment, whenever made, on claims with an accident on/before V, less the paid the",
+        "pipeline sees at V (dated on/before V and recorded by its end); it ties to the cells' latest paid",
+        "to the cent.",
+        f"Settings: selection `{describe_rule(settings)}`; tail `{settings.tail_method}`; BF a-priori loss ratio",
+        f"{apriori}; BF and Cape Cod on the {settings.expected_basis} pattern.",
+        "",
+        f"**{summary}**",
+        "",
+        "Bias = mean(estimated - true unpaid) / mean true unpaid over the valuations; MAE = mean |estimated - true| on",
+        "the same scale; worst = the largest |estimated - true| / true at any one valuation.",
+        "",
+        "| line | method | bias | MAE | worst |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in scores.itertuples(index=False):
+        lines.append(f"| {r.segment} | {r.method} | {r.bias:+.1%} | {r.mae:.1%} | {r.worst:.1%} |")
+    lines += [
+        "",
+        "Total unpaid by valuation (millions) and each method's error relative to the truth:",
+        "",
+        "| V | " + " | ".join(f"true {s}" for s in by_v.columns) + " | true total | " + " | ".join(METHODS) + " |",
+        "|---|" + "---:|" * (len(by_v.columns) + 1 + len(METHODS)),
+    ]
+    for v, row in total.iterrows():
+        errors = " | ".join(f"{(row[m] - row['true_unpaid']) / row['true_unpaid']:+.1%}" for m in METHODS)
+        true_lines = " | ".join(f"{by_v.at[v, s] / 1e6:.1f}" for s in by_v.columns)
+        lines.append(f"| {v} | {true_lines} | {row['true_unpaid'] / 1e6:.1f} | {errors} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=DEMO["claims"], help="smaller for a quick run")
+    parser.add_argument("--seed", type=int, default=DEMO["seed"])
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    import logging
+    import warnings
+
+    from devtools.synth import BookSpec, generate_book
+    from include.reserving.config import load_settings
+
+    warnings.filterwarnings("ignore", module="chainladder")  # its fits narrate every short or flat triangle
+    logging.getLogger("include").setLevel(logging.WARNING)  # ingest logs each step; the progress bar says enough
+    started = time.perf_counter()
+    book = generate_book(BookSpec(claims=args.claims, seed=args.seed, start=DEMO["start"], end=DEMO["end"]))
+    valuations = valuation_dates(DEMO["end"], args.months)
+    settings = load_settings()
+    with tempfile.TemporaryDirectory(prefix="bench_truth_") as folder:
+        cells = load_valuations(book, valuations, Path(folder))
+    parts = []
+    for v in valuations:
+        truth = true_unpaid(book.claims, book.transactions, v)
+        got = estimates(cells[v], settings).merge(truth, on="segment", how="outer")
+        if not np.allclose(got["cells_paid"], got["paid"], atol=0.01):
+            raise AssertionError(f"V={v}: the truth's paid does not tie to the cells' latest paid:\n{got}")
+        parts.append(got.assign(valuation_date=v.isoformat()))
+    rows = pd.concat(parts, ignore_index=True)
+    scores = score(rows)
+    met, summary = verdict(rows, scores)
+    seconds = time.perf_counter() - started
+    with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+        print(scores.pivot(index="segment", columns="method", values="mae").rename_axis(None))
+    print(summary)
+    command = "python benchmarks/bench_truth.py" + ("" if args.claims == DEMO["claims"] else f" --claims {args.claims}")
+    if not args.no_write:
+        write_section(SECTION, markdown(rows, scores, summary, command, seconds))
+
+
+if __name__ == "__main__":
+    main()
