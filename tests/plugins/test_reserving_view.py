@@ -122,7 +122,7 @@ def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(bo
     pdf = client.get(item["model_card_pdf"])
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content == book.card_pdf.read_bytes()
 
-    registry.record_approval(make_engine(book.url), V2, book.challenger, "approve", item["variable_key"], "bob")
+    registry.decide(make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob")
     assert client.get("/api/approvals/pending").json() == []
 
 
