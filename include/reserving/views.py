@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,14 @@ CARD_FORMATS = ("md", "pdf")
 
 class NotFound(LookupError):
     """Nothing matches the request (nothing published, no such decision, no such file)."""
+
+
+class BadRequest(ValueError):
+    """The request names something that cannot exist (a model version id with path characters, a NUL byte)."""
+
+
+# What the registry's version ids are made of (date-method-hash): nothing that could steer a path.
+MODEL_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
 
 
 def _plain(value: Any) -> Any:
@@ -77,8 +86,7 @@ def champion(engine: Engine) -> dict[str, Any]:
             "trained_valuation_date": entry.trained_valuation_date.isoformat(),
             "basis": entry.basis,
             "code_version": entry.code_version,
-            "artifact_uri": entry.artifact_uri,
-        }
+        }  # no artifact_uri: the model_version identifies it, and the server's storage stays private
     return {"champion": current, "history": _records(registry.champion_history(engine))}
 
 
@@ -112,11 +120,15 @@ def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date,
     """
     if fmt not in CARD_FORMATS:
         raise NotFound(f"model cards are served as {' or '.join(CARD_FORMATS)}, not {fmt!r}")
+    if not MODEL_VERSION.fullmatch(model_version) or ".." in model_version:
+        raise BadRequest(f"{model_version!r} is not a model version id (letters, digits, '-', '_', '.')")
     if not artifacts.is_local(artifact_root):
-        raise NotFound(f"the artifact root {artifact_root} is remote: open the model card there")
+        raise NotFound("the artifact root is remote: open the model card there")
     decision = registry.decision_at(engine, valuation_date)
     if decision is None or decision.challenger_version != model_version:
         raise NotFound(f"no promotion decision for model {model_version!r} at valuation date {valuation_date}")
+    if not decision.run_id:  # the card lives in its run's folder
+        raise NotFound(f"the promotion decision at {valuation_date} names no run: its model card cannot be found")
     root = Path(artifact_root.removeprefix("file://")).resolve()
     folder = artifacts.run_dir(str(root), valuation_date, decision.run_id)
     path = Path(folder, f"{artifacts.model_card_stem(model_version)}.{fmt}").resolve()

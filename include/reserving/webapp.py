@@ -8,7 +8,8 @@ Routes (relative to the mount):
   its metadata, line totals and rows. 400 if V is not a date or not a month end, 404 if nothing is published.
 - ``GET /api/champion``, ``GET /api/approvals/pending``.
 - ``GET /model-cards/{valuation_date}/{model_version}.{md|pdf}``: a challenger's model card, read only from under
-  the artifact root.
+  the artifact root. 400 for a bad date or a version id with anything but letters, digits, ``-_.`` (a NUL, ``..``),
+  404 if there is no such card. No answer names a server path (the champion's artifact URI is left out).
 
 Authentication (checked on Airflow 3.3.2, simple auth manager, see tests/plugins/): every route depends on
 ``requires_authenticated()`` from ``airflow.api_fastapi.core_api.security``, which accepts either
@@ -147,6 +148,8 @@ def create_app(engine: Engine | None = None, artifact_root: str | None = None) -
         day = _date_or_400(valuation_date)
         try:
             path = views.model_card_path(wh.engine, wh.artifact_root, day, model_version, fmt)
+        except views.BadRequest as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from None
         except views.NotFound as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         media = "application/pdf" if fmt == "pdf" else "text/plain; charset=utf-8"

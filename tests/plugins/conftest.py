@@ -84,10 +84,7 @@ def populate(url: str, artifact_root: Path) -> Book:
     registry.record_decision(
         engine, governance.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
     )
-    approval_id = registry.record_approval(
-        engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada"
-    )
-    registry.set_champion(engine, champ.model_version, V1, "promoted", approved_by="ada", approval_id=approval_id)
+    registry.decide(engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada")
     registry.record_decision(
         engine,
         governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),

@@ -209,3 +209,18 @@ def test_the_view_renders_in_chromium_after_an_airflow_login(api_server, browser
     ui_shot = ARTIFACTS / "reserving_in_airflow_ui.png"
     browser.screenshot(ui_shot)
     assert ui_shot.stat().st_size > 20_000
+
+
+def test_bad_paths_get_4xx_and_no_server_path_through_the_real_server(api_server):
+    """The in-process tests (test_reserving_view) cover the cases; this checks the api-server's stack passes them on."""
+    auth = {"Authorization": f"Bearer {api_server.token()}"}
+    root = str(api_server.book.artifact_root)
+    for path, want in [
+        (f"/reserving/model-cards/2024-02-29/{api_server.book.challenger}%00.md", 400),
+        ("/reserving/model-cards/2024-02-29/...md", 400),
+        ("/reserving/api/reserves?valuation_date=%00", 400),
+    ]:
+        status, body = _get(api_server.base + path, auth)
+        assert status == want and root not in body.decode("utf-8", "replace"), (path, status, body[:300])
+    status, body = _get(api_server.base + "/reserving/api/champion", auth)
+    assert status == 200 and "artifact_uri" not in json.loads(body)["champion"] and root not in body.decode()

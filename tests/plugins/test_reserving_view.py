@@ -5,6 +5,7 @@ pending approvals carry the exact Variable, model cards are served only from und
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 
 import pytest
@@ -101,6 +102,7 @@ def test_champion_and_history(book):
     body = _client(book).get("/api/champion").json()
     assert body["champion"]["model_version"] == book.champion
     assert body["champion"]["method"] == "chain_ladder"
+    assert "artifact_uri" not in body["champion"] and "/artifacts/" not in json.dumps(body)  # no server path
     assert [(h["model_version"], h["action"], h["approved_by"]) for h in body["history"]] == [
         (book.champion, "promoted", "ada")
     ]
@@ -122,7 +124,7 @@ def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(bo
     pdf = client.get(item["model_card_pdf"])
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content == book.card_pdf.read_bytes()
 
-    registry.record_approval(make_engine(book.url), V2, book.challenger, "approve", item["variable_key"], "bob")
+    registry.decide(make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob")
     assert client.get("/api/approvals/pending").json() == []
 
 
@@ -140,6 +142,45 @@ def test_model_cards_are_served_only_from_under_the_artifact_root(book, tmp_path
     book.card_md.symlink_to(secret)
     response = client.get(f"{base}.md")
     assert response.status_code == 404 and "outside the artifact root" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/model-cards/2024-02-29/%00.md", 400),
+        ("/model-cards/2024-02-29/{challenger}%00.md", 400),
+        ("/model-cards/2024-02-29/a%00..%00b.pdf", 400),
+        ("/model-cards/2024-02-29/..md", 400),  # the version '.'
+        ("/model-cards/2024-02-29/...md", 400),  # the version '..'
+        ("/model-cards/2024-02-29/%2E%2E.pdf", 400),
+        ("/model-cards/2024-02-29/{challenger}.md%00", 404),
+        ("/model-cards/2024-02-29%00/{challenger}.md", 400),
+        ("/model-cards/..%2F2024-02-29/{challenger}.md", 404),  # no such route
+        ("/model-cards/29.02.2024/{challenger}.md", 400),
+        ("/api/reserves?valuation_date=%00", 400),
+        ("/api/reserves?valuation_date=29%2F02%2F2024", 400),
+        ("/api/reserves?valuation_date=2024-02", 400),
+        ("/api/reserves?valuation_date=..%2F..%2Fetc", 400),
+    ],
+)
+def test_bad_paths_are_4xx_and_name_no_server_path(book, path, status):
+    """A NUL byte, '..' or an unknown date format is the caller's mistake: 4xx with a reason, never a 500."""
+    response = _client(book).get(path.format(challenger=book.challenger))
+    assert response.status_code == status, response.text
+    assert str(book.artifact_root) not in response.text and "detail" in response.json()
+
+
+def test_a_card_of_a_decision_without_a_run_is_404_and_a_remote_root_is_not_named(book):
+    engine = make_engine(book.url)
+    registry.record_decision(
+        engine, governance.decide_promotion(V2, book.champion, -0.12, book.challenger, -0.08, 0.01)
+    )
+    response = _client(book).get(f"/model-cards/2024-02-29/{book.challenger}.md")
+    assert response.status_code == 404 and "names no run" in response.json()["detail"]
+    remote = webapp.create_app(engine, "s3://private-bucket/reserving")
+    remote.dependency_overrides[webapp.authenticated] = lambda: None
+    response = TestClient(remote).get(f"/model-cards/2024-02-29/{book.challenger}.md")
+    assert response.status_code == 404 and "private-bucket" not in response.text
 
 
 def test_page_shows_reserves_champion_approvals_and_health(book):

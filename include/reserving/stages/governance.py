@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from include.reserving import approval, artifacts
-from include.reserving.domain import ChampionAction, Decision, ModelStatus
+from include.reserving.domain import Decision
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.reporting import send_email
@@ -70,41 +70,39 @@ def email_model_card(facts: RunFacts, card: dict) -> dict:
 
 
 def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None) -> dict:
-    """Record the actuary's decision (or the timeout) and promote on approval; every outcome is audited."""
+    """Record the actuary's decision (or the timeout) and promote on approval, in one transaction; every outcome is
+    audited. A re-run keeps the recorded decision as it is and only completes what it implies (idempotent)."""
     engine = facts.engine()
     version = evaluation["challenger_version"]
-    key = approval.approval_key(facts.valuation_date)
-    decision = outcome.get("decision", Decision.TIMEOUT)
-    approval_id = registry.record_approval(
+    recorded = registry.decide(
         engine,
         facts.valuation_date,
         version,
-        decision,
-        key,
+        outcome.get("decision", Decision.TIMEOUT),
+        approval.approval_key(facts.valuation_date),
         decided_by=outcome.get("by"),
         comment=outcome.get("comment"),
         run_id=facts.run_id,
     )
+    decision, by = recorded.decision, recorded.decided_by
     if decision == Decision.APPROVE:
-        registry.set_champion(
-            engine,
-            version,
-            facts.valuation_date,
-            ChampionAction.PROMOTED,
-            approved_by=outcome.get("by"),
-            approval_id=approval_id,
-            run_id=facts.run_id,
-        )
-        message = f"Model {version} approved by {outcome.get('by')} and promoted to champion for {facts.valuation_date}"
+        message = f"Model {version} approved by {by} and promoted to champion for {facts.valuation_date}"
     elif decision == Decision.REJECT:
-        registry.set_status(engine, version, ModelStatus.REJECTED)
-        message = f"Model {version} rejected by {outcome.get('by')} for {facts.valuation_date}: champion kept"
+        message = f"Model {version} rejected by {by} for {facts.valuation_date}: champion kept"
     else:
         message = (
             f"Approval of model {version} for {facts.valuation_date} timed out: champion kept. "
             + ApprovalInstruction(facts.valuation_date, version).text
         )
+    if not recorded.newly_recorded:
+        message = f"(already recorded as approvals.id={recorded.approval_id}) {message}"
     log.info(message)
     if alert is not None:
         alert(message)
-    return {"decision": str(decision), "model_version": version, "approval_id": approval_id, "message": message}
+    return {
+        "decision": str(decision),
+        "model_version": version,
+        "approval_id": recorded.approval_id,
+        "promoted": recorded.promoted,
+        "message": message,
+    }

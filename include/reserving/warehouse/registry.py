@@ -2,7 +2,9 @@
 
 Exactly one champion at any time: a unique partial index on ``model_registry.status = 'champion'`` enforces it in
 the database, and champion changes run in one transaction (serialised by an advisory lock on PostgreSQL) that
-retires the old champion, crowns the new one and writes ``champion_history``.
+retires the old champion, crowns the new one and writes ``champion_history``. An actuary's decision is recorded in
+that same transaction (``decide``), once: approval rows are never deleted or rewritten, so every history row's
+``approval_id`` exists.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, insert, select, text, update
@@ -101,15 +103,23 @@ def candidate_trained_at(engine: Engine, valuation_date: dt.date) -> ModelEntry 
 
 def set_status(engine: Engine, model_version: str, status: str) -> None:
     """Mark a candidate rejected (or any non-champion status); the champion only moves through set_champion."""
+    with engine.begin() as conn:
+        _set_status(conn, model_version, status)
+
+
+def _set_status(conn: Connection, model_version: str, status: str) -> None:
     if status == ModelStatus.CHAMPION:
         raise ValueError("use set_champion to crown a champion")
     mr = schema.model_registry
-    with engine.begin() as conn:
-        conn.execute(
-            update(mr)
-            .where(mr.c.model_version == model_version, mr.c.status != ModelStatus.CHAMPION.value)
-            .values(status=str(status))
-        )
+    conn.execute(
+        update(mr)
+        .where(mr.c.model_version == model_version, mr.c.status != ModelStatus.CHAMPION.value)
+        .values(status=str(status))
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _lock_champion(conn: Connection) -> None:
@@ -128,34 +138,49 @@ def set_champion(
     changed_at: dt.datetime | None = None,
 ) -> bool:
     """Make ``model_version`` the champion in one transaction; returns False if it already was (re-run)."""
+    with engine.begin() as conn:
+        _lock_champion(conn)
+        return _crown(conn, model_version, valuation_date, action, approved_by, approval_id, run_id, changed_at)
+
+
+def _crown(
+    conn: Connection,
+    model_version: str,
+    valuation_date: dt.date,
+    action: str,
+    approved_by: str | None,
+    approval_id: int | None,
+    run_id: str | None,
+    changed_at: dt.datetime | None = None,
+) -> bool:
+    """Retire the champion, crown ``model_version`` and write its history row, inside the caller's transaction
+    (which holds the champion lock); False if it already was the champion."""
     if action not in tuple(ChampionAction):
         raise ValueError(f"action {action!r} must be one of {[a.value for a in ChampionAction]}")
     mr, ch = schema.model_registry, schema.champion_history
-    with engine.begin() as conn:
-        _lock_champion(conn)
-        current = conn.execute(
-            select(mr.c.model_version).where(mr.c.status == ModelStatus.CHAMPION.value)
-        ).scalar_one_or_none()
-        if current == model_version:
-            return False
-        target = conn.execute(select(mr.c.status).where(mr.c.model_version == model_version)).scalar_one_or_none()
-        if target is None:
-            raise LookupError(f"model version {model_version} is not in the registry")
-        if current is not None:
-            conn.execute(update(mr).where(mr.c.model_version == current).values(status=ModelStatus.RETIRED.value))
-        conn.execute(update(mr).where(mr.c.model_version == model_version).values(status=ModelStatus.CHAMPION.value))
-        conn.execute(
-            insert(ch).values(
-                valuation_date=valuation_date,
-                model_version=model_version,
-                previous_version=current,
-                action=str(action),
-                approved_by=approved_by,
-                approval_id=approval_id,
-                changed_at=changed_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                run_id=run_id,
-            )
+    current = conn.execute(
+        select(mr.c.model_version).where(mr.c.status == ModelStatus.CHAMPION.value)
+    ).scalar_one_or_none()
+    if current == model_version:
+        return False
+    target = conn.execute(select(mr.c.status).where(mr.c.model_version == model_version)).scalar_one_or_none()
+    if target is None:
+        raise LookupError(f"model version {model_version} is not in the registry")
+    if current is not None:
+        conn.execute(update(mr).where(mr.c.model_version == current).values(status=ModelStatus.RETIRED.value))
+    conn.execute(update(mr).where(mr.c.model_version == model_version).values(status=ModelStatus.CHAMPION.value))
+    conn.execute(
+        insert(ch).values(
+            valuation_date=valuation_date,
+            model_version=model_version,
+            previous_version=current,
+            action=str(action),
+            approved_by=approved_by,
+            approval_id=approval_id,
+            changed_at=changed_at or _now(),
+            run_id=run_id,
         )
+    )
     log.info("champion: %s -> %s (%s, approved by %s)", current, model_version, action, approved_by)
     return True
 
@@ -251,7 +276,19 @@ def backtests(engine: Engine, valuation_date: dt.date) -> pd.DataFrame:
 # --- approvals -------------------------------------------------------------------------------------------------------
 
 
-def record_approval(
+@dataclass(frozen=True)
+class RecordedDecision:
+    """The decision on (V, version) as recorded (first write wins), and what this call did about it."""
+
+    approval_id: int
+    decision: str
+    decided_by: str | None
+    decided_at: dt.datetime
+    newly_recorded: bool  # False: a re-run found it already recorded (and left the row as it was)
+    promoted: bool  # this call crowned the version
+
+
+def decide(
     engine: Engine,
     valuation_date: dt.date,
     model_version: str,
@@ -261,25 +298,61 @@ def record_approval(
     comment: str | None = None,
     decided_at: dt.datetime | None = None,
     run_id: str | None = None,
-) -> int:
-    """Write the outcome (approve, reject, timeout) for (V, version), replacing a re-run's; returns its id."""
+) -> RecordedDecision:
+    """Record the outcome (approve, reject, timeout) on (V, version) and act on it, in ONE transaction.
+
+    Approve crowns the version, its champion_history row naming this approval; reject marks it rejected. A crash
+    therefore leaves either nothing or everything. The recorded decision is immutable: a re-run finds it, never
+    deletes or rewrites it (history rows point at its id), acts on the recorded decision rather than the one passed
+    in, and completes a promotion that an older, non-atomic run recorded but never made.
+    """
     if decision not in tuple(Decision):
         raise ValueError(f"decision {decision!r} must be one of {[d.value for d in Decision]}")
-    ap = schema.approvals
-    key = {"valuation_date": valuation_date, "model_version": model_version}
-    row = {
-        "decision": str(decision),
-        "decided_by": decided_by,
-        "decided_at": decided_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        "comment": comment,
-        "variable_key": variable_key,
-        "run_id": run_id,
-    }
+    ap, ch = schema.approvals, schema.champion_history
     with engine.begin() as conn:
-        replace_rows(conn, ap, key, [row])
-        return conn.execute(
-            select(ap.c.id).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
-        ).scalar_one()
+        _lock_champion(conn)  # also serialises two runs deciding the same (V, version)
+        row = _approval(conn, valuation_date, model_version)
+        newly_recorded = row is None
+        if newly_recorded:
+            conn.execute(
+                insert(ap).values(
+                    valuation_date=valuation_date,
+                    model_version=model_version,
+                    decision=str(decision),
+                    decided_by=decided_by,
+                    decided_at=decided_at or _now(),
+                    comment=comment,
+                    variable_key=variable_key,
+                    run_id=run_id,
+                )
+            )
+            row = _approval(conn, valuation_date, model_version)
+        promoted = False
+        if row.decision == Decision.APPROVE:
+            done = conn.execute(select(ch.c.id).where(ch.c.approval_id == row.id).limit(1)).first()
+            if done is None:
+                promoted = _crown(
+                    conn, model_version, valuation_date, ChampionAction.PROMOTED, row.decided_by, row.id, run_id
+                )
+        elif row.decision == Decision.REJECT:
+            _set_status(conn, model_version, ModelStatus.REJECTED)
+    if not newly_recorded and row.decision != decision:
+        log.warning(
+            "%s on %s for %s was already recorded as %s (approvals.id=%s): kept, not rewritten",
+            decision,
+            model_version,
+            valuation_date,
+            row.decision,
+            row.id,
+        )
+    return RecordedDecision(row.id, row.decision, row.decided_by, row.decided_at, newly_recorded, promoted)
+
+
+def _approval(conn: Connection, valuation_date: dt.date, model_version: str):
+    ap = schema.approvals
+    return conn.execute(
+        select(ap).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
+    ).first()
 
 
 def decision_on(engine: Engine, valuation_date: dt.date, model_version: str) -> str | None:

@@ -196,6 +196,50 @@ def test_views_left_by_a_killed_run_are_dropped_and_the_runs_own_go(warehouse, t
     assert inspect(warehouse).get_view_names() == ["quality_dashboard"]
 
 
+# The child runs the gate and SIGKILLs itself when Great Expectations first reads one of the run's views: they are
+# committed, and the run dies before its own clean-up.
+KILLED_GATE = """
+import os, signal, sys
+from pathlib import Path
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _die(conn, cursor, statement, parameters, context, executemany):
+    if "quality_transactions_extract_" in statement and not statement.lstrip().upper().startswith("CREATE"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+from tests.include.quality.book import V, SETTINGS
+from include.reserving.quality.runner import run_quality_gate
+
+run_quality_gate(sys.argv[1], V, "as_recorded", SETTINGS, Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.postgres
+def test_a_gate_killed_with_its_views_in_place_is_cleaned_up_by_the_next_run(pg_url, tmp_path):
+    engine = make_engine(pg_url)
+    schema.create_all(engine)
+    load(engine)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    child = subprocess.run(
+        [sys.executable, "-c", KILLED_GATE, pg_url, str(tmp_path / "killed")],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == -9, child.stderr[-3000:]
+    left = sorted(inspect(engine).get_view_names())
+    assert [name.rsplit("_", 1)[0] for name in left] == ["quality_snapshot_claims", "quality_transactions_extract"]
+
+    report = gate(engine, tmp_path, previous_row_count=6)
+    assert report.success and report.row_count == 5, report.summary()
+    assert inspect(engine).get_view_names() == []
+    engine.dispose()
+
+
 # --- the generator's defect knobs, end to end (synth -> ingest -> gate) --------------------------------------------
 
 # Late enough that every claim is reported and every row recorded by V: each injected defect is in the extract.

@@ -123,7 +123,7 @@ def test_near_equal_specs_alternating_never_flip_the_champion():
     assert flips == 0 and champion == "spec_a"
 
 
-def test_decisions_backtests_and_approvals_are_replaced_on_rerun(warehouse):
+def test_decisions_and_backtests_are_replaced_on_rerun(warehouse):
     import pandas as pd
 
     d = governance.decide_promotion(V, "champ", -0.10, "chall", -0.08, 0.01)
@@ -132,10 +132,34 @@ def test_decisions_backtests_and_approvals_are_replaced_on_rerun(warehouse):
     scores = pd.DataFrame({"segment": ["ALL", "Motor"], "wape": [0.1, 0.2], "rmse": [5.0, 6.0]})
     registry.store_backtest(warehouse, V, "chall", "challenger", scores, 4, "r1")
     registry.store_backtest(warehouse, V, "chall", "challenger", scores, 4, "r1")
-    first = registry.record_approval(warehouse, V, "chall", "approve", "reserving_approval__2024-01-31", "ada")
-    second = registry.record_approval(warehouse, V, "chall", "approve", "reserving_approval__2024-01-31", "ada")
-    assert first >= 1 and second >= 1
     with warehouse.connect() as conn:
-        for table, n in ((schema.promotion_decisions, 1), (schema.backtest_results, 2), (schema.approvals, 1)):
+        for table, n in ((schema.promotion_decisions, 1), (schema.backtest_results, 2)):
             assert conn.execute(select(func.count()).select_from(table)).scalar_one() == n
-    assert registry.approvals(warehouse).decided_by.tolist() == ["ada"]
+
+
+def test_a_decision_is_recorded_once_and_never_rewritten(warehouse):
+    """The first write wins: a re-run (even one carrying another outcome) reads the row and leaves it as it was."""
+    a = registry.register(warehouse, _entry("chain_ladder", 1))
+    b = registry.register(warehouse, _entry("xgboost", 1))
+    key = "reserving_approval__2024-01-31"
+    first = registry.decide(warehouse, V, a.model_version, "approve", key, "ada", "good", dt.datetime(2024, 2, 2, 9))
+    assert (first.decision, first.newly_recorded, first.promoted) == ("approve", True, True)
+    again = registry.decide(warehouse, V, a.model_version, "timeout", key, None, None, dt.datetime(2024, 2, 9))
+    assert (again.approval_id, again.decision, again.decided_by) == (first.approval_id, "approve", "ada")
+    assert (again.decided_at, again.newly_recorded, again.promoted) == (dt.datetime(2024, 2, 2, 9), False, False)
+    rows = registry.approvals(warehouse)
+    assert rows[["id", "decision", "decided_by", "comment"]].values.tolist() == [
+        [first.approval_id, "approve", "ada", "good"]
+    ]
+    history = registry.champion_history(warehouse)
+    assert history[["model_version", "approval_id", "approved_by"]].values.tolist() == [
+        [a.model_version, first.approval_id, "ada"]
+    ]
+
+    rejected = registry.decide(warehouse, V, b.model_version, "reject", key, "bob")
+    assert registry.get(warehouse, b.model_version).status == "rejected" and not rejected.promoted
+    assert registry.decide(warehouse, V, b.model_version, "approve", key, "eve").decision == "reject"
+    assert registry.champion(warehouse).model_version == a.model_version
+    assert len(registry.champion_history(warehouse)) == 1
+    with pytest.raises(ValueError, match="decision 'maybe'"):
+        registry.decide(warehouse, V, b.model_version, "maybe", key)
