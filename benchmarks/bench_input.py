@@ -1,4 +1,4 @@
-"""Benchmark: ingest + quality gate + drift for one valuation date against one plain aggregate scan, same run.
+"""Benchmark: the input group (contract .. drift) for one valuation date against one plain aggregate scan, same run.
 
 ``python benchmarks/bench_input.py --claims 1000000 [--repeat 1] [--scan-repeat 3] [--no-write]``
 
@@ -7,7 +7,8 @@ A fresh PostgreSQL database is created for the run (and dropped after it) and a 
 
 (a) the plain aggregate scan: one GROUP BY of the transactions as at V (joined to their claims for the origin) to
     triangle cells (segment, accident quarter, development quarter), the floor any ingest has to pay;
-(b) the monthly run: ingest + gate + plausibility + drift for V, as the DAG's tasks run them (``ingest``;
+(b) the monthly run: contract + reconcile + ingest + gate + plausibility + drift for V, as the DAG's tasks run
+    them (``stages.input.contract`` and ``reconcile``, ``ingest``;
     ``run_quality_gate`` with what the gate stored for the previous month end (``previous_gate``), ``store_results``;
     ``monthly_aggregates``, ``plausibility.evaluate``, its ``store_results``; ``drift_report``,
     ``store_drift_metrics``), after (c) the same for the month end before V on the empty warehouse (the first
@@ -65,6 +66,8 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
     from include.reserving import plausibility
     from include.reserving.ingest import ingest
     from include.reserving.quality.runner import previous_gate, run_quality_gate
+    from include.reserving.stages import RunFacts
+    from include.reserving.stages import input as stages
     from include.reserving.stages.input import drift_report_at
     from include.reserving.warehouse import history
     from include.reserving.warehouse import plausibility as plausibility_store
@@ -72,9 +75,16 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
     from include.reserving.warehouse.quality import store_results
 
     seconds = {}
+    facts = RunFacts(valuation_date, "as_recorded", f"bench_{valuation_date}", settings)
     started = time.perf_counter()
+    stages.contract(facts)
+    seconds["contract"] = time.perf_counter() - started
+    mark = time.perf_counter()
+    stages.reconcile(facts)
+    seconds["reconcile"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     ingest(engine, valuation_date)
-    seconds["ingest"] = time.perf_counter() - started
+    seconds["ingest"] = time.perf_counter() - mark
     mark = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_gate_") as folder:
         previous = previous_gate(engine, valuation_date, "as_recorded")
@@ -100,6 +110,7 @@ def child(url: str, valuation_date: dt.date) -> None:
     from include.reserving.dates import previous_month_end
     from include.reserving.warehouse.core import make_engine
 
+    os.environ["AIRFLOW_CONN_RESERVING_DB"] = url  # the stages reach the warehouse through the connection
     engine = make_engine(url)
     settings = Settings(amount_min=-AMOUNT_BOUND, amount_max=AMOUNT_BOUND)
     first_valuation = previous_month_end(valuation_date)
@@ -199,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
                     scans.append(scan(url, v))
                     bar.update()
                 if i < args.repeat:
-                    bar.set_postfix_str("ingest + gate + plausibility + drift")
+                    bar.set_postfix_str("contract .. drift")
                     runs.append(run_child(url, v))
                     bar.update()
     finally:
@@ -208,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         admin.dispose()
 
     a = statistics.median(scans)
-    keys = ("ingest", "gate", "plausibility", "drift", "total")
+    keys = ("contract", "reconcile", "ingest", "gate", "plausibility", "drift", "total")
     stages = {k: statistics.median(r[0]["seconds"][k] for r in runs) for k in keys}
     firsts = {k: statistics.median(r[0]["first"][k] for r in runs) for k in keys}
     peak = max(r[1] for r in runs)
@@ -220,8 +231,9 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/bench_input.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = f"""Fresh PostgreSQL database, synthetic book of {args.claims:,} claims (seed {args.seed}, {n_rows:,}
 transactions, ANALYZEd), valuation date V = {v}, basis as_recorded, gate amount bounds +/-{AMOUNT_BOUND:,.0f} (the
-synthetic tail exceeds the default 10M). In one child process, as the DAG's tasks run them: (c) ingest + gate +
-drift for the month end before V, {prev}, on the empty warehouse (the first valuation: no volume baseline, every row
+synthetic tail exceeds the default 10M). In one child process, as the DAG's tasks run them:
+(c) contract check, reconciliation to the finance control totals, ingest, gate, plausibility and drift ("all six")
+for the month end before V, {prev}, on the empty warehouse (the first valuation: no volume baseline, every row
 checked for uniqueness); then (b) the same for V, the monthly run: the gate has {prev}'s clean result, so it checks
 the volume and checks uniqueness only for the rows recorded since, against every row as at V (uniqueness
 narrowed: {first["incremental"]}). (a) one plain aggregate scan of the transactions as at V joined to their claims,
@@ -233,16 +245,20 @@ Reproduce: `{command.strip()}`
 | measure | seconds (median) | runs (s) |
 |---|---:|---|
 | (a) plain aggregate scan | {a:.1f} | {", ".join(f"{s:.1f}" for s in scans)} |
+| (b) monthly run: contract | {stages["contract"]:.1f} | {_runs(runs, "contract")} |
+| (b) monthly run: reconcile | {stages["reconcile"]:.1f} | {_runs(runs, "reconcile")} |
 | (b) monthly run: ingest | {stages["ingest"]:.1f} | {_runs(runs, "ingest")} |
 | (b) monthly run: gate | {stages["gate"]:.1f} | {_runs(runs, "gate")} |
 | (b) monthly run: plausibility | {stages["plausibility"]:.1f} | {_runs(runs, "plausibility")} |
 | (b) monthly run: drift | {stages["drift"]:.1f} | {_runs(runs, "drift")} |
-| **(b) monthly run: ingest + gate + plausibility + drift** | **{stages["total"]:.1f}** | {_runs(runs, "total")} |
+| **(b) monthly run: all six** | **{stages["total"]:.1f}** | {_runs(runs, "total")} |
+| (c) first valuation: contract | {firsts["contract"]:.1f} | {_runs(runs, "contract", "first")} |
+| (c) first valuation: reconcile | {firsts["reconcile"]:.1f} | {_runs(runs, "reconcile", "first")} |
 | (c) first valuation: ingest | {firsts["ingest"]:.1f} | {_runs(runs, "ingest", "first")} |
 | (c) first valuation: gate | {firsts["gate"]:.1f} | {_runs(runs, "gate", "first")} |
 | (c) first valuation: plausibility | {firsts["plausibility"]:.1f} | {_runs(runs, "plausibility", "first")} |
 | (c) first valuation: drift | {firsts["drift"]:.1f} | {_runs(runs, "drift", "first")} |
-| (c) first valuation: ingest + gate + plausibility + drift | {firsts["total"]:.1f} | {_runs(runs, "total", "first")} |
+| (c) first valuation: all six | {firsts["total"]:.1f} | {_runs(runs, "total", "first")} |
 
 Ratio b/a, the monthly run: **{ratio:.1f}x** (aim: at most 3x:
 {"met" if ratio <= 3 else f"missed by {ratio - 3:.1f}x"}).
@@ -256,8 +272,9 @@ average {os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}
 {commit.stdout.strip() or "?"}. Peak memory is the task process only (not the PostgreSQL server)."""
     print(body)
     print(
-        f"bench_input: scan {a:.1f} s, monthly ingest+gate+plausibility+drift {stages['total']:.1f} s "
-        f"(ingest {stages['ingest']:.1f}, gate {stages['gate']:.1f}, plausibility {stages['plausibility']:.1f}, "
+        f"bench_input: scan {a:.1f} s, monthly contract..drift {stages['total']:.1f} s "
+        f"(contract {stages['contract']:.1f}, reconcile {stages['reconcile']:.1f}, ingest {stages['ingest']:.1f}, "
+        f"gate {stages['gate']:.1f}, plausibility {stages['plausibility']:.1f}, "
         f"drift {stages['drift']:.1f}), "
         f"ratio {ratio:.1f}x (first valuation {first_ratio:.1f}x), peak RSS {peak:.0f} MB"
     )

@@ -1,11 +1,11 @@
-"""Monthly per-line aggregates of the SOURCE tables as at V, for month-level plausibility (plausibility.py): one
-grouped query per table, each row a (line, month).
+"""Monthly per-line aggregates of the SOURCE tables as at V, for month-level plausibility (plausibility.py): grouped
+queries, each row a (line, month); the transactions' volumes only over the history window the checks judge.
 
 A month's rows are attributed the way the basis sees them arrive: ``as_recorded`` by the month they were recorded
 in (``recorded_at``; rows recorded after V are not in the extract, as in ingest), ``restated`` by the month they are
 dated in (recording time ignored). Claims count in the month they were reported; earned premium and exposure in
 their month. The data-defect counts (``recorded_at`` before ``transaction_date``, status values outside the known
-set) ride along on the same pass, per (line, month), over the whole extract as at V.
+set) are counted per (line, month) over the whole extract as at V, by a pass that joins only the defective rows.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ def monthly_aggregates(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(transactions, claims, exposure)`` per (segment, month index) as at V; see the module docstring.
 
-    transactions: rows, paid, case_movement (gross: the sum of absolute case-reserve changes), the largest single
+    transactions (V's month and the ``median_months`` before it; a row of an older month carries only defects):
+    rows, paid, case_movement (gross: the sum of absolute case-reserve changes), the largest single
     payment and case-reserve change (a large loss is not a defect), paid_rows, last_recorded,
-    recorded_before_dated, bad_status and one bad_status_example, and median_paid (the median positive payment,
-    for V's month and the ``median_months`` before it only: a sort, not a sum); claims: new_claims; exposure:
+    recorded_before_dated, bad_status and one bad_status_example (over the whole extract), and median_paid (the
+    median positive payment: a sort, not a sum); claims: new_claims; exposure:
     earned_premium, exposure (sums: NaN or infinity survive them).
     """
     c, t, e = schema.claims, schema.claim_transactions, schema.earned_exposure
@@ -45,6 +46,12 @@ def monthly_aggregates(
     bad_status = or_(
         t.c.status.is_(None), t.c.status.not_in(TRANSACTION_STATUSES)
     )  # IN is case-sensitive on both databases
+    # Volumes and the median are only judged over the history window (V's month and the ``median_months`` before
+    # it), so only that window's rows are aggregated; the defects below are counted over the whole extract.
+    start = valuation_date.year * 12 + valuation_date.month - 1 - median_months
+    since = dt.date(start // 12, start % 12 + 1, 1)
+    since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
+    joined = t.join(c, c.c.claim_id == t.c.claim_id)
     transactions = (
         select(
             c.c.line_of_business.label("segment"),
@@ -56,19 +63,28 @@ def monthly_aggregates(
             func.max(func.abs(case_change)).label("largest_case_change"),
             func.sum(case((nonzero, 1), else_=0)).label("paid_rows"),
             func.max(t.c.recorded_at).label("last_recorded"),
-            func.sum(case((t.c.recorded_at < t.c.transaction_date, 1), else_=0)).label("recorded_before_dated"),
+        )
+        .select_from(joined)
+        .where(txn_filter, claim_filter, arrival >= since)
+        .group_by(c.c.line_of_business, month)
+    )
+    # Only the defective rows reach the join (the predicate is on the transactions alone), so counting them over
+    # the whole extract costs one filtered pass, not a second aggregate of the book.
+    early = t.c.recorded_at < t.c.transaction_date
+    defects = (
+        select(
+            c.c.line_of_business.label("segment"),
+            month.label("month"),
+            func.sum(case((early, 1), else_=0)).label("recorded_before_dated"),
             func.sum(case((bad_status, 1), else_=0)).label("bad_status"),
             func.min(case((bad_status, func.coalesce(t.c.status, "NULL")))).label("bad_status_example"),
         )
-        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
-        .where(txn_filter, claim_filter)
+        .select_from(joined)
+        .where(txn_filter, claim_filter, or_(early, bad_status))
         .group_by(c.c.line_of_business, month)
     )
     # The median positive payment: a few large losses do not move it, a units shift moves it whole. Window
     # functions give it on both databases (SQLite has no median aggregate).
-    start = valuation_date.year * 12 + valuation_date.month - 1 - median_months
-    since = dt.date(start // 12, start % 12 + 1, 1)
-    since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
     partition = (c.c.line_of_business, month)
     ranked = (
         select(
@@ -78,7 +94,7 @@ def monthly_aggregates(
             func.row_number().over(partition_by=partition, order_by=t.c.paid_amount).label("rn"),
             func.count().over(partition_by=partition).label("n"),
         )
-        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
+        .select_from(joined)
         .where(txn_filter, claim_filter, t.c.paid_amount > 0, arrival >= since)
         .subquery()
     )
@@ -105,12 +121,16 @@ def monthly_aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exposure_month)
     )
-    frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians)]
+    frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians, defects)]
     for frame in frames:
         frame["month"] = frame["month"].astype("int64")
-    frames[0]["last_recorded"] = pd.to_datetime(frames[0]["last_recorded"])
-    frames[0] = frames[0].merge(frames.pop(), on=["segment", "month"], how="left")
-    return tuple(frames)
+    keys = ["segment", "month"]
+    found, medians_frame = frames.pop(), frames.pop()
+    txn = frames[0].merge(medians_frame, on=keys, how="left").merge(found, on=keys, how="outer")
+    for column in ("recorded_before_dated", "bad_status"):
+        txn[column] = txn[column].fillna(0).astype("int64")
+    txn["last_recorded"] = pd.to_datetime(txn["last_recorded"])
+    return txn, frames[1], frames[2]
 
 
 def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
