@@ -171,9 +171,9 @@ def _cover(data: ReportData) -> list[Flowable]:
         ["Origin periods", str(reserves["origin"].nunique())],
         ["Total latest paid", money(money_total(reserves["latest_paid"]))],
         ["Total ultimate", money(money_total(reserves["ultimate"]))],
-        ["Total case reserves (incurred - paid)", money(_known_total(reserves["case_reserve"]))],
-        ["Total IBNR (ultimate - incurred)", money(_known_total(reserves["ibnr"]))],
-        ["Total unpaid (ultimate - paid = case reserves + IBNR)", money(money_total(reserves["unpaid"]))],
+        ["Total case reserves", money(_known_total(reserves["case_reserve"]))],
+        ["Total IBNR", money(_known_total(reserves["ibnr"]))],
+        ["Total unpaid", money(money_total(reserves["unpaid"]))],
     ]
     sections = [
         "1. Summary by line: case reserves, IBNR and unpaid, with the movement of the unpaid",
@@ -187,14 +187,14 @@ def _cover(data: ReportData) -> list[Flowable]:
         "7. Pipeline health",
     ]
     return [
-        Spacer(1, 2.5 * cm),
+        Spacer(1, 1.5 * cm),
         paragraph("Reserve Report", "title"),
         paragraph(f"Valuation as at {data.valuation_date:%d %B %Y} \u00a0\u00b7\u00a0 {status}", "h2"),
         Spacer(1, 0.6 * cm),
         pdf.table(["Item", "Value"], facts, width=WIDTH),
         Spacer(1, 0.4 * cm),
-        paragraph(explain),
-        Spacer(1, 0.6 * cm),
+        paragraph(f"{explain} {TERMS_NOTE}"),
+        Spacer(1, 0.4 * cm),
         paragraph("Contents", "h2"),
         *[paragraph(s) for s in sections],
         PageBreak(),
