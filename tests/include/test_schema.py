@@ -17,7 +17,7 @@ def test_money_columns_are_exact_on_postgres(pg_url):
     engine = make_engine(pg_url)
     schema.create_all(engine)
     money = [(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns if c.type is schema.Money]
-    assert ("claim_transactions", "paid_amount") in money and ("reserve_results", "ibnr") in money
+    assert ("claim_transactions", "paid_amount") in money and ("reserve_results", "unpaid") in money
     inspector = inspect(engine)
     found = {(t, c): str(col["type"]) for t, c in money for col in inspector.get_columns(t) if col["name"] == c}
     engine.dispose()
