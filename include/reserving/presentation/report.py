@@ -276,9 +276,9 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
             notes.setdefault(str(note), []).append(str(s))
     return out + [
         paragraph(
-            f"From the unpaid (case reserves + IBNR) of the previous month end's current publication to this publication "
-            f"(version {data.publication_version}); previous less actual emergence plus new origin periods, change "
-            "of model and experience and other equals this month's figure to the cent."
+            "From the unpaid (case reserves + IBNR) of the previous month end's current publication to this "
+            f"publication (version {data.publication_version}); previous less actual emergence plus new origin "
+            "periods, change of model and experience and other equals this month's figure to the cent."
         ),
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH),
