@@ -469,6 +469,7 @@ _RESERVE_STEP_NAMES = {
 
 
 def _columns(conn, table: str) -> set[str] | None:
+    """The table's column names, None when it does not exist."""
     found = inspect(conn)
     return {c["name"] for c in found.get_columns(table)} if found.has_table(table) else None
 
@@ -482,8 +483,6 @@ def _split_unpaid(conn, table: Table, old: str, unpaid: str, added: tuple[str, .
     """Rename the old column (it held the unpaid) to ``unpaid`` and add the ``added`` columns, each step once."""
     done = []
     columns = _columns(conn, table.name)
-    if columns is None:
-        return done
     if unpaid not in columns and old in columns:
         conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME COLUMN {old} TO {unpaid}")
         done.append(f"{table.name}.{old} renamed {unpaid} (it held ultimate - paid)")
@@ -498,12 +497,18 @@ def _split_unpaid(conn, table: Table, old: str, unpaid: str, added: tuple[str, .
 def migrate(engine: Engine) -> list[str]:
     """Bring tables created by an older version to the definitions above; returns the steps done (none: current).
 
+    Issue 13 split the published reserve: the old ``ibnr`` (ultimate - paid) becomes ``unpaid``, and case reserves
+    (incurred - paid) and IBNR (ultimate - incurred) are filled from each row's own figures, so published history
+    keeps its meaning. Version totals follow; the analysis of change's step names lose "(IBNR column)".
+
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
     """
     done: list[str] = []
     rs, rv = reserve_results, reserve_versions
     with engine.begin() as conn:
+        if any(_columns(conn, t.name) is None for t in (rs, reserve_results_staging, rv, reserve_movements)):
+            raise LookupError("the reserve tables do not exist: create the schema with create_all, which migrates")
         for table in (reserve_results, reserve_results_staging):
             done += _split_unpaid(conn, table, "ibnr", "unpaid", ("case_reserve", "ibnr"))
             # rows published before the split: case reserves and IBNR from their own paid, incurred and ultimate
@@ -538,13 +543,12 @@ def migrate(engine: Engine) -> list[str]:
         ).rowcount
         if filled:
             done.append(f"reserve_versions: case_reserve_total and ibnr_total filled on {filled} versions")
-        if _columns(conn, reserve_movements.name) is not None:
-            for old, new in _RESERVE_STEP_NAMES.items():
-                renamed = conn.execute(
-                    update(reserve_movements).where(reserve_movements.c.step == old).values(step=new)
-                ).rowcount
-                if renamed:
-                    done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
+        for old, new in _RESERVE_STEP_NAMES.items():
+            renamed = conn.execute(
+                update(reserve_movements).where(reserve_movements.c.step == old).values(step=new)
+            ).rowcount
+            if renamed:
+                done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
     return done
 
 
