@@ -1,8 +1,9 @@
 """
 # Monthly reserving pipeline
 
-Values IBNR reserves as at the last day of the closed month (the **valuation date** V): the run for the data
-interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-31.
+Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last day of the closed month (the
+**valuation date** V): the run for the data interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at
+2024-01-31.
 
 | group | task | what it does |
 | --- | --- | --- |
@@ -17,7 +18,7 @@ interval [2024-01-01, 2024-02-01) fires on 2024-02-01 and values as at 2024-01-3
 | governance | `model_card` | the challenger's model card (Markdown + PDF), e-mailed with the approval instruction |
 | governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
 | reserving | `refit` | the champion's spec refitted on V's data (routine, recorded in the registry) |
-| reserving | `lines`, `reserve_segment` | ultimates, IBNR and ranges per origin, one mapped task per line |
+| reserving | `lines`, `reserve_segment` | ultimate, case reserves, IBNR, unpaid (and range) per origin; task per line |
 | reserving | `analyse` | analysis of change per line against V-1 (emergence, new origins, model change); hold reasons |
 | reserving | `publish` | all lines published atomically as this run's version for V; HELD (not current) on a hold |
 | signoff | `hold_or_not` | branch: `await_signoff` when held, else `within_tolerance` |

@@ -169,9 +169,13 @@ def main() -> None:
     published = current_reserves(engine, VALUATION_DATE)
     version = versions(engine, VALUATION_DATE).iloc[-1]
     print(f"    reserves   version {version.version} ({version.status}), model {version.model_version}")
-    for segment, ibnr in published.groupby("segment")["ibnr"].sum().items():
-        print(f"               {segment:<10} IBNR {ibnr:>18,.2f}")
-    print(f"               {'total':<10} IBNR {published['ibnr'].sum():>18,.2f}")
+    sums = published.groupby("segment")[["case_reserve", "ibnr", "unpaid"]].sum()
+    sums.loc["total"] = sums.sum()
+    for segment, row in sums.iterrows():
+        print(
+            f"               {segment:<10} case reserves {row.case_reserve:>16,.2f}  IBNR {row.ibnr:>16,.2f}"
+            f"  unpaid {row.unpaid:>16,.2f}"
+        )
     from include.reserving.warehouse.reconciliation import results_frame
 
     reconciled = results_frame(engine, VALUATION_DATE, "as_recorded")

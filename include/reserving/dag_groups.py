@@ -164,7 +164,7 @@ def reserving_group(after: list):
 
     @task
     def reserve_segment(refitted: dict, segment: str, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Ultimates, IBNR and ranges per origin for one line of business."""
+        """Ultimates, case reserves, IBNR and unpaid (with its range) per origin for one line of business."""
         from include.reserving.stages import reserving
 
         return reserving.reserve_segment(run_facts(params, run_id, data_interval_end), refitted, segment)

@@ -2,16 +2,16 @@
 
 From the previous current publication at V-1 to this month's rows, per line, each step in money rounded to the cent:
 
-    previous unpaid (IBNR column)
+    previous unpaid
     - actual emergence        paid in the month on the origins that existed at V-1
     + new origin periods      this unpaid on origins absent at V-1
     + change of model         on the origins of V-1: the new model's unpaid less the previous model's on V's data
     + experience and other    the balancing item (exact to the cent)
-    = this unpaid (IBNR column)
+    = this unpaid
 
 and two memo rows: the expected emergence (what the previous projection expected to be paid in the month on the
-origins of V-1) and actual / expected emergence. "IBNR column" is the published ``ibnr`` column, which today holds
-ultimate less paid (the unpaid amount).
+origins of V-1) and actual / expected emergence. The unpaid is the published ``unpaid`` column: ultimate less paid,
+i.e. case reserves plus IBNR (paid emergence moves it, a case reserve movement alone does not).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ import pandas as pd
 from include.reserving.cells import ULTIMATE_DEVELOPMENT
 
 OPENING, MOVEMENT, CLOSING, MEMO = "opening", "movement", "closing", "memo"
-PREVIOUS = "previous unpaid (IBNR column)"
+PREVIOUS = "previous unpaid"
 ACTUAL = "actual emergence (paid in the month)"
 NEW_ORIGINS = "new origin periods"
 MODEL_CHANGE = "change of model"
 OTHER = "experience and other"
-THIS = "this unpaid (IBNR column)"
+THIS = "this unpaid"
 EXPECTED = "memo: expected emergence"
 AE = "memo: actual / expected emergence"
 STEPS = (
@@ -111,44 +111,44 @@ def analysis_of_change(
     Parameters
     ----------
     current, previous : pandas.DataFrame
-        Published rows at V and at V-1 (``segment, origin, latest_paid, ibnr``); ``previous`` None: first month.
+        Published rows at V and at V-1 (``segment, origin, latest_paid, unpaid``); ``previous`` None: first month.
     expected : pandas.DataFrame, optional
         :func:`expected_emergence` of the previous projection (``segment, origin, expected_emergence``).
     previous_model_on_current : pandas.DataFrame, optional
-        The previous model's rows on V's data (``segment, origin, ibnr``) when the model changed; None when it could
+        The previous model's rows on V's data (``segment, origin, unpaid``) when the model changed; None when it could
         not be computed (its effect then stays in experience and other, and the note says so).
     model_changed : bool
         Whether V is reserved by another model version than V-1.
     """
-    this_ibnr = _by_origin(current, "ibnr")
+    this_unpaid = _by_origin(current, "unpaid")
     this_paid = _by_origin(current, "latest_paid")
     segments = sorted(set(current["segment"]) | (set(previous["segment"]) if previous is not None else set()))
     rows: list[tuple] = []
     if previous is None:
         for segment in segments:
-            this = sum((v for (s, _), v in this_ibnr.items() if s == segment), Decimal(0))
+            this = sum((v for (s, _), v in this_unpaid.items() if s == segment), Decimal(0))
             rows.append((segment, 1, PREVIOUS, OPENING, None, None, NO_PREVIOUS_NOTE))
             rows.append((segment, 6, THIS, CLOSING, this, None, None))
         return _frame(rows)
     this_segments = set(current["segment"])
-    prev_ibnr = _by_origin(previous, "ibnr")
+    prev_unpaid = _by_origin(previous, "unpaid")
     prev_paid = _by_origin(previous, "latest_paid")
     expected_by = _by_origin(expected, "expected_emergence") if expected is not None else None
-    prev_model = _by_origin(previous_model_on_current, "ibnr") if previous_model_on_current is not None else None
+    prev_model = _by_origin(previous_model_on_current, "unpaid") if previous_model_on_current is not None else None
     for segment in segments:
-        old = [k for k in prev_ibnr if k[0] == segment]
-        new = [k for k in this_ibnr if k[0] == segment and k not in prev_ibnr]
-        kept = [k for k in old if k in this_ibnr]
-        opening = sum((prev_ibnr[k] for k in old), Decimal(0))
-        closing = sum((v for (s, _), v in this_ibnr.items() if s == segment), Decimal(0))
+        old = [k for k in prev_unpaid if k[0] == segment]
+        new = [k for k in this_unpaid if k[0] == segment and k not in prev_unpaid]
+        kept = [k for k in old if k in this_unpaid]
+        opening = sum((prev_unpaid[k] for k in old), Decimal(0))
+        closing = sum((v for (s, _), v in this_unpaid.items() if s == segment), Decimal(0))
         actual = sum((this_paid[k] - prev_paid[k] for k in kept), Decimal(0))
-        new_origins = sum((this_ibnr[k] for k in new), Decimal(0))
+        new_origins = sum((this_unpaid[k] for k in new), Decimal(0))
         if not model_changed:
             model_change, model_note = Decimal(0), SAME_MODEL
         elif prev_model is None or any(k not in prev_model for k in kept):
             model_change, model_note = Decimal(0), MODEL_NOT_SEPARATED
         else:
-            model_change, model_note = sum((this_ibnr[k] - prev_model[k] for k in kept), Decimal(0)), None
+            model_change, model_note = sum((this_unpaid[k] - prev_model[k] for k in kept), Decimal(0)), None
         other = closing - (opening - actual + new_origins + model_change)
         rows += [
             (segment, 1, PREVIOUS, OPENING, opening, None, None),
@@ -222,7 +222,7 @@ def hold_reasons(aoc: pd.DataFrame, settings: Any) -> list[str]:
         limit = max(floor, settings.hold_movement_tolerance * previous)
         if abs(movement) > limit:
             reasons.append(
-                f"{row.segment}: unpaid (IBNR column) moved {movement:+,.2f} from {_money(row.previous)} to "
+                f"{row.segment}: unpaid moved {movement:+,.2f} from {_money(row.previous)} to "
                 f"{_money(row.this)}, beyond the hold tolerance of {_money(limit)} "
                 f"(max(hold_floor, hold_movement_tolerance {settings.hold_movement_tolerance:g} x previous))"
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,9 @@ class PublishResult:
     valuation_date: dt.date
     version: int
     rows: int
-    ibnr_total: float
+    unpaid_total: float
+    case_reserve_total: float | None  # None: some row's incurred is unknown
+    ibnr_total: float | None
     is_new_version: bool
 
     def as_xcom(self) -> dict:
@@ -25,8 +28,12 @@ class PublishResult:
             "valuation_date": self.valuation_date.isoformat(),
             "version": self.version,
             "rows": self.rows,
-            "ibnr_total": self.ibnr_total,
+            **{k: getattr(self, k) for k in TOTALS},
         }
+
+
+# reserve_versions' totals of the published row columns
+TOTALS = {"unpaid_total": "unpaid", "case_reserve_total": "case_reserve", "ibnr_total": "ibnr"}
 
 
 def to_cents(values: pd.Series) -> pd.Series:
@@ -36,10 +43,25 @@ def to_cents(values: pd.Series) -> pd.Series:
     return pd.Series(rounded, index=values.index)
 
 
+def total(values: pd.Series) -> float | None:
+    """The sum of cent amounts to the cent; None when any is missing (a total of partly unknown figures is unknown)."""
+    if values.isna().any():
+        return None
+    return float(sum((Decimal(f"{float(v):.2f}") for v in values), Decimal(0)))
+
+
+def totals(rows: pd.DataFrame) -> dict[str, float | None]:
+    """``unpaid_total``, ``case_reserve_total`` and ``ibnr_total`` of published rows."""
+    return {name: total(rows[column]) for name, column in TOTALS.items()}
+
+
 def reserve_rows(ultimates: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     """Published rows from a model's ``ultimates`` frame and the latest diagonal (paid and incurred).
 
-    IBNR is derived from the rounded ultimate and latest paid, so ultimate = latest paid + IBNR holds to the cent.
+    From the rounded paid, incurred and ultimate: case reserves = incurred - paid, IBNR = ultimate - incurred and
+    unpaid = ultimate - paid = case reserves + IBNR, each to the cent. Where incurred is unknown, case reserves and
+    IBNR are too (NaN); the unpaid is still known. ``std_err``, ``p75`` and ``p95`` are the model's range of the
+    unpaid.
     """
     latest = latest.rename(columns={"paid": "latest_paid", "incurred": "latest_incurred"})
     rows = ultimates.merge(latest[["segment", "origin", "latest_paid", "latest_incurred"]], on=["segment", "origin"])
@@ -49,7 +71,9 @@ def reserve_rows(ultimates: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     out["latest_paid"] = to_cents(rows["latest_paid"])
     out["latest_incurred"] = to_cents(rows["latest_incurred"])
     out["ultimate"] = to_cents(rows["ultimate"])
-    out["ibnr"] = to_cents(out["ultimate"] - out["latest_paid"])
+    out["case_reserve"] = to_cents(out["latest_incurred"] - out["latest_paid"])
+    out["ibnr"] = to_cents(out["ultimate"] - out["latest_incurred"])
+    out["unpaid"] = to_cents(out["case_reserve"] + out["ibnr"]).fillna(to_cents(out["ultimate"] - out["latest_paid"]))
     for col in ("std_err", "p75", "p95"):
         out[col] = to_cents(rows[col]) if col in rows else np.nan
     return out.sort_values(["segment", "origin"]).reset_index(drop=True)

@@ -1,6 +1,7 @@
 """Every warehouse table, in one place (SQLAlchemy Core). The data contract is in docs/DATA_CONTRACT.md.
 
-``python -m include.reserving.schema [--db URL]`` creates them; it is idempotent (existing tables are kept).
+``python -m include.reserving.schema [--db URL]`` creates them and migrates tables an older version created; it is
+idempotent (existing tables and rows are kept).
 Works on SQLite (embedded default) and PostgreSQL (production, CI).
 """
 
@@ -22,7 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
+    inspect,
+    or_,
+    select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -351,7 +357,10 @@ reserve_versions = Table(
     Column("approval_ref", String(250)),
     Column("status", String(16), nullable=False),  # approved, preliminary or held (never current until signed off)
     Column("is_current", Boolean, nullable=False),
-    Column("ibnr_total", Money, nullable=False),
+    # totals of the rows; case reserves and IBNR are NULL when any row's incurred is unknown
+    Column("unpaid_total", Money, nullable=False),
+    Column("case_reserve_total", Money),
+    Column("ibnr_total", Money),
     Column("published_at", DateTime, nullable=False),
     Index(
         "ux_reserve_versions_one_current",
@@ -373,7 +382,12 @@ def _reserve_columns() -> list[Column]:
         Column("latest_paid", Money, nullable=False),
         Column("latest_incurred", Money),
         Column("ultimate", Money, nullable=False),
-        Column("ibnr", Money, nullable=False),
+        # unpaid = ultimate - paid = case_reserve + ibnr to the cent; case_reserve = incurred - paid and
+        # ibnr = ultimate - incurred are NULL when incurred is unknown
+        Column("case_reserve", Money),
+        Column("ibnr", Money),
+        Column("unpaid", Money, nullable=False),
+        # the range of the unpaid: standard error and percentiles
         Column("std_err", Money),
         Column("p75", Money),
         Column("p95", Money),
@@ -445,9 +459,104 @@ pipeline_runs = Table(
 )
 
 
-def create_all(engine: Engine) -> None:
-    """Create every table that does not exist yet (idempotent)."""
+# --- Migrations: an existing warehouse brought to the tables above, idempotently -----------------------------------
+
+# Until issue 13 the published ``ibnr`` column (and ``ibnr_total``) held ultimate - paid: the unpaid.
+_RESERVE_STEP_NAMES = {
+    "previous unpaid (IBNR column)": "previous unpaid",
+    "this unpaid (IBNR column)": "this unpaid",
+}
+
+
+def _columns(conn, table: str) -> set[str] | None:
+    """The table's column names, None when it does not exist."""
+    found = inspect(conn)
+    return {c["name"] for c in found.get_columns(table)} if found.has_table(table) else None
+
+
+def _add_column(conn, table: Table, name: str) -> None:
+    column = table.c[name]
+    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {name} {column.type.compile(dialect=conn.dialect)}")
+
+
+def _split_unpaid(conn, table: Table, old: str, unpaid: str, added: tuple[str, ...]) -> list[str]:
+    """Rename the old column (it held the unpaid) to ``unpaid`` and add the ``added`` columns, each step once."""
+    done = []
+    columns = _columns(conn, table.name)
+    if unpaid not in columns and old in columns:
+        conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME COLUMN {old} TO {unpaid}")
+        done.append(f"{table.name}.{old} renamed {unpaid} (it held ultimate - paid)")
+        columns = _columns(conn, table.name)
+    for name in added:
+        if name not in columns:
+            _add_column(conn, table, name)
+            done.append(f"{table.name}.{name} added")
+    return done
+
+
+def migrate(engine: Engine) -> list[str]:
+    """Bring tables created by an older version to the definitions above; returns the steps done (none: current).
+
+    Issue 13 split the published reserve: the old ``ibnr`` (ultimate - paid) becomes ``unpaid``, and case reserves
+    (incurred - paid) and IBNR (ultimate - incurred) are filled from each row's own figures, so published history
+    keeps its meaning. Version totals follow; the analysis of change's step names lose "(IBNR column)".
+
+    Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
+    completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
+    """
+    done: list[str] = []
+    rs, rv = reserve_results, reserve_versions
+    with engine.begin() as conn:
+        if any(_columns(conn, t.name) is None for t in (rs, reserve_results_staging, rv, reserve_movements)):
+            raise LookupError("the reserve tables do not exist: create the schema with create_all, which migrates")
+        for table in (reserve_results, reserve_results_staging):
+            done += _split_unpaid(conn, table, "ibnr", "unpaid", ("case_reserve", "ibnr"))
+            # rows published before the split: case reserves and IBNR from their own paid, incurred and ultimate
+            filled = conn.execute(
+                update(table)
+                .where(
+                    table.c.latest_incurred.is_not(None), or_(table.c.case_reserve.is_(None), table.c.ibnr.is_(None))
+                )
+                .values(
+                    case_reserve=func.round(table.c.latest_incurred - table.c.latest_paid, 2),
+                    ibnr=func.round(table.c.ultimate - table.c.latest_incurred, 2),
+                )
+            ).rowcount
+            if filled:
+                done.append(f"{table.name}: case_reserve and ibnr filled on {filled} rows")
+        done += _split_unpaid(conn, rv, "ibnr_total", "unpaid_total", ("case_reserve_total", "ibnr_total"))
+
+        rows_of_version = (rs.c.valuation_date == rv.c.valuation_date) & (rs.c.version == rv.c.version)
+
+        def version_total(column):
+            return select(func.round(func.sum(column), 2)).where(rows_of_version).scalar_subquery()
+
+        # only versions whose every row has incurred: a total of partly unknown figures stays unknown (NULL)
+        filled = conn.execute(
+            update(rv)
+            .where(
+                or_(rv.c.case_reserve_total.is_(None), rv.c.ibnr_total.is_(None)),
+                select(rs.c.version).where(rows_of_version).exists(),
+                ~select(rs.c.version).where(rows_of_version, rs.c.ibnr.is_(None)).exists(),
+            )
+            .values(case_reserve_total=version_total(rs.c.case_reserve), ibnr_total=version_total(rs.c.ibnr))
+        ).rowcount
+        if filled:
+            done.append(f"reserve_versions: case_reserve_total and ibnr_total filled on {filled} versions")
+        for old, new in _RESERVE_STEP_NAMES.items():
+            renamed = conn.execute(
+                update(reserve_movements).where(reserve_movements.c.step == old).values(step=new)
+            ).rowcount
+            if renamed:
+                done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
+    return done
+
+
+def create_all(engine: Engine) -> list[str]:
+    """Create every table that does not exist yet and migrate older ones (idempotent); returns the migration steps
+    done."""
     metadata.create_all(engine, checkfirst=True)
+    return migrate(engine)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -458,7 +567,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", help="SQLAlchemy URL (default: the reserving_db connection or the SQLite file)")
     args = parser.parse_args(argv)
     url = args.db or warehouse_url()
-    create_all(make_engine(url))
+    for step in create_all(make_engine(url)):
+        print(f"migrated: {step}")
     print(f"warehouse schema ready: {len(metadata.tables)} tables in {redact(url)}")
 
 

@@ -16,9 +16,12 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts
 from include.reserving.presentation.instruction import ApprovalInstruction
+from include.reserving.publish import total
 from include.reserving.warehouse import registry, reserves, runs
 
 CARD_FORMATS = ("md", "pdf")
+# the money columns of published rows totalled by line and over all lines
+AMOUNTS = ("latest_paid", "latest_incurred", "case_reserve", "ultimate", "ibnr", "unpaid")
 
 
 class NotFound(LookupError):
@@ -51,7 +54,13 @@ def _records(frame) -> list[dict[str, Any]]:
 
 
 def published_reserves(engine: Engine, valuation_date: dt.date | None = None) -> dict[str, Any]:
-    """The current published version for V (default: the latest V): version metadata, line totals and rows."""
+    """The current published version for V (default: the latest V): version metadata, rows, totals by line and
+    over all lines.
+
+    Every row, line and total carries case reserves (incurred - paid), IBNR (ultimate - incurred) and unpaid
+    (ultimate - paid = case reserves + IBNR) to the cent; a total of case reserves or IBNR is None when an incurred
+    is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid.
+    """
     latest = reserves.latest_valuation_date(engine)
     if latest is None:
         raise NotFound("no reserves have been published yet")
@@ -60,17 +69,16 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     if version is None:
         raise NotFound(f"no reserves are published for valuation date {valuation_date} (latest published: {latest})")
     rows = reserves.current_reserves(engine, valuation_date)
-    by_line = (
-        rows.groupby("segment", sort=True)[["latest_paid", "latest_incurred", "ultimate", "ibnr"]]
-        .sum(min_count=1)
-        .round(2)
-        .reset_index()
-    )
+    lines = [
+        {"segment": segment, **{c: total(group[c]) for c in AMOUNTS}}
+        for segment, group in rows.groupby("segment", sort=True)
+    ]
     meta = {k: _plain(v) for k, v in version.items() if k != "is_current"}
     return {
         **meta,
         "rows": _records(rows.drop(columns=["valuation_date", "version", "model_version", "approval_ref"])),
-        "lines": _records(by_line),
+        "lines": lines,
+        "totals": {c: total(rows[c]) for c in AMOUNTS},
     }
 
 

@@ -5,7 +5,8 @@ Routes (relative to the mount):
 - ``GET /``: server-rendered page: latest published reserves by line and origin, champion history, pending approvals
   (model card links, the Variable key and value to set), pipeline health.
 - ``GET /api/reserves?valuation_date=YYYY-MM-DD``: the current published version for V (default: the latest),
-  its metadata, line totals and rows. 400 if V is not a date or not a month end, 404 if nothing is published.
+  its metadata, rows and totals by line and overall, each with case reserves, IBNR and unpaid. 400 if V is not a
+  date or not a month end, 404 if nothing is published.
 - ``GET /api/champion``, ``GET /api/approvals/pending``.
 - ``GET /model-cards/{valuation_date}/{model_version}.{md|pdf}``: a challenger's model card, read only from under
   the artifact root. 400 for a bad date or a version id with anything but letters, digits, ``-_.`` (a NUL, ``..``),
@@ -96,7 +97,9 @@ def create_app(engine: Engine | None = None, artifact_root: str | None = None) -
     """The Reserving app; ``engine`` and ``artifact_root`` default to the configured warehouse and root."""
     app = FastAPI(
         title="Reserving",
-        description="Published IBNR reserves, champion history, pending approvals and pipeline health.",
+        description=(
+            "Published reserves (case reserves, IBNR, unpaid), champion history, pending approvals and pipeline health."
+        ),
         dependencies=[Depends(authenticated)],
         docs_url=None,
         redoc_url=None,

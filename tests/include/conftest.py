@@ -45,17 +45,33 @@ INCURRED_PATTERN = {
 }
 LIABILITY_TAIL = 1.2658  # 36-to-ultimate
 CV = {"Motor": 0.06, "Property": 0.05, "Liability": 0.12}
-PREVIOUS_IBNR_SCALE = {"Motor": 0.97, "Property": 1.04, "Liability": 0.95}
+PREVIOUS_UNPAID_SCALE = {"Motor": 0.97, "Property": 1.04, "Liability": 0.95}
 CHAMPION = "chain_ladder-20231130-a1b2c3"
 CHALLENGER = "xgb_development-20231231-d4e5f6"
 
 # Golden numbers, worked out from the hand-set book above (see test_fixture_golden_numbers).
-TOTAL_IBNR = "41,932,565.69"
-IBNR_BY_LINE = {"Liability": "25,971,208.13", "Motor": "12,507,450.74", "Property": "3,453,906.82"}
+# Each line ties: unpaid = case reserves + IBNR (e.g. Motor 7,833,353.75 + 4,674,096.99 = 12,507,450.74), and
+# case reserves = incurred - paid in total (117,835,704.71 - 96,960,467.25).
+TOTAL_UNPAID = "41,932,565.69"
+UNPAID_BY_LINE = {"Liability": "25,971,208.13", "Motor": "12,507,450.74", "Property": "3,453,906.82"}
+TOTAL_CASE = "20,875,237.46"
+CASE_BY_LINE = {"Liability": "10,562,332.69", "Motor": "7,833,353.75", "Property": "2,479,551.02"}
+TOTAL_IBNR = "21,057,328.23"
+IBNR_BY_LINE = {"Liability": "15,408,875.44", "Motor": "4,674,096.99", "Property": "974,355.80"}
 
 
 def _cents(value: float) -> float:
     return round(value + 0.0, 2)
+
+
+def _split(paid: float, incurred: float, ultimate: float) -> dict[str, float]:
+    """Ultimate, case reserves (incurred - paid), IBNR (ultimate - incurred) and unpaid (ultimate - paid)."""
+    return {
+        "ultimate": ultimate,
+        "case_reserve": _cents(incurred - paid),
+        "ibnr": _cents(ultimate - incurred),
+        "unpaid": _cents(ultimate - paid),
+    }
 
 
 def origins(n: int = 12) -> list[dt.date]:
@@ -95,23 +111,22 @@ def make_book(n_origins: int = 12) -> dict[str, pd.DataFrame]:
                     }
                 )
             paid, incurred = cells[-1]["paid"], cells[-1]["incurred"]
-            ibnr = _cents(ultimate - paid)
-            std_err = math.nan if (segment == "Liability" and i == 0) else _cents(CV[segment] * ibnr)
+            unpaid = _cents(ultimate - paid)
+            std_err = math.nan if (segment == "Liability" and i == 0) else _cents(CV[segment] * unpaid)
             row = {
                 "segment": segment,
                 "origin": origin,
                 "latest_paid": paid,
                 "latest_incurred": incurred,
-                "ultimate": ultimate,
-                "ibnr": ibnr,
+                **_split(paid, incurred, ultimate),
                 "std_err": std_err,
-                "p75": math.nan if math.isnan(std_err) else _cents(ibnr + 0.6745 * std_err),
-                "p95": math.nan if math.isnan(std_err) else _cents(ibnr + 1.6449 * std_err),
+                "p75": math.nan if math.isnan(std_err) else _cents(unpaid + 0.6745 * std_err),
+                "p95": math.nan if math.isnan(std_err) else _cents(unpaid + 1.6449 * std_err),
                 "model_version": CHAMPION,
             }
             reserves.append(row)
-            scale = PREVIOUS_IBNR_SCALE[segment]
-            previous.append({**row, "ibnr": _cents(ibnr * scale), "ultimate": _cents(paid + ibnr * scale)})
+            scale = PREVIOUS_UNPAID_SCALE[segment]
+            previous.append({**row, **_split(paid, incurred, _cents(paid + unpaid * scale))})
     factors = []
     for segment, pattern in PAID_PATTERN.items():
         for a, b, share_a, share_b in zip(AGES, AGES[1:], pattern, pattern[1:], strict=False):

@@ -86,7 +86,16 @@ def test_cli_finds_the_held_publication(warehouse_url, capsys):
     assert main([*args, "--db", warehouse_url]) == 1
     assert "no reserves are held for sign-off at 2024-02-29" in capsys.readouterr().err
     rows = pd.DataFrame(
-        {"segment": ["Motor"], "origin": [dt.date(2023, 1, 1)], "latest_paid": [1.0], "ultimate": [2.0], "ibnr": [1.0]}
+        {
+            "segment": ["Motor"],
+            "origin": [dt.date(2023, 1, 1)],
+            "latest_paid": [1.0],
+            "latest_incurred": [1.5],
+            "ultimate": [2.0],
+            "case_reserve": [0.5],
+            "ibnr": [0.5],
+            "unpaid": [1.0],
+        }
     )
     publish_reserves(engine, V, "run-1", rows, "m1")
     publish_reserves(engine, V, "run-2", rows, "m2", status="held")

@@ -15,7 +15,7 @@ Q1, Q2, Q3 = dt.date(2023, 1, 1), dt.date(2023, 4, 1), dt.date(2023, 7, 1)
 
 
 def _rows(records):
-    return pd.DataFrame(records, columns=["segment", "origin", "latest_paid", "ibnr"])
+    return pd.DataFrame(records, columns=["segment", "origin", "latest_paid", "unpaid"])
 
 
 PREVIOUS = _rows([("Motor", Q1, 100.0, 50.0), ("Motor", Q2, 40.0, 60.0), ("Liability", Q1, 10.0, 1000.0)])
@@ -93,7 +93,7 @@ def test_hold_reasons_name_line_amount_and_tolerance():
     )
     reasons = movement.hold_reasons(aoc[aoc["segment"] == "Motor"], strict)
     assert len(reasons) == 3
-    assert reasons[0].startswith("Motor: unpaid (IBNR column) moved +15.01 from 110.00 to 125.01")
+    assert reasons[0].startswith("Motor: unpaid moved +15.01 from 110.00 to 125.01")
     assert "tolerance of 11.00" in reasons[0]
     assert "actual / expected emergence 1.25 (paid 25.00 against 20.00 expected) is outside [0.83, 1.20]" in reasons[1]
     assert "experience and other) +11.00 is beyond 5.50" in reasons[2]

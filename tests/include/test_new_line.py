@@ -72,5 +72,7 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     marine = rows[rows["segment"] == "Marine"]
     assert marine[["latest_paid", "ultimate"]].values.tolist()[0][0] == 1000.00
     assert marine["ultimate"].iloc[0] > 1000.00 and marine["std_err"].isna().all()
-    assert rows.groupby("segment")["ibnr"].sum().drop("Marine").gt(0).all()
+    assert rows.groupby("segment")["unpaid"].sum().drop("Marine").gt(0).all()
+    assert sum(r["unpaid_total"] for r in reserved) == pytest.approx(rows["unpaid"].sum(), abs=0.05)
     assert sum(r["ibnr_total"] for r in reserved) == pytest.approx(rows["ibnr"].sum(), abs=0.05)
+    assert ((rows["case_reserve"] + rows["ibnr"] - rows["unpaid"]).abs() < 0.005).all()

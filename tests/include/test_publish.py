@@ -21,13 +21,13 @@ def _model_output(scale: float = 1.0):
             "origin": origins * 2,
             "latest": [100.0, 80.0, 50.0, 10.0, 300.0, 120.0, 60.0, 5.0],
             "ultimate": [x * scale for x in (100.004, 95.555, 90.125, 60.3333, 600.0, 420.1, 300.456, 250.0049)],
-            "ibnr": 0.0,
+            "unpaid": 0.0,
             "std_err": [0.0, 3.333, 5.5, 9.9999, 10.0, 20.0, 30.0, 40.0],
             "p75": 1.0,
             "p95": 2.0,
         }
     )
-    ultimates["ibnr"] = ultimates["ultimate"] - ultimates["latest"]
+    ultimates["unpaid"] = ultimates["ultimate"] - ultimates["latest"]
     latest = ultimates[["segment", "origin"]].assign(paid=ultimates["latest"], incurred=ultimates["latest"] * 1.5)
     return ultimates, latest
 
@@ -36,11 +36,75 @@ def test_rows_round_to_the_cent_and_tie():
     ultimates, latest = _model_output()
     rows = reserve_rows(ultimates, latest)
     assert to_cents(pd.Series([0.125, -0.125, 2.675, 1.005])).tolist() == [0.13, -0.13, 2.68, 1.01]
-    assert (rows["ultimate"] - rows["latest_paid"] - rows["ibnr"]).abs().max() < 1e-9
+    assert (rows["ultimate"] - rows["latest_paid"] - rows["unpaid"]).abs().max() < 1e-9
     motor_q3 = rows[(rows.segment == "Motor") & (rows.origin == dt.date(2023, 7, 1))].iloc[0]
-    assert (motor_q3.ultimate, motor_q3.ibnr, motor_q3.std_err) == (90.13, 40.13, 5.5)
+    # paid 50.00, incurred 75.00, ultimate 90.13: case 25.00 + IBNR 15.13 = unpaid 40.13
+    assert (motor_q3.ultimate, motor_q3.case_reserve, motor_q3.ibnr, motor_q3.unpaid, motor_q3.std_err) == (
+        90.13,
+        25.0,
+        15.13,
+        40.13,
+        5.5,
+    )
     # the total ties to the model's total to within the rounding of each row
-    assert abs(rows["ibnr"].sum() - ultimates["ibnr"].sum()) <= 0.005 * len(rows)
+    assert abs(rows["unpaid"].sum() - ultimates["unpaid"].sum()) <= 0.005 * len(rows)
+
+
+def _hand_set():
+    """Three origins, hand-computed: rounded inputs, then case reserves, IBNR and unpaid to the cent.
+
+    2023Q1: paid 1,234.57, incurred 2,000.00, ultimate 2,600.13: case 765.43 + IBNR 600.13 = unpaid 1,365.56
+    2023Q2: paid 500.00, incurred 900.10, ultimate 850.05: case 400.10 + IBNR -50.05 = unpaid 350.05 (below incurred)
+    2023Q3: paid 10.00, incurred unknown, ultimate 15.50: case and IBNR unknown, unpaid 5.50
+    """
+    origins = [dt.date(2023, m, 1) for m in (1, 4, 7)]
+    ultimates = pd.DataFrame(
+        {
+            "segment": "Motor",
+            "origin": origins,
+            "latest": [1234.565, 500.0, 10.0],
+            "ultimate": [2600.125, 850.046, 15.5],
+            "unpaid": [1365.56, 350.046, 5.5],
+            "std_err": [100.0, 20.0, float("nan")],
+            "p75": [1400.0, 360.0, float("nan")],
+            "p95": [1500.0, 380.0, float("nan")],
+        }
+    )
+    latest = pd.DataFrame(
+        {"segment": "Motor", "origin": origins, "paid": [1234.565, 500.0, 10.0], "incurred": [2000.004, 900.104, None]}
+    )
+    return reserve_rows(ultimates, latest)
+
+
+HAND_SET = [  # latest_paid, latest_incurred, ultimate, case_reserve, ibnr, unpaid
+    (1234.57, 2000.0, 2600.13, 765.43, 600.13, 1365.56),
+    (500.0, 900.1, 850.05, 400.1, -50.05, 350.05),
+    (10.0, None, 15.5, None, None, 5.5),
+]
+
+
+def _figures(frame: pd.DataFrame) -> list[tuple]:
+    columns = ["latest_paid", "latest_incurred", "ultimate", "case_reserve", "ibnr", "unpaid"]
+    return [tuple(None if pd.isna(v) else round(float(v), 2) for v in row) for row in frame[columns].to_numpy()]
+
+
+def test_hand_computed_case_reserves_ibnr_and_unpaid_are_published_to_the_cent(warehouse):
+    rows = _hand_set()
+    assert _figures(rows) == HAND_SET
+    first_two = publish_reserves(warehouse, V, "run-1", rows.iloc[:2], "m1")
+    assert (first_two.unpaid_total, first_two.case_reserve_total, first_two.ibnr_total) == (1715.61, 1165.53, 550.08)
+    assert first_two.as_xcom()["unpaid_total"] == 1715.61 and first_two.as_xcom()["ibnr_total"] == 550.08
+    result = publish_reserves(warehouse, V, "run-2", rows, "m1")
+    published = current_reserves(warehouse, V)
+    assert _figures(published) == HAND_SET
+    # the range is of the unpaid, as the model gave it
+    assert published["std_err"].tolist()[:2] == [100.0, 20.0] and published["p95"].tolist()[:2] == [1500.0, 380.0]
+    # a total of partly unknown figures is unknown: case reserves and IBNR totals NULL, the unpaid known
+    assert (result.unpaid_total, result.case_reserve_total, result.ibnr_total) == (1721.11, None, None)
+    stored = versions(warehouse, V).set_index("version")
+    assert stored.loc[1, ["unpaid_total", "case_reserve_total", "ibnr_total"]].tolist() == [1715.61, 1165.53, 550.08]
+    assert stored.loc[2, "unpaid_total"] == 1721.11
+    assert stored.loc[2, ["case_reserve_total", "ibnr_total"]].isna().all()
 
 
 def test_same_run_twice_gives_identical_rows_and_one_version(warehouse):
@@ -52,8 +116,10 @@ def test_same_run_twice_gives_identical_rows_and_one_version(warehouse):
     assert (first.version, second.version) == (1, 1) and second.is_new_version is False
     pd.testing.assert_frame_equal(published, current_reserves(warehouse, V))
     assert len(versions(warehouse, V)) == 1
+    assert round(published["unpaid"].sum(), 2) == first.unpaid_total == round(rows["unpaid"].sum(), 2)
     assert round(published["ibnr"].sum(), 2) == first.ibnr_total == round(rows["ibnr"].sum(), 2)
-    assert published["ibnr"].tolist() == rows["ibnr"].tolist()
+    for column in ("case_reserve", "ibnr", "unpaid"):
+        assert published[column].tolist() == rows[column].tolist()
 
 
 def test_restatement_adds_a_version_and_moves_the_current_flag(warehouse):
@@ -121,7 +187,7 @@ def test_a_held_version_is_stored_but_the_current_one_stays_until_signed_off(war
         [2, "approved", True],
     ]
     current = current_reserves(warehouse, V)
-    assert round(current["ibnr"].sum(), 2) == held.ibnr_total
+    assert round(current["unpaid"].sum(), 2) == held.unpaid_total
     assert signoffs(warehouse, V)[["publication_version", "decision", "decided_by", "comment"]].values.tolist() == [
         [2, "approve", "Ada Actuary", "explained"]
     ]
@@ -134,9 +200,9 @@ def test_movements_replace_their_own_run_and_read_back_to_the_cent(warehouse):
     from include.reserving.warehouse.reserves import movements, store_movements
 
     previous = pd.DataFrame(
-        {"segment": ["Motor"], "origin": [dt.date(2023, 1, 1)], "latest_paid": [100.0], "ibnr": [50.05]}
+        {"segment": ["Motor"], "origin": [dt.date(2023, 1, 1)], "latest_paid": [100.0], "unpaid": [50.05]}
     )
-    current = previous.assign(latest_paid=112.5, ibnr=[41.1])
+    current = previous.assign(latest_paid=112.5, unpaid=[41.1])
     aoc = movement.analysis_of_change(current, previous)
     store_movements(warehouse, V, "as_recorded", "run-1", aoc)
     store_movements(warehouse, V, "as_recorded", "run-1", aoc)  # a retried task: same rows, not twice

@@ -1,12 +1,15 @@
+import datetime as dt
+from decimal import Decimal
+
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, String, Table, insert, inspect, select
 
 from include.reserving import schema
 from include.reserving.warehouse.core import make_engine
 
 
 def test_create_all_is_idempotent_and_complete(warehouse):
-    schema.create_all(warehouse)  # second time: nothing changes, nothing fails
+    assert schema.create_all(warehouse) == []  # second time: nothing changes, nothing fails, nothing to migrate
     names = set(inspect(warehouse).get_table_names())
     assert set(schema.metadata.tables) <= names
 
@@ -17,7 +20,7 @@ def test_money_columns_are_exact_on_postgres(pg_url):
     engine = make_engine(pg_url)
     schema.create_all(engine)
     money = [(t.name, c.name) for t in schema.metadata.sorted_tables for c in t.columns if c.type is schema.Money]
-    assert ("claim_transactions", "paid_amount") in money and ("reserve_results", "ibnr") in money
+    assert ("claim_transactions", "paid_amount") in money and ("reserve_results", "unpaid") in money
     inspector = inspect(engine)
     found = {(t, c): str(col["type"]) for t, c in money for col in inspector.get_columns(t) if col["name"] == c}
     engine.dispose()
@@ -34,3 +37,181 @@ def test_connection_urls_from_airflow_connections(monkeypatch, tmp_path):
     assert connection_url("wh_b") == "postgresql+psycopg2://rs@db.example/reserving"
     assert connection_url("wh_c") == f"sqlite:///{tmp_path}/w.db"
     assert connection_url("undefined_conn", default="sqlite:///x.db") == "sqlite:///x.db"
+
+
+# --- Migration of a warehouse built before issue 13: ``ibnr`` held ultimate - paid (the unpaid) -------------------
+
+V = dt.date(2024, 1, 31)
+PUBLISHED_AT = dt.datetime(2024, 2, 1, 6, 0)
+
+
+def _old_reserve_tables() -> MetaData:
+    """The reserve tables as the old DDL created them (copied from schema.py before the terms were split)."""
+    old = MetaData()
+    Table(
+        "reserve_versions",
+        old,
+        Column("valuation_date", Date, primary_key=True),
+        Column("version", Integer, primary_key=True),
+        Column("basis", String(16), nullable=False),
+        Column("run_id", String(250), nullable=False),
+        Column("model_version", String(80), nullable=False),
+        Column("approval_ref", String(250)),
+        Column("status", String(16), nullable=False),
+        Column("is_current", Boolean, nullable=False),
+        Column("ibnr_total", schema.Money, nullable=False),
+        Column("published_at", DateTime, nullable=False),
+    )
+
+    def columns() -> list[Column]:
+        return [
+            Column("valuation_date", Date, nullable=False),
+            Column("version", Integer, nullable=False),
+            Column("segment", String(32), nullable=False),
+            Column("origin", Date, nullable=False),
+            Column("latest_paid", schema.Money, nullable=False),
+            Column("latest_incurred", schema.Money),
+            Column("ultimate", schema.Money, nullable=False),
+            Column("ibnr", schema.Money, nullable=False),
+            Column("std_err", schema.Money),
+            Column("p75", schema.Money),
+            Column("p95", schema.Money),
+            Column("model_version", String(80), nullable=False),
+            Column("approval_ref", String(250)),
+        ]
+
+    Table("reserve_results", old, *columns())
+    Table("reserve_results_staging", old, Column("load_id", String(64), nullable=False), *columns())
+    return old
+
+
+# (version, origin month, latest_paid, latest_incurred, ultimate, old ibnr = ultimate - paid)
+OLD_ROWS = [
+    (1, 1, 1234.57, 2000.00, 2600.13, 1365.56),
+    (1, 4, 500.00, 900.10, 850.05, 350.05),
+    (2, 7, 10.00, None, 15.50, 5.50),  # incurred unknown
+]
+# after migration: (version, origin month, case_reserve, ibnr, unpaid), worked by hand:
+# 2000.00 - 1234.57 = 765.43 and 2600.13 - 2000.00 = 600.13 (765.43 + 600.13 = 1365.56);
+# 900.10 - 500.00 = 400.10 and 850.05 - 900.10 = -50.05 (400.10 - 50.05 = 350.05)
+MIGRATED_ROWS = [(1, 1, 765.43, 600.13, 1365.56), (1, 4, 400.10, -50.05, 350.05), (2, 7, None, None, 5.50)]
+# (version, unpaid_total, case_reserve_total, ibnr_total)
+MIGRATED_VERSIONS = [(1, 1715.61, 1165.53, 550.08), (2, 5.50, None, None)]
+
+
+def _build_old_warehouse(engine) -> None:
+    old = _old_reserve_tables()
+    old.create_all(engine)
+    schema.reserve_movements.create(engine)  # unchanged table; its old step names are renamed
+    with engine.begin() as conn:
+        conn.execute(
+            insert(old.tables["reserve_versions"]),
+            [
+                {
+                    "valuation_date": V,
+                    "version": version,
+                    "basis": "as_recorded",
+                    "run_id": f"run-{version}",
+                    "model_version": "m1",
+                    "status": "approved",
+                    "is_current": version == 2,
+                    "ibnr_total": total,
+                    "published_at": PUBLISHED_AT,
+                }
+                for version, total in ((1, 1715.61), (2, 5.50))
+            ],
+        )
+        rows = [
+            {
+                "valuation_date": V,
+                "version": version,
+                "segment": "Motor",
+                "origin": dt.date(2023, month, 1),
+                "latest_paid": paid,
+                "latest_incurred": incurred,
+                "ultimate": ultimate,
+                "ibnr": unpaid,
+                "std_err": 10.0,
+                "model_version": "m1",
+            }
+            for version, month, paid, incurred, ultimate, unpaid in OLD_ROWS
+        ]
+        conn.execute(insert(old.tables["reserve_results"]), rows)
+        conn.execute(insert(old.tables["reserve_results_staging"]), [{**rows[0], "load_id": "killed"}])
+        conn.execute(
+            insert(schema.reserve_movements),
+            [
+                {
+                    "valuation_date": V,
+                    "basis": "as_recorded",
+                    "run_id": "run-1",
+                    "segment": "Motor",
+                    "step_order": n,
+                    "step": step,
+                    "kind": kind,
+                    "amount": 1715.61,
+                }
+                for n, step, kind in (
+                    (1, "previous unpaid (IBNR column)", "opening"),
+                    (6, "this unpaid (IBNR column)", "closing"),
+                )
+            ],
+        )
+
+
+def _snapshot(engine) -> dict[str, list[tuple]]:
+    with engine.connect() as conn:
+        return {
+            t.name: sorted(tuple(r) for r in conn.execute(select(t)).all())
+            for t in (schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions)
+        } | {"steps": sorted(conn.execute(select(schema.reserve_movements.c.step)).scalars().all())}
+
+
+def _cents(value) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
+def test_migration_splits_the_old_ibnr_into_case_reserves_ibnr_and_unpaid(warehouse_url):
+    engine = make_engine(warehouse_url)
+    _build_old_warehouse(engine)
+    steps = schema.create_all(engine)
+    assert "reserve_results.ibnr renamed unpaid (it held ultimate - paid)" in steps
+    assert "reserve_versions.ibnr_total renamed unpaid_total (it held ultimate - paid)" in steps
+
+    rs, rv = schema.reserve_results, schema.reserve_versions
+    with engine.connect() as conn:
+        rows = conn.execute(select(rs.c.version, rs.c.origin, rs.c.case_reserve, rs.c.ibnr, rs.c.unpaid)).all()
+        totals = conn.execute(select(rv.c.version, rv.c.unpaid_total, rv.c.case_reserve_total, rv.c.ibnr_total)).all()
+        staged = conn.execute(
+            select(
+                schema.reserve_results_staging.c.case_reserve,
+                schema.reserve_results_staging.c.ibnr,
+                schema.reserve_results_staging.c.unpaid,
+            )
+        ).all()
+    migrated = sorted(
+        (r.version, r.origin.month, _cents(r.case_reserve), _cents(r.ibnr), _cents(r.unpaid)) for r in rows
+    )
+    assert migrated == MIGRATED_ROWS
+    for _, _, case, ibnr, unpaid in migrated:
+        if case is not None:
+            assert Decimal(f"{case:.2f}") + Decimal(f"{ibnr:.2f}") == Decimal(f"{unpaid:.2f}")
+    assert sorted(tuple(_cents(v) if i else v for i, v in enumerate(t)) for t in totals) == MIGRATED_VERSIONS
+    assert [tuple(_cents(v) for v in r) for r in staged] == [(765.43, 600.13, 1365.56)]
+
+    # a second run finds nothing to do and changes nothing
+    before = _snapshot(engine)
+    assert before["steps"] == ["previous unpaid", "this unpaid"]
+    assert schema.create_all(engine) == []
+    assert _snapshot(engine) == before
+
+    # the migrated warehouse takes new publications and reads them back with every column
+    from include.reserving.warehouse.reserves import current_reserves, publish_reserves
+
+    current = current_reserves(engine, V)
+    assert current[["case_reserve", "ibnr", "unpaid"]].iloc[0].isna().tolist() == [True, True, False]
+    published = publish_reserves(
+        engine, V, "run-3", current.drop(columns=["valuation_date", "version", "model_version", "approval_ref"]), "m2"
+    )
+    assert (published.version, published.unpaid_total, published.ibnr_total) == (3, 5.50, None)
+    engine.dispose()

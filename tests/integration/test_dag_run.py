@@ -75,15 +75,19 @@ def test_first_month_trains_asks_for_approval_and_publishes(
     model = load_model(champion.artifact_uri)
     expected = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
     published = current_reserves(engine, V)
-    assert published["ibnr"].tolist() == expected["ibnr"].tolist()
-    assert round(published["ibnr"].sum(), 2) == table["ibnr_total"].iloc[0]
+    for column in ("case_reserve", "ibnr", "unpaid"):
+        assert published[column].tolist() == expected[column].tolist()
+    for total, column in (("unpaid_total", "unpaid"), ("case_reserve_total", "case_reserve"), ("ibnr_total", "ibnr")):
+        assert round(published[column].sum(), 2) == table[total].iloc[0]
+    # every published row: unpaid = case reserves + IBNR, to the cent
+    assert ((published["case_reserve"] + published["ibnr"] - published["unpaid"]).abs() < 0.005).all()
     assert published["latest_paid"].sum() == pytest.approx(latest_diagonal(cells)["paid"].sum(), abs=0.005)
 
     # the model card went out before the approval, the report after publication; attachments are the files
     subjects = [email.message_from_bytes(raw, policy=policy.default)["Subject"] for _, _, raw in smtp_server.messages]
     assert subjects == [
         f"Approval needed: model {champion.model_version} for valuation 2023-12-31",
-        "IBNR reserve report as at 2023-12-31 (APPROVED)",
+        "Reserve report as at 2023-12-31 (APPROVED)",
     ]
     assert all(to == ["chief.actuary@example.com"] for _, to, _ in smtp_server.messages)
     report_mail = email.message_from_bytes(smtp_server.messages[1][2], policy=policy.default)
@@ -91,9 +95,12 @@ def test_first_month_trains_asks_for_approval_and_publishes(
     report_path = next(Path(os.environ["RESERVING_ARTIFACT_ROOT"]).rglob("reserve_report_2023-12-31.pdf"))
     assert attachment.get_payload(decode=True) == report_path.read_bytes()
     text = "\n".join(page.extract_text() for page in PdfReader(report_path).pages)
-    assert f"{published['ibnr'].sum():,.2f}" in text
-    for segment, ibnr in published.groupby("segment")["ibnr"].sum().items():
-        assert segment in text and f"{ibnr:,.2f}" in text
+    sums = published.groupby("segment")[["case_reserve", "ibnr", "unpaid"]].sum().round(2)
+    for column in sums:
+        assert f"{published[column].sum():,.2f}" in text
+    for segment, line in sums.iterrows():
+        assert segment in text and all(f"{v:,.2f}" in text for v in line)
+    assert f"{table['unpaid_total'].iloc[0]:,.2f} = case reserves" in report_mail.get_body().get_content()
 
     # Slack heard about the promotion, and nothing failed
     messages = [body["text"] for _, body in slack_receiver.received]

@@ -128,6 +128,7 @@ def _assert_published(stack: Stack, run: dict, valuation_date: dt.date) -> None:
     assert len(published) > 0 and set(published["segment"]) == set(pd_segments(engine, valuation_date)), (
         "every line is published"
     )
+    assert round(published["unpaid"].sum(), 2) == pytest.approx(table["unpaid_total"].iloc[0], abs=0.01)
     assert round(published["ibnr"].sum(), 2) == pytest.approx(table["ibnr_total"].iloc[0], abs=0.01)
     reports = list(stack.artifacts.rglob(f"reserve_report_{valuation_date:%Y-%m-%d}.pdf"))
     assert len(reports) == 1 and reports[0].stat().st_size > 1000

@@ -53,7 +53,7 @@ def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
             "p95": 2.0,
         }
     )
-    ultimates["ibnr"] = ultimates["ultimate"] - ultimates["latest"]
+    ultimates["unpaid"] = ultimates["ultimate"] - ultimates["latest"]
     diagonal = ultimates[["segment", "origin"]].assign(paid=latest, incurred=[x * 1.5 for x in latest])
     return ultimates, diagonal
 

@@ -75,8 +75,9 @@ def test_served_numbers_and_the_registered_view(api_server):
     status, body = _get(api_server.base + "/reserving/api/reserves", auth)
     reserves = json.loads(body)
     result, rows = api_server.book.published[V2]
-    assert (status, reserves["version"], reserves["ibnr_total"]) == (200, 2, result.ibnr_total)
-    assert [r["ibnr"] for r in reserves["rows"]] == rows.sort_values(["segment", "origin"])["ibnr"].tolist()
+    assert (status, reserves["version"], reserves["unpaid_total"]) == (200, 2, result.unpaid_total)
+    for column in ("case_reserve", "ibnr", "unpaid"):
+        assert [r[column] for r in reserves["rows"]] == rows.sort_values(["segment", "origin"])[column].tolist()
     status, body = _get(api_server.base + "/reserving/api/reserves?valuation_date=2024-02-28", auth)
     assert status == 400 and "not a month end" in json.loads(body)["detail"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -34,28 +35,44 @@ def _client(book, authenticated: bool = True) -> TestClient:
     return TestClient(app, root_path="/reserving")
 
 
+def _cents(value: float) -> Decimal:
+    return Decimal(f"{value:.2f}")
+
+
 def test_reserves_json_equals_what_was_published(book):
     client = _client(book)
     result, rows = book.published[V2]
     body = client.get("/api/reserves").json()  # default: the latest valuation date
     assert (body["valuation_date"], body["version"], body["basis"]) == ("2024-02-29", 2, "restated")
-    assert body["ibnr_total"] == result.ibnr_total
+    totals = ("unpaid_total", "case_reserve_total", "ibnr_total")
+    assert [body[k] for k in totals] == [getattr(result, k) for k in totals]
     assert body["run_id"] == "scheduled__2024-03-01T00:00:00+00:00" and body["status"] == "approved"
-    got = [(r["segment"], r["origin"], r["latest_paid"], r["ultimate"], r["ibnr"], r["std_err"]) for r in body["rows"]]
+    columns = ["latest_paid", "latest_incurred", "case_reserve", "ultimate", "ibnr", "unpaid", "std_err"]
+    got = [(r["segment"], r["origin"], *[r[c] for c in columns]) for r in body["rows"]]
     want = [
-        (r.segment, r.origin.isoformat(), r.latest_paid, r.ultimate, r.ibnr, r.std_err)
+        (r.segment, r.origin.isoformat(), *[getattr(r, c) for c in columns])
         for r in rows.sort_values(["segment", "origin"]).itertuples()
     ]
     assert got == want
+    # Motor 2023Q1: paid 100,000.00, incurred 150,000.00, ultimate 100,004.00 x 1.1 = 110,004.40:
+    # case reserves 50,000.00 + IBNR -39,995.60 = unpaid 10,004.40
+    first = body["rows"][[r["segment"] for r in body["rows"]].index("Motor")]
+    assert (first["case_reserve"], first["ibnr"], first["unpaid"]) == (50_000.0, -39_995.6, 10_004.4)
     lines = {line["segment"]: line for line in body["lines"]}
-    assert lines["Motor"]["ibnr"] == round(rows[rows.segment == "Motor"]["ibnr"].sum(), 2)
-    assert round(sum(line["ibnr"] for line in body["lines"]), 2) == result.ibnr_total
+    for segment, line in lines.items():
+        for column in columns[:-1]:
+            assert _cents(line[column]) == sum(_cents(v) for v in rows.loc[rows.segment == segment, column])
+        assert _cents(line["case_reserve"]) + _cents(line["ibnr"]) == _cents(line["unpaid"])  # each line ties
+    for column in columns[:-1]:
+        assert _cents(body["totals"][column]) == sum(_cents(line[column]) for line in lines.values())
+    assert (body["totals"]["unpaid"], body["totals"]["ibnr"]) == (result.unpaid_total, result.ibnr_total)
 
     january = client.get("/api/reserves", params={"valuation_date": "2024-01-31"}).json()
-    assert (january["version"], january["ibnr_total"]) == (1, book.published[V1][0].ibnr_total)
-    assert [r["ibnr"] for r in january["rows"]] == book.published[V1][1].sort_values(["segment", "origin"])[
-        "ibnr"
-    ].tolist()
+    assert (january["version"], january["unpaid_total"]) == (1, book.published[V1][0].unpaid_total)
+    for column in ("case_reserve", "ibnr", "unpaid"):
+        assert [r[column] for r in january["rows"]] == book.published[V1][1].sort_values(["segment", "origin"])[
+            column
+        ].tolist()
 
 
 @pytest.mark.parametrize(
@@ -189,9 +206,14 @@ def test_page_shows_reserves_champion_approvals_and_health(book):
     html = page.text
     result, rows = book.published[V2]
     assert "Valuation date <b>2024-02-29</b> · version 2 (current)" in html
-    assert f"{result.ibnr_total:,.2f}" in html
+    for total in (result.unpaid_total, result.case_reserve_total, result.ibnr_total):
+        assert f"{total:,.2f}" in html
+    assert '<th>Line</th><th>Origin</th><th class="num">Latest paid</th><th class="num">Latest incurred</th>' in html
+    assert '<th class="num">Case reserves</th><th class="num">Ultimate</th><th class="num">IBNR</th>' in html
     motor = rows[rows.segment == "Motor"]
-    assert f"{motor['ibnr'].sum():,.2f}" in html and f"{motor['ultimate'].iloc[0]:,.2f}" in html
+    for column in ("case_reserve", "ibnr", "unpaid"):
+        assert f"{round(motor[column].sum(), 2):,.2f}" in html
+    assert f"{motor['ultimate'].iloc[0]:,.2f}" in html
     assert "reserving_approval__2024-02-29" in html
     assert str(escape(approval.approval_value(book.challenger, "approve"))) in html  # autoescaped, in full
     assert f'href="http://testserver/reserving/model-cards/2024-02-29/{book.challenger}.pdf"' in html

@@ -16,10 +16,10 @@ from include.reserving import cells as cellsmod
 SPEC_FILE = "spec.json"
 TRAINING_CELLS_FILE = "training_cells.json"
 PREDICTION_COLUMNS = ["segment", "origin", "development", "paid", "observed"]
-ULTIMATE_COLUMNS = ["segment", "origin", "latest", "ultimate", "ibnr", "std_err", "p75", "p95"]
+ULTIMATE_COLUMNS = ["segment", "origin", "latest", "ultimate", "unpaid", "std_err", "p75", "p95"]
 
 
-def reserve_percentiles(ibnr: np.ndarray, std_err: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+def reserve_percentiles(reserve: np.ndarray, std_err: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
     """Reserve percentiles from a mean and a standard error.
 
     A lognormal with the given mean and standard deviation where the reserve is positive (reserves are skewed);
@@ -30,17 +30,17 @@ def reserve_percentiles(ibnr: np.ndarray, std_err: np.ndarray, quantiles: tuple[
     >>> [round(float(p[0]), 2) for p in reserve_percentiles(np.array([100.0]), np.array([0.0]), (0.75,))]
     [100.0]
     """
-    ibnr = np.asarray(ibnr, dtype=float)
+    reserve = np.asarray(reserve, dtype=float)
     std_err = np.asarray(std_err, dtype=float)
-    positive = ibnr > 0
+    positive = reserve > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        sigma2 = np.where(positive, np.log1p((std_err / np.where(positive, ibnr, 1.0)) ** 2), np.nan)
-        mu = np.where(positive, np.log(np.where(positive, ibnr, 1.0)) - sigma2 / 2, np.nan)
+        sigma2 = np.where(positive, np.log1p((std_err / np.where(positive, reserve, 1.0)) ** 2), np.nan)
+        mu = np.where(positive, np.log(np.where(positive, reserve, 1.0)) - sigma2 / 2, np.nan)
     out = []
     for q in quantiles:
         z = stats.norm.ppf(q)
         lognormal = np.exp(mu + z * np.sqrt(sigma2))
-        out.append(np.where(positive, lognormal, ibnr + z * std_err))
+        out.append(np.where(positive, lognormal, reserve + z * std_err))
     return out
 
 
@@ -80,7 +80,10 @@ class ReservingModel(BaseEstimator):
         raise NotImplementedError
 
     def ultimates(self, cells: pd.DataFrame) -> pd.DataFrame:
-        """Ultimate, IBNR (ultimate minus latest paid) and reserve range per segment and origin.
+        """Ultimate, unpaid (ultimate minus latest paid) and its range per segment and origin.
+
+        The models project paid amounts, so what they reserve is the unpaid (case reserves plus IBNR); the split
+        needs incurred and is made on publication (:func:`include.reserving.publish.reserve_rows`).
 
         Parameters
         ----------
@@ -90,8 +93,8 @@ class ReservingModel(BaseEstimator):
         Returns
         -------
         pandas.DataFrame
-            Columns ``segment, origin, latest, ultimate, ibnr, std_err, p75, p95``; ``std_err`` is NaN where the
-            model defines none; ``p75``/``p95`` are percentiles of the IBNR.
+            Columns ``segment, origin, latest, ultimate, unpaid, std_err, p75, p95``; ``latest`` is the latest paid;
+            ``std_err`` is NaN where the model defines none; ``std_err``, ``p75``/``p95`` are of the unpaid.
         """
         cells = cellsmod.normalise(cells)
         prediction = self.predict(cells)
@@ -101,9 +104,9 @@ class ReservingModel(BaseEstimator):
             ["segment", "origin"]
         )["paid"]
         out = pd.DataFrame({"latest": latest.reindex(ultimate.index), "ultimate": ultimate})
-        out["ibnr"] = out["ultimate"] - out["latest"]
+        out["unpaid"] = out["ultimate"] - out["latest"]
         out["std_err"] = self._std_err(cells, prediction).reindex(out.index).astype(float)
-        out["p75"], out["p95"] = reserve_percentiles(out["ibnr"].to_numpy(), out["std_err"].to_numpy(), (0.75, 0.95))
+        out["p75"], out["p95"] = reserve_percentiles(out["unpaid"].to_numpy(), out["std_err"].to_numpy(), (0.75, 0.95))
         return out.reset_index()[ULTIMATE_COLUMNS]
 
     def _total_std_err(self, cells: pd.DataFrame, ultimates: pd.DataFrame) -> pd.Series:
@@ -111,11 +114,11 @@ class ReservingModel(BaseEstimator):
         return ultimates.groupby("segment")["std_err"].apply(lambda s: float(np.sqrt((s**2).sum(min_count=1))))
 
     def totals(self, cells: pd.DataFrame) -> pd.DataFrame:
-        """Per-segment totals of :meth:`ultimates`: columns ``segment, latest, ultimate, ibnr, std_err, p75, p95``."""
+        """Per-segment totals of :meth:`ultimates`: columns ``segment, latest, ultimate, unpaid, std_err, p75, p95``."""
         ultimates = self.ultimates(cells)
-        out = ultimates.groupby("segment")[["latest", "ultimate", "ibnr"]].sum()
+        out = ultimates.groupby("segment")[["latest", "ultimate", "unpaid"]].sum()
         out["std_err"] = self._total_std_err(cellsmod.normalise(cells), ultimates).reindex(out.index).astype(float)
-        out["p75"], out["p95"] = reserve_percentiles(out["ibnr"].to_numpy(), out["std_err"].to_numpy(), (0.75, 0.95))
+        out["p75"], out["p95"] = reserve_percentiles(out["unpaid"].to_numpy(), out["std_err"].to_numpy(), (0.75, 0.95))
         return out.reset_index()[["segment", *ULTIMATE_COLUMNS[2:]]]
 
     def save(self, directory: str | Path) -> dict[str, str]:

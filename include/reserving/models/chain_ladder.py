@@ -83,7 +83,7 @@ class ChainLadder(ReservingModel):
     --------
     >>> import chainladder as cl
     >>> raa = cellsmod.from_triangle(cl.load_sample("raa"), columns={"values": "paid"}, segment="raa")
-    >>> round(ChainLadder().fit(raa).ultimates(raa)["ibnr"].sum())
+    >>> round(ChainLadder().fit(raa).ultimates(raa)["unpaid"].sum())
     52135
     """
 

@@ -66,19 +66,34 @@ def development_pattern(
     return fig
 
 
-def ibnr_by_origin(labels: Sequence[str], ibnr: Sequence[float], std_err: Sequence[float], title: str) -> Figure:
-    """Bars of IBNR by origin with +/- one standard error where it is known."""
+def unpaid_by_origin(labels: Sequence[str], reserves: pd.DataFrame, title: str) -> Figure:
+    """Bars of the unpaid by origin, split into case reserves and IBNR where incurred is known, with +/- one
+    standard error of the unpaid where it is known (``reserves``: ``case_reserve, ibnr, unpaid, std_err``)."""
     fig = Figure(figsize=(5.2, 3.0))
     fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.22)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
-    errors = np.array([0.0 if pd.isna(s) else float(s) for s in std_err])
-    ax.bar(x, ibnr, color=PALETTE["champion"], yerr=errors if errors.any() else None, capsize=2, ecolor="#444444")
+    split = reserves["ibnr"].notna().to_numpy()
+    case = np.where(split, reserves["case_reserve"].fillna(0.0), 0.0)
+    rest = np.where(split, reserves["ibnr"].fillna(0.0), reserves["unpaid"])  # no split: the unpaid in one bar
+    errors = reserves["std_err"].fillna(0.0).to_numpy(dtype=float)
+    ax.bar(x, case, color=PALETTE["grey"], label="case reserves")
+    ax.bar(
+        x,
+        rest,
+        bottom=case,
+        color=PALETTE["champion"],
+        label="IBNR",
+        yerr=errors if errors.any() else None,
+        capsize=2,
+        ecolor="#444444",
+    )
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)
     ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
     ax.tick_params(axis="y", labelsize=7)
     ax.set_title(title, fontsize=9)
-    ax.set_ylabel("IBNR (error bar: 1 std. error)", fontsize=8)
+    ax.set_ylabel("unpaid (error bar: 1 std. error)", fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(True, axis="y", linewidth=0.3)
     return fig
 

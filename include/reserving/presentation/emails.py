@@ -18,11 +18,20 @@ class Email:
     body: str  # HTML
 
 
-def report_email(valuation_date: dt.date, status: str, approval_pending: bool = False) -> Email:
-    """The reserve report's e-mail, e.g. subject ``IBNR reserve report as at 2024-01-31 (PRELIMINARY)``."""
+def report_email(
+    valuation_date: dt.date, status: str, approval_pending: bool = False, totals: dict | None = None
+) -> Email:
+    """The reserve report's e-mail, e.g. subject ``Reserve report as at 2024-01-31 (PRELIMINARY)``; ``totals``
+    (``unpaid_total``, ``case_reserve_total``, ``ibnr_total``) print in the body when given."""
     return Email(
-        f"IBNR reserve report as at {day(valuation_date)} ({status.upper()})",
-        render("email_report.html", valuation_date=valuation_date, status=status, approval_pending=approval_pending),
+        f"Reserve report as at {day(valuation_date)} ({status.upper()})",
+        render(
+            "email_report.html",
+            valuation_date=valuation_date,
+            status=status,
+            approval_pending=approval_pending,
+            totals=totals,
+        ),
     )
 
 

@@ -5,7 +5,8 @@ factors, backtest, quality, drift and run-health frames); :func:`render_reserve_
 access and no wall clock here: the same data gives a byte-identical PDF.
 
 Numbers print through :mod:`formatting`, so a reader (or a test) can match the PDF against the warehouse to the cent.
-IBNR is the published ``ibnr`` column (ultimate less paid to date).
+Terms: unpaid = ultimate - paid = case reserves + IBNR; case reserves = incurred - paid; IBNR = ultimate - incurred.
+Standard errors and percentiles are of the unpaid.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ RESERVE_COLUMNS = [
     "latest_paid",
     "latest_incurred",
     "ultimate",
+    "case_reserve",
     "ibnr",
+    "unpaid",
     "std_err",
     "p75",
     "p95",
@@ -71,9 +74,10 @@ class ReportData:
         Version of the published reserves for this valuation date.
     reserves : pandas.DataFrame
         The published rows, one per (segment, origin): ``segment, origin, latest_paid, latest_incurred, ultimate,
-        ibnr, std_err, p75, p95, model_version`` (``std_err``, ``p75``, ``p95`` may be NaN).
+        case_reserve, ibnr, unpaid, std_err, p75, p95, model_version`` (``std_err``, ``p75``, ``p95`` of the unpaid,
+        may be NaN; ``case_reserve`` and ``ibnr`` NaN where incurred is unknown).
     previous_reserves : pandas.DataFrame or None
-        The same for the previous valuation date, for the movement of IBNR by line.
+        The same for the previous valuation date, for the movement of the unpaid by line.
     cells : pandas.DataFrame
         Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``.
     factors : pandas.DataFrame
@@ -167,12 +171,15 @@ def _cover(data: ReportData) -> list[Flowable]:
         ["Origin periods", str(reserves["origin"].nunique())],
         ["Total latest paid", money(money_total(reserves["latest_paid"]))],
         ["Total ultimate", money(money_total(reserves["ultimate"]))],
-        ["Total IBNR", money(money_total(reserves["ibnr"]))],
+        ["Total case reserves", money(_known_total(reserves["case_reserve"]))],
+        ["Total IBNR", money(_known_total(reserves["ibnr"]))],
+        ["Total unpaid", money(money_total(reserves["unpaid"]))],
     ]
     sections = [
-        "1. Summary of IBNR by line, with the movement against the previous valuation",
-        "1b. Analysis of change by line (emergence, new origin periods, change of model, other)",
-        "2. By line: ultimates and IBNR by origin, paid and incurred triangles, selected factors, charts",
+        "1. Summary by line: case reserves, IBNR and unpaid, with the movement of the unpaid",
+        "1b. Analysis of change of the unpaid by line (emergence, new origin periods, change of model, other)",
+        "2. By line: ultimates, case reserves, IBNR and unpaid by origin, paid and incurred triangles, selected "
+        "factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
         "5. Data quality and reconciliation to finance control totals",
@@ -180,78 +187,69 @@ def _cover(data: ReportData) -> list[Flowable]:
         "7. Pipeline health",
     ]
     return [
-        Spacer(1, 2.5 * cm),
-        paragraph("IBNR Reserve Report", "title"),
+        Spacer(1, 1.5 * cm),
+        paragraph("Reserve Report", "title"),
         paragraph(f"Valuation as at {data.valuation_date:%d %B %Y} \u00a0\u00b7\u00a0 {status}", "h2"),
         Spacer(1, 0.6 * cm),
         pdf.table(["Item", "Value"], facts, width=WIDTH),
         Spacer(1, 0.4 * cm),
-        paragraph(explain),
-        Spacer(1, 0.6 * cm),
+        paragraph(f"{explain} {TERMS_NOTE}"),
+        Spacer(1, 0.4 * cm),
         paragraph("Contents", "h2"),
         *[paragraph(s) for s in sections],
         PageBreak(),
     ]
 
 
-def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float]]:
-    out = {}
-    for segment, rows in reserves.groupby("segment", sort=True):
-        out[str(segment)] = {
-            col: money_total(rows[col]) for col in ("latest_paid", "latest_incurred", "ultimate", "ibnr")
-        }
-    return out
+# the money columns of the reserve tables, in the order they print
+AMOUNTS = ("latest_paid", "latest_incurred", "case_reserve", "ultimate", "ibnr", "unpaid")
+AMOUNT_HEADERS = ["Latest paid", "Latest incurred", "Case reserves", "Ultimate", "IBNR", "Unpaid"]
+TERMS_NOTE = (
+    "Case reserves = incurred - paid; IBNR = ultimate - incurred; unpaid = ultimate - paid = case reserves + IBNR."
+)
+
+
+def _known_total(values) -> float | None:
+    """The exact total, or None (n/a) when any amount is unknown: a partial sum would understate it."""
+    values = list(values)
+    return None if any(is_missing(v) for v in values) else money_total(values)
+
+
+def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    return {
+        str(segment): {col: _known_total(rows[col]) for col in AMOUNTS}
+        for segment, rows in reserves.groupby("segment", sort=True)
+    }
 
 
 def _summary(data: ReportData) -> list[Flowable]:
     current = _line_totals(data.reserves)
     previous = _line_totals(data.previous_reserves) if data.previous_reserves is not None else None
-    header = ["Line", "Latest paid", "Latest incurred", "Ultimate", "IBNR", "Previous IBNR", "Movement", "Movement %"]
-    rows = []
-    for segment in sorted(current):
-        now = current[segment]
-        before = previous.get(segment, {}).get("ibnr") if previous is not None else None
-        movement = None if before is None else money_total([now["ibnr"], -before])
-        rows.append(
-            [
-                segment,
-                money(now["latest_paid"]),
-                money(now["latest_incurred"]),
-                money(now["ultimate"]),
-                money(now["ibnr"]),
-                money(before),
-                money(movement),
-                percent(movement / before) if movement is not None and before else NA,
-            ]
-        )
-    total = {c: money_total([v[c] for v in current.values()]) for c in ("latest_paid", "latest_incurred", "ultimate")}
-    total_ibnr = money_total(data.reserves["ibnr"])
-    total_before = money_total(data.previous_reserves["ibnr"]) if data.previous_reserves is not None else None
-    total_movement = None if total_before is None else money_total([total_ibnr, -total_before])
-    rows.append(
-        [
-            "Total",
-            money(total["latest_paid"]),
-            money(total["latest_incurred"]),
-            money(total["ultimate"]),
-            money(total_ibnr),
-            money(total_before),
-            money(total_movement),
-            percent(total_movement / total_before) if total_movement is not None and total_before else NA,
-        ]
-    )
+    header = ["Line", *AMOUNT_HEADERS, "Previous unpaid", "Movement", "Movement %"]
+
+    def row(label: str, now: dict, before: float | None) -> list[str]:
+        movement = None if before is None else money_total([now["unpaid"], -before])
+        change = percent(movement / before) if movement is not None and before else NA
+        return [label, *[money(now[c]) for c in AMOUNTS], money(before), money(movement), change]
+
+    rows = [
+        row(segment, current[segment], previous.get(segment, {}).get("unpaid") if previous is not None else None)
+        for segment in sorted(current)
+    ]
+    total = {c: _known_total(data.reserves[c]) for c in AMOUNTS}
+    rows.append(row("Total", total, money_total(data.previous_reserves["unpaid"]) if previous is not None else None))
     note = (
-        "Movement = IBNR now less IBNR at the previous valuation (all lines of that valuation in the total)."
+        "Movement = unpaid now less unpaid at the previous valuation (all lines of that valuation in the total)."
         if previous is not None
         else "No previous valuation was supplied: movements are not available."
     )
     return [
-        paragraph("1. Summary of IBNR by line", "h1"),
+        paragraph("1. Summary by line: case reserves, IBNR and unpaid", "h1"),
         paragraph(f"Published reserves, publication version {data.publication_version}, as at {data.valuation_date}."),
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH, total_row=True),
         Spacer(1, 4),
-        paragraph(note + " IBNR is the ultimate less paid to date.", "note"),
+        paragraph(f"{note} {TERMS_NOTE}", "note"),
     ]
 
 
@@ -278,9 +276,9 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
             notes.setdefault(str(note), []).append(str(s))
     return out + [
         paragraph(
-            f"From the unpaid (IBNR column) of the previous month end's current publication to this publication "
-            f"(version {data.publication_version}); previous less actual emergence plus new origin periods, change "
-            "of model and experience and other equals this month's figure to the cent."
+            "From the unpaid (case reserves + IBNR) of the previous month end's current publication to this "
+            f"publication (version {data.publication_version}); previous less actual emergence plus new origin "
+            "periods, change of model and experience and other equals this month's figure to the cent."
         ),
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH),
@@ -333,33 +331,21 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
     factors = data.factors[data.factors["segment"] == segment].sort_values("development")
     versions = sorted({str(v) for v in reserves["model_version"]})
 
-    header = ["Origin", "Latest paid", "Latest incurred", "Ultimate", "IBNR", "Std. error", "CV", "P75", "P95"]
+    header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95"]
     rows = []
     for _, r in reserves.iterrows():
-        cv = r["std_err"] / r["ibnr"] if not is_missing(r["std_err"]) and r["ibnr"] else None
+        cv = r["std_err"] / r["unpaid"] if not is_missing(r["std_err"]) and r["unpaid"] else None
         rows.append(
             [
                 labels[r["origin"]],
-                money(r["latest_paid"]),
-                money(r["latest_incurred"]),
-                money(r["ultimate"]),
-                money(r["ibnr"]),
+                *[money(r[c]) for c in AMOUNTS],
                 money(r["std_err"]),
                 percent(cv),
                 money(r["p75"]),
                 money(r["p95"]),
             ]
         )
-    rows.append(
-        [
-            "Total",
-            *[money(money_total(reserves[c])) for c in ("latest_paid", "latest_incurred", "ultimate", "ibnr")],
-            "",
-            "",
-            "",
-            "",
-        ]
-    )
+    rows.append(["Total", *[money(_known_total(reserves[c])) for c in AMOUNTS], "", "", "", ""])
     young = (
         [
             paragraph(
@@ -376,11 +362,11 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
         paragraph(f"2. {segment}", "h1"),
         paragraph(f"Model version {', '.join(versions)}."),
         *young,
-        paragraph("Ultimates and IBNR by origin", "h2"),
+        paragraph("Ultimates, case reserves, IBNR and unpaid by origin", "h2"),
         pdf.table(header, rows, width=WIDTH, total_row=True),
         paragraph(
-            "Std. error: standard error of the reserve estimate where the method defines one; P75/P95: the 75th "
-            "and 95th percentiles of the reserve distribution; CV = std. error / IBNR.",
+            f"{TERMS_NOTE} Std. error: standard error of the unpaid where the method defines one; P75/P95: the 75th "
+            "and 95th percentiles of the unpaid; CV = std. error / unpaid.",
             "note",
         ),
     ]
@@ -417,14 +403,13 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
         observed,
         title=f"{segment}: development pattern",
     )
-    ibnr_fig = charts.ibnr_by_origin(
+    unpaid_fig = charts.unpaid_by_origin(
         [labels[o] for o in reserves["origin"]],
-        reserves["ibnr"].tolist(),
-        reserves["std_err"].tolist(),
-        f"{segment}: IBNR by origin",
+        reserves[["case_reserve", "ibnr", "unpaid", "std_err"]],
+        f"{segment}: unpaid by origin",
     )
     half = WIDTH / 2 - 6
-    chart_row = Table([[_chart(pattern_fig, half), _chart(ibnr_fig, half)]], colWidths=[half + 6, half + 6])
+    chart_row = Table([[_chart(pattern_fig, half), _chart(unpaid_fig, half)]], colWidths=[half + 6, half + 6])
     chart_row.hAlign = "LEFT"
     out += [KeepTogether([paragraph("Charts", "h2"), chart_row])]
     return out
@@ -670,11 +655,11 @@ def render_reserve_report(data: ReportData, path: str | Path) -> Path:
         path,
         build_story(data),
         page=PAGE,
-        title=f"IBNR reserve report {v} ({data.status})",
+        title=f"Reserve report {v} ({data.status})",
         subject=f"Reserves as at {v}, publication version {data.publication_version}",
         creator=__name__,
         footer=(
-            f"IBNR reserve report  |  valuation {v}  |  {data.status.upper()}  |  "
+            f"Reserve report  |  valuation {v}  |  {data.status.upper()}  |  "
             f"publication v{data.publication_version}  |  champion {data.champion_version}"
         ),
     )

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from include.reserving import artifacts, notify
+from include.reserving.publish import TOTALS
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse import plausibility as plausibility_store
@@ -51,7 +52,13 @@ def report(facts: RunFacts, published: dict) -> dict:
     path = render_reserve_report(data, local / f"reserve_report_{v:%Y-%m-%d}.pdf")
     artifacts.publish_dir(local, uri)
     log.info("reserve report for %s (%s): %s", v, data.status, path)
-    return {"report_uri": artifacts.join(uri, Path(path).name), "status": data.status, "local_path": str(path)}
+    totals = {k: None if current[k] is None else float(current[k]) for k in TOTALS}
+    return {
+        "report_uri": artifacts.join(uri, Path(path).name),
+        "status": data.status,
+        "local_path": str(path),
+        **totals,
+    }
 
 
 def send_email(facts: RunFacts, subject: str, body: str, attachments: list[str]) -> dict:
@@ -68,5 +75,5 @@ def email_report(facts: RunFacts, reported: dict) -> dict:
     """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
     from include.reserving.presentation.emails import report_email
 
-    mail = report_email(facts.valuation_date, reported["status"])
+    mail = report_email(facts.valuation_date, reported["status"], totals={k: reported.get(k) for k in TOTALS})
     return send_email(facts, mail.subject, mail.body, [reported["report_uri"]])

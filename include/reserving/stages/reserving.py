@@ -61,9 +61,10 @@ def refit(facts: RunFacts) -> dict:
 
 
 def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
-    """Ultimates, IBNR and ranges per origin for one segment (a mapped task: segments spread over workers)."""
+    """Ultimates, case reserves, IBNR, unpaid and its range per origin for one segment (a mapped task: segments
+    spread over workers)."""
     from include.reserving.models import load_model
-    from include.reserving.publish import reserve_rows
+    from include.reserving.publish import reserve_rows, totals
 
     cells = load_cells(facts.engine(), facts.valuation_date, facts.basis)
     cells = cells[cells["segment"] == segment].reset_index(drop=True)
@@ -74,10 +75,17 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     uri = artifacts.join(facts.run_dir, "reserves", f"{artifacts.safe(segment)}.json")
     payload = rows.assign(origin=rows["origin"].astype(str)).to_dict(orient="records")
     artifacts.write_text(uri, json.dumps(payload, indent=1))
+    sums = totals(rows)
     log.info(
-        "reserved %s at %s: IBNR %.2f over %d origins", segment, facts.valuation_date, rows["ibnr"].sum(), len(rows)
+        "reserved %s at %s over %d origins: unpaid %.2f = case reserves %s + IBNR %s",
+        segment,
+        facts.valuation_date,
+        len(rows),
+        sums["unpaid_total"],
+        sums["case_reserve_total"],
+        sums["ibnr_total"],
     )
-    return {"segment": segment, "reserves_uri": uri, "ibnr_total": round(float(rows["ibnr"].sum()), 2)}
+    return {"segment": segment, "reserves_uri": uri, **sums}
 
 
 def _reserved_rows(refitted: dict, reserved: list[dict]) -> pd.DataFrame:

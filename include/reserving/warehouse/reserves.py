@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import schema
 from include.reserving.domain import Basis, PublicationStatus
-from include.reserving.publish import PublishResult
+from include.reserving.publish import PublishResult, totals
 from include.reserving.warehouse.core import clear_staged, insert_rows, read_frame, replace_rows
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def publish_reserves(
     if before_swap is not None:
         before_swap()
 
-    ibnr_total = round(float(sum(reserves["ibnr"])), 2)
+    sums = totals(reserves)
     cols = [c.name for c in rs.columns]
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
@@ -95,7 +95,7 @@ def publish_reserves(
             "approval_ref": approval_ref,
             "status": str(status),
             "is_current": not held,
-            "ibnr_total": ibnr_total,
+            **sums,
             "published_at": published_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }
         if existing is None:
@@ -105,16 +105,18 @@ def publish_reserves(
                 update(rv).where(rv.c.valuation_date == valuation_date, rv.c.version == version).values(**version_row)
             )
     log.info(
-        "published reserves V=%s version %d (%s%s): %d rows, IBNR %.2f, model %s",
+        "published reserves V=%s version %d (%s%s): %d rows, unpaid %.2f (case reserves %s, IBNR %s), model %s",
         valuation_date,
         version,
         "new" if existing is None else "replaced",
         ", HELD: not current" if held else "",
         len(reserves),
-        ibnr_total,
+        sums["unpaid_total"],
+        sums["case_reserve_total"],
+        sums["ibnr_total"],
         model_version,
     )
-    return PublishResult(valuation_date, version, len(reserves), ibnr_total, existing is None)
+    return PublishResult(valuation_date, version, len(reserves), **sums, is_new_version=existing is None)
 
 
 def latest_valuation_date(engine: Engine) -> dt.date | None:

@@ -46,7 +46,7 @@ def test_learned_weights_are_credibilities_by_maturity(learned, components, port
     assert learned.weights_ and all(0.0 <= w <= 1.0 for w in learned.weights_.values())
     assert set(learned.weights_) <= set(portfolio_cells["development"])
     ultimates = learned.ultimates(portfolio_cells)
-    assert list(ultimates.columns) == ["segment", "origin", "latest", "ultimate", "ibnr", "std_err", "p75", "p95"]
+    assert list(ultimates.columns) == ["segment", "origin", "latest", "ultimate", "unpaid", "std_err", "p75", "p95"]
     base, challenger = (c.ultimates(portfolio_cells)["ultimate"].to_numpy() for c in components)
     low, high = np.minimum(base, challenger), np.maximum(base, challenger)
     assert ((ultimates["ultimate"] >= low - 1e-6) & (ultimates["ultimate"] <= high + 1e-6)).all()

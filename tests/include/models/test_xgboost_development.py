@@ -35,7 +35,7 @@ def test_predict_completes_the_square_from_the_latest_paid(fitted, portfolio_cel
 def test_ultimates_are_close_to_the_known_development(fitted, portfolio_cells):
     ultimates = fitted.ultimates(portfolio_cells)
     assert (ultimates["std_err"] >= 0).all()
-    assert (ultimates.loc[ultimates["ibnr"] > 0, "p95"] > ultimates.loc[ultimates["ibnr"] > 0, "p75"]).all()
+    assert (ultimates.loc[ultimates["unpaid"] > 0, "p95"] > ultimates.loc[ultimates["unpaid"] > 0, "p75"]).all()
     # the synthetic ultimate is about 70% of premium (lognormal noise of 10%)
     premium = portfolio_cells.groupby(["segment", "origin"])["earned_premium"].first().to_numpy()
     ratio = ultimates["ultimate"].to_numpy() / premium

@@ -73,14 +73,14 @@ def test_a_one_cell_segment_borrows_the_books_factors(one_cell, book, caplog):
     assert 1.5 < cdf < 3  # the synthetic book's paid development from two months on
     assert marine["latest"] == 500.0
     assert marine["ultimate"] == pytest.approx(500.0 * cdf, rel=1e-9)
-    assert marine["ibnr"] == pytest.approx(500.0 * (cdf - 1), rel=1e-9)
+    assert marine["unpaid"] == pytest.approx(500.0 * (cdf - 1), rel=1e-9)
     assert np.isnan(marine["std_err"]) and np.isnan(marine["p95"])
     # the other lines are reserved exactly as without the new one
     alone = ChainLadder().fit(book).ultimates(book)
     others = model.ultimates(one_cell).query("segment != 'marine'").reset_index(drop=True)
     pd.testing.assert_frame_equal(others, alone)
     totals = model.totals(one_cell).set_index("segment")
-    assert np.isnan(totals.at["marine", "std_err"]) and totals.at["marine", "ibnr"] == pytest.approx(marine["ibnr"])
+    assert np.isnan(totals.at["marine", "std_err"]) and totals.at["marine", "unpaid"] == pytest.approx(marine["unpaid"])
 
 
 def test_the_one_cell_segment_alone_and_after_save_and_load(one_cell, tmp_path):
@@ -95,7 +95,7 @@ def test_the_one_cell_segment_alone_and_after_save_and_load(one_cell, tmp_path):
 def test_every_model_reserves_a_one_cell_segment(one_cell, method):
     ultimates = build_model({"method": method, "params": {}}).fit(one_cell).ultimates(one_cell)
     marine = ultimates[ultimates["segment"] == "marine"]
-    assert len(marine) == 1 and np.isfinite(marine["ultimate"]).all() and (marine["ibnr"] > 0).all()
+    assert len(marine) == 1 and np.isfinite(marine["ultimate"]).all() and (marine["unpaid"] > 0).all()
 
 
 def test_backtests_and_actual_vs_expected_with_new_lines(one_cell, few_cells):

@@ -14,7 +14,7 @@ V = dt.date(2023, 12, 31)
 
 def test_subject_names_valuation_date_and_status():
     assert report_email(dt.date(2024, 1, 31), "preliminary").subject == (
-        "IBNR reserve report as at 2024-01-31 (PRELIMINARY)"
+        "Reserve report as at 2024-01-31 (PRELIMINARY)"
     )
     assert "2023-12-31" in report_email(V, "approved").subject
     assert "APPROVED" in report_email(V, "approved").subject
@@ -22,10 +22,21 @@ def test_subject_names_valuation_date_and_status():
 
 def test_report_body_mentions_a_pending_approval_only_when_there_is_one():
     plain = report_email(V, "approved").body
-    assert "<p>The IBNR reserve report as at 2023-12-31 (approved) is attached.</p>" in plain
+    assert "<p>The reserve report as at 2023-12-31 (approved) is attached.</p>" in plain
     assert "Sent by the monthly reserving pipeline." in plain
     assert "awaits your approval" not in plain
     assert "awaits your approval" in report_email(V, "approved", approval_pending=True).body
+
+
+def test_report_body_states_unpaid_as_case_reserves_plus_ibnr():
+    totals = {"unpaid_total": 1721.11, "case_reserve_total": 1165.53, "ibnr_total": 555.58}
+    body = report_email(V, "approved", totals=totals).body
+    assert "Total unpaid 1,721.11 = case reserves 1,165.53 + IBNR 555.58" in body
+    assert "IBNR = ultimate - incurred" in body
+    # unknown case reserves and IBNR print as n/a; no totals given: no totals line
+    unknown = report_email(V, "approved", totals={**totals, "case_reserve_total": None, "ibnr_total": None}).body
+    assert "Total unpaid 1,721.11 = case reserves n/a + IBNR n/a" in unknown
+    assert "Total unpaid" not in report_email(V, "approved").body
 
 
 def test_model_card_email_carries_the_instruction_escaped():

@@ -12,7 +12,15 @@ from pypdf import PdfReader
 
 from include.reserving.presentation.report import ReportData, render_reserve_report
 from tests.conftest import PROJECT
-from tests.include.conftest import IBNR_BY_LINE, TOTAL_IBNR, make_report_data
+from tests.include.conftest import (
+    CASE_BY_LINE,
+    IBNR_BY_LINE,
+    TOTAL_CASE,
+    TOTAL_IBNR,
+    TOTAL_UNPAID,
+    UNPAID_BY_LINE,
+    make_report_data,
+)
 
 ARTIFACTS = PROJECT / "test-artifacts"
 
@@ -31,11 +39,18 @@ def _cents(values) -> Decimal:
 
 
 def test_fixture_golden_numbers(report_data):
-    """The golden strings are the hand-set book's sums, added up in exact decimal arithmetic."""
+    """The golden strings are the hand-set book's sums, added up in exact decimal arithmetic; each line ties."""
     reserves = report_data.reserves
-    assert f"{_cents(reserves['ibnr']):,.2f}" == TOTAL_IBNR
+    assert f"{_cents(reserves['unpaid']):,.2f}" == TOTAL_UNPAID
+    assert f"{_cents(reserves['case_reserve']):,.2f}" == TOTAL_CASE and f"{_cents(reserves['ibnr']):,.2f}" == TOTAL_IBNR
     for segment, rows in reserves.groupby("segment"):
-        assert f"{_cents(rows['ibnr']):,.2f}" == IBNR_BY_LINE[segment]
+        unpaid, case, ibnr = (_cents(rows[c]) for c in ("unpaid", "case_reserve", "ibnr"))
+        assert (f"{unpaid:,.2f}", f"{case:,.2f}", f"{ibnr:,.2f}") == (
+            UNPAID_BY_LINE[segment],
+            CASE_BY_LINE[segment],
+            IBNR_BY_LINE[segment],
+        )
+        assert unpaid == case + ibnr
     assert reserves["segment"].nunique() >= 3 and reserves["origin"].nunique() >= 10
 
 
@@ -45,33 +60,41 @@ def test_cover_names_valuation_champion_status_and_version(pages, report_data):
     assert report_data.champion_version in cover
     assert "APPROVED" in cover
     assert "Publication version" in cover
-    assert f"Total IBNR\n{TOTAL_IBNR}" in cover
+    assert f"Total case reserves\n{TOTAL_CASE}\nTotal IBNR\n{TOTAL_IBNR}\nTotal unpaid\n{TOTAL_UNPAID}" in cover
+    assert "IBNR = ultimate - incurred" in cover.replace("\n", " ")
+    assert "7. Pipeline health" in cover  # the contents still fit on the cover
 
 
-def test_summary_has_ibnr_per_line_total_and_movement(pages, report_data):
+def test_summary_has_case_ibnr_unpaid_per_line_total_and_movement(pages, report_data):
     summary = pages[1]
-    assert "Summary of IBNR by line" in summary
-    for segment, ibnr in IBNR_BY_LINE.items():
-        line = summary[summary.index(f"\n{segment}\n") :]
-        assert line.split("\n")[5] == ibnr  # Line, paid, incurred, ultimate, IBNR
-    assert TOTAL_IBNR in summary
+    assert "Summary by line: case reserves, IBNR and unpaid" in summary
+    for segment in UNPAID_BY_LINE:
+        line = summary[summary.index(f"\n{segment}\n") :].split("\n")
+        # Line, paid, incurred, case reserves, ultimate, IBNR, unpaid
+        assert (line[4], line[6], line[7]) == (CASE_BY_LINE[segment], IBNR_BY_LINE[segment], UNPAID_BY_LINE[segment])
+    total = summary[summary.index("\nTotal\n") :].split("\n")
+    assert (total[4], total[6], total[7]) == (TOTAL_CASE, TOTAL_IBNR, TOTAL_UNPAID)
+    assert "unpaid = ultimate - paid = case reserves + IBNR" in summary.replace("\n", " ")
     previous = report_data.previous_reserves
-    motor_now = _cents(report_data.reserves.loc[report_data.reserves["segment"] == "Motor", "ibnr"])
-    motor_before = _cents(previous.loc[previous["segment"] == "Motor", "ibnr"])
+    motor_now = _cents(report_data.reserves.loc[report_data.reserves["segment"] == "Motor", "unpaid"])
+    motor_before = _cents(previous.loc[previous["segment"] == "Motor", "unpaid"])
     assert f"{motor_before:,.2f}" in summary
     assert f"{motor_now - motor_before:,.2f}" in summary
 
 
-def test_every_origin_ultimate_ibnr_and_range_of_a_line_appears_to_the_cent(pages, report_data):
+def test_every_origin_case_ibnr_unpaid_and_range_of_a_line_appears_to_the_cent(pages, report_data):
     text = "\n".join(pages)
     motor = report_data.reserves[report_data.reserves["segment"] == "Motor"]
     assert len(motor) == 12
+    columns = ("latest_paid", "latest_incurred", "case_reserve", "ultimate", "ibnr", "unpaid", "std_err")
     for _, row in motor.iterrows():
         label = f"{row['origin'].year}Q{(row['origin'].month - 1) // 3 + 1}"
-        expected = [f"{row[c]:,.2f}" for c in ("latest_paid", "latest_incurred", "ultimate", "ibnr", "std_err")]
+        expected = [f"{row[c]:,.2f}" for c in columns]
         assert "\n".join([label, *expected]) in text, (label, expected)
         assert f"{row['p75']:,.2f}\n{row['p95']:,.2f}" in text
     assert "4,812,345.67" in text and "5,802,450.16" in text  # first and last hand-set Motor ultimates
+    motor_total = "\n".join(["Total", *[f"{_cents(motor[c]):,.2f}" for c in columns[:-1]]])
+    assert motor_total in text and f"\n{CASE_BY_LINE['Motor']}\n" in motor_total + "\n"
 
 
 def test_sections_triangles_factors_backtest_quality_drift_health(pages):
@@ -99,14 +122,14 @@ def test_analysis_of_change_page_ties_each_line_to_the_cent(pages, report_data):
     page = next(p for p in pages if "1b. Analysis of change by line\nFrom" in p)
     reserves, previous = report_data.reserves, report_data.previous_reserves
     for segment in ("Liability", "Motor", "Property"):
-        before = _cents(previous.loc[previous["segment"] == segment, "ibnr"])
-        now = _cents(reserves.loc[reserves["segment"] == segment, "ibnr"])
+        before = _cents(previous.loc[previous["segment"] == segment, "unpaid"])
+        now = _cents(reserves.loc[reserves["segment"] == segment, "unpaid"])
         assert f"{before:,.2f}" in page and f"{now:,.2f}" in page and f"{now - before:,.2f}" in page
     other = page[page.index("\nexperience and other\n") + 1 :].split("\n")
     # Line order Liability, Motor, Property, then the total: previous + other = this, to the cent
-    total_before, total_now = _cents(previous["ibnr"]), _cents(reserves["ibnr"])
+    total_before, total_now = _cents(previous["unpaid"]), _cents(reserves["unpaid"])
     assert other[4] == f"{total_now - total_before:,.2f}"
-    assert f"{total_before:,.2f}" in page and TOTAL_IBNR in page
+    assert f"{total_before:,.2f}" in page and TOTAL_UNPAID in page
     expected = page[page.index("\nmemo: expected emergence\n") + 1 :].split("\n")
     origins = report_data.reserves.groupby("segment")["origin"].nunique()
     assert expected[1:5] == [*[f"{1_000 * n:,.2f}" for n in origins], f"{1_000 * origins.sum():,.2f}"]
@@ -153,7 +176,7 @@ def test_missing_previous_and_empty_sections_still_render(tmp_path, report_data)
     assert "PRELIMINARY" in text
     assert "No previous valuation was supplied" in text
     assert "No backtest this month" in text
-    assert TOTAL_IBNR in text
+    assert TOTAL_UNPAID in text and TOTAL_CASE in text and TOTAL_IBNR in text
 
 
 def test_invalid_status_and_empty_reserves_are_refused(report_data):
