@@ -31,7 +31,7 @@ def pending_challenger(url: str, valuation_date) -> str:
             f"no model is waiting for approval at {valuation_date} (promotion decision: "
             f"{row.decision if row else 'none yet'})"
         )
-    decided = registry.decision_on(engine, valuation_date, row.challenger_version)
+    decided = registry.decision_on(engine, valuation_date, row.challenger_version, row.run_id)
     if decided is not None:
         raise LookupError(f"model {row.challenger_version} at {valuation_date} was already decided: {decided}")
     return row.challenger_version

@@ -150,9 +150,10 @@ def governance_group(evaluation, drift_decision):
 def reserving_group(after: list):
     """The model that reserves V, ultimates per line (mapped), one atomic publication; runs after ``after``."""
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS, **NO_RETRY)  # a fit fails the same way twice
     def refit(params=None, run_id=None, data_interval_end=None) -> dict:
-        """Refit the champion's spec on V's data (routine, recorded); the model that reserves V."""
+        """Refit the champion's spec on V's data (routine, recorded), or before any approval the chain-ladder
+        fallback (preliminary); the model that reserves V."""
         from include.reserving.stages import reserving
 
         return reserving.refit(run_facts(params, run_id, data_interval_end))

@@ -17,6 +17,11 @@ from include.reserving.config import PROJECT_ROOT
 from include.reserving.domain import ModelStatus, Promotion
 
 SCORE_EPS = 1e-12  # a challenger exactly delta better (up to float noise) is not better by more than delta
+# Reserves PRELIMINARY months while no model was ever approved (e.g. the first challenger rejected or timed out): the
+# plain volume-weighted chain ladder, a method every actuary can reproduce; fitted and registered as a candidate, never
+# made champion by it.
+FALLBACK_SPEC: dict[str, Any] = {"method": "chain_ladder", "params": {}}
+FALLBACK_NAME = "chain-ladder fallback"
 
 
 def canonical_spec(spec: dict[str, Any]) -> str:

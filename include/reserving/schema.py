@@ -341,7 +341,8 @@ approvals = Table(
     Column("comment", Text),
     Column("variable_key", String(250), nullable=False),
     Column("run_id", String(250)),
-    Index("ux_approvals_key", "valuation_date", "model_version", unique=True),
+    # one decision per run: a later run may decide again on a (deterministic) version an earlier run rejected
+    Index("ux_approvals_run", "valuation_date", "model_version", "run_id", unique=True),
 )
 
 # --- Published reserves: versioned per valuation date, exactly one current version ------------------------------
@@ -501,6 +502,8 @@ def migrate(engine: Engine) -> list[str]:
     (incurred - paid) and IBNR (ultimate - incurred) are filled from each row's own figures, so published history
     keeps its meaning. Version totals follow; the analysis of change's step names lose "(IBNR column)".
 
+    Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``.
+
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
     """
@@ -549,6 +552,22 @@ def migrate(engine: Engine) -> list[str]:
             ).rowcount
             if renamed:
                 done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
+        done += _key_approvals_by_run(conn)
+    return done
+
+
+def _key_approvals_by_run(conn) -> list[str]:
+    """Replace the approvals' old unique key (V, version) by (V, version, run): the rows stay as they are."""
+    if _columns(conn, approvals.name) is None:
+        return []
+    indexes = {index["name"] for index in inspect(conn).get_indexes(approvals.name)}
+    done = []
+    if "ux_approvals_key" in indexes:
+        conn.exec_driver_sql("DROP INDEX ux_approvals_key")
+        done.append("approvals: unique key (valuation_date, model_version) dropped")
+    if "ux_approvals_run" not in indexes:
+        next(i for i in approvals.indexes if i.name == "ux_approvals_run").create(conn)
+        done.append("approvals: unique key (valuation_date, model_version, run_id) created")
     return done
 
 

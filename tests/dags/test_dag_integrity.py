@@ -69,6 +69,7 @@ def test_dag_shape(pipeline_dag):
         sensor = dag.get_task(sensor_id)
         assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
     assert dag.get_task("signoff.apply_signoff").retries == 0
+    assert dag.get_task("governance.apply_approval").retries == 0 and dag.get_task("reserving.refit").retries == 0
     assert dag.get_task("reporting.report").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("reserving.refit").trigger_rule == "none_failed_min_one_success"
     # one mapped task per line of business

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from include.reserving import approval, artifacts
+from include.reserving import approval, artifacts, governance
 from include.reserving.domain import Decision
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.stages import RunFacts
@@ -69,6 +69,16 @@ def email_model_card(facts: RunFacts, card: dict) -> dict:
     return send_email(facts, mail.subject, mail.body, [card["model_card_uri"]])
 
 
+def _what_reserves(engine) -> str:
+    """What reserves the month when the challenger was not approved: the champion, or (first runs) the fallback."""
+    if registry.champion(engine) is not None:
+        return "champion kept"
+    return (
+        f"no champion yet: preliminary reserves from the {governance.FALLBACK_NAME}; a later run (force_retrain) "
+        "trains a challenger again and asks for a new decision"
+    )
+
+
 def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None) -> dict:
     """Record the actuary's decision (or the timeout) and promote on approval, in one transaction; every outcome is
     audited. A re-run keeps the recorded decision as it is and only completes what it implies (idempotent)."""
@@ -88,10 +98,10 @@ def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None)
     if decision == Decision.APPROVE:
         message = f"Model {version} approved by {by} and promoted to champion for {facts.valuation_date}"
     elif decision == Decision.REJECT:
-        message = f"Model {version} rejected by {by} for {facts.valuation_date}: champion kept"
+        message = f"Model {version} rejected by {by} for {facts.valuation_date}: {_what_reserves(engine)}"
     else:
         message = (
-            f"Approval of model {version} for {facts.valuation_date} timed out: champion kept. "
+            f"Approval of model {version} for {facts.valuation_date} timed out: {_what_reserves(engine)}. "
             + ApprovalInstruction(facts.valuation_date, version).text
         )
     if not recorded.newly_recorded:

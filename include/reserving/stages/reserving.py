@@ -31,26 +31,25 @@ def approval_reference(engine, spec: dict) -> str | None:
 
 def refit(facts: RunFacts) -> dict:
     """The model that reserves V: a routine refit of the champion's spec on V's data (recorded, no approval
-    needed), or, before any champion was approved, this month's candidate for PRELIMINARY reserves."""
+    needed), or, while no model was ever approved, the chain-ladder fallback fitted on V's data for PRELIMINARY
+    reserves (whatever became of this run's challenger: rejected, timed out, or none trained)."""
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     champion = registry.champion(engine)
-    status = PublicationStatus.APPROVED.value
     if champion is None:
-        model_entry = registry.candidate_trained_at(engine, facts.valuation_date)
-        if model_entry is None:
-            raise RuntimeError(
-                f"no champion and no candidate model for {facts.valuation_date}: run with force_retrain to train one"
-            )
+        # a candidate, never the champion: the next run's challenger still goes to approval
+        model_entry = fit_and_register(engine, facts, governance.FALLBACK_SPEC, cells)
         status = PublicationStatus.PRELIMINARY.value
         log.warning(
-            "no approved champion yet: reserves for %s are PRELIMINARY, from candidate %s",
+            "no champion yet: preliminary reserves from the %s for %s (model %s)",
+            governance.FALLBACK_NAME,
             facts.valuation_date,
             model_entry.model_version,
         )
     else:
         # recorded as the champion only once the month is accepted (accept_month): a held month may be rejected
         model_entry = fit_and_register(engine, facts, champion.spec, cells)
+        status = PublicationStatus.APPROVED.value
     return {
         "model_version": model_entry.model_version,
         "artifact_uri": model_entry.artifact_uri,
@@ -177,7 +176,7 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
 def accept_month(engine, facts: RunFacts, refitted: dict) -> None:
     """The month's numbers are current: record the refitted champion as the month's model (routine, no approval)."""
     if refitted["status"] != PublicationStatus.APPROVED:
-        return  # preliminary reserves come from a candidate, not from a champion
+        return  # preliminary reserves come from the fallback, never recorded as champion
     champion = registry.champion(engine)
     if champion is not None and champion.model_version != refitted["model_version"]:
         registry.set_champion(

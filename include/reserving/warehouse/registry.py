@@ -3,8 +3,9 @@
 Exactly one champion at any time: a unique partial index on ``model_registry.status = 'champion'`` enforces it in
 the database, and champion changes run in one transaction (serialised by an advisory lock on PostgreSQL) that
 retires the old champion, crowns the new one and writes ``champion_history``. An actuary's decision is recorded in
-that same transaction (``decide``), once: approval rows are never deleted or rewritten, so every history row's
-``approval_id`` exists.
+that same transaction (``decide``), once per run: approval rows are never deleted or rewritten, so every history
+row's ``approval_id`` exists. A decision belongs to the run that asked for it: version ids are deterministic, so a
+later run may ask again about a version an earlier run's decision rejected, and its decision is a new one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import and_, insert, select, text, update
+from sqlalchemy import and_, insert, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
@@ -85,19 +86,6 @@ def champion(engine: Engine) -> ModelEntry | None:
     mr = schema.model_registry
     with engine.connect() as conn:
         row = conn.execute(select(mr).where(mr.c.status == ModelStatus.CHAMPION.value)).first()
-    return _entry(row) if row else None
-
-
-def candidate_trained_at(engine: Engine, valuation_date: dt.date) -> ModelEntry | None:
-    """The first (by version id) candidate trained at V: before any approval, it reserves V as preliminary."""
-    mr = schema.model_registry
-    with engine.connect() as conn:
-        row = conn.execute(
-            select(mr)
-            .where(mr.c.trained_valuation_date == valuation_date, mr.c.status == ModelStatus.CANDIDATE.value)
-            .order_by(mr.c.model_version)
-            .limit(1)
-        ).first()
     return _entry(row) if row else None
 
 
@@ -221,12 +209,17 @@ def decision_at(engine: Engine, valuation_date: dt.date):
 
 
 def pending_decisions(engine: Engine) -> list[dict]:
-    """Decisions to promote whose challenger has no approvals row yet, oldest first."""
+    """Decisions to promote whose challenger has no approvals row of the deciding run yet, oldest first."""
     pd_, ap = schema.promotion_decisions, schema.approvals
     query = (
         select(pd_)
         .outerjoin(
-            ap, and_(ap.c.valuation_date == pd_.c.valuation_date, ap.c.model_version == pd_.c.challenger_version)
+            ap,
+            and_(
+                ap.c.valuation_date == pd_.c.valuation_date,
+                ap.c.model_version == pd_.c.challenger_version,
+                _same_run(ap.c.run_id, pd_.c.run_id),
+            ),
         )
         .where(pd_.c.decision == Promotion.PROMOTE.value, ap.c.id.is_(None))
         .order_by(pd_.c.valuation_date)
@@ -278,7 +271,7 @@ def backtests(engine: Engine, valuation_date: dt.date) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class RecordedDecision:
-    """The decision on (V, version) as recorded (first write wins), and what this call did about it."""
+    """The decision on (V, version) of one run as recorded (first write wins), and what this call did about it."""
 
     approval_id: int
     decision: str
@@ -299,19 +292,20 @@ def decide(
     decided_at: dt.datetime | None = None,
     run_id: str | None = None,
 ) -> RecordedDecision:
-    """Record the outcome (approve, reject, timeout) on (V, version) and act on it, in ONE transaction.
+    """Record the outcome (approve, reject, timeout) on (V, version) for ``run_id`` and act on it, in ONE transaction.
 
     Approve crowns the version, its champion_history row naming this approval; reject marks it rejected. A crash
     therefore leaves either nothing or everything. The recorded decision is immutable: a re-run finds it, never
     deletes or rewrites it (history rows point at its id), acts on the recorded decision rather than the one passed
-    in, and completes a promotion that an older, non-atomic run recorded but never made.
+    in, and completes a promotion that an older, non-atomic run recorded but never made. Another run's decision on
+    the same (V, version) is not this run's: a run retraining after a rejection gets a decision of its own.
     """
     if decision not in tuple(Decision):
         raise ValueError(f"decision {decision!r} must be one of {[d.value for d in Decision]}")
     ap, ch = schema.approvals, schema.champion_history
     with engine.begin() as conn:
-        _lock_champion(conn)  # also serialises two runs deciding the same (V, version)
-        row = _approval(conn, valuation_date, model_version)
+        _lock_champion(conn)  # also serialises two tries of a run deciding the same (V, version)
+        row = _approval(conn, valuation_date, model_version, run_id)
         newly_recorded = row is None
         if newly_recorded:
             conn.execute(
@@ -326,7 +320,7 @@ def decide(
                     run_id=run_id,
                 )
             )
-            row = _approval(conn, valuation_date, model_version)
+            row = _approval(conn, valuation_date, model_version, run_id)
         promoted = False
         if row.decision == Decision.APPROVE:
             done = conn.execute(select(ch.c.id).where(ch.c.approval_id == row.id).limit(1)).first()
@@ -348,19 +342,32 @@ def decide(
     return RecordedDecision(row.id, row.decision, row.decided_by, row.decided_at, newly_recorded, promoted)
 
 
-def _approval(conn: Connection, valuation_date: dt.date, model_version: str):
+def _same_run(column, run_id):
+    """``column`` names the run ``run_id`` (None only matches None: decisions recorded outside a run)."""
+    if isinstance(run_id, str) or run_id is None:
+        return column.is_(None) if run_id is None else column == run_id
+    return or_(column == run_id, and_(column.is_(None), run_id.is_(None)))
+
+
+def _approval(conn: Connection, valuation_date: dt.date, model_version: str, run_id: str | None):
     ap = schema.approvals
     return conn.execute(
-        select(ap).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
+        select(ap).where(
+            ap.c.valuation_date == valuation_date, ap.c.model_version == model_version, _same_run(ap.c.run_id, run_id)
+        )
     ).first()
 
 
-def decision_on(engine: Engine, valuation_date: dt.date, model_version: str) -> str | None:
-    """The recorded decision on (V, version), or None while pending."""
+def decision_on(engine: Engine, valuation_date: dt.date, model_version: str, run_id: str | None) -> str | None:
+    """The decision ``run_id`` recorded on (V, version), or None while pending."""
     ap = schema.approvals
     with engine.connect() as conn:
         return conn.execute(
-            select(ap.c.decision).where(ap.c.valuation_date == valuation_date, ap.c.model_version == model_version)
+            select(ap.c.decision).where(
+                ap.c.valuation_date == valuation_date,
+                ap.c.model_version == model_version,
+                _same_run(ap.c.run_id, run_id),
+            )
         ).scalar_one_or_none()
 
 
