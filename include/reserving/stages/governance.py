@@ -65,7 +65,8 @@ def email_model_card(facts: RunFacts, card: dict) -> dict:
     """E-mail the model card with the approval instruction to the chief actuary."""
     from include.reserving.presentation.emails import model_card_email
 
-    mail = model_card_email(facts.valuation_date, card["model_version"])
+    first_model = registry.champion(facts.engine()) is None
+    mail = model_card_email(facts.valuation_date, card["model_version"], first_model=first_model)
     return send_email(facts, mail.subject, mail.body, [card["model_card_uri"]])
 
 
