@@ -52,7 +52,9 @@ def _book(engine):
     challenger = registry.register(engine, model_entry("xgboost_development", V))
     registry.decide(engine, V0, champion.model_version, "approve", approval.approval_key(V0), "founder")
     registry.record_decision(
-        engine, governance.decide_promotion(V, champion.model_version, -0.12, challenger.model_version, -0.08, 0.01)
+        engine,
+        governance.decide_promotion(V, champion.model_version, -0.12, challenger.model_version, -0.08, 0.01),
+        run_id=RUN,
     )
     return champion.model_version, challenger.model_version
 
@@ -76,7 +78,7 @@ def test_a_kill_inside_the_decision_leaves_nothing_and_the_rerun_records_once(wa
     )
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     # nothing of the decision survived the kill: still pending, the old champion in place
-    assert registry.decision_on(warehouse, V, challenger) is None
+    assert registry.decision_on(warehouse, V, challenger, RUN) is None
     assert registry.champion(warehouse).model_version == champion
     assert registry.get(warehouse, challenger).status == "candidate"
     assert len(registry.champion_history(warehouse)) == 1

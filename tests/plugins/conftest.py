@@ -84,7 +84,9 @@ def populate(url: str, artifact_root: Path) -> Book:
     registry.record_decision(
         engine, governance.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
     )
-    registry.decide(engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada")
+    registry.decide(
+        engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada", run_id="run-jan"
+    )
     registry.record_decision(
         engine,
         governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),

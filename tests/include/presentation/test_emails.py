@@ -48,3 +48,11 @@ def test_model_card_email_carries_the_instruction_escaped():
     assert str(escape(instruction.sentence)) in mail.body
     for _, text in instruction.steps:
         assert f"<pre>{escape(text)}</pre>" in mail.body
+
+
+def test_the_first_model_card_email_says_what_reserves_the_month_without_an_approval():
+    assert "beat the champion" in model_card_email(V, "v1").body
+    first = " ".join(model_card_email(V, "v1", first_model=True).body.split())
+    assert "beat the champion" not in first
+    assert "There is no champion yet: this challenger would be the first approved model" in first
+    assert "the month's reserves are preliminary, from the chain-ladder fallback" in first

@@ -102,7 +102,12 @@ def test_card_states_the_stored_decision_without_re_running_the_rule(card):
         }
     )
     markdown = card_markdown(first)
-    assert "There is no champion yet." in markdown
+    assert "There is no champion yet: this challenger would be the first approved model." in markdown
+    assert "without a decision the champion stays" not in markdown
+    assert (
+        "Rejected or without a decision, there is still no champion: the month's reserves are preliminary, from the "
+        "chain-ladder fallback"
+    ) in markdown
     assert "PROMOTE after approval (no champion yet: the first challenger needs approval)" in markdown
 
 

@@ -163,3 +163,30 @@ def test_a_decision_is_recorded_once_and_never_rewritten(warehouse):
     assert len(registry.champion_history(warehouse)) == 1
     with pytest.raises(ValueError, match="decision 'maybe'"):
         registry.decide(warehouse, V, b.model_version, "maybe", key)
+
+
+def test_a_later_run_decides_anew_on_a_version_an_earlier_run_rejected(warehouse):
+    """Version ids are deterministic: a run retraining after a rejection puts the same version to the actuary, and
+    its decision is its own (the earlier run's row stays as it was)."""
+    b = registry.register(warehouse, _entry("xgboost", 1))
+    key = "reserving_approval__2024-01-31"
+    promote = governance.decide_promotion(V, None, None, b.model_version, -0.08, 0.01)
+    registry.record_decision(warehouse, promote, run_id="r1")
+    assert [p["run_id"] for p in registry.pending_decisions(warehouse)] == ["r1"]
+    rejected = registry.decide(warehouse, V, b.model_version, "reject", key, "bob", run_id="r1")
+    assert registry.pending_decisions(warehouse) == [] and registry.champion(warehouse) is None
+    assert registry.decide(warehouse, V, b.model_version, "approve", key, "eve", run_id="r1").decision == "reject"
+
+    registry.record_decision(warehouse, promote, run_id="r2")  # the later run's evaluate
+    assert [p["run_id"] for p in registry.pending_decisions(warehouse)] == ["r2"]
+    assert registry.decision_on(warehouse, V, b.model_version, "r2") is None
+    approved = registry.decide(warehouse, V, b.model_version, "approve", key, "eve", run_id="r2")
+    assert (approved.decision, approved.newly_recorded, approved.promoted) == ("approve", True, True)
+    assert approved.approval_id != rejected.approval_id
+    assert registry.champion(warehouse).model_version == b.model_version
+    assert registry.approvals(warehouse)[["decision", "decided_by", "run_id"]].values.tolist() == [
+        ["reject", "bob", "r1"],
+        ["approve", "eve", "r2"],
+    ]
+    assert registry.champion_history(warehouse).approval_id.tolist() == [approved.approval_id]
+    assert registry.pending_decisions(warehouse) == []
