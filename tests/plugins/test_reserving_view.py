@@ -144,7 +144,9 @@ def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(bo
     # another run's decision does not answer this run's question; this run's does
     registry.decide(make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob", run_id="other")
     assert len(client.get("/api/approvals/pending").json()) == 1
-    registry.decide(make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob", run_id=PENDING_RUN)
+    registry.decide(
+        make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob", run_id=PENDING_RUN
+    )
     assert client.get("/api/approvals/pending").json() == []
 
 

@@ -1,0 +1,140 @@
+"""No dead end on a first run (dag.test() of the approval harness): with no champion, a rejected or timed-out first
+challenger leaves the month PRELIMINARY from the chain-ladder fallback, and a later run with force_retrain, which
+rebuilds the same (deterministic) version, still gets a decision of its own and can make it the champion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pandas as pd
+import pytest
+
+from include.reserving import artifacts, governance
+from include.reserving.approval import approval_key, approval_value
+from include.reserving.ingest import cells_hash
+from include.reserving.stages import RunFacts, input, reserving, training
+from include.reserving.stages.training import fit_and_register
+from include.reserving.warehouse import registry
+from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.reserves import current_reserves, versions
+
+pytestmark = pytest.mark.slow
+
+V = dt.date(2023, 12, 31)
+CHALLENGER_SPEC = {"method": "chain_ladder", "params": {"n_periods": 5}}
+FALLBACK_NOTE = "no champion yet: preliminary reserves from the chain-ladder fallback"
+
+
+def _first_challenger(run_id: str):
+    """What a training run at V leaves with no champion: the challenger registered, the rule saying promote."""
+    facts = RunFacts.create(V, run_id)
+    engine = facts.engine()
+    challenger = fit_and_register(engine, facts, CHALLENGER_SPEC, load_cells(engine, V))
+    evaluation = training.evaluate(facts, {"challenger_version": challenger.model_version})
+    assert (evaluation["decision"], evaluation["champion_version"]) == ("promote", None)
+    return challenger.model_version, evaluation
+
+
+def _run(monkeypatch, evaluation: dict, value: str | None, day: int, timeout: int = 60):
+    """One harness run deciding on ``evaluation``; ``day`` gives each run its own run id."""
+    from tests.integration.dags.approval_harness import harness
+
+    variable = f"AIRFLOW_VAR_{approval_key(V).upper()}"
+    if value is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, value)
+    run = harness.test(
+        logical_date=dt.datetime(2024, 1, day, tzinfo=dt.UTC),
+        run_conf={"valuation_date": V.isoformat(), "evaluation": evaluation, "approval_timeout_seconds": timeout},
+    )
+    assert run.state == "success"
+    return run
+
+
+def _assert_preliminary_from_the_fallback(engine, run) -> str:
+    """V's current version is PRELIMINARY, reserved by the fallback fitted on V's data, to the cent as reserve_segment
+    computes it for that model; the fallback is a candidate, never the champion. Returns its version."""
+    cells = load_cells(engine, V)
+    fallback = governance.model_version_id(governance.FALLBACK_SPEC, V, cells_hash(cells))
+    table = versions(engine, V)
+    assert table[["is_current", "status", "model_version", "run_id"]].values.tolist() == [
+        [True, "preliminary", fallback, run.run_id]
+    ]
+    assert set(current_reserves(engine, V).approval_ref.dropna()) == set()
+    assert registry.champion(engine) is None and registry.champion_history(engine).empty
+    assert registry.get(engine, fallback).spec == governance.FALLBACK_SPEC
+
+    check = RunFacts.create(V, "check-fallback")
+    refitted = reserving.refit(check)  # still no champion: the same fallback version, recomputed
+    assert (refitted["model_version"], refitted["status"]) == (fallback, "preliminary")
+    expected = pd.concat(
+        pd.DataFrame(json.loads(artifacts.read_text(reserving.reserve_segment(check, refitted, s)["reserves_uri"])))
+        for s in refitted["segments"]
+    )
+    expected = expected.assign(origin=pd.to_datetime(expected["origin"])).sort_values(["segment", "origin"])
+    published = current_reserves(engine, V)
+    assert len(published) == len(expected)
+    for column in ("ultimate", "case_reserve", "ibnr", "unpaid"):
+        assert published[column].round(2).tolist() == expected[column].round(2).tolist(), column
+    return fallback
+
+
+def _slack(slack_receiver) -> list[str]:
+    return [body["text"] for _, body in slack_receiver.received]
+
+
+def test_a_rejected_first_challenger_publishes_preliminary_and_a_later_run_can_still_approve(
+    pipeline_env_any, airflow_db, slack_receiver, monkeypatch
+):
+    input.ingest(RunFacts.create(V, "prepare"))
+    challenger, evaluation = _first_challenger("first-training")
+
+    first = _run(monkeypatch, evaluation, approval_value(challenger, "reject", "Bo Actuary", "unstable"), day=1)
+    engine = RunFacts.create(V, "read").engine()
+    assert registry.get(engine, challenger).status == "rejected"
+    fallback = _assert_preliminary_from_the_fallback(engine, first)
+    assert fallback != challenger
+    (message,) = _slack(slack_receiver)
+    assert message.startswith(f"Model {challenger} rejected by Bo Actuary for {V}: {FALLBACK_NOTE}")
+    assert "champion kept" not in message
+
+    # a later run with force_retrain trains again and, on the same data, rebuilds the very same version; the
+    # rejection belongs to the first run, so this run's decision is its own
+    again, evaluation = _first_challenger("forced-training")
+    assert again == challenger
+    second = _run(monkeypatch, evaluation, approval_value(challenger, "approve", "Ada Actuary", "reviewed"), day=2)
+    assert registry.champion(engine).model_version == challenger
+    approvals = registry.approvals(engine)
+    assert approvals[["model_version", "decision", "decided_by", "run_id"]].values.tolist() == [
+        [challenger, "reject", "Bo Actuary", first.run_id],
+        [challenger, "approve", "Ada Actuary", second.run_id],
+    ]
+    assert registry.champion_history(engine)[["model_version", "action", "approval_id"]].values.tolist() == [
+        [challenger, "promoted", approvals.id.iloc[1]]
+    ]
+    table = versions(engine, V)
+    assert table[["version", "is_current", "status", "model_version"]].values.tolist() == [
+        [1, False, "preliminary", fallback],
+        [2, True, "approved", challenger],
+    ]
+    assert set(current_reserves(engine, V).approval_ref) == {f"approvals.id={approvals.id.iloc[1]} (Ada Actuary)"}
+    assert _slack(slack_receiver)[1] == f"Model {challenger} approved by Ada Actuary and promoted to champion for {V}"
+
+
+def test_a_timed_out_first_challenger_publishes_preliminary_from_the_fallback(
+    pipeline_env, airflow_db, slack_receiver, monkeypatch
+):
+    input.ingest(RunFacts.create(V, "prepare"))
+    challenger, evaluation = _first_challenger("first-training")
+
+    run = _run(monkeypatch, evaluation, None, day=1, timeout=3)
+    engine = RunFacts.create(V, "read").engine()
+    # the unanswered challenger stays a candidate for a later decision; it does not reserve the month
+    assert registry.get(engine, challenger).status == "candidate"
+    assert registry.approvals(engine)[["model_version", "decision"]].values.tolist() == [[challenger, "timeout"]]
+    _assert_preliminary_from_the_fallback(engine, run)
+    (message,) = _slack(slack_receiver)
+    assert message.startswith(f"Approval of model {challenger} for {V} timed out: {FALLBACK_NOTE}")
+    assert "champion kept" not in message
