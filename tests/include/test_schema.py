@@ -2,7 +2,21 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Boolean, Column, Date, DateTime, Integer, MetaData, String, Table, insert, inspect, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    insert,
+    inspect,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 
 from include.reserving import schema
 from include.reserving.warehouse.core import make_engine
@@ -215,3 +229,39 @@ def test_migration_splits_the_old_ibnr_into_case_reserves_ibnr_and_unpaid(wareho
     )
     assert (published.version, published.unpaid_total, published.ibnr_total) == (3, 5.50, None)
     engine.dispose()
+
+
+def test_migration_keys_approvals_by_run(warehouse_url):
+    """An approvals table with the old unique key (V, version): its rows stay, and a later run may record a decision
+    of its own on a version an earlier run decided (issue 14)."""
+    engine = make_engine(warehouse_url)
+    old = MetaData()
+    Table(
+        "approvals",
+        old,
+        *(column._copy() for column in schema.approvals.columns),
+        Index("ux_approvals_key", "valuation_date", "model_version", unique=True),
+    )
+    old.create_all(engine)
+    row = {
+        "valuation_date": V,
+        "model_version": "m1",
+        "decision": "reject",
+        "decided_by": "bob",
+        "decided_at": PUBLISHED_AT,
+        "variable_key": "reserving_approval__2023-12-31",
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(schema.approvals).values(**row, run_id="run-1"))
+    assert schema.create_all(engine) == [
+        "approvals: unique key (valuation_date, model_version) dropped",
+        "approvals: unique key (valuation_date, model_version, run_id) created",
+    ]
+    assert schema.create_all(engine) == []
+    with engine.begin() as conn:
+        conn.execute(insert(schema.approvals).values(**{**row, "decision": "approve"}, run_id="run-2"))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert(schema.approvals).values(**row, run_id="run-2"))
+    with engine.connect() as conn:
+        decided = conn.execute(select(schema.approvals.c.run_id, schema.approvals.c.decision)).all()
+    assert sorted(decided) == [("run-1", "reject"), ("run-2", "approve")]
