@@ -17,7 +17,7 @@ Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last
 | governance | `promote_or_not` | branch: `model_card` and `await_approval` only when the rule says promote |
 | governance | `model_card` | the challenger's model card (Markdown + PDF), e-mailed with the approval instruction |
 | governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
-| reserving | `refit` | the champion's spec refitted on V's data (routine, recorded in the registry) |
+| reserving | `refit` | the champion's spec refitted on V's data (routine); none yet: the chain-ladder fallback |
 | reserving | `lines`, `reserve_segment` | ultimate, case reserves, IBNR, unpaid (and range) per origin; task per line |
 | reserving | `analyse` | analysis of change per line against V-1 (emergence, new origins, model change); hold reasons |
 | reserving | `publish` | all lines published atomically as this run's version for V; HELD (not current) on a hold |
