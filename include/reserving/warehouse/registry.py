@@ -343,7 +343,7 @@ def decide(
 
 
 def _same_run(column, run_id):
-    """``column`` names the run ``run_id`` (None only matches None: decisions recorded outside a run)."""
+    """``column`` names the run ``run_id`` (a value or another column); NULL matches NULL (outside a run)."""
     if isinstance(run_id, str) or run_id is None:
         return column.is_(None) if run_id is None else column == run_id
     return or_(column == run_id, and_(column.is_(None), run_id.is_(None)))
