@@ -17,6 +17,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
+from include.reserving.dates import month_index, month_start
 from include.reserving.domain import TRANSACTION_STATUSES, Basis
 from include.reserving.warehouse.cells import _month_index_sql, extract_filters
 from include.reserving.warehouse.core import read_frame
@@ -48,8 +49,7 @@ def monthly_aggregates(
     )  # IN is case-sensitive on both databases
     # Volumes and the median are only judged over the history window (V's month and the ``median_months`` before
     # it), so only that window's rows are aggregated; the defects below are counted over the whole extract.
-    start = valuation_date.year * 12 + valuation_date.month - 1 - median_months
-    since = dt.date(start // 12, start % 12 + 1, 1)
+    since = month_start(month_index(valuation_date) - median_months)
     since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
     joined = t.join(c, c.c.claim_id == t.c.claim_id)
     transactions = (
