@@ -5,7 +5,8 @@ Run through `make demo` (which sets up the virtualenv and the Airflow home first
 2. a local mail catcher (SMTP on 127.0.0.1; mails land in data/outbox as .eml files);
 3. `airflow dags test monthly_reserving_pipeline 2025-01-01`: the run for December 2024, valued as at
    2024-12-31. It stops at the approval sensor: the demo prints the instruction and, from a second process,
-   approves as "Demo Actuary" with `python -m include.reserving.approve` (which runs `airflow variables set`);
+   approves as Airflow user demo_actuary (the approvers setting) with `python -m include.reserving.approve
+   --api-url ...`, through a local api-server whose audit log tells the sensor who wrote the approval;
 4. prints where the outputs are, ending with the PDF reserve report.
 """
 
@@ -15,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -36,7 +38,8 @@ from include.reserving.warehouse.core import make_engine, redact  # noqa: E402
 LOGICAL_DATE = "2025-01-01"
 VALUATION_DATE = parse_valuation_date("2024-12-31")
 CLAIMS = int(os.environ.get("DEMO_CLAIMS", "20000"))
-APPROVER = "Demo Actuary"
+APPROVER = "Demo Actuary"  # the display name; who approves is the Airflow user below
+APPROVER_USER = "demo_actuary"
 
 
 def step(title: str) -> None:
@@ -64,17 +67,65 @@ def mail_catcher(outbox: Path):
     return controller, port
 
 
-def wait_for_pending(url: str, run: subprocess.Popen, log_path: Path) -> str | None:
-    """Poll the warehouse until the promotion rule asks for approval (or the run ends without asking)."""
+def wait_for_pending(url: str, run: subprocess.Popen, log_path: Path) -> tuple[str, str] | None:
+    """Poll the warehouse until the model card asks for approval: (version, the card's code); None when the run
+    ends or the promotion rule does not ask."""
+    from include.reserving.warehouse import decisions
+
     pd_ = schema.promotion_decisions
     engine = make_engine(url)
     while run.poll() is None:
         with engine.connect() as conn:
             row = conn.execute(select(pd_).where(pd_.c.valuation_date == VALUATION_DATE)).first()
-        if row is not None:
-            return row.challenger_version if row.decision == "promote" else None
+        if row is not None and row.decision != "promote":
+            return None
+        issued = row and decisions.issued(engine, decisions.MODEL, VALUATION_DATE, row.challenger_version)
+        if issued:
+            return row.challenger_version, issued.code
         time.sleep(2)
     return None
+
+
+def api_server(env: dict) -> tuple[subprocess.Popen, str, dict]:
+    """A local api-server (127.0.0.1) with two users: demo_actuary (op) approves, auditor (viewer) is what the
+    sensor reads Airflow's audit log as. Returns the process, its URL and the users' passwords."""
+    import secrets
+
+    home = Path(os.environ["AIRFLOW_HOME"])
+    passwords = {APPROVER_USER: secrets.token_urlsafe(16), "auditor": secrets.token_urlsafe(16)}
+    password_file = home / "demo-passwords.json"
+    password_file.write_text(json.dumps(passwords))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server_env = {
+        **env,
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{APPROVER_USER}:op,auditor:viewer",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(password_file),
+    }
+    log = (home / "demo-api-server.log").open("w")
+    server = subprocess.Popen(
+        ["airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+        env=server_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    import httpx
+
+    for _ in range(240):
+        if server.poll() is not None:
+            raise SystemExit(f"the api-server exited; log: {home / 'demo-api-server.log'}")
+        try:
+            if httpx.get(f"{base}/api/v2/monitor/health", timeout=5).status_code == 200:
+                return server, base, passwords
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"the api-server did not start; log: {home / 'demo-api-server.log'}")
 
 
 def main() -> None:
@@ -119,6 +170,10 @@ def main() -> None:
     subprocess.run(
         ["airflow", "variables", "delete", f"reserving_approval__{VALUATION_DATE}"], env=env, capture_output=True
     )
+    step("a local api-server: the approver's Airflow user, and the audit log the sensor reads")
+    server, base, passwords = api_server(env)
+    env["RESERVING_APPROVERS"] = APPROVER_USER
+    env["AIRFLOW_CONN_RESERVING_AIRFLOW_API"] = f"http://auditor:{passwords['auditor']}@{base.split('://')[1]}"
 
     step(f"monthly_reserving_pipeline for {LOGICAL_DATE} (valuation date {VALUATION_DATE})")
     log_path = Path(os.environ["AIRFLOW_HOME"]) / "demo-run.log"
@@ -133,9 +188,10 @@ def main() -> None:
         try:
             pending = wait_for_pending(url, run, log_path)
             if pending:
+                version, code = pending
                 step("the run waits at governance.await_approval for an actuary")
-                print(textwrap.indent(ApprovalInstruction(VALUATION_DATE, pending).text, "    "), flush=True)
-                print(f"    approving from a second process as {APPROVER!r}:", flush=True)
+                print(textwrap.indent(ApprovalInstruction(VALUATION_DATE, version, code).text, "    "), flush=True)
+                print(f"    approving from a second process as Airflow user {APPROVER_USER!r}:", flush=True)
                 subprocess.run(
                     [
                         sys.executable,
@@ -149,8 +205,12 @@ def main() -> None:
                         APPROVER,
                         "--comment",
                         "demo approval after reading the model card",
+                        "--api-url",
+                        base,
+                        "--user",
+                        APPROVER_USER,
                     ],
-                    env=env,
+                    env={**env, "AIRFLOW_PASSWORD": passwords[APPROVER_USER]},
                     check=True,
                 )
             run.wait()
@@ -158,6 +218,8 @@ def main() -> None:
             if run.poll() is None:
                 run.terminate()
             controller.stop()
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
     if run.returncode != 0:
         print(log_path.read_text()[-6000:])
         raise SystemExit(f"the run failed; full log: {log_path}")

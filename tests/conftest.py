@@ -37,7 +37,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from include.reserving import schema  # noqa: E402
 from include.reserving.warehouse.core import make_engine  # noqa: E402
-from tests.servers import slack_receiver, smtp_server  # noqa: E402, F401 (shared fixtures)
+from tests.servers import airflow_api, slack_receiver, smtp_server  # noqa: E402, F401 (shared fixtures)
 
 PG_ADMIN_URL = os.environ.get("RESERVING_TEST_PG_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -92,3 +92,111 @@ def slack_receiver(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- an Airflow api-server on the tests' metadata database ------------------------------------------------------
+
+
+class AirflowApi:
+    """A real ``airflow api-server`` on 127.0.0.1 sharing the tests' metadata database, with simple-auth users."""
+
+    def __init__(self, base: str, passwords: dict[str, str]):
+        self.base, self.passwords = base, passwords
+
+    def client(self, user: str):
+        """An httpx client for ``/api/v2`` logged in as ``user`` (POST /auth/token, as the UI does)."""
+        import httpx
+
+        token = httpx.post(
+            f"{self.base}/auth/token", json={"username": user, "password": self.passwords[user]}, timeout=30
+        )
+        token.raise_for_status()
+        return httpx.Client(
+            base_url=f"{self.base}/api/v2",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=30,
+        )
+
+    def set_variable(self, user: str, key: str, value: str) -> int:
+        """Set a Variable as ``user`` the way the UI does (create, or edit when it exists); the final status."""
+        with self.client(user) as api:
+            done = api.patch(f"/variables/{key}", json={"key": key, "value": value})
+            if done.status_code == 404:
+                done = api.post("/variables", json={"key": key, "value": value})
+            return done.status_code
+
+    def conn_uri(self, user: str) -> str:
+        """The Airflow connection URI through which a task reads the api-server as ``user``."""
+        from urllib.parse import quote
+
+        host_port = self.base.split("://", 1)[1]
+        return f"http://{quote(user, safe='')}:{quote(self.passwords[user], safe='')}@{host_port}"
+
+
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory, airflow_db):
+    """One api-server per test module on the tests' metadata database (SQLite, shared with dag.test()). Users: ada
+    (op) and cy (op) may be approvers, boss is an admin, viewer a viewer, auditor (viewer) reads the audit log."""
+    import os
+    import secrets
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    from airflow.configuration import conf
+
+    home = tmp_path_factory.mktemp("api-home")
+    port = free_port()
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "USER", "LOGNAME")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_db) / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
+            "SimpleAuthManager",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ada:op,cy:op,boss:admin,viewer:viewer,auditor:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__FERNET_KEY": conf.get("core", "fernet_key"),  # the tests' key: both read the Variables
+        }
+    )
+    log = home / "api-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the teardown stops the server and its workers
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"api-server not up ({process.returncode}):\n{log.read_text()[-4000:]}", pytrace=False)
+            try:
+                with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+        yield AirflowApi(base, passwords)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     promotion_delta: float = 0.01
     approval_timeout_seconds: int = 3 * 24 * 3600
     approval_poke_seconds: int = 300
+    # Who may decide (model approval and numbers sign-off): Airflow user names, checked against Airflow's audit log
+    # (who wrote the decision Variable), read through the api-server's REST API with the connection below.
+    approvers: StrList = ()
+    approval_cli_counts: bool = False  # a value written with `airflow variables set` (owner: the OS user) counts
+    airflow_api_conn_id: str = "reserving_airflow_api"
+    four_eyes: bool = False  # the approver of a model must differ from the user who triggered a forced retrain
     report_recipients: StrList = ("chief.actuary@example.com",)
     slack_conn_id: str = "reserving_slack"
     smtp_conn_id: str = "smtp_default"
@@ -102,7 +108,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _VariableSource(settings_cls), env_settings
 
-    @field_validator("report_recipients", "extra_claim_types", "admitted_new_lines", mode="before")
+    @field_validator("report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -25,10 +25,15 @@ while payments are facts; see BENCHMARKS.md "Truth benchmark".
 Flags (per method and for the selection): ``ultimate<incurred`` (negative IBNR: ultimate - incurred < 0) and
 ``ultimate<paid`` (negative unpaid).
 
+A segment too young for factors of its own (every cell at one age, a new line) takes the model's ultimates, whose
+chain ladder borrows factors from the rest of the book, without a range.
+
 Ranges: Mack's total standard error of the ``range_basis`` chain ladder (paid by default: the paid chain ladder's
 unpaid is the quantity Mack models directly, and its error is the wider, prudent one), tail included, taken as the
 standard error of the segment's selected unpaid; P75/P95 from a lognormal with the selected unpaid as its mean
-(:func:`include.reserving.models.base.reserve_percentiles`). :func:`total_range` aggregates lines assuming they are
+(:func:`include.reserving.models.base.reserve_percentiles`). Per origin the same: Mack's standard error of that
+origin's ``range_basis`` chain ladder unpaid (NaN where Mack gives none, e.g. the oldest origin), percentiles around
+the origin's selected unpaid. :func:`total_range` aggregates lines assuming they are
 independent (standard errors add in quadrature). No CV is given where the unpaid is below ``cv_floor`` of the paid.
 """
 
@@ -47,6 +52,8 @@ from include.reserving.models.base import reserve_percentiles
 
 log = logging.getLogger(__name__)
 
+# A standard error above this multiple of the line's ultimate is an estimation breakdown, not a range.
+RANGE_SANITY_FACTOR = 100.0
 METHODS = ("paid_cl", "incurred_cl", "bf", "cape_cod")
 MODEL = "model"
 ORIGIN_COLUMNS = [
@@ -67,6 +74,9 @@ ORIGIN_COLUMNS = [
     "unpaid",
     "case_reserves",
     "ibnr",
+    "std_err",
+    "p75",
+    "p95",
     "rationale",
     "flags",
 ]
@@ -198,6 +208,8 @@ def reserve_segment(
         },
         index=latest.index,
     )
+    if cellsmod.young_segments(cells):
+        return _young(out, settings, model_ultimates)
     developed, tail_factor, cdf = {}, {}, {}
     for basis in ("paid", "incurred"):
         developed[basis], tail_factor[basis] = _develop(triangle[basis], settings, basis)
@@ -225,26 +237,17 @@ def reserve_segment(
     for method in ("bf", "cape_cod"):
         # an origin without premium has no expected ultimate: its chain ladder stands in
         out[method] = out[method].fillna(out[f"{basis}_cl"])
-    out[MODEL] = np.nan
-    if model_ultimates is not None:
-        model = model_ultimates.assign(origin=[pd.Timestamp(o).date() for o in model_ultimates["origin"]])
-        out[MODEL] = model.set_index("origin")["ultimate"].astype(float).reindex(out.index)
-
+    _model_column(out, model_ultimates)
     _select(out, settings)
-    out["unpaid"] = out["selected_ultimate"] - out["paid"]
-    out["case_reserves"] = out["incurred"] - out["paid"]
-    out["ibnr"] = out["selected_ultimate"] - out["incurred"]
-    flags = [_flags(out[m], out["paid"], out["incurred"], m) for m in [*METHODS, MODEL] if out[m].notna().any()]
-    flags.append(_flags(out["selected_ultimate"], out["paid"], out["incurred"], "selected"))
-    out["flags"] = ["; ".join(sum(parts, [])) for parts in zip(*flags, strict=True)]
+    _reserves_and_flags(out)
+    origin_std_err, std_err = _mack_std_err(developed[settings.range_basis])
+    out["std_err"] = origin_std_err.reindex(out.index).to_numpy()
+    out["p75"], out["p95"] = reserve_percentiles(
+        out["unpaid"].to_numpy(float), out["std_err"].to_numpy(float), QUANTILES
+    )
     origins = out.reset_index(drop=True)[ORIGIN_COLUMNS]
 
-    std_err = _mack_total_std_err(developed[settings.range_basis])
-    summary = origins[["paid", "incurred", "earned_premium", *METHODS, MODEL, "selected_ultimate"]].sum(min_count=1)
-    summary["unpaid"] = summary["selected_ultimate"] - summary["paid"]
-    summary["case_reserves"] = summary["incurred"] - summary["paid"]
-    summary["ibnr"] = summary["selected_ultimate"] - summary["incurred"]
-    summary = pd.DataFrame([summary]).assign(
+    summary = _summary(origins).assign(
         segment=segment,
         selection_rule=describe_rule(settings),
         tail_method=settings.tail_method,
@@ -255,7 +258,69 @@ def reserve_segment(
         range_basis=f"Mack, {settings.range_basis} chain ladder",
         std_err=std_err,
     )
-    return SegmentReserve(origins, _with_range(summary, settings)[SUMMARY_COLUMNS])
+    return SegmentReserve(origins, with_range(summary, settings)[SUMMARY_COLUMNS])
+
+
+def _summary(origins: pd.DataFrame) -> pd.DataFrame:
+    """One row: the segment's sums of the origins' amounts, its unpaid, case reserves and IBNR."""
+    summary = origins[["paid", "incurred", "earned_premium", *METHODS, MODEL, "selected_ultimate"]].sum(min_count=1)
+    summary["unpaid"] = summary["selected_ultimate"] - summary["paid"]
+    summary["case_reserves"] = summary["incurred"] - summary["paid"]
+    summary["ibnr"] = summary["selected_ultimate"] - summary["incurred"]
+    return pd.DataFrame([summary])
+
+
+def _model_column(out: pd.DataFrame, model_ultimates: pd.DataFrame | None) -> None:
+    out[MODEL] = np.nan
+    if model_ultimates is not None:
+        model = model_ultimates.assign(origin=[pd.Timestamp(o).date() for o in model_ultimates["origin"]])
+        out[MODEL] = model.set_index("origin")["ultimate"].astype(float).reindex(out.index)
+
+
+def _reserves_and_flags(out: pd.DataFrame) -> None:
+    out["unpaid"] = out["selected_ultimate"] - out["paid"]
+    out["case_reserves"] = out["incurred"] - out["paid"]
+    out["ibnr"] = out["selected_ultimate"] - out["incurred"]
+    flags = [_flags(out[m], out["paid"], out["incurred"], m) for m in [*METHODS, MODEL] if out[m].notna().any()]
+    flags.append(_flags(out["selected_ultimate"], out["paid"], out["incurred"], "selected"))
+    out["flags"] = ["; ".join(sum(parts, [])) for parts in zip(*flags, strict=True)]
+
+
+YOUNG_RULE = "too young for development factors of its own: the model's ultimate (factors borrowed from the book)"
+
+
+def _young(out: pd.DataFrame, settings: Settings, model_ultimates: pd.DataFrame | None) -> SegmentReserve:
+    """A segment whose cells are all at one age (a new line): no method can develop it on its own, so the model's
+    ultimates (factors borrowed from the rest of the book) are selected, without a range."""
+    if model_ultimates is None:
+        raise ValueError(f"segment {out['segment'].iloc[0]!r} is too young for the methods: pass the model's ultimates")
+    for column in (
+        *METHODS,
+        "paid_tail_effect",
+        "incurred_tail_effect",
+        "pct_developed_paid",
+        "pct_developed_incurred",
+    ):
+        out[column] = np.nan
+    _model_column(out, model_ultimates)
+    out["selected_ultimate"] = out[MODEL]
+    out["selected_method"] = MODEL
+    out["rationale"] = YOUNG_RULE
+    _reserves_and_flags(out)
+    out["std_err"] = out["p75"] = out["p95"] = np.nan
+    origins = out.reset_index(drop=True)[ORIGIN_COLUMNS]
+    summary = _summary(origins).assign(
+        segment=out["segment"].iloc[0],
+        selection_rule=YOUNG_RULE,
+        tail_method=settings.tail_method,
+        paid_tail_factor=np.nan,
+        incurred_tail_factor=np.nan,
+        cape_cod_elr=np.nan,
+        bf_apriori_loss_ratio=np.nan,
+        range_basis="none (too young)",
+        std_err=np.nan,
+    )
+    return SegmentReserve(origins, with_range(summary, settings)[SUMMARY_COLUMNS])
 
 
 def _premium_triangle(developed: cl.Triangle, premium: pd.Series) -> cl.Triangle:
@@ -267,14 +332,33 @@ def _premium_triangle(developed: cl.Triangle, premium: pd.Series) -> cl.Triangle
     return weight
 
 
-def _mack_total_std_err(developed: cl.Triangle) -> float:
+def _mack_std_err(developed: cl.Triangle) -> tuple[pd.Series, float]:
+    """Mack's standard error of the chain ladder unpaid per origin, and of the total (which is more than the
+    quadrature sum of the origins': every origin shares the estimated factors)."""
     with np.errstate(all="ignore"):
         mack = cl.MackChainladder().fit(developed)
-    return float(np.asarray(mack.total_mack_std_err_, dtype=float).ravel()[0])
+    per_origin = np.asarray(mack.mack_std_err_.values, dtype=float)[0, 0, :, -1]
+    origins = [o.date() for o in mack.mack_std_err_.origin.to_timestamp()]
+    total = float(np.asarray(mack.total_mack_std_err_, dtype=float).ravel()[0])
+    # On a thin triangle Mack's variance estimate can explode (1e33, inf): that is no range, and it would not even
+    # fit the warehouse's money columns. Beyond this bound the error is reported as unknown (NaN).
+    ultimate = np.asarray(mack.ultimate_.values, dtype=float)[0, 0, :, -1]
+    bound = RANGE_SANITY_FACTOR * max(float(np.nansum(np.abs(ultimate))), 1.0)
+    absurd = ~np.isfinite(per_origin) | (np.abs(per_origin) > bound)
+    if absurd.any():
+        log.warning(
+            "Mack standard error not usable for %d origins (non-finite or above %.0fx the ultimate): reported as n/a",
+            int(absurd.sum()),
+            RANGE_SANITY_FACTOR,
+        )
+    per_origin = np.where(absurd, np.nan, per_origin)
+    if not np.isfinite(total) or abs(total) > bound:
+        total = float("nan")
+    return pd.Series(per_origin, index=origins), total
 
 
-def _with_range(summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
-    """CV and lognormal percentiles of the unpaid; no CV where the unpaid is near zero."""
+def with_range(summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """``summary`` with the CV and lognormal percentiles of the unpaid; no CV where the unpaid is near zero."""
     out = summary.copy()
     unpaid, std_err = out["unpaid"].to_numpy(float), out["std_err"].to_numpy(float)
     material = np.abs(unpaid) >= settings.cv_floor * np.maximum(np.abs(out["paid"].to_numpy(float)), 1.0)
@@ -355,4 +439,4 @@ def total_range(summary: pd.DataFrame, settings: Settings | None = None) -> pd.D
     totals["ibnr"] = summary["ibnr"].sum()
     totals["std_err"] = float(np.sqrt((summary["std_err"] ** 2).sum()))
     out = pd.DataFrame([totals]).assign(segment="Total", correlation="independent lines")
-    return _with_range(out, settings)
+    return with_range(out, settings)

@@ -1,4 +1,4 @@
-"""The published reserve rows, from a model's ultimates and the latest diagonal, rounded to the cent.
+"""The published reserve rows, from the selected ultimates (or a model's) and the latest diagonal, to the cent.
 
 Publication itself (versioned, atomic) is in warehouse/reserves.py.
 """
@@ -55,13 +55,28 @@ def totals(rows: pd.DataFrame) -> dict[str, float | None]:
     return {name: total(rows[column]) for name, column in TOTALS.items()}
 
 
+# methods.py's origin columns -> the published row's selection columns (schema.SELECTION_COLUMNS)
+METHOD_ULTIMATES = {m: f"{m}_ultimate" for m in ("paid_cl", "incurred_cl", "bf", "cape_cod", "model")}
+
+
+def selected_ultimates(origins: pd.DataFrame) -> pd.DataFrame:
+    """:func:`reserve_rows`' input from :func:`include.reserving.methods.reserve_segment`'s origins: the selected
+    ultimate, its method, every method's ultimate, the flags and the range per origin."""
+    out = origins.rename(columns={"selected_ultimate": "ultimate", "selected_method": "method", **METHOD_ULTIMATES})
+    return out[
+        ["segment", "origin", "ultimate", "std_err", "p75", "p95", "method", *METHOD_ULTIMATES.values(), "flags"]
+    ]
+
+
 def reserve_rows(ultimates: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
-    """Published rows from a model's ``ultimates`` frame and the latest diagonal (paid and incurred).
+    """Published rows from an ``ultimates`` frame (:func:`selected_ultimates`, or a model's) and the latest
+    diagonal (paid and incurred).
 
     From the rounded paid, incurred and ultimate: case reserves = incurred - paid, IBNR = ultimate - incurred and
     unpaid = ultimate - paid = case reserves + IBNR, each to the cent. Where incurred is unknown, case reserves and
     IBNR are too (NaN); the unpaid is still known. ``std_err``, ``p75`` and ``p95`` are the model's range of the
-    unpaid.
+    unpaid. The selection columns (``method``, each method's ultimate, ``flags``) are carried when ``ultimates``
+    has them, each ultimate to the cent.
     """
     latest = latest.rename(columns={"paid": "latest_paid", "incurred": "latest_incurred"})
     rows = ultimates.merge(latest[["segment", "origin", "latest_paid", "latest_incurred"]], on=["segment", "origin"])
@@ -74,6 +89,40 @@ def reserve_rows(ultimates: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     out["case_reserve"] = to_cents(out["latest_incurred"] - out["latest_paid"])
     out["ibnr"] = to_cents(out["ultimate"] - out["latest_incurred"])
     out["unpaid"] = to_cents(out["case_reserve"] + out["ibnr"]).fillna(to_cents(out["ultimate"] - out["latest_paid"]))
-    for col in ("std_err", "p75", "p95"):
+    for col in ("std_err", "p75", "p95", *METHOD_ULTIMATES.values()):
         out[col] = to_cents(rows[col]) if col in rows else np.nan
+    for col in ("method", "flags"):
+        out[col] = rows[col] if col in rows else None
     return out.sort_values(["segment", "origin"]).reset_index(drop=True)
+
+
+# reserve_ranges' columns besides the key (valuation_date, version)
+RANGE_COLUMNS = [
+    "segment",
+    "selection_rule",
+    "tail_method",
+    "paid_tail_factor",
+    "incurred_tail_factor",
+    "cape_cod_elr",
+    "bf_apriori_loss_ratio",
+    "range_basis",
+    "unpaid",
+    "std_err",
+    "cv",
+    "p75",
+    "p95",
+]
+
+
+def range_rows(summary: pd.DataFrame, rows: pd.DataFrame, settings) -> pd.DataFrame:
+    """A version's ``reserve_ranges`` rows: each line's range (its methods summary, ``SUMMARY_COLUMNS``) and the
+    total's (lines independent), around the published rows' unpaid so the ranges tie to the published totals."""
+    from include.reserving import methods
+
+    unpaid = {segment: total(group["unpaid"]) for segment, group in rows.groupby("segment")}
+    lines = methods.with_range(summary.assign(unpaid=summary["segment"].map(unpaid)), settings)
+    overall = methods.total_range(lines, settings).assign(range_basis="independent lines")
+    out = pd.concat([lines, overall], ignore_index=True).reindex(columns=RANGE_COLUMNS)
+    for col in ("unpaid", "std_err", "p75", "p95"):
+        out[col] = to_cents(out[col])
+    return out

@@ -37,6 +37,8 @@ def report_data(
     health: pd.DataFrame,
     reconciliation: pd.DataFrame | None = None,
     movements: pd.DataFrame | None = None,
+    ranges: pd.DataFrame | None = None,
+    cv_floor: float | None = None,
 ) -> ReportData:
     """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
     from include.reserving.backtest import actual_vs_expected
@@ -58,4 +60,6 @@ def report_data(
         health=health,
         **({} if reconciliation is None else {"reconciliation": reconciliation}),
         movements=movements,
+        ranges=ranges,
+        **({} if cv_floor is None else {"cv_floor": cv_floor}),
     )

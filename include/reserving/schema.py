@@ -374,6 +374,18 @@ reserve_versions = Table(
 )
 
 
+# nullable: rows published before issue 13 were the model's (the migration fills method and model_ultimate)
+SELECTION_COLUMNS = {
+    "method": String(16),
+    "paid_cl_ultimate": Money,
+    "incurred_cl_ultimate": Money,
+    "bf_ultimate": Money,
+    "cape_cod_ultimate": Money,
+    "model_ultimate": Money,
+    "flags": String(500),
+}
+
+
 def _reserve_columns() -> list[Column]:
     return [
         Column("valuation_date", Date, nullable=False),
@@ -394,6 +406,9 @@ def _reserve_columns() -> list[Column]:
         Column("p95", Money),
         Column("model_version", String(80), nullable=False),
         Column("approval_ref", String(250)),
+        # the selection (include/reserving/methods.py): the method whose ultimate is published, each method's
+        # ultimate beside it, and the diagnostic flags (e.g. "bf: ultimate<incurred"; empty when none)
+        *[Column(name, type_) for name, type_ in SELECTION_COLUMNS.items()],
     ]
 
 
@@ -409,6 +424,29 @@ reserve_results_staging = Table(
     metadata,
     Column("load_id", String(64), nullable=False, index=True),
     *_reserve_columns(),
+)
+
+# The range and the selection rule per line and over all lines (segment "Total") of each published version; written
+# in the same transaction as the version's rows
+reserve_ranges = Table(
+    "reserve_ranges",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("segment", String(32), nullable=False),
+    Column("selection_rule", String(300)),  # NULL on the total
+    Column("tail_method", String(32)),
+    Column("paid_tail_factor", Float),
+    Column("incurred_tail_factor", Float),
+    Column("cape_cod_elr", Float),
+    Column("bf_apriori_loss_ratio", Float),
+    Column("range_basis", String(80), nullable=False),  # e.g. "Mack, paid chain ladder"; "independent lines"
+    Column("unpaid", Money, nullable=False),
+    Column("std_err", Money),
+    Column("cv", Float),  # NULL where the unpaid is near zero
+    Column("p75", Money),
+    Column("p95", Money),
+    Index("ux_reserve_ranges_key", "valuation_date", "version", "segment", unique=True),
 )
 
 # --- Reserve-movement hold: the analysis of change per line and the numbers sign-off --------------------------
@@ -442,6 +480,24 @@ signoffs = Table(
     Column("decided_at", DateTime, nullable=False),
     Column("run_id", String(250)),
     Index("ux_signoffs_key", "valuation_date", "publication_version", unique=True),
+)
+
+# --- Decision codes: the one-time code of each model card and held-month sign-off ---------------------------------
+
+# Issued with the card (or the held publication) for one run; the decision Variable must quote it, and only a value
+# written after issued_at decides. kind: model (approval of a challenger) or numbers (sign-off of a held version).
+decision_codes = Table(
+    "decision_codes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("valuation_date", Date, nullable=False),
+    Column("version", String(80), nullable=False),  # model version, or the held publication version as text
+    Column("run_id", String(250), nullable=False),
+    Column("code", String(32), nullable=False),
+    Column("issued_at", DateTime, nullable=False),  # UTC, naive
+    Column("alerted_event_id", Integer),  # the last foreign write of the Variable already alerted on Slack
+    Index("ux_decision_codes_key", "kind", "valuation_date", "version", "run_id", unique=True),
 )
 
 # --- Pipeline health: one row per DAG run ---------------------------------------------------------------------
@@ -500,7 +556,9 @@ def migrate(engine: Engine) -> list[str]:
 
     Issue 13 split the published reserve: the old ``ibnr`` (ultimate - paid) becomes ``unpaid``, and case reserves
     (incurred - paid) and IBNR (ultimate - incurred) are filled from each row's own figures, so published history
-    keeps its meaning. Version totals follow; the analysis of change's step names lose "(IBNR column)".
+    keeps its meaning. Version totals follow; the analysis of change's step names lose "(IBNR column)". The
+    selection columns are added; rows published before them were the model's (``method`` 'model'); their versions
+    have no ``reserve_ranges`` rows (create_all creates that table).
 
     Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``.
 
@@ -513,7 +571,13 @@ def migrate(engine: Engine) -> list[str]:
         if any(_columns(conn, t.name) is None for t in (rs, reserve_results_staging, rv, reserve_movements)):
             raise LookupError("the reserve tables do not exist: create the schema with create_all, which migrates")
         for table in (reserve_results, reserve_results_staging):
-            done += _split_unpaid(conn, table, "ibnr", "unpaid", ("case_reserve", "ibnr"))
+            done += _split_unpaid(conn, table, "ibnr", "unpaid", ("case_reserve", "ibnr", *SELECTION_COLUMNS))
+            # rows published before the selection were the model's ultimates
+            marked = conn.execute(
+                update(table).where(table.c.method.is_(None)).values(method="model", model_ultimate=table.c.ultimate)
+            ).rowcount
+            if marked:
+                done.append(f"{table.name}: {marked} rows marked as the model's (method, model_ultimate)")
             # rows published before the split: case reserves and IBNR from their own paid, incurred and ultimate
             filled = conn.execute(
                 update(table)

@@ -1,7 +1,11 @@
 """The decision sensors: wait (reschedule mode, finite timeout) for an actuary's decision in an Airflow Variable.
 
 :class:`ApprovalSensor` waits for the model approval, :class:`SignoffSensor` for the sign-off of held numbers; both
-read their Variable through a contract of :mod:`include.reserving.approval`.
+read their Variable through a contract of :mod:`include.reserving.approval`. A value decides only when it quotes the
+one-time code issued with this run's card (or held publication) and Airflow's audit log says that a user named in
+the ``approvers`` setting wrote it after the code was issued (:mod:`include.reserving.airflow_audit`, read through
+the api-server's REST API: a task cannot open the metadata database). The decision's ``by`` is that Airflow user and
+its time is when Airflow logged the write; the value's own ``by`` is kept as ``display_name``.
 """
 
 from __future__ import annotations
@@ -11,7 +15,14 @@ import datetime as dt
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, Variable
 from airflow.sdk.exceptions import AirflowSensorTimeout
 
-from include.reserving.approval import MODEL_APPROVAL, NUMBERS_SIGNOFF, DecisionContract
+from include.reserving.approval import (
+    MODEL_APPROVAL,
+    NUMBERS_SIGNOFF,
+    DecisionContract,
+    Writer,
+    four_eyes,
+    judge_writes,
+)
 from include.reserving.presentation.instruction import ApprovalInstruction, SignoffInstruction
 
 
@@ -21,6 +32,7 @@ class DecisionSensor(BaseSensorOperator):
     timeout, and how to tell the actuary what to set (:meth:`instruction`)."""
 
     contract: DecisionContract
+    code_kind: str  # the kind of decision code (warehouse.decisions): model or numbers
     timeout_setting: str
     waiting_for: str
     on_timeout: str
@@ -33,7 +45,7 @@ class DecisionSensor(BaseSensorOperator):
     def pending(self) -> tuple[dt.date, object]:
         raise NotImplementedError
 
-    def instruction(self, valuation_date: dt.date, version) -> str:
+    def instruction(self, valuation_date: dt.date, version, code: str | None) -> str:
         raise NotImplementedError
 
     def _configure(self, context) -> None:
@@ -53,17 +65,61 @@ class DecisionSensor(BaseSensorOperator):
             return {"decision": "timeout"}
 
     def poke(self, context) -> bool | PokeReturnValue:
+        from include.reserving import airflow_audit, notify
+        from include.reserving.config import load_settings, warehouse_url
+        from include.reserving.warehouse import decisions
+        from include.reserving.warehouse.core import make_engine
+
+        settings = load_settings()
         valuation_date, version = self.pending()
         key = self.contract.key(valuation_date)
+        engine = make_engine(warehouse_url(settings))
+        issued = decisions.issued(engine, self.code_kind, valuation_date, version, context["run_id"])
+        if issued is None:
+            raise LookupError(f"no decision code was issued for {version!r} at {valuation_date} in this run")
         raw = Variable.get(key, default=None)
-        decision, warning = self.contract.parse(raw, version)
-        if warning:
-            self.log.warning("Variable %s = %r: %s", key, raw, warning)
-        if decision is not None:
-            self.log.info("Variable %s: %s by %s", key, decision.decision, decision.by)
-            return PokeReturnValue(is_done=True, xcom_value=decision.as_dict())
-        self.log.info("waiting for %s. %s", self.waiting_for, self.instruction(valuation_date, version))
-        return False
+        decision, notes = self.contract.parse(raw, version, issued.code)
+        for note in notes:
+            self.log.warning("Variable %s: %s", key, note)
+        if decision is None:
+            self.log.info(
+                "waiting for %s. %s", self.waiting_for, self.instruction(valuation_date, version, issued.code)
+            )
+            return False
+        try:
+            writes = airflow_audit.variable_writes(settings.airflow_api_conn_id, key, issued.issued_at)
+        except airflow_audit.AuditLogUnavailable as exc:
+            self.log.warning("Variable %s: who wrote it is unknown, so it does not decide yet: %s", key, exc)
+            return False
+        writer = judge_writes(writes, issued.issued_at, settings.approvers, settings.approval_cli_counts)
+        if writer.why is None and settings.four_eyes and self.contract is MODEL_APPROVAL:
+            triggered_by = getattr(context.get("dag_run"), "triggering_user_name", None)
+            why = four_eyes(writer.decided_by, triggered_by, bool(context["params"].get("force_retrain")))
+            if why is not None:
+                writer = Writer(None, None, why)
+        if writer.why is not None:
+            self.log.warning("Variable %s: %s: ignored", key, writer.why)
+            if writer.foreign is not None and decisions.note_alert(engine, issued.id, writer.foreign.event_id):
+                notify.post_event(
+                    f"Ignored a decision on {self.contract.what} {version} for {valuation_date}: Variable {key}: "
+                    f"{writer.why} (audit log event {writer.foreign.event_id})."
+                )
+            return False
+        self.log.info(
+            "Variable %s: %s by Airflow user %s (display name %r), written at %s",
+            key,
+            decision.decision,
+            writer.decided_by,
+            decision.by,
+            writer.decided_at,
+        )
+        outcome = {
+            **decision.as_dict(),
+            "by": writer.decided_by,
+            "display_name": decision.by,
+            "decided_at": writer.decided_at.isoformat(),
+        }
+        return PokeReturnValue(is_done=True, xcom_value=outcome)
 
 
 class ApprovalSensor(DecisionSensor):
@@ -77,6 +133,7 @@ class ApprovalSensor(DecisionSensor):
 
     template_fields = ("evaluation",)
     contract = MODEL_APPROVAL
+    code_kind = "model"
     timeout_setting = "approval_timeout_seconds"
     waiting_for = "approval"
     on_timeout = "the champion stays"
@@ -88,8 +145,8 @@ class ApprovalSensor(DecisionSensor):
     def pending(self) -> tuple[dt.date, object]:
         return dt.date.fromisoformat(self.evaluation["valuation_date"]), self.evaluation["challenger_version"]
 
-    def instruction(self, valuation_date: dt.date, version) -> str:
-        return ApprovalInstruction(valuation_date, version).text
+    def instruction(self, valuation_date: dt.date, version, code: str | None) -> str:
+        return ApprovalInstruction(valuation_date, version, code).text
 
 
 class SignoffSensor(DecisionSensor):
@@ -102,6 +159,7 @@ class SignoffSensor(DecisionSensor):
 
     template_fields = ("published",)
     contract = NUMBERS_SIGNOFF
+    code_kind = "numbers"
     timeout_setting = "signoff_timeout_seconds"
     waiting_for = "the sign-off of held numbers"
     on_timeout = "the numbers stay held, the previous current version stays"
@@ -113,5 +171,5 @@ class SignoffSensor(DecisionSensor):
     def pending(self) -> tuple[dt.date, object]:
         return dt.date.fromisoformat(self.published["valuation_date"]), int(self.published["version"])
 
-    def instruction(self, valuation_date: dt.date, version) -> str:
-        return SignoffInstruction(valuation_date, version).text
+    def instruction(self, valuation_date: dt.date, version, code: str | None) -> str:
+        return SignoffInstruction(valuation_date, version, code).text

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from include.reserving import artifacts
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.publish import total
-from include.reserving.warehouse import registry, reserves, runs
+from include.reserving.warehouse import decisions, registry, reserves, runs
 
 CARD_FORMATS = ("md", "pdf")
 # the money columns of published rows totalled by line and over all lines
@@ -59,7 +59,9 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
 
     Every row, line and total carries case reserves (incurred - paid), IBNR (ultimate - incurred) and unpaid
     (ultimate - paid = case reserves + IBNR) to the cent; a total of case reserves or IBNR is None when an incurred
-    is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid.
+    is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid. Each row names the ``method`` that set its
+    ultimate and carries every method's ultimate and the diagnostic ``flags``; ``ranges`` holds the selection rule
+    and the range of the unpaid per line and in total (empty for versions published before the methods).
     """
     latest = reserves.latest_valuation_date(engine)
     if latest is None:
@@ -79,6 +81,9 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
         "rows": _records(rows.drop(columns=["valuation_date", "version", "model_version", "approval_ref"])),
         "lines": lines,
         "totals": {c: total(rows[c]) for c in AMOUNTS},
+        "ranges": _records(
+            reserves.ranges_of(engine, valuation_date, version["version"]).drop(columns=["valuation_date", "version"])
+        ),
     }
 
 
@@ -102,10 +107,13 @@ def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
     """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
     pending = []
     for row in registry.pending_decisions(engine):
-        instruction = ApprovalInstruction(row["valuation_date"], row["challenger_version"])
+        issued = decisions.issued(engine, decisions.MODEL, row["valuation_date"], row["challenger_version"])
+        code = issued.code if issued else None  # not on the card yet: the instruction shows a placeholder
+        instruction = ApprovalInstruction(row["valuation_date"], row["challenger_version"], code)
         pending.append(
             {
                 **{k: _plain(v) for k, v in row.items()},
+                "approval_code": code,
                 "variable_key": instruction.key,
                 "approve_value": instruction.approve_value,
                 "reject_value": instruction.reject_value,

@@ -180,7 +180,9 @@ def render_page(request: Request, wh: Warehouse) -> str:
         {
             **item,
             **_card_links(request, item),
-            "approval": ApprovalInstruction(dt.date.fromisoformat(item["valuation_date"]), item["challenger_version"]),
+            "approval": ApprovalInstruction(
+                dt.date.fromisoformat(item["valuation_date"]), item["challenger_version"], item["approval_code"]
+            ),
         }
         for item in views.pending_approvals(wh.engine)
     ]

@@ -58,6 +58,14 @@ TOTAL_CASE = "20,875,237.46"
 CASE_BY_LINE = {"Liability": "10,562,332.69", "Motor": "7,833,353.75", "Property": "2,479,551.02"}
 TOTAL_IBNR = "21,057,328.23"
 IBNR_BY_LINE = {"Liability": "15,408,875.44", "Motor": "4,674,096.99", "Property": "974,355.80"}
+# The selection: the youngest origins BF, the others paid CL; the other methods' ultimates set off the selected one
+YOUNG_BF = 4
+METHOD_SCALES = {"paid_cl": 1.08, "incurred_cl": 1.03, "bf": 0.99, "cape_cod": 1.01, "model": 0.97}
+# The ranges by line (Mack std. errors set by hand); the total's std. error adds them in quadrature:
+# sqrt(1,500,000^2 + 400,000^2 + 120,000^2) = 1,557,048.49
+STD_ERR_BY_LINE = {"Liability": 1_500_000.0, "Motor": 400_000.0, "Property": 120_000.0}
+TOTAL_STD_ERR = "1,557,048.49"
+RULE = "paid chain ladder where at least 90% developed on the paid pattern, else Bornhuetter-Ferguson"
 
 
 def _cents(value: float) -> float:
@@ -72,6 +80,41 @@ def _split(paid: float, incurred: float, ultimate: float) -> dict[str, float]:
         "ibnr": _cents(ultimate - incurred),
         "unpaid": _cents(ultimate - paid),
     }
+
+
+def _selection(ultimate: float, incurred: float, method: str) -> dict:
+    """The selection columns of a published row: the selected method's ultimate is the published one."""
+    values = {m: ultimate if m == method else _cents(ultimate * scale) for m, scale in METHOD_SCALES.items()}
+    flags = "; ".join(f"{m}: ultimate<incurred" for m, v in values.items() if v < incurred - 0.005)
+    return {"method": method, **{f"{m}_ultimate": v for m, v in values.items()}, "flags": flags}
+
+
+def make_ranges(reserves: pd.DataFrame) -> pd.DataFrame:
+    """reserve_ranges rows of the hand-set book: per line (std. errors by hand) and the total."""
+    from include.reserving import methods
+    from include.reserving.config import Settings
+    from include.reserving.publish import RANGE_COLUMNS
+
+    sums = reserves.groupby("segment")[["latest_paid", "latest_incurred", "ultimate", "case_reserve", "ibnr", "unpaid"]]
+    lines = sums.sum().round(2).reset_index()
+    lines = lines.rename(
+        columns={"latest_paid": "paid", "latest_incurred": "incurred", "ultimate": "selected_ultimate"}
+    ).assign(
+        case_reserves=lines["case_reserve"],
+        earned_premium=math.nan,
+        **{m: math.nan for m in (*methods.METHODS, methods.MODEL)},
+        std_err=lines["segment"].map(STD_ERR_BY_LINE),
+        selection_rule=RULE,
+        tail_method="exponential",
+        paid_tail_factor=[LIABILITY_TAIL, 1.0, 1.0],
+        incurred_tail_factor=[1.0812, 1.0, 1.0],
+        cape_cod_elr=0.65,
+        bf_apriori_loss_ratio=0.68,
+        range_basis="Mack, paid chain ladder",
+    )
+    lines = methods.with_range(lines, Settings())
+    total = methods.total_range(lines, Settings()).assign(range_basis="independent lines")
+    return pd.concat([lines, total], ignore_index=True).reindex(columns=RANGE_COLUMNS)
 
 
 def origins(n: int = 12) -> list[dt.date]:
@@ -123,6 +166,7 @@ def make_book(n_origins: int = 12) -> dict[str, pd.DataFrame]:
                 "p75": math.nan if math.isnan(std_err) else _cents(unpaid + 0.6745 * std_err),
                 "p95": math.nan if math.isnan(std_err) else _cents(unpaid + 1.6449 * std_err),
                 "model_version": CHAMPION,
+                **_selection(ultimate, incurred, "bf" if i >= n_origins - YOUNG_BF else "paid_cl"),
             }
             reserves.append(row)
             scale = PREVIOUS_UNPAID_SCALE[segment]
@@ -213,6 +257,7 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
         quality=quality,
         drift=drift,
         health=health,
+        ranges=make_ranges(book["reserves"]),
         **book,
     )
 

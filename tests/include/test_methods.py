@@ -153,3 +153,22 @@ def test_no_cv_where_the_unpaid_is_near_zero(raa):
 def test_reserve_segment_refuses_several_segments(raa, xyz):
     with pytest.raises(ValueError, match="one segment"):
         methods.reserve_segment(pd.concat([raa, xyz]))
+
+
+def test_per_origin_range_is_macks_standard_error_around_the_selected_unpaid(raa):
+    from include.reserving.models.base import reserve_percentiles
+
+    result = methods.reserve_segment(raa, load_settings(**NO_TAIL))
+    mack = cl.MackChainladder().fit(cl.Development().fit_transform(cellsmod.to_triangle(raa, columns=["paid"])))
+    expected = np.asarray(mack.mack_std_err_.values, dtype=float)[0, 0, :, -1]
+    origins = result.origins
+    np.testing.assert_allclose(origins["std_err"].to_numpy(), expected, rtol=1e-9, equal_nan=True)
+    # RAA in chainladder's MackChainladder summary: 1990's standard error 24,565.78, 1982's 142.93, total 26,880.74
+    assert origins["std_err"].iloc[-1] == pytest.approx(24_565.78, abs=0.01)
+    assert origins["std_err"].iloc[1] == pytest.approx(142.93, abs=0.01)
+    assert result.summary.at[0, "std_err"] == pytest.approx(26_880.74, abs=0.01)
+    p75, p95 = reserve_percentiles(origins["unpaid"].to_numpy(), origins["std_err"].to_numpy(), (0.75, 0.95))
+    np.testing.assert_allclose(origins["p75"], p75, equal_nan=True)
+    np.testing.assert_allclose(origins["p95"], p95, equal_nan=True)
+    # the oldest origin is fully developed: no standard error, no percentiles
+    assert np.isnan(origins["std_err"].iloc[0]) and np.isnan(origins["p95"].iloc[0])

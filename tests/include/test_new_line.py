@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -17,7 +18,7 @@ from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import make_engine
-from include.reserving.warehouse.reserves import current_reserves
+from include.reserving.warehouse.reserves import current_reserves, ranges_of
 
 V = dt.date(2023, 12, 31)
 
@@ -72,6 +73,13 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     marine = rows[rows["segment"] == "Marine"]
     assert marine[["latest_paid", "ultimate"]].values.tolist()[0][0] == 1000.00
     assert marine["ultimate"].iloc[0] > 1000.00 and marine["std_err"].isna().all()
+    # too young for the methods: the model's ultimate (borrowed factors) is selected, and says so
+    assert marine["method"].tolist() == ["model"] and marine["ultimate"].tolist() == marine["model_ultimate"].tolist()
+    assert marine[["paid_cl_ultimate", "bf_ultimate"]].isna().all().all()
+    assert set(rows.loc[rows["segment"] != "Marine", "method"]) <= {"paid_cl", "bf"}
+    ranges = ranges_of(engine, V, published["version"]).set_index("segment")
+    assert ranges.loc["Marine", "selection_rule"].startswith("too young") and pd.isna(ranges.loc["Marine", "std_err"])
+    assert ranges.loc["Total", "unpaid"] == round(rows["unpaid"].sum(), 2)
     assert rows.groupby("segment")["unpaid"].sum().drop("Marine").gt(0).all()
     assert sum(r["unpaid_total"] for r in reserved) == pytest.approx(rows["unpaid"].sum(), abs=0.05)
     assert sum(r["ibnr_total"] for r in reserved) == pytest.approx(rows["ibnr"].sum(), abs=0.05)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -211,3 +212,59 @@ def test_movements_replace_their_own_run_and_read_back_to_the_cent(warehouse):
     # 50.05 - 12.50 paid + 3.55 other = 41.10
     assert stored["amount"].tolist() == [50.05, -12.5, 0.0, 0.0, 3.55, 41.1]
     assert movement.ties(stored) and stored["basis"].unique().tolist() == ["as_recorded"]
+
+
+def test_selected_ultimates_and_ranges_are_published_together_to_the_cent(warehouse):
+    """chainladder's xyz book (paid, incurred, premium): the published ultimate per origin is the methods'
+    selection to the cent, each row names its method and carries every method's ultimate; the version's ranges tie
+    to the published unpaid, per line and in total; a publish killed before its swap leaves neither."""
+    import chainladder as cl
+
+    from include.reserving import cells as cellsmod
+    from include.reserving import methods
+    from include.reserving.cells import latest_diagonal
+    from include.reserving.config import load_settings
+    from include.reserving.publish import range_rows, selected_ultimates
+    from include.reserving.warehouse.reserves import ranges_of
+
+    columns = {"Paid": "paid", "Incurred": "incurred", "Premium": "earned_premium"}
+    sample = cl.load_sample("xyz")[list(columns)]
+    cells = pd.concat(
+        [cellsmod.from_triangle(sample * scale, columns=columns, segment=s) for s, scale in (("A", 1), ("B", 0.5))],
+        ignore_index=True,
+    )
+    settings = load_settings()
+    book = methods.reserve_book(cells, settings)
+    rows = reserve_rows(selected_ultimates(book.origins), latest_diagonal(cells))
+    ranges = range_rows(book.summary, rows, settings)
+
+    def killed():
+        raise RuntimeError("worker lost")
+
+    with pytest.raises(RuntimeError):
+        publish_reserves(warehouse, V, "run-1", rows, "m1", ranges=ranges, before_swap=killed)
+    assert ranges_of(warehouse, V, 1).empty and current_reserves(warehouse, V).empty
+    result = publish_reserves(warehouse, V, "run-1", rows, "m1", ranges=ranges)
+
+    published = current_reserves(warehouse, V)
+    assert published["ultimate"].tolist() == to_cents(book.origins["selected_ultimate"]).tolist()
+    assert published["method"].tolist() == book.origins["selected_method"].tolist()
+    assert set(published["method"]) == {"paid_cl", "bf"}  # mature origins paid CL, young ones BF
+    for method in methods.METHODS:
+        assert published[f"{method}_ultimate"].tolist() == to_cents(book.origins[method]).tolist()
+    assert published["model_ultimate"].isna().all()  # no model was passed
+    assert ((published["case_reserve"] + published["ibnr"] - published["unpaid"]).abs() < 0.005).all()
+    assert published["flags"].tolist() == book.origins["flags"].tolist()
+
+    stored = ranges_of(warehouse, V, result.version)
+    lines = published.groupby("segment")["unpaid"].sum().round(2)
+    assert stored["segment"].tolist() == ["A", "B", "Total"]
+    assert stored["unpaid"].tolist() == [*lines.tolist(), result.unpaid_total]
+    # chain ladder scales: B is A at half size, so its Mack standard error is half A's; the total's in quadrature
+    assert stored["std_err"].iloc[1] == pytest.approx(stored["std_err"].iloc[0] / 2, abs=0.01)
+    assert stored["std_err"].iloc[2] == pytest.approx(float(np.hypot(*stored["std_err"].iloc[:2])), abs=0.01)
+    assert stored["selection_rule"].iloc[0] == methods.describe_rule(settings) and pd.isna(stored["selection_rule"][2])
+    assert (stored["p95"] > stored["p75"]).all() and stored["cv"].notna().all()
+    # re-running the run replaces the version's ranges, no duplicates
+    publish_reserves(warehouse, V, "run-1", rows, "m1", ranges=ranges)
+    assert len(ranges_of(warehouse, V, result.version)) == 3

@@ -212,6 +212,12 @@ def test_migration_splits_the_old_ibnr_into_case_reserves_ibnr_and_unpaid(wareho
             assert Decimal(f"{case:.2f}") + Decimal(f"{ibnr:.2f}") == Decimal(f"{unpaid:.2f}")
     assert sorted(tuple(_cents(v) if i else v for i, v in enumerate(t)) for t in totals) == MIGRATED_VERSIONS
     assert [tuple(_cents(v) for v in r) for r in staged] == [(765.43, 600.13, 1365.56)]
+    # rows published before the methods were the model's ultimates: marked so, the other methods unknown
+    with engine.connect() as conn:
+        marks = conn.execute(select(rs.c.method, rs.c.model_ultimate, rs.c.ultimate, rs.c.paid_cl_ultimate)).all()
+    assert {r.method for r in marks} == {"model"} and all(r.model_ultimate == r.ultimate for r in marks)
+    assert all(r.paid_cl_ultimate is None for r in marks)
+    assert f"reserve_results: {len(marks)} rows marked as the model's (method, model_ultimate)" in steps
 
     # a second run finds nothing to do and changes nothing
     before = _snapshot(engine)

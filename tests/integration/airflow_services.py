@@ -179,7 +179,8 @@ class AirflowServices:
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,actuary:op",
+            # actuary approves (the approvers setting); auditor is the tasks' read-only user for the audit log
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,actuary:op,auditor:viewer",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
             "AIRFLOW__CORE__FERNET_KEY": "",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.meta_url or "",
@@ -201,11 +202,24 @@ class AirflowServices:
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "PYTHONUNBUFFERED": "1",
+            "RESERVING_APPROVERS": "actuary",
+            "AIRFLOW_CONN_RESERVING_AIRFLOW_API": f"http://auditor:{self._auditor_password()}@127.0.0.1:{self.api_port}",
         }
         if self.executor == "CeleryExecutor":
             env.setdefault("AIRFLOW__CELERY__RESULT_BACKEND", "db+" + airflow_conn_uri(self.meta_url or ""))
         env.update(self.extra_env)
         return env
+
+    def _auditor_password(self) -> str:
+        """The auditor's password, written into the passwords file before the api-server starts (the simple auth
+        manager keeps passwords it finds there and generates the others)."""
+        file = self.home / "passwords.json"
+        passwords = json.loads(file.read_text()) if file.exists() else {}
+        if "auditor" not in passwords:
+            self.home.mkdir(parents=True, exist_ok=True)
+            passwords["auditor"] = uuid.uuid4().hex
+            file.write_text(json.dumps(passwords) + "\n")
+        return passwords["auditor"]
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -443,7 +457,8 @@ class Warehouse:
 
 
 class Actuary(threading.Thread):
-    """Watches ``promotion_decisions``; approves each pending challenger with ``POST /api/v2/variables``.
+    """Watches ``promotion_decisions``; approves each pending challenger, quoting its model card's code, with
+    ``POST /api/v2/variables``.
 
     It logs in as the ``actuary`` user (role ``op``, which may edit Variables), as a person using the UI would.
     """
@@ -460,6 +475,7 @@ class Actuary(threading.Thread):
 
         from include.reserving import schema
         from include.reserving.approval import approval_key, approval_value
+        from include.reserving.warehouse import decisions
 
         engine = self.warehouse.engine()
         pd_ = schema.promotion_decisions
@@ -471,7 +487,12 @@ class Actuary(threading.Thread):
                 for row in rows:
                     if row.valuation_date in self.approved:
                         continue
-                    value = approval_value(row.challenger_version, self.decision, "Test Actuary", "backtest is fine")
+                    issued = decisions.issued(engine, decisions.MODEL, row.valuation_date, row.challenger_version)
+                    if issued is None:  # the model card is not out yet
+                        continue
+                    value = approval_value(
+                        row.challenger_version, self.decision, "Test Actuary", "backtest is fine", issued.code
+                    )
                     resp = api.post("/variables", json={"key": approval_key(row.valuation_date), "value": value})
                     resp.raise_for_status()
                     self.approved[row.valuation_date] = row.challenger_version

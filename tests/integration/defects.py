@@ -35,6 +35,7 @@ class Defect:
     apply: Callable[[Connection, Month], None]
     names: tuple[str, ...] = ()  # words the operator must read in the error (case-insensitive)
     dialects: tuple[str, ...] = ("sqlite", "postgresql")
+    known_gap: str | None = None  # why the pipeline does not stop this kind yet (the test expects it to fail)
 
 
 def _run(conn: Connection, statement: str) -> None:
@@ -401,6 +402,16 @@ CATALOGUE = [
     Defect("new line appears", new_line_appears, ("Marine",)),
     Defect("recorded before transaction", recorded_before_transaction, ("recorded_at",)),
     Defect("status in another case", status_in_another_case, ("status",)),
-    Defect("case reserves inflated", case_reserves_inflated, ()),
+    Defect(
+        "case reserves inflated",
+        case_reserves_inflated,
+        (),
+        known_gap=(
+            "the selected ultimate (paid CL / BF) does not read case reserves, so the unpaid does not move and the "
+            "month publishes with a wrong case / IBNR split (Liability case +94%); a clean small line moves up to "
+            "+89% in a month, so a plain case-movement hold cannot tell them apart: needs a case-movement check "
+            "against the line's own history (issue 13 follow-up)"
+        ),
+    ),
     Defect("control totals disagree", control_totals_disagree, ("Motor",)),
 ]

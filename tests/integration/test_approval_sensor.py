@@ -1,21 +1,24 @@
-"""The approval sensor in real Airflow runs (dag.test()): approve, reject, stale version, unparsable value, timeout.
+"""The approval sensor in real Airflow runs (dag.test()) against a real api-server: who may approve, bound to the card.
 
 A harness DAG (tests/integration/dags/) holds the governance and reserving tasks of the monthly DAG (same sensor
 class, same stage functions); the warehouse is prepared with a champion and a pending challenger for V, so each
-scenario runs in seconds instead of re-running ingest and the quality gate.
+scenario runs in seconds instead of re-running ingest and the quality gate. The actuaries set the Variable through
+the api-server's REST API (as the UI does) from a second thread once the model card is issued; the sensor reads
+Airflow's audit log through the same server as the read-only user ``auditor``. Approvers: ada (and cy).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import threading
+import time
 
 import pytest
 
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.stages import RunFacts, input
 from include.reserving.stages.training import fit_and_register
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.reserves import current_reserves
 
@@ -26,9 +29,16 @@ CHAMPION_SPEC = {"method": "chain_ladder", "params": {}}
 CHALLENGER_SPEC = {"method": "chain_ladder", "params": {"n_periods": 5}}
 
 
-@pytest.fixture
-def pending(pipeline_env_any, airflow_db):
+def _delete_variable() -> None:
+    from airflow.models.variable import Variable
+
+    Variable.delete(approval_key(V))
+
+
+def _pending(airflow_api, monkeypatch):
     """V ingested, a chain-ladder champion approved earlier, a challenger spec fitted at V awaiting approval."""
+    monkeypatch.setenv("RESERVING_APPROVERS", "ada,cy")
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_AIRFLOW_API", airflow_api.conn_uri("auditor"))
     facts = RunFacts.create(V, "prepare")
     input.ingest(facts)
     engine = facts.engine()
@@ -44,7 +54,21 @@ def pending(pipeline_env_any, airflow_db):
         "reason": "challenger beats the champion (prepared for the harness)",
         "delta": 0.01,
     }
+    _delete_variable()  # the Airflow home outlives a test: no decision may come from an earlier one
     return engine, champion.model_version, challenger.model_version, evaluation
+
+
+@pytest.fixture
+def pending(pipeline_env, airflow_api, monkeypatch):
+    yield _pending(airflow_api, monkeypatch)
+    _delete_variable()
+
+
+@pytest.fixture
+def pending_any(pipeline_env_any, airflow_api, monkeypatch):
+    """The same on SQLite and PostgreSQL warehouses."""
+    yield _pending(airflow_api, monkeypatch)
+    _delete_variable()
 
 
 def _run(evaluation: dict, timeout: int):
@@ -58,72 +82,137 @@ def _run(evaluation: dict, timeout: int):
     return run
 
 
-def _variable_env(monkeypatch, value: str) -> None:
-    # AIRFLOW_VAR_<KEY> is how Airflow reads a Variable from the environment
-    monkeypatch.setenv(f"AIRFLOW_VAR_{approval_key(V).upper()}", value)
+def _once_the_card_is_out(engine, version: str, act) -> tuple[threading.Thread, list]:
+    """Call ``act(code)`` in a second thread as soon as the model card's code is issued; its results are returned."""
+    results: list = []
+
+    def wait_and_act():
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            issued = decisions.issued(engine, decisions.MODEL, V, version)
+            if issued is not None:
+                results.append(act(issued.code))
+                return
+            time.sleep(0.2)
+        results.append("the card was never issued")
+
+    thread = threading.Thread(target=wait_and_act, daemon=True)
+    thread.start()
+    return thread, results
 
 
-def test_approve_promotes_and_publishes_with_the_challenger(pending, monkeypatch):
-    engine, champion, challenger, evaluation = pending
-    _variable_env(monkeypatch, approval_value(challenger, "approve", "Ada Actuary", "better on long tail"))
-    _run(evaluation, timeout=60)
+def _audit_events(api, user: str) -> list[dict]:
+    with api.client("auditor") as client:
+        page = client.get("/eventLogs", params={"owner": user, "event_pattern": "variable", "order_by": "id"})
+        page.raise_for_status()
+        return page.json()["event_logs"]
+
+
+def test_an_approvers_decision_is_recorded_under_their_airflow_user(pending_any, airflow_api):
+    engine, champion, challenger, evaluation = pending_any
+
+    def approve(code):
+        value = approval_value(challenger, "approve", "Ada Actuary", "better on long tail", code)
+        return airflow_api.set_variable("ada", approval_key(V), value)
+
+    writer, results = _once_the_card_is_out(engine, challenger, approve)
+    _run(evaluation, timeout=120)
+    writer.join(timeout=5)
+    assert results == [201]
     assert registry.champion(engine).model_version == challenger
     assert registry.get(engine, champion).status == "retired"
     approvals = registry.approvals(engine)
     assert approvals[["model_version", "decision", "decided_by", "comment"]].values.tolist() == [
-        [challenger, "approve", "Ada Actuary", "better on long tail"]
+        [challenger, "approve", "ada", "better on long tail"]
     ]
+    # decided when Airflow logged ada's write, not when the sensor noticed it
+    written = [e for e in _audit_events(airflow_api, "ada") if e["event"] == "post_variable"][-1]
+    logged = dt.datetime.fromisoformat(written["when"].replace("Z", "+00:00")).replace(tzinfo=None)
+    assert approvals.decided_at.iloc[0].to_pydatetime() == logged
     history = registry.champion_history(engine)
-    assert history.iloc[-1][["model_version", "action", "approved_by"]].tolist() == [
-        challenger,
-        "promoted",
-        "Ada Actuary",
-    ]
+    assert history.iloc[-1][["model_version", "action", "approved_by"]].tolist() == [challenger, "promoted", "ada"]
     published = current_reserves(engine, V)
     assert set(published.model_version) == {challenger}
-    assert set(published.approval_ref) == {f"approvals.id={approvals.id.iloc[0]} (Ada Actuary)"}
+    assert set(published.approval_ref) == {f"approvals.id={approvals.id.iloc[0]} (ada)"}
 
 
-def test_reject_keeps_the_champion(pending, monkeypatch):
+def test_reject_by_an_approver_keeps_the_champion(pending, airflow_api):
     engine, champion, challenger, evaluation = pending
-    _variable_env(monkeypatch, approval_value(challenger, "reject", "Bo Actuary", "unstable"))
-    _run(evaluation, timeout=60)
+    writer, results = _once_the_card_is_out(
+        engine,
+        challenger,
+        lambda code: airflow_api.set_variable(
+            "cy", approval_key(V), approval_value(challenger, "reject", "Cy", "unstable", code)
+        ),
+    )
+    _run(evaluation, timeout=120)
+    writer.join(timeout=5)
     assert registry.champion(engine).model_version == champion
     assert registry.get(engine, challenger).status == "rejected"
-    assert registry.approvals(engine).decision.tolist() == ["reject"]
+    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["reject", "cy"]]
     assert set(current_reserves(engine, V).model_version) == {champion}
+
+
+def _assert_timed_out_and_nobody_approved(engine, champion, challenger):
+    assert registry.champion(engine).model_version == champion
+    assert registry.get(engine, challenger).status == "candidate"
+    approvals = registry.approvals(engine)
+    assert approvals[["model_version", "decision"]].values.tolist() == [[challenger, "timeout"]]
+    assert approvals.decided_by.isna().all()
+    assert registry.champion_history(engine).approved_by.tolist() == ["Founding Actuary"]
+    assert set(current_reserves(engine, V).model_version) == {champion}
+
+
+def test_a_viewer_cannot_approve_and_an_admin_who_is_not_an_approver_is_ignored_and_alerted(
+    pending, airflow_api, slack_receiver
+):
+    engine, champion, challenger, evaluation = pending
+
+    def try_as_viewer_then_boss(code):
+        value = approval_value(challenger, "approve", "Chief Actuary", "trust me", code)
+        return airflow_api.set_variable("viewer", approval_key(V), value), airflow_api.set_variable(
+            "boss", approval_key(V), value
+        )
+
+    writer, results = _once_the_card_is_out(engine, challenger, try_as_viewer_then_boss)
+    _run(evaluation, timeout=6)
+    writer.join(timeout=5)
+    assert results == [(403, 201)]  # the viewer may not set Variables at all; the admin may, but may not approve
+    _assert_timed_out_and_nobody_approved(engine, champion, challenger)
+    alerts = [body["text"] for _, body in slack_receiver.received if "Ignored a decision" in body["text"]]
+    assert len(alerts) == 1 and "'boss', who may not decide" in alerts[0]
 
 
 @pytest.mark.parametrize(
     "value",
     [
-        approval_value("20231231-chain_ladder-0000000000", "approve", "Ada Actuary"),  # a stale / other version
-        '{"decision": "approve", "model_version": ',  # does not parse
+        lambda challenger, code: approval_value("20231231-chain_ladder-0000000000", "approve", "Ada", code=code),
+        lambda challenger, code: '{"decision": "approve", "model_version": ',
+        lambda challenger, code: approval_value(challenger, "approve", "<your name>", code=code),
+        lambda challenger, code: approval_value(challenger, "approve", "Ada", code="0123456789"),  # another card's
         None,  # nobody answered
     ],
-    ids=["stale-version", "unparsable", "no-answer"],
+    ids=["stale-version", "unparsable", "placeholder", "another-code", "no-answer"],
 )
-def test_anything_but_a_valid_decision_times_out_and_keeps_the_champion(pending, monkeypatch, value):
+def test_anything_but_a_valid_decision_times_out_and_keeps_the_champion(pending, airflow_api, value):
     engine, champion, challenger, evaluation = pending
+    writer = None
     if value is not None:
-        _variable_env(monkeypatch, value)
-    _run(evaluation, timeout=3)
-    assert registry.champion(engine).model_version == champion
-    assert registry.get(engine, challenger).status == "candidate"
-    approvals = registry.approvals(engine)
-    assert approvals[["model_version", "decision"]].values.tolist() == [[challenger, "timeout"]]
-    assert set(current_reserves(engine, V).model_version) == {champion}
+        writer, _ = _once_the_card_is_out(
+            engine, challenger, lambda code: airflow_api.set_variable("ada", approval_key(V), value(challenger, code))
+        )
+    _run(evaluation, timeout=4)
+    if writer is not None:
+        writer.join(timeout=5)
+    _assert_timed_out_and_nobody_approved(engine, champion, challenger)
 
 
-def test_approval_set_in_the_metadata_database(pending):
-    from airflow.models.variable import Variable
-
-    engine, _, challenger, evaluation = pending
-    key = approval_key(V)
-    Variable.set(key, approval_value(challenger, "approve", "Cy Actuary"))
-    try:
-        _run(evaluation, timeout=60)
-    finally:
-        Variable.delete(key)
-    assert registry.champion(engine).model_version == challenger
-    assert json.loads(approval_value(challenger))["model_version"] == challenger
+def test_a_value_set_before_the_card_does_not_decide(pending, airflow_api):
+    """The value an approver set for an earlier run of the month (its card's code), left in place: the new run
+    issues a new card whose code it does not quote, and it was written before that card existed."""
+    engine, champion, challenger, evaluation = pending
+    earlier = decisions.issue(engine, decisions.MODEL, V, challenger, "manual__earlier-run")
+    value = approval_value(challenger, "approve", "Ada", "for the earlier run", earlier.code)
+    assert airflow_api.set_variable("ada", approval_key(V), value) == 201
+    _run(evaluation, timeout=4)
+    _assert_timed_out_and_nobody_approved(engine, champion, challenger)

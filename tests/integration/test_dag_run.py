@@ -1,4 +1,5 @@
-"""End-to-end: the real monthly DAG in dag.test() on a synthetic book, approved by an actuary from another thread."""
+"""End-to-end: the real monthly DAG in dag.test() on a synthetic book, approved by an actuary from another thread
+through a real api-server (as in the UI); the sensor reads who wrote the approval from Airflow's audit log."""
 
 from __future__ import annotations
 
@@ -13,47 +14,51 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from include.reserving import schema
+from include.reserving import methods, schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.cells import latest_diagonal
+from include.reserving.config import load_settings
 from include.reserving.models import load_model
-from include.reserving.publish import reserve_rows
-from include.reserving.warehouse import registry
+from include.reserving.publish import reserve_rows, selected_ultimates
+from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import make_engine
-from include.reserving.warehouse.reserves import current_reserves, versions
+from include.reserving.warehouse.reserves import current_reserves, ranges_of, versions
 
 pytestmark = pytest.mark.slow
 
 V = dt.date(2023, 12, 31)
 
 
-def _approve_when_asked(url: str, stop: threading.Event, seen: dict) -> None:
-    """The actuary: waits for the promotion decision of V, then approves through the metadata database."""
-    from airflow.models.variable import Variable
-
+def _approve_when_asked(url: str, api, stop: threading.Event, seen: dict) -> None:
+    """The actuary ada: waits for the model card of V (its code), then approves in the UI (the REST API)."""
     engine = make_engine(url)
     pd_ = schema.promotion_decisions
     while not stop.is_set():
         with engine.connect() as conn:
             row = conn.execute(select(pd_).where(pd_.c.valuation_date == V)).first()
-        if row is not None and row.decision == "promote":
+        issued = row and decisions.issued(engine, decisions.MODEL, V, row.challenger_version)
+        if row is not None and row.decision == "promote" and issued:
             seen["challenger"] = row.challenger_version
-            Variable.set(approval_key(V), approval_value(row.challenger_version, "approve", "Test Actuary", "ok"))
+            value = approval_value(row.challenger_version, "approve", "Test Actuary", "ok", issued.code)
+            seen["status"] = api.set_variable("ada", approval_key(V), value)
             return
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def test_first_month_trains_asks_for_approval_and_publishes(
-    pipeline_dag, pipeline_env, smtp_server, slack_receiver, monkeypatch
+    pipeline_dag, pipeline_env, smtp_server, slack_receiver, airflow_api, monkeypatch
 ):
     from airflow.models.variable import Variable
     from pypdf import PdfReader
 
     monkeypatch.setenv("RESERVING_SMTP_CONN_ID", "reserving_smtp_test")
+    monkeypatch.setenv("RESERVING_APPROVERS", "ada")
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_AIRFLOW_API", airflow_api.conn_uri("auditor"))
+    Variable.delete(approval_key(V))  # the Airflow home outlives a test
 
     stop, seen = threading.Event(), {}
-    actuary = threading.Thread(target=_approve_when_asked, args=(pipeline_env, stop, seen), daemon=True)
+    actuary = threading.Thread(target=_approve_when_asked, args=(pipeline_env, airflow_api, stop, seen), daemon=True)
     actuary.start()
     try:
         run = pipeline_dag.test(logical_date=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
@@ -66,17 +71,31 @@ def test_first_month_trains_asks_for_approval_and_publishes(
     engine = make_engine(pipeline_env)
     champion = registry.champion(engine)
     assert champion is not None and champion.model_version == seen["challenger"]
-    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["approve", "Test Actuary"]]
+    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["approve", "ada"]]
     table = versions(engine, V)
     assert table[["version", "is_current", "status", "run_id"]].values.tolist() == [[1, True, "approved", run.run_id]]
 
-    # published reserves tie to the champion model's own output, to the cent
+    # published: the ultimate selected per origin by the methods' rule, the champion's ultimates among them, to the cent
     cells = load_cells(engine, V)
     model = load_model(champion.artifact_uri)
-    expected = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
+    book = methods.reserve_book(cells, load_settings(), model_ultimates=model.ultimates(cells))
+    expected = reserve_rows(selected_ultimates(book.origins), latest_diagonal(cells))
     published = current_reserves(engine, V)
-    for column in ("case_reserve", "ibnr", "unpaid"):
-        assert published[column].tolist() == expected[column].tolist()
+    for column in ("ultimate", "case_reserve", "ibnr", "unpaid", "model_ultimate", "paid_cl_ultimate", "bf_ultimate"):
+        assert published[column].tolist() == expected[column].tolist(), column
+    assert published["method"].tolist() == book.origins["selected_method"].tolist()
+    assert set(published["method"]) <= {"paid_cl", "bf"}  # the default rule: paid CL where mature, else BF
+    assert (
+        published["model_ultimate"].tolist()
+        == reserve_rows(model.ultimates(cells), latest_diagonal(cells))["ultimate"].tolist()
+    )
+    # the version's ranges: one row per line and the total, around the published unpaid to the cent
+    ranges = ranges_of(engine, V, 1)
+    lines = published.groupby("segment")["unpaid"].sum().round(2)
+    assert ranges["segment"].tolist() == [*lines.index, "Total"]
+    assert ranges["unpaid"].tolist() == [*lines.tolist(), round(published["unpaid"].sum(), 2)]
+    assert ranges["std_err"].iloc[-1] == pytest.approx((ranges["std_err"].iloc[:-1] ** 2).sum() ** 0.5, abs=0.01)
+    assert (ranges["p95"] > ranges["p75"]).all()
     for total, column in (("unpaid_total", "unpaid"), ("case_reserve_total", "case_reserve"), ("ibnr_total", "ibnr")):
         assert round(published[column].sum(), 2) == table[total].iloc[0]
     # every published row: unpaid = case reserves + IBNR, to the cent
@@ -100,6 +119,10 @@ def test_first_month_trains_asks_for_approval_and_publishes(
         assert f"{published[column].sum():,.2f}" in text
     for segment, line in sums.iterrows():
         assert segment in text and all(f"{v:,.2f}" in text for v in line)
+        assert f"{segment}: methods and selection" in text
+    # the ranges table: every line's and the total's P95; each line's methods page states the rule
+    assert all(f"{v:,.2f}" in text for v in ranges["p95"])
+    assert text.count("Selection rule:") == len(sums)
     assert f"{table['unpaid_total'].iloc[0]:,.2f} = case reserves" in report_mail.get_body().get_content()
 
     # Slack heard about the promotion, and nothing failed

@@ -291,7 +291,7 @@ def test_rest_run_survives_a_scheduler_kill_is_approved_through_a_variable_and_p
         cells = _cell_count(conn, valuation_date)
         registry_rows = conn.execute(select(func.count()).select_from(schema.model_registry)).scalar_one()
         staged = conn.execute(select(func.count()).select_from(schema.triangle_cells_staging)).scalar_one()
-    assert [tuple(r) for r in decided] == [("approve", "Test Actuary", actuary.approved[valuation_date])]
+    assert [tuple(r) for r in decided] == [("approve", "actuary", actuary.approved[valuation_date])]
     assert cells == _clean_cell_count(tmp_path, valuation_date)
     assert staged == 0
     assert registry_rows >= 1

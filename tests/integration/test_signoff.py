@@ -3,12 +3,15 @@ made current; held numbers rejected, leaving the previous month's publication an
 
 A harness DAG (tests/integration/dags/signoff_harness.py) holds the reserving, signoff and reporting groups of the
 monthly DAG. The warehouse is prepared with November 2023 published by an approved chain-ladder champion and
-December ingested; a tiny hold_movement_tolerance (environment, as an operator's setting) forces the hold.
+December ingested; a tiny hold_movement_tolerance (environment, as an operator's setting) forces the hold. The
+sensor reads who wrote the sign-off from Airflow's audit log through a real api-server on the tests' metadata DB:
+here the CLI's writes count (setting approval_cli_counts) and the OS user running the tests is an approver.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import os
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from include.reserving import movement
 from include.reserving.approval import NUMBERS_SIGNOFF
 from include.reserving.stages import RunFacts, input, reserving
 from include.reserving.stages.training import fit_and_register
-from include.reserving.warehouse import registry, reserves
+from include.reserving.warehouse import decisions, registry, reserves
 from include.reserving.warehouse.cells import load_cells
 
 pytestmark = pytest.mark.slow
@@ -30,8 +33,11 @@ PREVIOUS_V, V = dt.date(2023, 11, 30), dt.date(2023, 12, 31)
 
 
 @pytest.fixture
-def held_month(pipeline_env, airflow_db, monkeypatch):
+def held_month(pipeline_env, airflow_api, monkeypatch):
     """November published current by an approved champion; December ingested; the hold forced by the settings."""
+    monkeypatch.setenv("RESERVING_APPROVERS", f"ada,{getpass.getuser()}")
+    monkeypatch.setenv("RESERVING_APPROVAL_CLI_COUNTS", "true")
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_AIRFLOW_API", airflow_api.conn_uri("auditor"))
     facts = RunFacts.create(PREVIOUS_V, "november")
     input.ingest(facts)
     engine = facts.engine()
@@ -69,8 +75,18 @@ def _states(run) -> dict[str, str]:
     return {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
+def _held_code(engine) -> tuple[int, str] | None:
+    """The held version and its sign-off code, once the run has issued them."""
+    held = reserves.versions(engine, V)
+    if held.empty or not (held["status"] == "held").any():
+        return None
+    version = int(held.loc[held["status"] == "held", "version"].iloc[0])
+    issued = decisions.issued(engine, decisions.NUMBERS, V, version)
+    return None if issued is None else (version, issued.code)
+
+
 def _sign_off_from_another_process(engine, decision: str, by: str) -> tuple[threading.Thread, list[str]]:
-    """Once the run has stored its held version, `airflow variables set` it from a separate process (the CLI).
+    """Once the run has issued its held version's code, `airflow variables set` it from a separate process (the CLI).
 
     The CLI shares the SQLite metadata database with the running dag.test(); on a loaded machine it can meet
     "database is locked", so it is retried, and every failed attempt is returned for the test to report."""
@@ -79,10 +95,10 @@ def _sign_off_from_another_process(engine, decision: str, by: str) -> tuple[thre
     def sign_off():
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            held = reserves.versions(engine, V)
-            if not held.empty and (held["status"] == "held").any():
-                version = int(held.loc[held["status"] == "held", "version"].iloc[0])
-                command = NUMBERS_SIGNOFF.command(V, version, decision, by, "movement explained")
+            held = _held_code(engine)
+            if held is not None:
+                version, code = held
+                command = NUMBERS_SIGNOFF.command(V, version, decision, by, "movement explained", code)
                 command[0:1] = [sys.executable, "-m", "airflow"]
                 try:
                     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
@@ -115,7 +131,7 @@ def test_held_month_signed_off_from_a_second_process_becomes_current(held_month)
     assert (december["status"], december["is_current"], december["run_id"]) == ("approved", True, run.run_id)
     signoffs = reserves.signoffs(engine, V)
     assert signoffs[["publication_version", "decision", "decided_by"]].values.tolist() == [
-        [december["version"], "approve", "Ada Actuary"]
+        [december["version"], "approve", getpass.getuser()]  # the OS user the CLI ran as, not the typed name
     ]
     # accepted: December's refit is now the champion; November's publication is untouched
     assert registry.champion(engine).model_version == december["model_version"] != champion
@@ -134,15 +150,24 @@ def test_held_month_signed_off_from_a_second_process_becomes_current(held_month)
 
 
 @pytest.mark.parametrize("decision", ["reject", "timeout"])
-def test_rejected_or_timed_out_month_stays_held_and_changes_nothing(held_month, monkeypatch, decision):
+def test_rejected_or_timed_out_month_stays_held_and_changes_nothing(held_month, airflow_api, decision):
     engine, november, champion = held_month
-    if decision == "reject":
-        monkeypatch.setenv(
-            f"AIRFLOW_VAR_{NUMBERS_SIGNOFF.key(V).upper()}",
-            NUMBERS_SIGNOFF.value(1, "reject", "Bo Actuary", "Motor moved without explanation"),
-        )
+    rejecter = None
+    if decision == "reject":  # ada rejects in the UI (the REST API) once the hold alert is out
+
+        def reject():
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline and (held := _held_code(engine)) is None:
+                time.sleep(0.2)
+            value = NUMBERS_SIGNOFF.value(held[0], "reject", "Bo Actuary", "Motor moved without explanation", held[1])
+            airflow_api.set_variable("ada", NUMBERS_SIGNOFF.key(V), value)
+
+        rejecter = threading.Thread(target=reject, daemon=True)
+        rejecter.start()
     history_before = registry.champion_history(engine)
     run = _run(timeout=120 if decision == "reject" else 2)
+    if rejecter is not None:
+        rejecter.join(timeout=5)
     states = _states(run)
     assert run.state == "success", states
     assert states["signoff.apply_signoff"] == "success"
@@ -151,7 +176,7 @@ def test_rejected_or_timed_out_month_stays_held_and_changes_nothing(held_month, 
     table = reserves.versions(engine, V)
     assert table[["version", "status", "is_current"]].values.tolist() == [[1, "held", False]]
     assert reserves.current_version(engine, V) is None
-    who = "Bo Actuary" if decision == "reject" else None
+    who = "ada" if decision == "reject" else None  # the Airflow user, not the display name "Bo Actuary"
     assert reserves.signoffs(engine, V)[["decision", "decided_by"]].values.tolist() == [[decision, who]]
     # the previous month's publication and the champion are exactly as they were
     assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]

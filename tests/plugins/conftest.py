@@ -54,8 +54,29 @@ def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
         }
     )
     ultimates["unpaid"] = ultimates["ultimate"] - ultimates["latest"]
+    # as selected by the methods: each method's ultimate beside the selected one, which names its method
+    ultimates["method"] = ["paid_cl", "paid_cl", "bf", "bf"] * 2
+    ultimates["paid_cl_ultimate"] = ultimates["ultimate"]
+    ultimates["bf_ultimate"] = ultimates["ultimate"] * 1.01
+    ultimates["flags"] = ""
     diagonal = ultimates[["segment", "origin"]].assign(paid=latest, incurred=[x * 1.5 for x in latest])
     return ultimates, diagonal
+
+
+# the restated February version's ranges (reserve_ranges rows; hand-made: the view only reads them back)
+RANGES = pd.DataFrame(
+    {
+        "segment": ["Liability", "Motor", "Total"],
+        "selection_rule": ["paid chain ladder where at least 90% developed on the paid pattern, else BF"] * 2 + [None],
+        "tail_method": ["exponential", "exponential", None],
+        "range_basis": ["Mack, paid chain ladder", "Mack, paid chain ladder", "independent lines"],
+        "unpaid": [1_000.0, 300.0, 1_300.0],
+        "std_err": [30.0, 40.0, 50.0],
+        "cv": [0.03, 0.1333, 0.0385],
+        "p75": [1_020.0, 326.0, 1_333.0],
+        "p95": [1_050.0, 367.0, 1_383.0],
+    }
+)
 
 
 @dataclass
@@ -77,7 +98,10 @@ def populate(url: str, artifact_root: Path) -> Book:
     published[V1] = (publish_reserves(engine, V1, "scheduled__2024-02-01T00:00:00+00:00", rows, "m-cl"), rows)
     publish_reserves(engine, V2, "manual__first", reserve_rows(*_model_output(1.05)), "m-cl")
     restated = reserve_rows(*_model_output(1.1))
-    published[V2] = (publish_reserves(engine, V2, PENDING_RUN, restated, "m-cl", basis="restated"), restated)
+    published[V2] = (
+        publish_reserves(engine, V2, PENDING_RUN, restated, "m-cl", basis="restated", ranges=RANGES),
+        restated,
+    )
 
     champ = registry.register(engine, model_entry("chain_ladder", V1))
     challenger = registry.register(engine, model_entry("xgboost_development", V2))

@@ -66,6 +66,15 @@ def test_reserves_json_equals_what_was_published(book):
     for column in columns[:-1]:
         assert _cents(body["totals"][column]) == sum(_cents(line[column]) for line in lines.values())
     assert (body["totals"]["unpaid"], body["totals"]["ibnr"]) == (result.unpaid_total, result.ibnr_total)
+    # every row names the method that set its ultimate and shows the others; the version's ranges come along
+    assert [(r["method"], r["paid_cl_ultimate"], r["bf_ultimate"]) for r in body["rows"]] == [
+        (r.method, r.paid_cl_ultimate, r.bf_ultimate) for r in rows.sort_values(["segment", "origin"]).itertuples()
+    ]
+    assert [(r["segment"], r["unpaid"], r["std_err"], r["p95"]) for r in body["ranges"]] == [
+        ("Liability", 1_000.0, 30.0, 1_050.0),
+        ("Motor", 300.0, 40.0, 367.0),
+        ("Total", 1_300.0, 50.0, 1_383.0),
+    ]
 
     january = client.get("/api/reserves", params={"valuation_date": "2024-01-31"}).json()
     assert (january["version"], january["unpaid_total"]) == (1, book.published[V1][0].unpaid_total)

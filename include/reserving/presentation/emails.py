@@ -35,14 +35,16 @@ def report_email(
     )
 
 
-def model_card_email(valuation_date: dt.date, model_version: str, first_model: bool = False) -> Email:
+def model_card_email(
+    valuation_date: dt.date, model_version: str, code: str | None = None, first_model: bool = False
+) -> Email:
     """The model card's e-mail: a challenger waits for approval, and how to give it; ``first_model``: there is no
     champion yet (the message says what reserves the month without an approval)."""
     return Email(
         f"Approval needed: model {model_version} for valuation {day(valuation_date)}",
         render(
             "email_model_card.html",
-            instruction=ApprovalInstruction(valuation_date, model_version),
+            instruction=ApprovalInstruction(valuation_date, model_version, code),
             first_model=first_model,
         ),
     )

@@ -21,6 +21,7 @@ class ApprovalInstruction:
 
     valuation_date: dt.date
     model_version: str
+    code: str | None = None  # the model card's one-time code; None: a placeholder (the card is not issued yet)
 
     @property
     def key(self) -> str:
@@ -28,15 +29,15 @@ class ApprovalInstruction:
 
     @property
     def approve_value(self) -> str:
-        return approval_value(self.model_version, "approve")
+        return approval_value(self.model_version, "approve", code=self.code)
 
     @property
     def reject_value(self) -> str:
-        return approval_value(self.model_version, "reject")
+        return approval_value(self.model_version, "reject", code=self.code)
 
     def command(self, decision: str) -> str:
         """The command line, quoted for a POSIX shell."""
-        return shlex.join(approval_command(self.valuation_date, self.model_version, decision))
+        return shlex.join(approval_command(self.valuation_date, self.model_version, decision, code=self.code))
 
     @property
     def sentence(self) -> str:
@@ -44,7 +45,9 @@ class ApprovalInstruction:
             f"To approve model {self.model_version} for valuation {self.valuation_date:%Y-%m-%d}, set the Airflow "
             f"Variable {self.key} to the value to approve, in the Airflow UI (Admin / Variables) or with its command "
             "line; to reject it and keep the champion, set the value to reject. Put your name in by and your reason in "
-            "comment, and keep model_version as it is: a value naming another version is ignored."
+            f"comment, and keep model_version and code ({self.code or 'on the model card'}) as they are: a value "
+            "naming another version or quoting another card's code is ignored. Only a user named in the approvers "
+            "setting can decide, as themselves: Airflow's audit log says who wrote the value."
         )
 
     @property
@@ -70,17 +73,20 @@ class SignoffInstruction:
 
     valuation_date: dt.date
     publication_version: int
+    code: str | None = None  # the one-time code issued with the held publication
 
     @property
     def key(self) -> str:
         return NUMBERS_SIGNOFF.key(self.valuation_date)
 
     def value(self, decision: str) -> str:
-        return NUMBERS_SIGNOFF.value(self.publication_version, decision)
+        return NUMBERS_SIGNOFF.value(self.publication_version, decision, code=self.code)
 
     def command(self, decision: str) -> str:
         """The command line, quoted for a POSIX shell."""
-        return shlex.join(NUMBERS_SIGNOFF.command(self.valuation_date, self.publication_version, decision))
+        return shlex.join(
+            NUMBERS_SIGNOFF.command(self.valuation_date, self.publication_version, decision, code=self.code)
+        )
 
     @property
     def sentence(self) -> str:
@@ -89,7 +95,9 @@ class SignoffInstruction:
             f"{self.publication_version} and are not current. To sign the numbers off and make them current, set the "
             f"Airflow Variable {self.key} to the value to approve (Admin / Variables, or its command line); to reject "
             "them and keep the previous current version, set the value to reject. Put your name in by and your "
-            "reason in comment, and keep publication_version as it is: a value naming another version is ignored."
+            f"reason in comment, and keep publication_version and code ({self.code or 'in the hold alert'}) as they "
+            "are: a value naming another version or quoting another code is ignored. Only a user named in the "
+            "approvers setting can sign off, as themselves: Airflow's audit log says who wrote the value."
         )
 
     @property

@@ -69,6 +69,8 @@ class ModelCardData:
     limitations : tuple of str
     approval_timeout_hours : float or None
         How long the approval sensor waits before keeping the champion.
+    approval_code : str or None
+        The one-time code issued with this card; the approval Variable must quote it.
     """
 
     model_version: str
@@ -100,6 +102,7 @@ class ModelCardData:
     retrain_reason: str = ""
     limitations: tuple[str, ...] = DEFAULT_LIMITATIONS
     approval_timeout_hours: float | None = None
+    approval_code: str | None = None  # the card's one-time code: an approval must quote it
 
 
 def _score_rows(card: ModelCardData) -> list[list[str]]:
@@ -150,7 +153,7 @@ def card_markdown(card: ModelCardData) -> str:
         champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
         scores=_score_rows(card),
         drift=_drift_rows(card),
-        instruction=ApprovalInstruction(card.valuation_date, card.model_version),
+        instruction=ApprovalInstruction(card.valuation_date, card.model_version, card.approval_code),
     )
 
 

@@ -100,6 +100,12 @@ class ReportData:
     movements : pandas.DataFrame or None
         The published run's analysis of change (``segment, step_order, step, kind, amount, ratio, note``; see
         :mod:`include.reserving.movement`); None or empty: not analysed.
+    ranges : pandas.DataFrame or None
+        The version's selection rule and range per line and in total (``reserve_ranges``: ``segment`` ("Total"
+        last), ``selection_rule, tail_method, paid_tail_factor, incurred_tail_factor, range_basis, unpaid, std_err,
+        cv, p75, p95``); None or empty: published before the methods (the model's ultimates).
+    cv_floor : float
+        No CV is printed where the unpaid is below this share of the paid (a CV of a near-zero reserve says nothing).
     """
 
     valuation_date: dt.date
@@ -132,6 +138,8 @@ class ReportData:
         )
     )
     movements: pd.DataFrame | None = None
+    ranges: pd.DataFrame | None = None
+    cv_floor: float = 0.01
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -177,9 +185,10 @@ def _cover(data: ReportData) -> list[Flowable]:
     ]
     sections = [
         "1. Summary by line: case reserves, IBNR and unpaid, with the movement of the unpaid",
-        "1b. Analysis of change of the unpaid by line (emergence, new origin periods, change of model, other)",
-        "2. By line: ultimates, case reserves, IBNR and unpaid by origin, paid and incurred triangles, selected "
-        "factors, charts",
+        "1b. Analysis of change of the unpaid by line (emergence, new origins, change of model, other); 1c. ranges "
+        "by line and in total",
+        "2. By line: ultimates, case reserves, IBNR and unpaid by origin, methods and selection, triangles, factors, "
+        "charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
         "5. Data quality and reconciliation to finance control totals",
@@ -321,6 +330,116 @@ def _pattern(factors: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(sorted(out), columns=["development", "percent"])
 
 
+def _cv(std_err, unpaid, paid, floor: float) -> float | None:
+    """Std. error / unpaid, None where either is missing or the unpaid is below ``floor`` of the paid."""
+    if is_missing(std_err) or is_missing(unpaid) or abs(unpaid) < floor * max(abs(paid), 1.0):
+        return None
+    return std_err / unpaid
+
+
+METHOD_ULTIMATES = {
+    "paid_cl_ultimate": "Paid CL",
+    "incurred_cl_ultimate": "Incurred CL",
+    "bf_ultimate": "BF",
+    "cape_cod_ultimate": "Cape Cod",
+    "model_ultimate": "Model",
+}
+METHOD_NAMES = {
+    "paid_cl": "paid CL",
+    "incurred_cl": "incurred CL",
+    "bf": "BF",
+    "cape_cod": "Cape Cod",
+    "model": "model",
+}
+
+
+def _range_row(ranges: pd.DataFrame | None, segment: str) -> dict | None:
+    if ranges is None or ranges.empty or segment not in set(ranges["segment"]):
+        return None
+    return ranges[ranges["segment"] == segment].iloc[0].to_dict()
+
+
+def _ranges(data: ReportData) -> list[Flowable]:
+    """The range of the unpaid by line and in total."""
+    out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("1c. Ranges of the unpaid by line and in total", "h1")]
+    if data.ranges is None or data.ranges.empty:
+        return out + [paragraph("No ranges were recorded for this publication (published before the methods).")]
+    header = ["Line", "Unpaid", "Std. error", "CV", "P75", "P95", "Paid tail", "Incurred tail", "Basis"]
+    rows = [
+        [
+            str(r["segment"]),
+            money(r["unpaid"]),
+            money(r["std_err"]),
+            percent(r["cv"]),
+            money(r["p75"]),
+            money(r["p95"]),
+            factor(r["paid_tail_factor"]),
+            factor(r["incurred_tail_factor"]),
+            str(r["range_basis"]),
+        ]
+        for r in data.ranges.to_dict("records")
+    ]
+    return out + [
+        pdf.table(header, rows, width=WIDTH, total_row=rows[-1][0] == "Total"),
+        Spacer(1, 4),
+        paragraph(
+            "Std. error: Mack's standard error of the line's chain ladder unpaid (tail included), taken as the "
+            "standard error of the selected unpaid; P75/P95 from a lognormal with the selected unpaid as its mean. "
+            "The total assumes the lines independent (standard errors add in quadrature), which understates the "
+            "range where lines move together. CV n/a where the unpaid is near zero.",
+            "note",
+        ),
+    ]
+
+
+def _methods_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
+    """Each method's ultimate per origin beside the selected one, its method, the rule and the flags."""
+    reserves = data.reserves[data.reserves["segment"] == segment].copy()
+    reserves["origin"] = reserves["origin"].map(as_date)
+    reserves = reserves.sort_values("origin")
+    header = ["Origin", *METHOD_ULTIMATES.values(), "Selected", "Method", "Flags"]
+    rows = [
+        [
+            labels[r["origin"]],
+            *[money(r.get(c)) for c in METHOD_ULTIMATES],
+            money(r["ultimate"]),
+            METHOD_NAMES.get(r.get("method"), NA) if not is_missing(r.get("method")) else NA,
+            "" if is_missing(r.get("flags")) else str(r.get("flags")),
+        ]
+        for r in reserves.to_dict("records")
+    ]
+    rows.append(
+        [
+            "Total",
+            *[money(_known_total(reserves[c])) if c in reserves else NA for c in METHOD_ULTIMATES],
+            money(money_total(reserves["ultimate"])),
+            "",
+            "",
+        ]
+    )
+    rng = _range_row(data.ranges, segment)
+    rule = (
+        f"Selection rule: {rng['selection_rule']}. Tail ({rng['tail_method']}): paid "
+        f"{factor(rng['paid_tail_factor'])}, incurred {factor(rng['incurred_tail_factor'])}. BF a-priori loss ratio "
+        f"{percent(rng['bf_apriori_loss_ratio'])}; Cape Cod expected loss ratio {percent(rng['cape_cod_elr'])}."
+        if rng is not None
+        else "No selection was recorded for this publication: the ultimates are the model's."
+    )
+    return [
+        PageBreak(),
+        paragraph(f"2. {segment}: methods and selection", "h2"),
+        paragraph(rule),
+        Spacer(1, 4),
+        pdf.table(header, rows, width=WIDTH, total_row=True),
+        paragraph(
+            "CL: chain ladder (with the tail); BF: Bornhuetter-Ferguson on earned premium; Cape Cod on earned "
+            "premium; Model: the ML model's ultimate (n/a where it has none). Selected: the published ultimate, set "
+            "by the method named. Flags: a method's ultimate below incurred (negative IBNR) or below paid.",
+            "note",
+        ),
+    ]
+
+
 def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
     from include.reserving.cells import young_segments  # chainladder: only when a report is rendered
 
@@ -334,7 +453,7 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
     header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95"]
     rows = []
     for _, r in reserves.iterrows():
-        cv = r["std_err"] / r["unpaid"] if not is_missing(r["std_err"]) and r["unpaid"] else None
+        cv = _cv(r["std_err"], r["unpaid"], r["latest_paid"], data.cv_floor)
         rows.append(
             [
                 labels[r["origin"]],
@@ -366,9 +485,10 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
         pdf.table(header, rows, width=WIDTH, total_row=True),
         paragraph(
             f"{TERMS_NOTE} Std. error: standard error of the unpaid where the method defines one; P75/P95: the 75th "
-            "and 95th percentiles of the unpaid; CV = std. error / unpaid.",
+            "and 95th percentiles of the unpaid; CV = std. error / unpaid, n/a where the unpaid is near zero.",
             "note",
         ),
+        *_methods_section(data, segment, labels),
     ]
     for value, title in (("paid", "Cumulative paid"), ("incurred", "Cumulative incurred")):
         if value in cells.columns and not cells.empty and cells[value].notna().any():
@@ -640,7 +760,7 @@ def _health(data: ReportData) -> list[Flowable]:
 def build_story(data: ReportData) -> list[Flowable]:
     """The report's flowables in reading order."""
     labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])))
-    story = _cover(data) + _summary(data) + _analysis_of_change(data)
+    story = _cover(data) + _summary(data) + _analysis_of_change(data) + _ranges(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)
     story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _reconciliation(data)

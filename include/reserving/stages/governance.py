@@ -11,8 +11,8 @@ from include.reserving.domain import Decision
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.reporting import send_email
+from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse import drift as drift_store
-from include.reserving.warehouse import registry
 from include.reserving.warehouse.cells import load_cells
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,8 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
 
     engine = facts.engine()
     challenger = registry.get(engine, evaluation["challenger_version"])
+    # issued with the card: only a value quoting it, written after now, can decide (a retry keeps the code)
+    issued = decisions.issue(engine, decisions.MODEL, facts.valuation_date, challenger.model_version, facts.run_id)
     champion = registry.get(engine, evaluation["champion_version"]) if evaluation.get("champion_version") else None
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     card = ModelCardData(
@@ -48,6 +50,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         drift=drift_store.drift_metrics(engine, facts.valuation_date, facts.basis),
         retrain_reason="; ".join(trained_reasons or []),
         approval_timeout_hours=facts.settings.approval_timeout_seconds / 3600,
+        approval_code=issued.code,
     )
     uri = artifacts.join(facts.run_dir, "model_card")
     local = artifacts.writable_dir(uri)
@@ -58,6 +61,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         "markdown_uri": artifacts.join(uri, Path(md_path).name),
         "local_pdf": str(pdf_path),
         "model_version": challenger.model_version,
+        "approval_code": issued.code,
     }
 
 
@@ -66,7 +70,9 @@ def email_model_card(facts: RunFacts, card: dict) -> dict:
     from include.reserving.presentation.emails import model_card_email
 
     first_model = registry.champion(facts.engine()) is None
-    mail = model_card_email(facts.valuation_date, card["model_version"], first_model=first_model)
+    mail = model_card_email(
+        facts.valuation_date, card["model_version"], card.get("approval_code"), first_model=first_model
+    )
     return send_email(facts, mail.subject, mail.body, [card["model_card_uri"]])
 
 
@@ -82,7 +88,10 @@ def _what_reserves(engine) -> str:
 
 def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None) -> dict:
     """Record the actuary's decision (or the timeout) and promote on approval, in one transaction; every outcome is
-    audited. A re-run keeps the recorded decision as it is and only completes what it implies (idempotent)."""
+    audited. A re-run keeps the recorded decision as it is and only completes what it implies (idempotent).
+
+    ``outcome`` is the sensor's: ``by`` the Airflow user who wrote the decision, ``decided_at`` when Airflow logged
+    the write (UTC); a timeout has neither."""
     engine = facts.engine()
     version = evaluation["challenger_version"]
     recorded = registry.decide(
@@ -93,6 +102,7 @@ def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None)
         approval.approval_key(facts.valuation_date),
         decided_by=outcome.get("by"),
         comment=outcome.get("comment"),
+        decided_at=approval.decided_at(outcome),
         run_id=facts.run_id,
     )
     decision, by = recorded.decision, recorded.decided_by
@@ -103,7 +113,7 @@ def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None)
     else:
         message = (
             f"Approval of model {version} for {facts.valuation_date} timed out: {_what_reserves(engine)}. "
-            + ApprovalInstruction(facts.valuation_date, version).text
+            + ApprovalInstruction(facts.valuation_date, version, _code(engine, facts, version)).text
         )
     if not recorded.newly_recorded:
         message = f"(already recorded as approvals.id={recorded.approval_id}) {message}"
@@ -117,3 +127,8 @@ def apply_approval(facts: RunFacts, evaluation: dict, outcome: dict, alert=None)
         "promoted": recorded.promoted,
         "message": message,
     }
+
+
+def _code(engine, facts: RunFacts, version: str) -> str | None:
+    issued = decisions.issued(engine, decisions.MODEL, facts.valuation_date, version, facts.run_id)
+    return issued.code if issued else None

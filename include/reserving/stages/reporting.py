@@ -46,6 +46,8 @@ def report(facts: RunFacts, published: dict) -> dict:
         health=runs.runs_up_to(engine, v),
         reconciliation=reconciliation_store.results_frame(engine, v, facts.basis),
         movements=reserves.movements(engine, v, current["run_id"]),
+        ranges=reserves.ranges_of(engine, v, current["version"]),
+        cv_floor=facts.settings.cv_floor,
     )
     uri = artifacts.join(facts.run_dir, "report")
     local = artifacts.writable_dir(uri)

@@ -9,15 +9,15 @@ import logging
 
 import pandas as pd
 
-from include.reserving import artifacts, governance, movement
-from include.reserving.approval import NUMBERS_SIGNOFF
+from include.reserving import artifacts, governance, methods, movement
+from include.reserving.approval import NUMBERS_SIGNOFF, decided_at
 from include.reserving.cells import latest_diagonal
 from include.reserving.dates import previous_month_end
 from include.reserving.domain import ChampionAction, Decision, PublicationStatus
 from include.reserving.presentation.instruction import SignoffInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.training import fit_and_register
-from include.reserving.warehouse import registry, reserves
+from include.reserving.warehouse import decisions, registry, reserves
 from include.reserving.warehouse.cells import load_cells
 
 log = logging.getLogger(__name__)
@@ -60,26 +60,31 @@ def refit(facts: RunFacts) -> dict:
 
 
 def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
-    """Ultimates, case reserves, IBNR, unpaid and its range per origin for one segment (a mapped task: segments
-    spread over workers)."""
+    """Every method's ultimate per origin for one segment, the model's among them, and the selected ultimate by the
+    settings' rule with case reserves, IBNR, unpaid and its range (a mapped task: segments spread over workers)."""
     from include.reserving.models import load_model
-    from include.reserving.publish import reserve_rows, totals
+    from include.reserving.publish import reserve_rows, selected_ultimates, totals
 
     cells = load_cells(facts.engine(), facts.valuation_date, facts.basis)
     cells = cells[cells["segment"] == segment].reset_index(drop=True)
     if cells.empty:
         raise LookupError(f"segment {segment!r} has no cells at {facts.valuation_date}")
     model = load_model(artifacts.local_dir(refitted["artifact_uri"]))
-    rows = reserve_rows(model.ultimates(cells), latest_diagonal(cells))
+    reserved = methods.reserve_segment(cells, facts.settings, model_ultimates=model.ultimates(cells))
+    rows = reserve_rows(selected_ultimates(reserved.origins), latest_diagonal(cells))
     uri = artifacts.join(facts.run_dir, "reserves", f"{artifacts.safe(segment)}.json")
-    payload = rows.assign(origin=rows["origin"].astype(str)).to_dict(orient="records")
+    payload = {
+        "rows": rows.assign(origin=rows["origin"].astype(str)).to_dict(orient="records"),
+        "summary": reserved.summary.to_dict(orient="records")[0],
+    }
     artifacts.write_text(uri, json.dumps(payload, indent=1))
     sums = totals(rows)
     log.info(
-        "reserved %s at %s over %d origins: unpaid %.2f = case reserves %s + IBNR %s",
+        "reserved %s at %s over %d origins (%s): unpaid %.2f = case reserves %s + IBNR %s",
         segment,
         facts.valuation_date,
         len(rows),
+        rows["method"].value_counts().to_dict(),
         sums["unpaid_total"],
         sums["case_reserve_total"],
         sums["ibnr_total"],
@@ -87,25 +92,31 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     return {"segment": segment, "reserves_uri": uri, **sums}
 
 
-def _reserved_rows(refitted: dict, reserved: list[dict]) -> pd.DataFrame:
-    """Every segment's reserve rows (written by reserve_segment); raises when a segment has none."""
+def _reserved(refitted: dict, reserved: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every segment's reserve rows and methods summaries (written by reserve_segment); raises when a segment has
+    none."""
     missing = sorted(set(refitted["segments"]) - {r["segment"] for r in reserved})
     if missing:
         raise RuntimeError(f"segments {missing} have no reserves: nothing was published")
-    rows = pd.concat(
-        [pd.DataFrame(json.loads(artifacts.read_text(r["reserves_uri"]))) for r in reserved], ignore_index=True
-    )
+    payloads = [json.loads(artifacts.read_text(r["reserves_uri"])) for r in reserved]
+    rows = pd.concat([pd.DataFrame(p["rows"]) for p in payloads], ignore_index=True)
     rows["origin"] = pd.to_datetime(rows["origin"]).dt.date
-    return rows.sort_values(["segment", "origin"]).reset_index(drop=True)
+    summary = pd.DataFrame([p["summary"] for p in payloads]).sort_values("segment").reset_index(drop=True)
+    return rows.sort_values(["segment", "origin"]).reset_index(drop=True), summary
+
+
+def _reserved_rows(refitted: dict, reserved: list[dict]) -> pd.DataFrame:
+    return _reserved(refitted, reserved)[0]
 
 
 def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_changed: bool):
-    """The previous model's expected emergence from V-1 and, when the model changed, its rows on V's data.
+    """The previous model's expected emergence from V-1 and, when the model changed, the rows V would publish with it
+    (the selection on V's data, its ultimates as the model's).
 
     Either is None when it cannot be computed (e.g. the previous artifact is gone): the analysis then says so.
     """
     from include.reserving.models import load_model
-    from include.reserving.publish import reserve_rows
+    from include.reserving.publish import reserve_rows, selected_ultimates
 
     try:
         model = load_model(artifacts.local_dir(registry.get(engine, previous_model).artifact_uri))
@@ -133,7 +144,9 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_ch
                 )
                 return expected, None
             known = cells[cells["segment"].isin(set(model.training_cells_["segment"]))].reset_index(drop=True)
-            on_current = reserve_rows(model.ultimates(known), latest_diagonal(known))
+            # its view of V is what V would publish with it: the same selection, its ultimates in the model column
+            selected = methods.reserve_book(known, facts.settings, model_ultimates=model.ultimates(known))
+            on_current = reserve_rows(selected_ultimates(selected.origins), latest_diagonal(known))
         except Exception as exc:
             log.warning(
                 "previous model %s cannot be applied to V's data (%s): change of model not separated",
@@ -188,7 +201,9 @@ def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dic
     """Atomically publish every segment's reserve rows as this run's version for V: current (and the month accepted)
     when within tolerance, else HELD (stored, not current) with an alert naming the reasons and the sign-off."""
     engine = facts.engine()
-    rows = _reserved_rows(refitted, reserved)
+    from include.reserving.publish import range_rows
+
+    rows, summary = _reserved(refitted, reserved)
     held = bool(analysis["hold_reasons"])
     result = reserves.publish_reserves(
         engine,
@@ -199,6 +214,7 @@ def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dic
         basis=facts.basis,
         approval_ref=refitted["approval_ref"],
         status=PublicationStatus.HELD.value if held else refitted["status"],
+        ranges=range_rows(summary, rows, facts.settings),
     )
     out = {
         **result.as_xcom(),
@@ -210,11 +226,14 @@ def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dic
     if not held:
         accept_month(engine, facts, refitted)
         return out
+    # the sign-off must quote this code, issued now: a value written before the hold never signs it off
+    issued = decisions.issue(engine, decisions.NUMBERS, facts.valuation_date, result.version, facts.run_id)
+    out["signoff_code"] = issued.code
     message = (
         f"Reserves for {facts.valuation_date} are HELD as version {result.version} (not current) for sign-off: "
         + "; ".join(analysis["hold_reasons"])
         + ". "
-        + SignoffInstruction(facts.valuation_date, result.version).text
+        + SignoffInstruction(facts.valuation_date, result.version, issued.code).text
     )
     log.warning(message)
     if alert is not None:
@@ -236,6 +255,7 @@ def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -
         decided_by=outcome.get("by"),
         comment=outcome.get("comment"),
         run_id=facts.run_id,
+        decided_at=decided_at(outcome),
     )
     if decision == Decision.APPROVE:
         reserves.make_current(engine, facts.valuation_date, version, published["accepted_status"])

@@ -40,9 +40,11 @@ def publish_reserves(
     status: str = PublicationStatus.APPROVED,
     before_swap: Callable[[], None] | None = None,
     published_at: dt.datetime | None = None,
+    ranges: pd.DataFrame | None = None,
 ) -> PublishResult:
     """Publish ``reserves`` (see :func:`reserve_rows`) for V as this run's version, atomically; a HELD version is
-    stored without touching which version is current."""
+    stored without touching which version is current. ``ranges`` (see :func:`include.reserving.publish.range_rows`:
+    the selection rule and range per line and in total) are written with the rows, in the same transaction."""
     held = status == PublicationStatus.HELD
     if reserves.empty:
         raise ValueError(f"no reserves to publish for {valuation_date}: nothing was published")
@@ -86,6 +88,10 @@ def publish_reserves(
             )
         )
         conn.execute(delete(stg).where(stg.c.load_id == load_id))
+        rr = schema.reserve_ranges
+        conn.execute(delete(rr).where(rr.c.valuation_date == valuation_date, rr.c.version == version))
+        if ranges is not None and not ranges.empty:
+            conn.execute(insert(rr), _range_records(ranges, valuation_date, version))
         if not held:
             conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
         version_row = {
@@ -117,6 +123,18 @@ def publish_reserves(
         model_version,
     )
     return PublishResult(valuation_date, version, len(reserves), **sums, is_new_version=existing is None)
+
+
+def _range_records(ranges: pd.DataFrame, valuation_date: dt.date, version: int) -> list[dict]:
+    frame = ranges.astype(object).where(ranges.notna(), None)
+    return [{**r, "valuation_date": valuation_date, "version": version} for r in frame.to_dict("records")]
+
+
+def ranges_of(engine: Engine, valuation_date: dt.date, version: int) -> pd.DataFrame:
+    """The selection rule and range per line and in total (segment "Total", last) of a published version."""
+    rr = schema.reserve_ranges
+    found = read_frame(engine, select(rr).where(rr.c.valuation_date == valuation_date, rr.c.version == version))
+    return found.assign(_total=found["segment"] == "Total").sort_values(["_total", "segment"]).drop(columns="_total")
 
 
 def latest_valuation_date(engine: Engine) -> dt.date | None:

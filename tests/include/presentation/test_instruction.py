@@ -8,15 +8,16 @@ from include.reserving.presentation.instruction import ApprovalInstruction
 from tests.include.conftest import CHALLENGER, VALUATION
 
 KEY = "reserving_approval__2023-12-31"
+CODE = "5eed0c0de1"  # the model card's one-time code
 APPROVE = (
-    '{"decision": "approve", "model_version": "xgb_development-20231231-d4e5f6", "by": "<your name>", '
-    '"comment": "<why>"}'
+    '{"decision": "approve", "model_version": "xgb_development-20231231-d4e5f6", "code": "5eed0c0de1", '
+    '"by": "<your name>", "comment": "<why>"}'
 )
 REJECT = APPROVE.replace('"approve"', '"reject"')
 
 
 def test_key_values_and_command_lines_are_exact():
-    instruction = ApprovalInstruction(VALUATION, CHALLENGER)
+    instruction = ApprovalInstruction(VALUATION, CHALLENGER, CODE)
     assert (instruction.key, instruction.approve_value, instruction.reject_value) == (KEY, APPROVE, REJECT)
     assert instruction.command("approve") == f"airflow variables set {KEY} '{APPROVE}'"
     assert instruction.command("reject") == f"airflow variables set {KEY} '{REJECT}'"
@@ -28,13 +29,15 @@ def test_command_lines_survive_the_shell_whatever_the_version():
 
 
 def test_text_is_the_sentence_then_one_step_a_line():
-    instruction = ApprovalInstruction(VALUATION, CHALLENGER)
+    instruction = ApprovalInstruction(VALUATION, CHALLENGER, CODE)
     sentence, *steps = instruction.text.splitlines()
     assert sentence == instruction.sentence
     assert sentence.startswith(
         f"To approve model {CHALLENGER} for valuation 2023-12-31, set the Airflow Variable {KEY}"
     )
-    assert "a value naming another version is ignored" in sentence
+    assert "a value naming another version or quoting another card's code is ignored" in sentence
+    assert f"keep model_version and code ({CODE}) as they are" in sentence
+    assert "Only a user named in the approvers setting can decide" in sentence
     assert steps == [
         f"Variable key: {KEY}",
         f"Value to approve: {APPROVE}",

@@ -11,7 +11,7 @@ from pypdf import PdfReader
 
 from include.reserving.presentation.model_card import ModelCardData, card_markdown, write_model_card
 from tests.include.conftest import CHALLENGER, CHAMPION, VALUATION
-from tests.include.presentation.test_instruction import APPROVE, KEY, REJECT
+from tests.include.presentation.test_instruction import APPROVE, CODE, KEY, REJECT
 
 STORED_REASON = "challenger 0.928900 > champion 0.915800 + delta 0.01"
 
@@ -39,6 +39,7 @@ def card(report_data) -> ModelCardData:
         drift=report_data.drift,
         retrain_reason="PSI of claimant_age 0.2713 above 0.2",
         approval_timeout_hours=72,
+        approval_code=CODE,
     )
 
 

@@ -15,8 +15,10 @@ from tests.conftest import PROJECT
 from tests.include.conftest import (
     CASE_BY_LINE,
     IBNR_BY_LINE,
+    RULE,
     TOTAL_CASE,
     TOTAL_IBNR,
+    TOTAL_STD_ERR,
     TOTAL_UNPAID,
     UNPAID_BY_LINE,
     make_report_data,
@@ -267,3 +269,79 @@ def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_da
     assert "Marine is too young for development factors of its own" in text
     assert "Liability is too young" not in text
     assert "Month-level plausibility: 2 of 3 checks passed; 1 skipped for too little history (Marine)." in text
+
+
+def _label(origin) -> str:
+    return f"{origin.year}Q{(origin.month - 1) // 3 + 1}"
+
+
+def test_each_line_has_a_methods_page_with_every_method_the_selected_one_and_the_rule(pages, report_data):
+    names = {"paid_cl": "paid CL", "bf": "BF"}
+    methods = ("paid_cl_ultimate", "incurred_cl_ultimate", "bf_ultimate", "cape_cod_ultimate", "model_ultimate")
+    for segment, rows in report_data.reserves.groupby("segment"):
+        (page,) = [p for p in pages if f"2. {segment}: methods and selection" in p]
+        assert f"Selection rule: {RULE}." in " ".join(page.split())
+        for row in rows.to_dict("records"):
+            # origin, paid CL, incurred CL, BF, Cape Cod, model, selected, its method (flags after it)
+            cells = [_label(row["origin"]), *[f"{row[c]:,.2f}" for c in methods], f"{row['ultimate']:,.2f}"]
+            assert "\n".join([*cells, names[row["method"]]]) in page, cells
+        selected = f"{_cents(rows['ultimate']):,.2f}"
+        assert "\n".join(["Total", *[f"{_cents(rows[c]):,.2f}" for c in methods], selected]) in page
+    # the flags name the method whose ultimate is below incurred (Motor's oldest origins: BF and the model)
+    motor = next(p for p in pages if "2. Motor: methods and selection" in p)
+    assert "bf: ultimate<incurred; model: ultimate<incurred" in " ".join(motor.split())
+
+
+def test_ranges_by_line_and_total_to_the_cent(pages, report_data):
+    (page,) = [p for p in pages if "1c. Ranges of the unpaid by line and in total" in p]
+    for row in report_data.ranges.to_dict("records"):
+        cv = f"{100 * row['cv']:.1f}%"
+        values = [f"{row[c]:,.2f}" for c in ("unpaid", "std_err")] + [cv] + [f"{row[c]:,.2f}" for c in ("p75", "p95")]
+        assert "\n".join([row["segment"], *values]) in page, values
+    assert f"Total\n{TOTAL_UNPAID}\n{TOTAL_STD_ERR}\n" in page
+    assert "independent" in page
+
+
+def test_no_cv_is_printed_where_the_unpaid_is_near_zero(tmp_path, report_data):
+    import dataclasses
+
+    reserves = report_data.reserves.copy()
+    oldest = (reserves["segment"] == "Property") & (reserves["origin"] == reserves["origin"].min())
+    # unpaid 0.01 with a std. error of 50.00: a CV of 500,000% says nothing
+    reserves.loc[oldest, ["ultimate", "unpaid", "std_err"]] = [
+        reserves.loc[oldest, "latest_paid"].iloc[0] + 0.01,
+        0.01,
+        50.0,
+    ]
+    data = dataclasses.replace(report_data, reserves=reserves)
+    text = "\n".join(_pages(render_reserve_report(data, tmp_path / "near_zero.pdf")))
+    row = reserves[oldest].iloc[0]
+    assert f"{_label(row['origin'])}\n{row['latest_paid']:,.2f}" in text
+    assert "\n0.01\n50.00\nn/a\n" in text and "500000.0%" not in text.replace(",", "")
+
+
+def test_methods_page_renders_to_png(report_pdf, pages):
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
+    number = next(i for i, p in enumerate(pages, 1) if "2. Liability: methods and selection" in p)
+    ARTIFACTS.mkdir(exist_ok=True)
+    prefix = ARTIFACTS / "reserve_report_methods"
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-png",
+            "-r",
+            "80",
+            "-f",
+            str(number),
+            "-l",
+            str(number),
+            "-singlefile",
+            str(report_pdf),
+            str(prefix),
+        ],
+        check=True,
+        timeout=60,
+    )
+    png = prefix.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
