@@ -6,6 +6,8 @@ afterwards. Under CI=true an unreachable server fails the test loudly; locally s
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +22,13 @@ os.environ["AIRFLOW_HOME"] = str(PROJECT / ".airflow-test" / os.environ.get("PYT
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# One Fernet key for this process and every Airflow CLI it starts. Without it the first `airflow db migrate` writes
+# a generated key into the home's airflow.cfg after this process has loaded its configuration without one: a
+# Variable set from the CLI is then encrypted and this process reads the ciphertext. Derived from the home's path
+# (a throwaway test database), so it stays the same across sessions.
+os.environ["AIRFLOW__CORE__FERNET_KEY"] = base64.urlsafe_b64encode(
+    hashlib.sha256(os.environ["AIRFLOW_HOME"].encode()).digest()
+).decode()
 # A second DAG bundle holds the tests' harness DAGs beside the project's dags/.
 os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     [

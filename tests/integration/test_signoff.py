@@ -89,42 +89,59 @@ def _sign_off_from_another_process(engine, decision: str, by: str) -> tuple[thre
     """Once the run has issued its held version's code, `airflow variables set` it from a separate process (the CLI).
 
     The CLI shares the SQLite metadata database with the running dag.test(); on a loaded machine it can meet
-    "database is locked", so it is retried, and every failed attempt is returned for the test to report."""
-    failures: list[str] = []
+    "database is locked", so it is retried. Every step (and any exception) is logged and returned for the test to
+    report: a signer that dies silently would leave only "timeout" to explain a failure."""
+    log: list[str] = []
+    started = time.monotonic()
+
+    def note(message: str) -> None:
+        log.append(f"{time.monotonic() - started:6.1f}s {message}")
 
     def sign_off():
-        deadline = time.monotonic() + 240
+        deadline = started + 420
         while time.monotonic() < deadline:
-            held = _held_code(engine)
+            try:
+                held = _held_code(engine)
+            except Exception as exc:  # a locked SQLite warehouse while the run writes: read again
+                note(f"reading the held version failed: {exc!r}")
+                time.sleep(0.5)
+                continue
             if held is not None:
                 version, code = held
                 command = NUMBERS_SIGNOFF.command(V, version, decision, by, "movement explained", code)
                 command[0:1] = [sys.executable, "-m", "airflow"]
+                note(f"version {version} held: {' '.join(command[3:])}")
                 try:
                     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
                 except subprocess.TimeoutExpired as exc:
-                    failures.append(f"airflow variables set timed out: {exc}")
+                    note(f"airflow variables set timed out: {exc}")
                     continue
+                note(f"airflow variables set exited {done.returncode}: {(done.stdout + done.stderr)[-500:]}")
                 if done.returncode == 0:
                     return
-                failures.append(f"airflow variables set exited {done.returncode}: {done.stderr[-500:]}")
             time.sleep(0.5)
-        failures.append("no sign-off was set before the signer's deadline")
+        note("no sign-off was set before the signer's deadline")
 
-    thread = threading.Thread(target=sign_off, daemon=True)
+    def guarded():
+        try:
+            sign_off()
+        except BaseException as exc:
+            note(f"the signer died: {exc!r}")
+
+    thread = threading.Thread(target=guarded, daemon=True)
     thread.start()
-    return thread, failures
+    return thread, log
 
 
 def test_held_month_signed_off_from_a_second_process_becomes_current(held_month):
     engine, november, champion = held_month
-    signer, failures = _sign_off_from_another_process(engine, "approve", "Ada Actuary")
+    signer, log = _sign_off_from_another_process(engine, "approve", "Ada Actuary")
     run = _run(timeout=300)
     signer.join(timeout=5)
     states = _states(run)
-    assert run.state == "success", states
+    assert run.state == "success", (states, log)
     assert states["signoff.await_signoff"] == "success" and states["signoff.within_tolerance"] == "skipped"
-    assert reserves.signoffs(engine, V)["decision"].tolist() == ["approve"], failures
+    assert reserves.signoffs(engine, V)["decision"].tolist() == ["approve"], log
     assert states["reporting.report"] == "success"
 
     december = reserves.current_version(engine, V)
