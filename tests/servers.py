@@ -125,6 +125,32 @@ class AirflowApi:
                 done = api.post("/variables", json={"key": key, "value": value})
             return done.status_code
 
+    @staticmethod
+    def once_issued(engine, kind: str, valuation_date, version, act) -> tuple[threading.Thread, list]:
+        """Call ``act(code)`` in a second thread as soon as a run issues a new one-time code of ``kind``
+        (decisions.MODEL or decisions.NUMBERS) for ``version``, as an actuary reading the card would; the thread and
+        the list its result lands in are returned."""
+        import time
+
+        from include.reserving.warehouse import decisions
+
+        results: list = []
+        earlier = decisions.issued(engine, kind, valuation_date, version)  # an earlier run's code is not this card's
+
+        def wait_and_act():
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                issued = decisions.issued(engine, kind, valuation_date, version)
+                if issued is not None and issued != earlier:
+                    results.append(act(issued.code))
+                    return
+                time.sleep(0.2)
+            results.append("the code was never issued")
+
+        thread = threading.Thread(target=wait_and_act, daemon=True)
+        thread.start()
+        return thread, results
+
     def conn_uri(self, user: str) -> str:
         """The Airflow connection URI through which a task reads the api-server as ``user``."""
         from urllib.parse import quote

@@ -10,8 +10,6 @@ Airflow's audit log through the same server as the read-only user ``auditor``. A
 from __future__ import annotations
 
 import datetime as dt
-import threading
-import time
 
 import pytest
 
@@ -21,6 +19,7 @@ from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.reserves import current_reserves
+from tests.servers import AirflowApi
 
 pytestmark = pytest.mark.slow
 
@@ -82,23 +81,8 @@ def _run(evaluation: dict, timeout: int):
     return run
 
 
-def _once_the_card_is_out(engine, version: str, act) -> tuple[threading.Thread, list]:
-    """Call ``act(code)`` in a second thread as soon as the model card's code is issued; its results are returned."""
-    results: list = []
-
-    def wait_and_act():
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            issued = decisions.issued(engine, decisions.MODEL, V, version)
-            if issued is not None:
-                results.append(act(issued.code))
-                return
-            time.sleep(0.2)
-        results.append("the card was never issued")
-
-    thread = threading.Thread(target=wait_and_act, daemon=True)
-    thread.start()
-    return thread, results
+def _once_the_card_is_out(engine, version: str, act):
+    return AirflowApi.once_issued(engine, decisions.MODEL, V, version, act)
 
 
 def _audit_events(api, user: str) -> list[dict]:

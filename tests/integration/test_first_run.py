@@ -15,7 +15,7 @@ from include.reserving.approval import approval_key, approval_value
 from include.reserving.ingest import cells_hash
 from include.reserving.stages import RunFacts, input, reserving, training
 from include.reserving.stages.training import fit_and_register
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.reserves import current_reserves, versions
 
@@ -36,20 +36,45 @@ def _first_challenger(run_id: str):
     return challenger.model_version, evaluation
 
 
-def _run(monkeypatch, evaluation: dict, value: str | None, day: int, timeout: int = 60):
-    """One harness run deciding on ``evaluation``; ``day`` gives each run its own run id."""
+def _delete_variable() -> None:
+    from airflow.models.variable import Variable
+
+    Variable.delete(approval_key(V))
+
+
+@pytest.fixture
+def approvers(airflow_api, monkeypatch):
+    """ada and cy may approve; the sensor reads who wrote the Variable from the api-server's audit log."""
+    monkeypatch.setenv("RESERVING_APPROVERS", "ada,cy")
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_AIRFLOW_API", airflow_api.conn_uri("auditor"))
+    _delete_variable()  # the Airflow home outlives a test: no decision may come from an earlier one
+    yield airflow_api
+    _delete_variable()
+
+
+def _run(evaluation: dict, day: int, timeout: int = 120, decide=None):
+    """One harness run deciding on ``evaluation``; ``day`` gives each run its own run id. ``decide`` is
+    (api, user, decision, comment): that user sets the Variable through the api-server once the card's code is out."""
     from tests.integration.dags.approval_harness import harness
 
-    variable = f"AIRFLOW_VAR_{approval_key(V).upper()}"
-    if value is None:
-        monkeypatch.delenv(variable, raising=False)
-    else:
-        monkeypatch.setenv(variable, value)
+    writer = None
+    if decide is not None:
+        api, user, decision, comment = decide
+        engine = RunFacts.create(V, "read").engine()
+        version = evaluation["challenger_version"]
+
+        def act(code):
+            return api.set_variable(user, approval_key(V), approval_value(version, decision, user, comment, code))
+
+        writer, results = api.once_issued(engine, decisions.MODEL, V, version, act)
     run = harness.test(
         logical_date=dt.datetime(2024, 1, day, tzinfo=dt.UTC),
         run_conf={"valuation_date": V.isoformat(), "evaluation": evaluation, "approval_timeout_seconds": timeout},
     )
     assert run.state == "success"
+    if writer is not None:
+        writer.join(timeout=5)
+        assert results in ([200], [201]), results
     return run
 
 
@@ -70,7 +95,9 @@ def _assert_preliminary_from_the_fallback(engine, run) -> str:
     refitted = reserving.refit(check)  # still no champion: the same fallback version, recomputed
     assert (refitted["model_version"], refitted["status"]) == (fallback, "preliminary")
     expected = pd.concat(
-        pd.DataFrame(json.loads(artifacts.read_text(reserving.reserve_segment(check, refitted, s)["reserves_uri"])))
+        pd.DataFrame(
+            json.loads(artifacts.read_text(reserving.reserve_segment(check, refitted, s)["reserves_uri"]))["rows"]
+        )
         for s in refitted["segments"]
     )
     expected = expected.assign(origin=pd.to_datetime(expected["origin"])).sort_values(["segment", "origin"])
@@ -86,30 +113,30 @@ def _slack(slack_receiver) -> list[str]:
 
 
 def test_a_rejected_first_challenger_publishes_preliminary_and_a_later_run_can_still_approve(
-    pipeline_env_any, airflow_db, slack_receiver, monkeypatch
+    pipeline_env_any, approvers, slack_receiver
 ):
     input.ingest(RunFacts.create(V, "prepare"))
     challenger, evaluation = _first_challenger("first-training")
 
-    first = _run(monkeypatch, evaluation, approval_value(challenger, "reject", "Bo Actuary", "unstable"), day=1)
+    first = _run(evaluation, day=1, decide=(approvers, "cy", "reject", "unstable"))
     engine = RunFacts.create(V, "read").engine()
     assert registry.get(engine, challenger).status == "rejected"
     fallback = _assert_preliminary_from_the_fallback(engine, first)
     assert fallback != challenger
     (message,) = _slack(slack_receiver)
-    assert message.startswith(f"Model {challenger} rejected by Bo Actuary for {V}: {FALLBACK_NOTE}")
+    assert message.startswith(f"Model {challenger} rejected by cy for {V}: {FALLBACK_NOTE}")
     assert "champion kept" not in message
 
     # a later run with force_retrain trains again and, on the same data, rebuilds the very same version; the
     # rejection belongs to the first run, so this run's decision is its own
     again, evaluation = _first_challenger("forced-training")
     assert again == challenger
-    second = _run(monkeypatch, evaluation, approval_value(challenger, "approve", "Ada Actuary", "reviewed"), day=2)
+    second = _run(evaluation, day=2, decide=(approvers, "ada", "approve", "reviewed"))
     assert registry.champion(engine).model_version == challenger
     approvals = registry.approvals(engine)
     assert approvals[["model_version", "decision", "decided_by", "run_id"]].values.tolist() == [
-        [challenger, "reject", "Bo Actuary", first.run_id],
-        [challenger, "approve", "Ada Actuary", second.run_id],
+        [challenger, "reject", "cy", first.run_id],
+        [challenger, "approve", "ada", second.run_id],
     ]
     assert registry.champion_history(engine)[["model_version", "action", "approval_id"]].values.tolist() == [
         [challenger, "promoted", approvals.id.iloc[1]]
@@ -119,17 +146,15 @@ def test_a_rejected_first_challenger_publishes_preliminary_and_a_later_run_can_s
         [1, False, "preliminary", fallback],
         [2, True, "approved", challenger],
     ]
-    assert set(current_reserves(engine, V).approval_ref) == {f"approvals.id={approvals.id.iloc[1]} (Ada Actuary)"}
-    assert _slack(slack_receiver)[1] == f"Model {challenger} approved by Ada Actuary and promoted to champion for {V}"
+    assert set(current_reserves(engine, V).approval_ref) == {f"approvals.id={approvals.id.iloc[1]} (ada)"}
+    assert _slack(slack_receiver)[1] == f"Model {challenger} approved by ada and promoted to champion for {V}"
 
 
-def test_a_timed_out_first_challenger_publishes_preliminary_from_the_fallback(
-    pipeline_env, airflow_db, slack_receiver, monkeypatch
-):
+def test_a_timed_out_first_challenger_publishes_preliminary_from_the_fallback(pipeline_env, approvers, slack_receiver):
     input.ingest(RunFacts.create(V, "prepare"))
     challenger, evaluation = _first_challenger("first-training")
 
-    run = _run(monkeypatch, evaluation, None, day=1, timeout=3)
+    run = _run(evaluation, day=1, timeout=3)
     engine = RunFacts.create(V, "read").engine()
     # the unanswered challenger stays a candidate for a later decision; it does not reserve the month
     assert registry.get(engine, challenger).status == "candidate"
