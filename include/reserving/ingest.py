@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from include.reserving.cells import CELL_COLUMNS
 from include.reserving.dates import month_index, month_start, parse_valuation_date
 from include.reserving.domain import Basis
 from include.reserving.warehouse import cells as store
+from include.reserving.warehouse.core import staging_load_id
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ def ingest(
     if source_engine is not None and source_engine.url != engine.url:
         raise NotImplementedError("a claims source outside the warehouse needs the extract copied in first")
     key = {"valuation_date": valuation_date, "basis": str(basis)}
-    load_id = uuid.uuid4().hex
-    store.clear_staged_cells(engine, key)
+    prefix, load_id = staging_load_id(f"cells|{valuation_date}|{basis}|{run_id}")
+    store.clear_staged_cells(engine, prefix)
 
     def stage_cells() -> tuple[pd.DataFrame, int]:
         log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
@@ -154,7 +154,7 @@ def ingest(
             if before_swap is not None:
                 before_swap()
             log.info("ingest V=%s basis=%s: swapping in the cells", valuation_date, basis)
-            store.swap_cells(conn, key, load_id)
+            store.swap_cells(conn, key, load_id, len(cells))
             n_claims = store.snapshot_claim_count(conn, key)
             store.record_snapshot(
                 conn,

@@ -13,7 +13,7 @@ from include.reserving import schema
 from include.reserving.cells import latest_diagonal
 from include.reserving.dates import parse_valuation_date
 from include.reserving.ingest import ingest
-from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.cells import load_cells, swap_cells
 from include.reserving.warehouse.core import insert_rows
 
 D = dt.date
@@ -175,6 +175,27 @@ def test_rerun_is_idempotent_and_a_killed_swap_leaves_the_previous_state(book):
         assert conn.execute(select(func.count()).select_from(schema.snapshot_claims)).scalar_one() == 3
         assert conn.execute(select(func.count()).select_from(schema.snapshots)).scalar_one() == 1
     assert len(cells) == 8
+
+
+def test_another_runs_staged_cells_are_left_alone_and_a_swap_never_takes_in_fewer_rows(book):
+    """Two runs ingesting the same month at once: one's start-up clean-up must not take the other's staged cells;
+    and if staged rows vanish all the same, the swap fails and the month's cells stay as they were."""
+    ingest(book, "2023-07-31", run_id="run-a")
+    clean = load_cells(book, "2023-07-31")
+    other = clean.assign(valuation_date=D(2023, 7, 31), basis="as_recorded", load_id="x" * 23 + "-other-run")
+    insert_rows(book, schema.triangle_cells_staging, other)
+
+    again = ingest(book, "2023-07-31", run_id="run-b")
+    assert again.cell_count == len(clean) == 8
+    with book.connect() as conn:
+        staged = conn.execute(select(schema.triangle_cells_staging.c.load_id)).scalars().all()
+    assert staged == ["x" * 23 + "-other-run"] * 8  # the other run's rows, untouched; run-b's own swapped in
+
+    # staged rows that vanish all the same (8 expected, 0 found): the swap raises and its transaction rolls back
+    key = {"valuation_date": D(2023, 7, 31), "basis": "as_recorded"}
+    with pytest.raises(RuntimeError, match="0 of 8 staged rows"), book.begin() as conn:
+        swap_cells(conn, key, "no-such-load", expected=8)
+    pd.testing.assert_frame_equal(clean, load_cells(book, "2023-07-31"))
 
 
 @pytest.mark.parametrize("bad", ["2023-07-30", "2023-02-28x", "31/07/2023"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -268,3 +269,42 @@ def test_selected_ultimates_and_ranges_are_published_together_to_the_cent(wareho
     # re-running the run replaces the version's ranges, no duplicates
     publish_reserves(warehouse, V, "run-1", rows, "m1", ranges=ranges)
     assert len(ranges_of(warehouse, V, result.version)) == 3
+
+
+def test_a_run_publishing_the_same_month_meanwhile_leaves_both_versions_whole(warehouse):
+    """Run B publishes V while run A is between staging and swap: B's start-up clean-up must not take A's staged
+    rows (A would swap in nothing and make an empty version current)."""
+    ultimates, latest = _model_output()
+    publish_reserves(warehouse, V, "run-1", reserve_rows(ultimates, latest), "m1")
+    rows_a = reserve_rows(_model_output(scale=1.1)[0], latest)
+    rows_b = reserve_rows(_model_output(scale=1.2)[0], latest)
+
+    def b_publishes_meanwhile():
+        assert publish_reserves(warehouse, V, "run-b", rows_b, "mb").version == 2
+
+    a = publish_reserves(warehouse, V, "run-a", rows_a, "ma", before_swap=b_publishes_meanwhile)
+    assert a.version == 3 and a.rows == len(rows_a) == 8
+    table = versions(warehouse, V)
+    assert table[["version", "run_id", "is_current"]].values.tolist() == [
+        [1, "run-1", False],
+        [2, "run-b", False],
+        [3, "run-a", True],
+    ]
+    current = current_reserves(warehouse, V)
+    assert current["unpaid"].round(2).tolist() == rows_a.sort_values(["segment", "origin"])["unpaid"].round(2).tolist()
+    assert round(current["unpaid"].sum(), 2) == round(table.set_index("version").loc[3, "unpaid_total"], 2)
+
+
+def test_runs_swapping_at_once_get_distinct_versions_each_whole(warehouse):
+    """Four runs publishing the same V from four threads at once: four versions, each with all its rows, one current."""
+    ultimates, latest = _model_output()
+    runs = {f"run-{i}": reserve_rows(_model_output(scale=1 + i / 10)[0], latest) for i in range(4)}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda item: publish_reserves(warehouse, V, item[0], item[1], "m"), runs.items()))
+    assert sorted(r.version for r in results) == [1, 2, 3, 4]
+    table = versions(warehouse, V)
+    assert table["is_current"].sum() == 1
+    for result in results:
+        row = table.set_index("version").loc[result.version]
+        assert round(row["unpaid_total"], 2) == round(runs[row["run_id"]]["unpaid"].sum(), 2)
+    assert len(current_reserves(warehouse, V)) == 8

@@ -177,9 +177,9 @@ def cell_aggregates(
         return tuple(read_frame(conn, query) for query in (txn_agg, rep_agg, exp_agg))
 
 
-def clear_staged_cells(engine: Engine, key: Mapping[str, Any]) -> None:
-    """Staged cells a task killed between staging and swap left behind."""
-    clear_staged(engine, schema.triangle_cells_staging, key)
+def clear_staged_cells(engine: Engine, prefix: str) -> None:
+    """Staged cells an earlier try of this task, killed between staging and swap, left behind."""
+    clear_staged(engine, schema.triangle_cells_staging, prefix)
 
 
 def stage_cells(engine: Engine, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
@@ -187,9 +187,9 @@ def stage_cells(engine: Engine, cells: pd.DataFrame, key: Mapping[str, Any], loa
     insert_rows(engine, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
 
 
-def swap_cells(conn: Connection, key: Mapping[str, Any], load_id: str) -> None:
-    """Replace the cells of ``key`` by the staged ones, inside the caller's transaction."""
-    swap_staged(conn, schema.triangle_cells, schema.triangle_cells_staging, key, load_id)
+def swap_cells(conn: Connection, key: Mapping[str, Any], load_id: str, expected: int) -> None:
+    """Replace the cells of ``key`` by the ``expected`` staged ones, inside the caller's transaction."""
+    swap_staged(conn, schema.triangle_cells, schema.triangle_cells_staging, key, load_id, expected)
 
 
 def snapshot_claim_count(conn: Connection, key: Mapping[str, Any]) -> int:

@@ -12,6 +12,8 @@ caller's transaction, so several writes commit together.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -127,17 +129,37 @@ def insert_rows(bind: Engine | Connection, table: Table, rows: pd.DataFrame | It
     return len(rows)
 
 
-def swap_staged(conn: Connection, target: Table, staging: Table, key: Mapping[str, Any], load_id: str) -> None:
-    """Replace ``target``'s rows of ``key`` by the rows staged under ``load_id`` (inside the caller's transaction)."""
+def staging_load_id(scope: str) -> tuple[str, str]:
+    """(prefix, load_id) for rows one task stages: the prefix is the task's ``scope`` (e.g. V and run id) hashed,
+    so a retry of that task can clear what an earlier, killed try staged, and never what another run working on
+    the same partition at this moment has staged (that run's swap would find nothing). load_id holds 64 chars."""
+    prefix = hashlib.sha256(scope.encode()).hexdigest()[:23] + "-"
+    return prefix, prefix + uuid.uuid4().hex
+
+
+def swap_staged(
+    conn: Connection, target: Table, staging: Table, key: Mapping[str, Any], load_id: str, expected: int
+) -> None:
+    """Replace ``target``'s rows of ``key`` by the ``expected`` rows staged under ``load_id`` (inside the caller's
+    transaction); fewer found means something removed them: raise, so the caller's transaction rolls back."""
     cols = [col.name for col in target.columns]
     conn.execute(delete(target).where(key_clause(target, key)))
-    conn.execute(
+    moved = conn.execute(
         insert(target).from_select(cols, select(*[staging.c[n] for n in cols]).where(staging.c.load_id == load_id))
-    )
+    ).rowcount
+    check_swapped(target, moved, expected)
     conn.execute(delete(staging).where(staging.c.load_id == load_id))
 
 
-def clear_staged(bind: Engine | Connection, staging: Table, key: Mapping[str, Any]) -> None:
-    """Drop staged rows of ``key`` that a task killed between staging and swap left behind."""
+def check_swapped(target: Table, moved: int, expected: int) -> None:
+    if moved != expected:
+        raise RuntimeError(
+            f"{target.name}: {moved} of {expected} staged rows were found at the swap (something deleted them from "
+            "the staging table); nothing was swapped in and the previous rows stay: re-run the task"
+        )
+
+
+def clear_staged(bind: Engine | Connection, staging: Table, prefix: str) -> None:
+    """Drop the rows a killed try of the same task (load ids starting with ``prefix``) staged and never swapped."""
     with _connection(bind, write=True) as conn:
-        conn.execute(delete(staging).where(key_clause(staging, key)))
+        conn.execute(delete(staging).where(staging.c.load_id.startswith(prefix, autoescape=True)))

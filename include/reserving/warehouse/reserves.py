@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import uuid
 from collections.abc import Callable
 
 import pandas as pd
@@ -22,7 +21,14 @@ from sqlalchemy.engine import Engine
 from include.reserving import schema
 from include.reserving.domain import Basis, PublicationStatus
 from include.reserving.publish import PublishResult, totals
-from include.reserving.warehouse.core import clear_staged, insert_rows, read_frame, replace_rows
+from include.reserving.warehouse.core import (
+    check_swapped,
+    clear_staged,
+    insert_rows,
+    read_frame,
+    replace_rows,
+    staging_load_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ def publish_reserves(
         raise ValueError(f"no reserves to publish for {valuation_date}: nothing was published")
     if reserves[["segment", "origin"]].duplicated().any():
         raise ValueError("reserves hold duplicate (segment, origin) rows: nothing was published")
-    load_id = uuid.uuid4().hex
+    prefix, load_id = staging_load_id(f"reserves|{valuation_date}|{run_id}")
     staged = reserves.copy()
     staged["valuation_date"] = valuation_date
     staged["version"] = 0  # the real version is chosen inside the swap transaction
@@ -58,7 +64,7 @@ def publish_reserves(
     staged["approval_ref"] = approval_ref
     staged["load_id"] = load_id
     rs, stg, rv = schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions
-    clear_staged(engine, stg, {"valuation_date": valuation_date})  # leftovers of a publish killed before its swap
+    clear_staged(engine, stg, prefix)  # what this run's publish, killed before its swap, left
     insert_rows(engine, stg, staged)
     if before_swap is not None:
         before_swap()
@@ -66,8 +72,7 @@ def publish_reserves(
     sums = totals(reserves)
     cols = [c.name for c in rs.columns]
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+        _lock_publication(conn)
         existing = conn.execute(
             select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.run_id == run_id)
         ).scalar_one_or_none()
@@ -79,14 +84,15 @@ def publish_reserves(
         else:
             version = existing
         conn.execute(delete(rs).where(rs.c.valuation_date == valuation_date, rs.c.version == version))
-        conn.execute(
+        moved = conn.execute(
             insert(rs).from_select(
                 cols,
                 select(*[literal(version).label("version") if c == "version" else stg.c[c] for c in cols]).where(
                     stg.c.load_id == load_id
                 ),
             )
-        )
+        ).rowcount
+        check_swapped(rs, moved, len(staged))  # never fewer rows than staged: the transaction rolls back
         conn.execute(delete(stg).where(stg.c.load_id == load_id))
         rr = schema.reserve_ranges
         conn.execute(delete(rr).where(rr.c.valuation_date == valuation_date, rr.c.version == version))
@@ -123,6 +129,17 @@ def publish_reserves(
         model_version,
     )
     return PublishResult(valuation_date, version, len(reserves), **sums, is_new_version=existing is None)
+
+
+def _lock_publication(conn) -> None:
+    """Serialise publications (first statement of the swap transaction): two runs swapping V at once must not both
+    read the same latest version. PostgreSQL: an advisory lock; SQLite: a write that matches no row takes the
+    database's write lock now (waiting on the busy timeout), before the version is read."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+    else:
+        rv = schema.reserve_versions
+        conn.execute(update(rv).where(rv.c.version < 0).values(version=rv.c.version))
 
 
 def _range_records(ranges: pd.DataFrame, valuation_date: dt.date, version: int) -> list[dict]:
@@ -193,8 +210,7 @@ def make_current(engine: Engine, valuation_date: dt.date, version: int, status: 
     record, no longer current."""
     rv = schema.reserve_versions
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PUBLISH_LOCK_KEY})
+        _lock_publication(conn)
         found = conn.execute(
             select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.version == version)
         ).scalar_one_or_none()
