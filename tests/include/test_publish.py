@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -271,30 +272,6 @@ def test_selected_ultimates_and_ranges_are_published_together_to_the_cent(wareho
     assert len(ranges_of(warehouse, V, result.version)) == 3
 
 
-def test_a_run_publishing_the_same_month_meanwhile_leaves_both_versions_whole(warehouse):
-    """Run B publishes V while run A is between staging and swap: B's start-up clean-up must not take A's staged
-    rows (A would swap in nothing and make an empty version current)."""
-    ultimates, latest = _model_output()
-    publish_reserves(warehouse, V, "run-1", reserve_rows(ultimates, latest), "m1")
-    rows_a = reserve_rows(_model_output(scale=1.1)[0], latest)
-    rows_b = reserve_rows(_model_output(scale=1.2)[0], latest)
-
-    def b_publishes_meanwhile():
-        assert publish_reserves(warehouse, V, "run-b", rows_b, "mb").version == 2
-
-    a = publish_reserves(warehouse, V, "run-a", rows_a, "ma", before_swap=b_publishes_meanwhile)
-    assert a.version == 3 and a.rows == len(rows_a) == 8
-    table = versions(warehouse, V)
-    assert table[["version", "run_id", "is_current"]].values.tolist() == [
-        [1, "run-1", False],
-        [2, "run-b", False],
-        [3, "run-a", True],
-    ]
-    current = current_reserves(warehouse, V)
-    assert current["unpaid"].round(2).tolist() == rows_a.sort_values(["segment", "origin"])["unpaid"].round(2).tolist()
-    assert round(current["unpaid"].sum(), 2) == round(table.set_index("version").loc[3, "unpaid_total"], 2)
-
-
 def test_runs_swapping_at_once_get_distinct_versions_each_whole(warehouse):
     """Four runs publishing the same V from four threads at once: four versions, each with all its rows, one current."""
     ultimates, latest = _model_output()
@@ -308,3 +285,45 @@ def test_runs_swapping_at_once_get_distinct_versions_each_whole(warehouse):
         row = table.set_index("version").loc[result.version]
         assert round(row["unpaid_total"], 2) == round(runs[row["run_id"]]["unpaid"].sum(), 2)
     assert len(current_reserves(warehouse, V)) == 8
+
+
+def _publish_in_a_process(url: str, run_id: str, scale: float, staged=None, go=None) -> None:
+    """One run's publish in its own process; with events, it stops between staging and swap until told to go."""
+    from include.reserving.warehouse.core import make_engine
+
+    ultimates, latest = _model_output(scale)
+
+    def barrier():
+        staged.set()
+        if not go.wait(120):
+            raise TimeoutError("never told to swap")
+
+    before_swap = barrier if staged is not None else None
+    publish_reserves(make_engine(url), V, run_id, reserve_rows(ultimates, latest), run_id, before_swap=before_swap)
+
+
+def test_two_processes_publishing_the_same_month_both_complete_one_current(warehouse, warehouse_url):
+    """The interleaving that lost rows: run A stages and stops; run B, another process, publishes in full (its
+    start-up clean-up used to delete A's staged rows); then A swaps. Both versions whole, one current."""
+    context = multiprocessing.get_context("spawn")
+    staged, go = context.Event(), context.Event()
+    a = context.Process(target=_publish_in_a_process, args=(warehouse_url, "run-a", 1.1, staged, go))
+    a.start()
+    try:
+        assert staged.wait(120), "run A never staged"
+        b = context.Process(target=_publish_in_a_process, args=(warehouse_url, "run-b", 1.2))
+        b.start()
+        b.join(120)
+        assert b.exitcode == 0
+    finally:
+        go.set()
+        a.join(120)
+    assert a.exitcode == 0
+    table = versions(warehouse, V)
+    assert table[["version", "run_id", "is_current"]].values.tolist() == [[1, "run-b", False], [2, "run-a", True]]
+    _, latest = _model_output()
+    for version, scale in ((1, 1.2), (2, 1.1)):
+        expected = reserve_rows(_model_output(scale)[0], latest)
+        assert round(table.set_index("version").loc[version, "unpaid_total"], 2) == round(expected["unpaid"].sum(), 2)
+    current = current_reserves(warehouse, V)
+    assert len(current) == 8 and set(current["model_version"]) == {"run-a"}
