@@ -5,10 +5,20 @@ Each fixture also defines the Airflow connection pointing at its server through 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import secrets
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -159,43 +169,37 @@ class AirflowApi:
         return f"http://{quote(user, safe='')}:{quote(self.passwords[user], safe='')}@{host_port}"
 
 
-@pytest.fixture(scope="module")
-def airflow_api(tmp_path_factory, airflow_db):
-    """One api-server per test module on the tests' metadata database (SQLite, shared with dag.test()). Users: ada
-    (op) and cy (op) may be approvers, boss is an admin, viewer a viewer, auditor (viewer) reads the audit log."""
-    import os
-    import secrets
-    import signal
-    import subprocess
-    import sys
-    import time
-    import urllib.error
-    import urllib.request
-    from pathlib import Path
-
-    from airflow.configuration import conf
-
-    home = tmp_path_factory.mktemp("api-home")
+@contextlib.contextmanager
+def running_api_server(home: Path, users: str, settings: dict[str, str], timeout: float = 240):
+    """``airflow api-server`` on a free 127.0.0.1 port with its own Airflow ``home`` and simple-auth ``users``
+    ("name:role,..."); ``settings`` adds to an explicit environment (none of the test process's Airflow settings
+    leak in). Yields (base URL, {user: password}); stops the server and its workers on exit."""
     port = free_port()
     keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "USER", "LOGNAME")
     env = {k: v for k, v in os.environ.items() if k in keep}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_db) / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
             "SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "ada:op,cy:op,boss:admin,viewer:viewer,auditor:viewer",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": users,
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
             "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__FERNET_KEY": conf.get("core", "fernet_key"),  # the tests' key: both read the Variables
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            **settings,
         }
     )
+    if env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home / 'airflow.db'}":  # a database of its own
+        migrate = subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
     log = home / "api-server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -207,7 +211,7 @@ def airflow_api(tmp_path_factory, airflow_db):
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"api-server not up ({process.returncode}):\n{log.read_text()[-4000:]}", pytrace=False)
@@ -216,8 +220,7 @@ def airflow_api(tmp_path_factory, airflow_db):
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        yield AirflowApi(base, passwords)
+        yield base, json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -226,3 +229,18 @@ def airflow_api(tmp_path_factory, airflow_db):
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def airflow_api(tmp_path_factory, airflow_db):
+    """One api-server per test module on the tests' metadata database (SQLite, shared with dag.test()). Users: ada
+    (op) and cy (op) may be approvers, boss is an admin, viewer a viewer, auditor (viewer) reads the audit log."""
+    from airflow.configuration import conf
+
+    settings = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_db) / 'airflow.db'}",
+        "AIRFLOW__CORE__FERNET_KEY": conf.get("core", "fernet_key"),  # the tests' key: both read the Variables
+    }
+    users = "ada:op,cy:op,boss:admin,viewer:viewer,auditor:viewer"
+    with running_api_server(tmp_path_factory.mktemp("api-home"), users, settings) as (base, passwords):
+        yield AirflowApi(base, passwords)

@@ -12,6 +12,8 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 
+from include.reserving import schema
+
 
 @dataclass(frozen=True)
 class PublishResult:
@@ -96,22 +98,8 @@ def reserve_rows(ultimates: pd.DataFrame, latest: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["segment", "origin"]).reset_index(drop=True)
 
 
-# reserve_ranges' columns besides the key (valuation_date, version)
-RANGE_COLUMNS = [
-    "segment",
-    "selection_rule",
-    "tail_method",
-    "paid_tail_factor",
-    "incurred_tail_factor",
-    "cape_cod_elr",
-    "bf_apriori_loss_ratio",
-    "range_basis",
-    "unpaid",
-    "std_err",
-    "cv",
-    "p75",
-    "p95",
-]
+# reserve_ranges' columns besides the key (valuation_date, version): the schema is the one place that lists them
+RANGE_COLUMNS = [c.name for c in schema.reserve_ranges.columns if c.name not in ("valuation_date", "version")]
 
 
 def range_rows(summary: pd.DataFrame, rows: pd.DataFrame, settings) -> pd.DataFrame:

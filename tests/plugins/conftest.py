@@ -9,13 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,6 +24,7 @@ from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import publish_reserves
 from tests.conftest import model_entry
+from tests.servers import running_api_server
 
 PROJECT = Path(__file__).resolve().parents[2]
 V1, V2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
@@ -161,12 +155,6 @@ def book(tmp_path) -> Book:
 # --- a real api-server ---------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Server:
     base: str
@@ -186,80 +174,17 @@ class Server:
             return json.loads(response.read())["access_token"]
 
 
-def _server_env(home: Path, port: int, book: Book) -> dict[str, str]:
-    """Explicit environment: none of the test process's Airflow settings leak into the server."""
-    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV")
-    env = {k: v for k, v in os.environ.items() if k in keep}
-    dags = home / "dags"
-    dags.mkdir(exist_ok=True)
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager."
-            "SimpleAuthManager",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "actuary:viewer",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-            "AIRFLOW_CONN_RESERVING_DB": book.url,
-            "RESERVING_ARTIFACT_ROOT": str(book.artifact_root),
-        }
-    )
-    return env
-
-
-def _wait_until_up(base: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"api-server exited with {process.returncode}:\n{log.read_text()[-4000:]}", pytrace=False)
-        try:
-            with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    pytest.fail(f"api-server not up after {SERVER_START_TIMEOUT}s:\n{log.read_text()[-4000:]}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory) -> Server:
     """``airflow api-server`` on 127.0.0.1 with the project's plugins, its own Airflow home and a published book."""
     root = tmp_path_factory.mktemp("reserving-api")
     home = root / "airflow-home"
-    home.mkdir()
+    (home / "dags").mkdir(parents=True)
     book = populate(f"sqlite:///{root / 'warehouse.db'}", root / "artifacts")
-    port = free_port()
-    env = _server_env(home, port, book)
-    log = root / "api-server.log"
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert migrate.returncode == 0, migrate.stdout[-2000:] + migrate.stderr[-2000:]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: the teardown stops the server and its workers
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(base, process, log)
-        passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
-        yield Server(base, home, "actuary", passwords["actuary"], book, log)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+    settings = {
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+        "AIRFLOW_CONN_RESERVING_DB": book.url,
+        "RESERVING_ARTIFACT_ROOT": str(book.artifact_root),
+    }
+    with running_api_server(home, "actuary:viewer", settings, timeout=SERVER_START_TIMEOUT) as (base, passwords):
+        yield Server(base, home, "actuary", passwords["actuary"], book, home / "api-server.log")
