@@ -79,7 +79,9 @@ class ReportData:
     previous_reserves : pandas.DataFrame or None
         The same for the previous valuation date, for the movement of the unpaid by line.
     cells : pandas.DataFrame
-        Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``.
+        Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``; optionally the
+        cumulative ``reported_count, closed_count`` and the origin-level ``earned_premium, exposure`` (read on each
+        origin's latest diagonal).
     factors : pandas.DataFrame
         Selected age-to-age factors: ``segment, development, development_to, factor``.
     actual_vs_expected : pandas.DataFrame
@@ -218,10 +220,46 @@ TERMS_NOTE = (
 )
 
 
+LOSS_RATIO_NOTE = (
+    "Ultimate LR = selected ultimate / earned premium; for a line or the total, over the origins with earned premium "
+    "(n/a where none has)."
+)
+
+
 def _known_total(values) -> float | None:
     """The exact total, or None (n/a) when any amount is unknown: a partial sum would understate it."""
     values = list(values)
     return None if any(is_missing(v) for v in values) else money_total(values)
+
+
+# per origin from its latest cell: earned premium and exposure (origin-level), the cumulative claim counts
+CELL_FACTS = ["earned_premium", "exposure", "reported_count", "closed_count"]
+
+
+def _with_cells(reserves: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The reserve rows (origins as dates) with each origin's premium, exposure and counts on the latest diagonal."""
+    rows = reserves.assign(origin=reserves["origin"].map(as_date))
+    if cells.empty:
+        return rows.assign(**{c: math.nan for c in CELL_FACTS})
+    latest = cells.assign(origin=cells["origin"].map(as_date)).sort_values("development")
+    latest = latest.groupby(["segment", "origin"]).tail(1).reindex(columns=["segment", "origin", *CELL_FACTS])
+    return rows.merge(latest.astype({c: float for c in CELL_FACTS}), on=["segment", "origin"], how="left")
+
+
+def _ratio(numerator, denominator) -> float | None:
+    """numerator / denominator; None (n/a) where either is missing or the denominator is zero."""
+    if is_missing(numerator) or is_missing(denominator) or float(denominator) == 0:
+        return None
+    return float(numerator) / float(denominator)
+
+
+def _premium_and_loss_ratio(rows: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Earned premium of the rows and the ultimate loss ratio over the origins that have premium (None: none have)."""
+    priced = rows[rows["earned_premium"].fillna(0) != 0]
+    if priced.empty:
+        return None, None
+    premium = money_total(priced["earned_premium"])
+    return premium, _ratio(money_total(priced["ultimate"]), premium)
 
 
 def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
@@ -234,19 +272,28 @@ def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
 def _summary(data: ReportData) -> list[Flowable]:
     current = _line_totals(data.reserves)
     previous = _line_totals(data.previous_reserves) if data.previous_reserves is not None else None
-    header = ["Line", *AMOUNT_HEADERS, "Previous unpaid", "Movement", "Movement %"]
+    priced = _with_cells(data.reserves, data.cells)
+    header = ["Line", *AMOUNT_HEADERS, "Previous unpaid", "Movement", "Movement %", "Earned premium", "Ultimate LR"]
 
-    def row(label: str, now: dict, before: float | None) -> list[str]:
+    def row(label: str, now: dict, before: float | None, rows: pd.DataFrame) -> list[str]:
         movement = None if before is None else money_total([now["unpaid"], -before])
         change = percent(movement / before) if movement is not None and before else NA
-        return [label, *[money(now[c]) for c in AMOUNTS], money(before), money(movement), change]
+        premium, loss_ratio = _premium_and_loss_ratio(rows)
+        amounts = [money(now[c]) for c in AMOUNTS]
+        return [label, *amounts, money(before), money(movement), change, money(premium), percent(loss_ratio)]
 
     rows = [
-        row(segment, current[segment], previous.get(segment, {}).get("unpaid") if previous is not None else None)
+        row(
+            segment,
+            current[segment],
+            previous.get(segment, {}).get("unpaid") if previous is not None else None,
+            priced[priced["segment"] == segment],
+        )
         for segment in sorted(current)
     ]
     total = {c: _known_total(data.reserves[c]) for c in AMOUNTS}
-    rows.append(row("Total", total, money_total(data.previous_reserves["unpaid"]) if previous is not None else None))
+    previous_total = money_total(data.previous_reserves["unpaid"]) if previous is not None else None
+    rows.append(row("Total", total, previous_total, priced))
     note = (
         "Movement = unpaid now less unpaid at the previous valuation (all lines of that valuation in the total)."
         if previous is not None
@@ -258,7 +305,7 @@ def _summary(data: ReportData) -> list[Flowable]:
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH, total_row=True),
         Spacer(1, 4),
-        paragraph(f"{note} {TERMS_NOTE}", "note"),
+        paragraph(f"{note} {TERMS_NOTE} {LOSS_RATIO_NOTE}", "note"),
     ]
 
 
@@ -443,14 +490,12 @@ def _methods_section(data: ReportData, segment: str, labels: dict[dt.date, str])
 def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
     from include.reserving.cells import young_segments  # chainladder: only when a report is rendered
 
-    reserves = data.reserves[data.reserves["segment"] == segment].copy()
-    reserves["origin"] = reserves["origin"].map(as_date)
-    reserves = reserves.sort_values("origin")
     cells = data.cells[data.cells["segment"] == segment]
+    reserves = _with_cells(data.reserves[data.reserves["segment"] == segment], cells).sort_values("origin")
     factors = data.factors[data.factors["segment"] == segment].sort_values("development")
     versions = sorted({str(v) for v in reserves["model_version"]})
 
-    header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95"]
+    header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95", "Earned premium", "Ultimate LR"]
     rows = []
     for _, r in reserves.iterrows():
         cv = _cv(r["std_err"], r["unpaid"], r["latest_paid"], data.cv_floor)
@@ -462,9 +507,13 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
                 percent(cv),
                 money(r["p75"]),
                 money(r["p95"]),
+                money(r["earned_premium"]),
+                percent(_ratio(r["ultimate"], r["earned_premium"])),
             ]
         )
-    rows.append(["Total", *[money(_known_total(reserves[c])) for c in AMOUNTS], "", "", "", ""])
+    premium, loss_ratio = _premium_and_loss_ratio(reserves)
+    totals = [money(_known_total(reserves[c])) for c in AMOUNTS]
+    rows.append(["Total", *totals, "", "", "", "", money(premium), percent(loss_ratio)])
     young = (
         [
             paragraph(
@@ -485,7 +534,8 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
         pdf.table(header, rows, width=WIDTH, total_row=True),
         paragraph(
             f"{TERMS_NOTE} Std. error: standard error of the unpaid where the method defines one; P75/P95: the 75th "
-            "and 95th percentiles of the unpaid; CV = std. error / unpaid, n/a where the unpaid is near zero.",
+            f"and 95th percentiles of the unpaid; CV = std. error / unpaid, n/a where the unpaid is near zero. "
+            f"{LOSS_RATIO_NOTE}",
             "note",
         ),
         *_methods_section(data, segment, labels),

@@ -345,3 +345,45 @@ def test_methods_page_renders_to_png(report_pdf, pages):
     )
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_summary_shows_earned_premium_and_ultimate_loss_ratio_by_line_and_in_total(pages):
+    summary = " ".join(pages[1].split())
+    # selected ultimate / earned premium: Liability 46,074,071.03 / (12 x 5,000,000.00) = 76.79%; Motor
+    # 63,382,685.50 / 90,000,000.00 = 70.43%; Property 29,436,276.41 / 43,200,000.00 = 68.14%; the total
+    # 138,893,032.94 / 193,200,000.00 = 71.89%
+    assert "Earned premium Ultimate LR" in summary
+    assert "5.3% 60,000,000.00 76.8% Motor" in summary
+    assert "3.1% 90,000,000.00 70.4% Property" in summary
+    assert "-3.8% 43,200,000.00 68.1% Total" in summary
+    assert "3.8% 193,200,000.00 71.9%" in summary
+
+
+def test_each_origin_shows_earned_premium_and_ultimate_loss_ratio(pages):
+    text = "\n".join(pages)
+    # Motor 2021Q1: 4,812,345.67 / 7,500,000.00 = 64.16%; Liability 2023Q4: 4,234,567.89 / 5,000,000.00 = 84.69%
+    assert "4,812,345.67\n" in text and "\n7,500,000.00\n64.2%\n" in text
+    liability = next(p for p in pages if "2. Liability\n" in p)
+    assert "4,816,899.74\n5,000,000.00\n84.7%\n" in liability  # after the 2023Q4 P95
+    assert "\n60,000,000.00\n76.8%" in liability  # the line's total
+
+
+def test_loss_ratio_is_na_where_premium_is_missing_or_zero(tmp_path, report_data):
+    import dataclasses
+    import datetime as dt
+    import math
+
+    cells = report_data.cells.copy()
+    property_ = cells["segment"] == "Property"
+    cells.loc[property_ & (cells["origin"] == dt.date(2023, 10, 1)), "earned_premium"] = 0.0
+    cells.loc[property_ & (cells["origin"] == dt.date(2023, 7, 1)), "earned_premium"] = math.nan
+    data = dataclasses.replace(report_data, cells=cells)
+    pages = _pages(render_reserve_report(data, tmp_path / "no_premium.pdf"))
+    summary = " ".join(pages[1].split())
+    # Property without 2023Q3 (2,789,012.34) and 2023Q4 (2,845,678.95): 23,801,585.12 / 36,000,000.00 = 66.12%;
+    # the total 133,258,341.65 / 186,000,000.00 = 71.64%
+    assert "-3.8% 36,000,000.00 66.1% Total" in summary and "186,000,000.00 71.6%" in summary
+    property_page = next(p for p in pages if "2. Property\n" in p)
+    q3 = property_page.split("\n2023Q3\n")[1].split("\n2023Q4\n")[0]
+    q4 = property_page.split("\n2023Q4\n")[1].split("\nTotal\n")[0]
+    assert q3.endswith("\nn/a\nn/a") and q4.endswith("\n0.00\nn/a")  # premium unknown; premium 0
