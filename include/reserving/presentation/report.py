@@ -487,6 +487,42 @@ def _methods_section(data: ReportData, segment: str, labels: dict[dt.date, str])
     ]
 
 
+def _claim_counts(reserves: pd.DataFrame, labels: dict[dt.date, str]) -> list[Flowable]:
+    """Reported, closed and open claims per origin with the severity and frequency (``reserves`` from _with_cells)."""
+    out: list[Flowable] = [CondPageBreak(4 * cm), paragraph("Claim counts, severity and frequency by origin", "h2")]
+    if reserves["reported_count"].isna().all():
+        return out + [paragraph("No claim counts were supplied for this line.")]
+
+    def row(label: str, rows: pd.DataFrame) -> list[str]:
+        reported, closed = (rows[c].sum(min_count=len(rows)) for c in ("reported_count", "closed_count"))
+        incurred = _known_total(rows["latest_incurred"])
+        exposed = rows[rows["exposure"].fillna(0) != 0]  # the frequency over the origins with exposure
+        exposure = exposed["exposure"].sum(min_count=1)
+        return [
+            label,
+            count(reported),
+            count(closed),
+            count(reported - closed),
+            money(incurred),
+            money(_ratio(incurred, reported)),
+            money(exposure),
+            number(_ratio(exposed["reported_count"].sum(min_count=1), exposure)),
+        ]
+
+    rows = [row(labels[origin], reserves[reserves["origin"] == origin]) for origin in reserves["origin"]]
+    rows.append(row("Total", reserves))
+    header = ["Origin", "Reported", "Closed", "Open", "Latest incurred", "Severity", "Exposure", "Frequency"]
+    return out + [
+        pdf.table(header, rows, width=WIDTH * 0.75, total_row=True),
+        paragraph(
+            "Cumulative claim counts on the latest diagonal. Open = reported - closed; severity = latest incurred / "
+            "reported claims; frequency = reported claims per exposure unit (n/a where exposure is missing or 0; for "
+            "the total, over the origins with exposure).",
+            "note",
+        ),
+    ]
+
+
 def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
     from include.reserving.cells import young_segments  # chainladder: only when a report is rendered
 
@@ -538,6 +574,7 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
             f"{LOSS_RATIO_NOTE}",
             "note",
         ),
+        *_claim_counts(reserves, labels),
         *_methods_section(data, segment, labels),
     ]
     for value, title in (("paid", "Cumulative paid"), ("incurred", "Cumulative incurred")):

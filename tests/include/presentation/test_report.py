@@ -387,3 +387,31 @@ def test_loss_ratio_is_na_where_premium_is_missing_or_zero(tmp_path, report_data
     q3 = property_page.split("\n2023Q3\n")[1].split("\n2023Q4\n")[0]
     q4 = property_page.split("\n2023Q4\n")[1].split("\nTotal\n")[0]
     assert q3.endswith("\nn/a\nn/a") and q4.endswith("\n0.00\nn/a")  # premium unknown; premium 0
+
+
+def test_claim_counts_severity_and_frequency_per_origin_and_line(pages):
+    motor = next(p for p in pages if "2. Motor\n" in p)
+    assert "Claim counts, severity and frequency by origin" in motor
+    header = "Origin\nReported\nClosed\nOpen\nLatest incurred\nSeverity\nExposure\nFrequency"
+    assert header in motor
+    # Motor 2023Q4 at 3 months: reported 400 x 0.62 = 248, closed 400 x 0.30 = 120, open 128; incurred
+    # 5,802,450.16 x 0.62 = 3,597,519.10, severity 3,597,519.10 / 248 = 14,506.13, frequency 248 / 10,000 = 0.0248
+    assert "2023Q4\n248\n120\n128\n3,597,519.10\n14,506.13\n10,000.00\n0.0248" in motor
+    # the line: 4,471 reported (248 + 320 + 356 + 376 + 386 + 392 + 396 + 398 + 399 + 400 + 400 + 400) and 3,906
+    # closed; severity 58,708,588.51 / 4,471 = 13,130.97; frequency 4,471 / 120,000 = 0.0373
+    assert "Total\n4,471\n3,906\n565\n58,708,588.51\n13,130.97\n120,000.00\n0.0373" in motor
+    property_ = next(p for p in pages if "2. Property\n" in p)
+    # Property 2022Q4 at 15 months: 120 x 0.995 = 119 reported, 120 x 0.94 = 113 closed; 2,566,789.01 x 0.995
+    # = 2,553,955.06 incurred, severity 21,461.81; frequency 119 / 2,400 = 0.0496
+    assert "2022Q4\n119\n113\n6\n2,553,955.06\n21,461.81\n2,400.00\n0.0496" in property_
+
+
+def test_claim_counts_without_exposure_or_counts(tmp_path, report_data):
+    import dataclasses
+
+    cells = report_data.cells.assign(exposure=float("nan"))
+    cells.loc[cells["segment"] == "Property", ["reported_count", "closed_count"]] = float("nan")
+    pages = _pages(render_reserve_report(dataclasses.replace(report_data, cells=cells), tmp_path / "counts.pdf"))
+    motor = next(p for p in pages if "2. Motor\n" in p)
+    assert "2023Q4\n248\n120\n128\n3,597,519.10\n14,506.13\nn/a\nn/a" in motor
+    assert "No claim counts were supplied for this line." in next(p for p in pages if "2. Property\n" in p)
