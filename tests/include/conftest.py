@@ -17,6 +17,7 @@ from include.reserving.movement import analysis_of_change
 from include.reserving.presentation.report import ReportData, render_reserve_report
 
 VALUATION = dt.date(2023, 12, 31)
+PREVIOUS_VALUATION = dt.date(2023, 11, 30)
 AGES = list(range(3, 39, 3))  # 3 .. 36 months
 
 ULTIMATES = {
@@ -267,6 +268,7 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
         drift=drift,
         health=health,
         ranges=make_ranges(book["reserves"]),
+        previous_valuation_date=PREVIOUS_VALUATION,
         **book,
     )
 

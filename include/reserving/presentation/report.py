@@ -20,6 +20,7 @@ import pandas as pd
 from reportlab.lib.units import cm
 from reportlab.platypus import CondPageBreak, Flowable, Image, KeepTogether, PageBreak, Spacer, Table
 
+from include.reserving.dates import previous_month_end
 from include.reserving.domain import OVERALL, PublicationStatus, Role
 from include.reserving.presentation import charts, pdf
 from include.reserving.presentation.formatting import (
@@ -78,6 +79,8 @@ class ReportData:
         may be NaN; ``case_reserve`` and ``ibnr`` NaN where incurred is unknown).
     previous_reserves : pandas.DataFrame or None
         The same for the previous valuation date, for the movement of the unpaid by line.
+    previous_valuation_date : datetime.date or None
+        The valuation date of ``previous_reserves``, named wherever the report shows the previous unpaid.
     cells : pandas.DataFrame
         Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``; optionally the
         cumulative ``reported_count, closed_count`` and the origin-level ``earned_premium, exposure`` (read on each
@@ -118,6 +121,7 @@ class ReportData:
     cells: pd.DataFrame
     factors: pd.DataFrame
     previous_reserves: pd.DataFrame | None = None
+    previous_valuation_date: dt.date | None = None
     actual_vs_expected: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["segment", "actual", "expected", "ratio"])
     )
@@ -189,8 +193,8 @@ def _cover(data: ReportData) -> list[Flowable]:
         "1. Summary by line: case reserves, IBNR and unpaid, with the movement of the unpaid",
         "1b. Analysis of change of the unpaid by line (emergence, new origins, change of model, other); 1c. ranges "
         "by line and in total",
-        "2. By line: ultimates, case reserves, IBNR and unpaid by origin, methods and selection, triangles, factors, "
-        "charts",
+        "2. By line: ultimates, case reserves, IBNR, unpaid and loss ratios by origin, claim counts, methods and "
+        "selection, triangles, factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
         "5. Data quality and reconciliation to finance control totals",
@@ -269,11 +273,18 @@ def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     }
 
 
+def _previous_name(previous: dt.date | None) -> str:
+    """The previous valuation by its date (``the previous valuation`` where the date was not supplied)."""
+    return "the previous valuation" if previous is None else day(previous)
+
+
 def _summary(data: ReportData) -> list[Flowable]:
     current = _line_totals(data.reserves)
     previous = _line_totals(data.previous_reserves) if data.previous_reserves is not None else None
     priced = _with_cells(data.reserves, data.cells)
-    header = ["Line", *AMOUNT_HEADERS, "Previous unpaid", "Movement", "Movement %", "Earned premium", "Ultimate LR"]
+    before = _previous_name(data.previous_valuation_date)
+    previous_header = "Previous unpaid" if data.previous_valuation_date is None else f"Unpaid at {before}"
+    header = ["Line", *AMOUNT_HEADERS, previous_header, "Movement", "Movement %", "Earned premium", "Ultimate LR"]
 
     def row(label: str, now: dict, before: float | None, rows: pd.DataFrame) -> list[str]:
         movement = None if before is None else money_total([now["unpaid"], -before])
@@ -295,7 +306,7 @@ def _summary(data: ReportData) -> list[Flowable]:
     previous_total = money_total(data.previous_reserves["unpaid"]) if previous is not None else None
     rows.append(row("Total", total, previous_total, priced))
     note = (
-        "Movement = unpaid now less unpaid at the previous valuation (all lines of that valuation in the total)."
+        f"Movement = unpaid now less unpaid at {before} (all lines of that valuation in the total)."
         if previous is not None
         else "No previous valuation was supplied: movements are not available."
     )
@@ -316,8 +327,11 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
     if aoc is None or aoc.empty:
         return out + [paragraph("No analysis of change was recorded for this publication.")]
     if aoc.loc[aoc["kind"] == "opening", "amount"].isna().all():
-        return out + [paragraph("No previous publication at the previous month end: no movement to analyse.")]
+        return out + [
+            paragraph(f"No publication at {previous_month_end(data.valuation_date)}: no movement to analyse.")
+        ]
     lines = sorted(str(s) for s in aoc["segment"].unique())
+    before = previous_month_end(data.valuation_date).isoformat()  # the analysis runs from V-1's publication
     steps = aoc.drop_duplicates("step_order").sort_values("step_order")
     header = ["Step", *lines, "Total"]
     rows, notes = [], {}
@@ -327,13 +341,14 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
             rows.append([step.step, *[number(values["ratio"].get(s), 2) for s in lines], ""])
             continue
         amounts = [values["amount"].get(s) for s in lines]
-        rows.append([step.step, *[money(a) for a in amounts], money(money_total(amounts))])
+        label = f"unpaid at {before}" if step.kind == "opening" else step.step
+        rows.append([label, *[money(a) for a in amounts], money(money_total(amounts))])
         for s, note in values["note"].dropna().items():
-            notes.setdefault(str(note), []).append(str(s))
+            notes.setdefault(str(note).replace("V-1", before), []).append(str(s))
     return out + [
         paragraph(
-            "From the unpaid (case reserves + IBNR) of the previous month end's current publication to this "
-            f"publication (version {data.publication_version}); previous less actual emergence plus new origin "
+            f"From the unpaid (case reserves + IBNR) of the current publication at {before} to this "
+            f"publication (version {data.publication_version}); that unpaid less actual emergence plus new origin "
             "periods, change of model and experience and other equals this month's figure to the cent."
         ),
         Spacer(1, 4),

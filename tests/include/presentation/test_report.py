@@ -415,3 +415,23 @@ def test_claim_counts_without_exposure_or_counts(tmp_path, report_data):
     motor = next(p for p in pages if "2. Motor\n" in p)
     assert "2023Q4\n248\n120\n128\n3,597,519.10\n14,506.13\nn/a\nn/a" in motor
     assert "No claim counts were supplied for this line." in next(p for p in pages if "2. Property\n" in p)
+
+
+def test_the_previous_valuation_is_named_in_the_summary_and_the_analysis_of_change(pages, report_data):
+    assert report_data.previous_valuation_date.isoformat() == "2023-11-30"
+    summary = " ".join(pages[1].split())
+    assert "Unpaid Unpaid at 2023-11-30 Movement Movement %" in summary  # the header
+    assert "Movement = unpaid now less unpaid at 2023-11-30" in summary
+    assert "previous" not in summary.lower().replace("previous model", "")
+    aoc = " ".join(next(p for p in pages if "1b. Analysis of change by line\nFrom" in p).split())
+    assert "From the unpaid (case reserves + IBNR) of the current publication at 2023-11-30" in aoc
+    assert "unpaid at 2023-11-30 24,672,647.73" in aoc and "same model version as at 2023-11-30" in aoc
+    assert "V-1" not in aoc
+
+
+def test_without_a_previous_valuation_date_the_header_says_previous_unpaid(tmp_path, report_data):
+    import dataclasses
+
+    data = dataclasses.replace(report_data, previous_valuation_date=None)
+    summary = " ".join(_pages(render_reserve_report(data, tmp_path / "unnamed.pdf"))[1].split())
+    assert "Previous unpaid Movement" in summary and "unpaid at the previous valuation" in summary
