@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -692,30 +693,42 @@ def _backtest(data: ReportData) -> list[Flowable]:
     ]
 
 
+def _passes(kinds: list[str], total: int, noun: str) -> str:
+    """One line for the passed checks: how many of how many, and of which kinds (the passes are not listed)."""
+    counts = Counter(kinds)
+    named = ", ".join(f"{kind} ({n})" if n > 1 else kind for kind, n in sorted(counts.items()))
+    return f"{len(kinds)} of {total} {noun}" + (f": {named}." if named else ".")
+
+
 def _quality(data: ReportData) -> list[Flowable]:
     out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("5. Data quality", "h1")]
     q = data.quality
     if q.empty:
         return out + [paragraph("No data-quality results were supplied.")]
-    passed = int(q["success"].astype(bool).sum())
-    rows, alerts = [], []
-    for i, (_, r) in enumerate(q.iterrows()):
-        ok = bool(r["success"])
-        if not ok:
-            alerts.append(i)
-        rows.append(
-            [
-                str(r["expectation"]),
-                "" if is_missing(r.get("column")) else str(r["column"]),
-                "PASS" if ok else "FAIL",
-                count(r.get("unexpected_count")),
-            ]
-        )
+    ok = q["success"].astype(bool)
+    kinds = [str(e).removeprefix("expect_").replace("_", " ") for e in q.loc[ok, "expectation"]]
+    summary = _passes(kinds, len(q), "checks passed") + _plausibility_summary(data.plausibility)
+    failed = q[~ok]
+    if failed.empty:
+        return out + [paragraph(f"{summary} No check failed.")]
+    rows = [
+        [
+            str(r["expectation"]),
+            "" if is_missing(r.get("column")) else str(r["column"]),
+            "FAIL",
+            count(r.get("unexpected_count")),
+        ]
+        for _, r in failed.iterrows()
+    ]
     return out + [
-        paragraph(f"{passed} of {len(q)} checks passed.{_plausibility_summary(data.plausibility)}"),
+        paragraph(f"{summary} Failed:"),
         Spacer(1, 4),
         pdf.table(
-            ["Expectation", "Column", "Result", "Unexpected rows"], rows, width=WIDTH, text_columns=3, alert_rows=alerts
+            ["Expectation", "Column", "Result", "Unexpected rows"],
+            rows,
+            width=WIDTH,
+            text_columns=3,
+            alert_rows=range(len(rows)),
         ),
     ]
 
@@ -734,35 +747,36 @@ def _reconciliation(data: ReportData) -> list[Flowable]:
                 "reconciled to the general ledger."
             )
         ]
-    rows, alerts = [], []
-    for i, (_, row) in enumerate(compared.sort_values(["segment", "measure"]).iterrows()):
-        ok = bool(row["passed"])
-        if not ok:
-            alerts.append(i)
-        rows.append(
-            [
-                str(row["segment"]),
-                str(row["measure"]).replace("_", " "),
-                money(row["extract_value"]),
-                money(row["control_value"]),
-                money(row["difference"]),
-                money(row["tolerance"]),
-                "PASS" if ok else "FAIL",
-            ]
-        )
-    passed = len(rows) - len(alerts)
+    ok = compared["passed"].astype(bool)
+    kinds = [str(m).replace("_", " ") for m in compared.loc[ok, "measure"]]
+    summary = (
+        f"{_passes(kinds, len(compared), 'line measures within tolerance')} Extract: transactions dated in "
+        f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
+    )
+    failed = compared[~ok]
+    if failed.empty:
+        return out + [paragraph(summary)]
+    rows = [
+        [
+            str(row["segment"]),
+            str(row["measure"]).replace("_", " "),
+            money(row["extract_value"]),
+            money(row["control_value"]),
+            money(row["difference"]),
+            money(row["tolerance"]),
+            "FAIL",
+        ]
+        for _, row in failed.sort_values(["segment", "measure"]).iterrows()
+    ]
     return out + [
-        paragraph(
-            f"{passed} of {len(rows)} line measures within tolerance. Extract: transactions dated in "
-            f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
-        ),
+        paragraph(f"{summary} Outside tolerance:"),
         Spacer(1, 4),
         pdf.table(
             ["Line", "Measure", "Extract", "Control total", "Difference", "Tolerance", "Result"],
             rows,
             width=WIDTH,
             text_columns=2,
-            alert_rows=alerts,
+            alert_rows=range(len(rows)),
         ),
     ]
 

@@ -114,7 +114,7 @@ def test_sections_triangles_factors_backtest_quality_drift_health(pages):
         assert heading in text, heading
     assert "36-ult\n" in text and "1.2658" in text  # Liability's tail factor
     assert "1.7333" in text  # Motor 3-6: 0.52 / 0.30
-    assert "8 of 8 checks passed." in text
+    assert "8 of 8 checks passed: " in text
     assert "1 of 5 features breached their threshold." in text and "BREACH" in text
     assert "10 of 12 runs succeeded (83.3%)." in text
     assert "quality_gate" in text
@@ -227,10 +227,13 @@ def test_reconciliation_table_and_its_absence(tmp_path):
     )
     text = _reconciliation_text(tmp_path, rows)
     assert "Reconciliation to finance control totals" in text
-    assert "1 of 3 line measures within tolerance" in text and "December 2023" in text
-    assert "Motor\npaid\n1,234,567.89\n1,234,567.00\n0.89\n1,234.57\nPASS" in text
+    assert "1 of 3 line measures within tolerance: paid." in text and "December 2023" in text
+    assert "PASS" not in text and "1,234,567.89" not in text  # the passed measure is summarised, not listed
     assert "Motor\ncase reserve movement\n-50,000.00\n-49,000.00\n-1,000.00\n49.00\nFAIL" in text
     assert "Property\npaid\nn/a\n7,000.00\nn/a\nn/a\nFAIL" in text
+    passing = _reconciliation_text(tmp_path, rows.iloc[[0, 0]].assign(segment=["Motor", "Property"]))
+    assert "2 of 2 line measures within tolerance: paid (2)." in passing
+    assert "Control total" not in passing and "PASS" not in passing  # all within tolerance: no table
     note = pd.DataFrame(
         [("ALL", "control_totals", None, None, None, None, True, "not available")], columns=rows.columns
     )
@@ -435,3 +438,31 @@ def test_without_a_previous_valuation_date_the_header_says_previous_unpaid(tmp_p
     data = dataclasses.replace(report_data, previous_valuation_date=None)
     summary = " ".join(_pages(render_reserve_report(data, tmp_path / "unnamed.pdf"))[1].split())
     assert "Previous unpaid Movement" in summary and "unpaid at the previous valuation" in summary
+
+
+def _quality_text(tmp_path, quality) -> str:
+    from dataclasses import replace
+
+    from include.reserving.presentation import pdf
+    from include.reserving.presentation.report import PAGE, _quality
+
+    data = replace(make_report_data(n_origins=4), quality=quality)
+    path = pdf.build(tmp_path / "quality.pdf", _quality(data), page=PAGE, title="t", creator="t", footer="f")
+    return " ".join(" ".join(_pages(path)).split())
+
+
+def test_passed_quality_checks_are_one_line_and_failures_are_listed(tmp_path, report_data):
+    text = _quality_text(tmp_path, report_data.quality)
+    assert (
+        "8 of 8 checks passed: column values to be between (2), column values to be in set, column values to not be "
+        "null (2), compound columns to be unique, table columns to match set, table row count to be between. "
+        "No check failed." in text
+    )
+    assert "PASS" not in text and "Expectation" not in text  # no table of passes
+    quality = report_data.quality.copy()
+    quality.loc[2, ["success", "unexpected_count"]] = [False, 17]  # paid_amount not null fails on 17 rows
+    text = _quality_text(tmp_path, quality)
+    assert "7 of 8 checks passed: column values to be between (2), column values to be in set, column values " in text
+    assert "to not be null, compound" in text and "Failed:" in text
+    assert "Expectation Column Result Unexpected rows expect_column_values_to_not_be_null paid_amount FAIL 17" in text
+    assert "PASS" not in text and "transaction_id" not in text  # the passed not-null check is not listed
