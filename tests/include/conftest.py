@@ -17,6 +17,7 @@ from include.reserving.movement import analysis_of_change
 from include.reserving.presentation.report import ReportData, render_reserve_report
 
 VALUATION = dt.date(2023, 12, 31)
+PREVIOUS_VALUATION = dt.date(2023, 11, 30)
 AGES = list(range(3, 39, 3))  # 3 .. 36 months
 
 ULTIMATES = {
@@ -65,6 +66,11 @@ METHOD_SCALES = {"paid_cl": 1.08, "incurred_cl": 1.03, "bf": 0.99, "cape_cod": 1
 # sqrt(1,500,000^2 + 400,000^2 + 120,000^2) = 1,557,048.49
 STD_ERR_BY_LINE = {"Liability": 1_500_000.0, "Motor": 400_000.0, "Property": 120_000.0}
 TOTAL_STD_ERR = "1,557,048.49"
+# Earned premium and exposure per origin (origin-level, on every cell of the origin) and the claims each origin
+# ultimately reports: reported counts follow the incurred pattern, closed counts the paid pattern (rounded)
+PREMIUM = {"Motor": 7_500_000.00, "Property": 3_600_000.00, "Liability": 5_000_000.00}
+EXPOSURE = {"Motor": 10_000.0, "Property": 2_400.0, "Liability": 800.0}
+CLAIMS = {"Motor": 400, "Property": 120, "Liability": 60}
 RULE = "paid chain ladder where at least 90% developed on the paid pattern, else Bornhuetter-Ferguson"
 
 
@@ -151,6 +157,10 @@ def make_book(n_origins: int = 12) -> dict[str, pd.DataFrame]:
                         "development": age,
                         "paid": _cents(ultimate * _share(PAID_PATTERN[segment], age)),
                         "incurred": _cents(ultimate * _share(INCURRED_PATTERN[segment], age)),
+                        "reported_count": round(CLAIMS[segment] * _share(INCURRED_PATTERN[segment], age)),
+                        "closed_count": round(CLAIMS[segment] * _share(PAID_PATTERN[segment], age)),
+                        "earned_premium": PREMIUM[segment],
+                        "exposure": EXPOSURE[segment],
                     }
                 )
             paid, incurred = cells[-1]["paid"], cells[-1]["incurred"]
@@ -258,6 +268,7 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
         drift=drift,
         health=health,
         ranges=make_ranges(book["reserves"]),
+        previous_valuation_date=PREVIOUS_VALUATION,
         **book,
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pandas as pd
 from reportlab.lib.units import cm
 from reportlab.platypus import CondPageBreak, Flowable, Image, KeepTogether, PageBreak, Spacer, Table
 
+from include.reserving.dates import previous_month_end
 from include.reserving.domain import OVERALL, PublicationStatus, Role
 from include.reserving.presentation import charts, pdf
 from include.reserving.presentation.formatting import (
@@ -78,8 +80,12 @@ class ReportData:
         may be NaN; ``case_reserve`` and ``ibnr`` NaN where incurred is unknown).
     previous_reserves : pandas.DataFrame or None
         The same for the previous valuation date, for the movement of the unpaid by line.
+    previous_valuation_date : datetime.date or None
+        The valuation date of ``previous_reserves``, named wherever the report shows the previous unpaid.
     cells : pandas.DataFrame
-        Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``.
+        Triangle cells: ``segment, origin, development`` (age in months), ``paid``, ``incurred``; optionally the
+        cumulative ``reported_count, closed_count`` and the origin-level ``earned_premium, exposure`` (read on each
+        origin's latest diagonal).
     factors : pandas.DataFrame
         Selected age-to-age factors: ``segment, development, development_to, factor``.
     actual_vs_expected : pandas.DataFrame
@@ -116,6 +122,7 @@ class ReportData:
     cells: pd.DataFrame
     factors: pd.DataFrame
     previous_reserves: pd.DataFrame | None = None
+    previous_valuation_date: dt.date | None = None
     actual_vs_expected: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["segment", "actual", "expected", "ratio"])
     )
@@ -187,8 +194,8 @@ def _cover(data: ReportData) -> list[Flowable]:
         "1. Summary by line: case reserves, IBNR and unpaid, with the movement of the unpaid",
         "1b. Analysis of change of the unpaid by line (emergence, new origins, change of model, other); 1c. ranges "
         "by line and in total",
-        "2. By line: ultimates, case reserves, IBNR and unpaid by origin, methods and selection, triangles, factors, "
-        "charts",
+        "2. By line: ultimates, case reserves, IBNR, unpaid and loss ratios by origin, claim counts, methods and "
+        "selection, triangles, factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
         "5. Data quality and reconciliation to finance control totals",
@@ -218,10 +225,46 @@ TERMS_NOTE = (
 )
 
 
+LOSS_RATIO_NOTE = (
+    "Ultimate LR = selected ultimate / earned premium; for a line or the total, over the origins with earned premium "
+    "(n/a where none has)."
+)
+
+
 def _known_total(values) -> float | None:
     """The exact total, or None (n/a) when any amount is unknown: a partial sum would understate it."""
     values = list(values)
     return None if any(is_missing(v) for v in values) else money_total(values)
+
+
+# per origin from its latest cell: earned premium and exposure (origin-level), the cumulative claim counts
+CELL_FACTS = ["earned_premium", "exposure", "reported_count", "closed_count"]
+
+
+def _with_cells(reserves: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
+    """The reserve rows (origins as dates) with each origin's premium, exposure and counts on the latest diagonal."""
+    rows = reserves.assign(origin=reserves["origin"].map(as_date))
+    if cells.empty:
+        return rows.assign(**{c: math.nan for c in CELL_FACTS})
+    latest = cells.assign(origin=cells["origin"].map(as_date)).sort_values("development")
+    latest = latest.groupby(["segment", "origin"]).tail(1).reindex(columns=["segment", "origin", *CELL_FACTS])
+    return rows.merge(latest.astype({c: float for c in CELL_FACTS}), on=["segment", "origin"], how="left")
+
+
+def _ratio(numerator, denominator) -> float | None:
+    """numerator / denominator; None (n/a) where either is missing or the denominator is zero."""
+    if is_missing(numerator) or is_missing(denominator) or float(denominator) == 0:
+        return None
+    return float(numerator) / float(denominator)
+
+
+def _premium_and_loss_ratio(rows: pd.DataFrame) -> tuple[float | None, float | None]:
+    """Earned premium of the rows and the ultimate loss ratio over the origins that have premium (None: none have)."""
+    priced = rows[rows["earned_premium"].fillna(0) != 0]
+    if priced.empty:
+        return None, None
+    premium = money_total(priced["earned_premium"])
+    return premium, _ratio(money_total(priced["ultimate"]), premium)
 
 
 def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
@@ -231,24 +274,40 @@ def _line_totals(reserves: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     }
 
 
+def _previous_name(previous: dt.date | None) -> str:
+    """The previous valuation by its date (``the previous valuation`` where the date was not supplied)."""
+    return "the previous valuation" if previous is None else day(previous)
+
+
 def _summary(data: ReportData) -> list[Flowable]:
     current = _line_totals(data.reserves)
     previous = _line_totals(data.previous_reserves) if data.previous_reserves is not None else None
-    header = ["Line", *AMOUNT_HEADERS, "Previous unpaid", "Movement", "Movement %"]
+    priced = _with_cells(data.reserves, data.cells)
+    before = _previous_name(data.previous_valuation_date)
+    previous_header = "Previous unpaid" if data.previous_valuation_date is None else f"Unpaid at {before}"
+    header = ["Line", *AMOUNT_HEADERS, previous_header, "Movement", "Movement %", "Earned premium", "Ultimate LR"]
 
-    def row(label: str, now: dict, before: float | None) -> list[str]:
+    def row(label: str, now: dict, before: float | None, rows: pd.DataFrame) -> list[str]:
         movement = None if before is None else money_total([now["unpaid"], -before])
         change = percent(movement / before) if movement is not None and before else NA
-        return [label, *[money(now[c]) for c in AMOUNTS], money(before), money(movement), change]
+        premium, loss_ratio = _premium_and_loss_ratio(rows)
+        amounts = [money(now[c]) for c in AMOUNTS]
+        return [label, *amounts, money(before), money(movement), change, money(premium), percent(loss_ratio)]
 
     rows = [
-        row(segment, current[segment], previous.get(segment, {}).get("unpaid") if previous is not None else None)
+        row(
+            segment,
+            current[segment],
+            previous.get(segment, {}).get("unpaid") if previous is not None else None,
+            priced[priced["segment"] == segment],
+        )
         for segment in sorted(current)
     ]
     total = {c: _known_total(data.reserves[c]) for c in AMOUNTS}
-    rows.append(row("Total", total, money_total(data.previous_reserves["unpaid"]) if previous is not None else None))
+    previous_total = money_total(data.previous_reserves["unpaid"]) if previous is not None else None
+    rows.append(row("Total", total, previous_total, priced))
     note = (
-        "Movement = unpaid now less unpaid at the previous valuation (all lines of that valuation in the total)."
+        f"Movement = unpaid now less unpaid at {before} (all lines of that valuation in the total)."
         if previous is not None
         else "No previous valuation was supplied: movements are not available."
     )
@@ -258,7 +317,7 @@ def _summary(data: ReportData) -> list[Flowable]:
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH, total_row=True),
         Spacer(1, 4),
-        paragraph(f"{note} {TERMS_NOTE}", "note"),
+        paragraph(f"{note} {TERMS_NOTE} {LOSS_RATIO_NOTE}", "note"),
     ]
 
 
@@ -269,8 +328,11 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
     if aoc is None or aoc.empty:
         return out + [paragraph("No analysis of change was recorded for this publication.")]
     if aoc.loc[aoc["kind"] == "opening", "amount"].isna().all():
-        return out + [paragraph("No previous publication at the previous month end: no movement to analyse.")]
+        return out + [
+            paragraph(f"No publication at {previous_month_end(data.valuation_date)}: no movement to analyse.")
+        ]
     lines = sorted(str(s) for s in aoc["segment"].unique())
+    before = previous_month_end(data.valuation_date).isoformat()  # the analysis runs from V-1's publication
     steps = aoc.drop_duplicates("step_order").sort_values("step_order")
     header = ["Step", *lines, "Total"]
     rows, notes = [], {}
@@ -280,13 +342,14 @@ def _analysis_of_change(data: ReportData) -> list[Flowable]:
             rows.append([step.step, *[number(values["ratio"].get(s), 2) for s in lines], ""])
             continue
         amounts = [values["amount"].get(s) for s in lines]
-        rows.append([step.step, *[money(a) for a in amounts], money(money_total(amounts))])
+        label = f"unpaid at {before}" if step.kind == "opening" else step.step
+        rows.append([label, *[money(a) for a in amounts], money(money_total(amounts))])
         for s, note in values["note"].dropna().items():
-            notes.setdefault(str(note), []).append(str(s))
+            notes.setdefault(str(note).replace("V-1", before), []).append(str(s))
     return out + [
         paragraph(
-            "From the unpaid (case reserves + IBNR) of the previous month end's current publication to this "
-            f"publication (version {data.publication_version}); previous less actual emergence plus new origin "
+            f"From the unpaid (case reserves + IBNR) of the current publication at {before} to this "
+            f"publication (version {data.publication_version}); that unpaid less actual emergence plus new origin "
             "periods, change of model and experience and other equals this month's figure to the cent."
         ),
         Spacer(1, 4),
@@ -440,17 +503,51 @@ def _methods_section(data: ReportData, segment: str, labels: dict[dt.date, str])
     ]
 
 
+def _claim_counts(reserves: pd.DataFrame, labels: dict[dt.date, str]) -> list[Flowable]:
+    """Reported, closed and open claims per origin with the severity and frequency (``reserves`` from _with_cells)."""
+    out: list[Flowable] = [CondPageBreak(4 * cm), paragraph("Claim counts, severity and frequency by origin", "h2")]
+    if reserves["reported_count"].isna().all():
+        return out + [paragraph("No claim counts were supplied for this line.")]
+
+    def row(label: str, rows: pd.DataFrame) -> list[str]:
+        reported, closed = (rows[c].sum(min_count=len(rows)) for c in ("reported_count", "closed_count"))
+        incurred = _known_total(rows["latest_incurred"])
+        exposed = rows[rows["exposure"].fillna(0) != 0]  # the frequency over the origins with exposure
+        exposure = exposed["exposure"].sum(min_count=1)
+        return [
+            label,
+            count(reported),
+            count(closed),
+            count(reported - closed),
+            money(incurred),
+            money(_ratio(incurred, reported)),
+            money(exposure),
+            number(_ratio(exposed["reported_count"].sum(min_count=1), exposure)),
+        ]
+
+    rows = [row(labels[origin], reserves[reserves["origin"] == origin]) for origin in reserves["origin"]]
+    rows.append(row("Total", reserves))
+    header = ["Origin", "Reported", "Closed", "Open", "Latest incurred", "Severity", "Exposure", "Frequency"]
+    return out + [
+        pdf.table(header, rows, width=WIDTH * 0.75, total_row=True),
+        paragraph(
+            "Cumulative claim counts on the latest diagonal. Open = reported - closed; severity = latest incurred / "
+            "reported claims; frequency = reported claims per exposure unit (n/a where exposure is missing or 0; for "
+            "the total, over the origins with exposure).",
+            "note",
+        ),
+    ]
+
+
 def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) -> list[Flowable]:
     from include.reserving.cells import young_segments  # chainladder: only when a report is rendered
 
-    reserves = data.reserves[data.reserves["segment"] == segment].copy()
-    reserves["origin"] = reserves["origin"].map(as_date)
-    reserves = reserves.sort_values("origin")
     cells = data.cells[data.cells["segment"] == segment]
+    reserves = _with_cells(data.reserves[data.reserves["segment"] == segment], cells).sort_values("origin")
     factors = data.factors[data.factors["segment"] == segment].sort_values("development")
     versions = sorted({str(v) for v in reserves["model_version"]})
 
-    header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95"]
+    header = ["Origin", *AMOUNT_HEADERS, "Std. error", "CV", "P75", "P95", "Earned premium", "Ultimate LR"]
     rows = []
     for _, r in reserves.iterrows():
         cv = _cv(r["std_err"], r["unpaid"], r["latest_paid"], data.cv_floor)
@@ -462,9 +559,13 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
                 percent(cv),
                 money(r["p75"]),
                 money(r["p95"]),
+                money(r["earned_premium"]),
+                percent(_ratio(r["ultimate"], r["earned_premium"])),
             ]
         )
-    rows.append(["Total", *[money(_known_total(reserves[c])) for c in AMOUNTS], "", "", "", ""])
+    premium, loss_ratio = _premium_and_loss_ratio(reserves)
+    totals = [money(_known_total(reserves[c])) for c in AMOUNTS]
+    rows.append(["Total", *totals, "", "", "", "", money(premium), percent(loss_ratio)])
     young = (
         [
             paragraph(
@@ -485,9 +586,11 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
         pdf.table(header, rows, width=WIDTH, total_row=True),
         paragraph(
             f"{TERMS_NOTE} Std. error: standard error of the unpaid where the method defines one; P75/P95: the 75th "
-            "and 95th percentiles of the unpaid; CV = std. error / unpaid, n/a where the unpaid is near zero.",
+            f"and 95th percentiles of the unpaid; CV = std. error / unpaid, n/a where the unpaid is near zero. "
+            f"{LOSS_RATIO_NOTE}",
             "note",
         ),
+        *_claim_counts(reserves, labels),
         *_methods_section(data, segment, labels),
     ]
     for value, title in (("paid", "Cumulative paid"), ("incurred", "Cumulative incurred")):
@@ -590,30 +693,42 @@ def _backtest(data: ReportData) -> list[Flowable]:
     ]
 
 
+def _passes(kinds: list[str], total: int, noun: str) -> str:
+    """One line for the passed checks: how many of how many, and of which kinds (the passes are not listed)."""
+    counts = Counter(kinds)
+    named = ", ".join(f"{kind} ({n})" if n > 1 else kind for kind, n in sorted(counts.items()))
+    return f"{len(kinds)} of {total} {noun}" + (f": {named}." if named else ".")
+
+
 def _quality(data: ReportData) -> list[Flowable]:
     out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("5. Data quality", "h1")]
     q = data.quality
     if q.empty:
         return out + [paragraph("No data-quality results were supplied.")]
-    passed = int(q["success"].astype(bool).sum())
-    rows, alerts = [], []
-    for i, (_, r) in enumerate(q.iterrows()):
-        ok = bool(r["success"])
-        if not ok:
-            alerts.append(i)
-        rows.append(
-            [
-                str(r["expectation"]),
-                "" if is_missing(r.get("column")) else str(r["column"]),
-                "PASS" if ok else "FAIL",
-                count(r.get("unexpected_count")),
-            ]
-        )
+    ok = q["success"].astype(bool)
+    kinds = [str(e).removeprefix("expect_").replace("_", " ") for e in q.loc[ok, "expectation"]]
+    summary = _passes(kinds, len(q), "checks passed") + _plausibility_summary(data.plausibility)
+    failed = q[~ok]
+    if failed.empty:
+        return out + [paragraph(f"{summary} No check failed.")]
+    rows = [
+        [
+            str(r["expectation"]),
+            "" if is_missing(r.get("column")) else str(r["column"]),
+            "FAIL",
+            count(r.get("unexpected_count")),
+        ]
+        for _, r in failed.iterrows()
+    ]
     return out + [
-        paragraph(f"{passed} of {len(q)} checks passed.{_plausibility_summary(data.plausibility)}"),
+        paragraph(f"{summary} Failed:"),
         Spacer(1, 4),
         pdf.table(
-            ["Expectation", "Column", "Result", "Unexpected rows"], rows, width=WIDTH, text_columns=3, alert_rows=alerts
+            ["Expectation", "Column", "Result", "Unexpected rows"],
+            rows,
+            width=WIDTH,
+            text_columns=3,
+            alert_rows=range(len(rows)),
         ),
     ]
 
@@ -632,35 +747,36 @@ def _reconciliation(data: ReportData) -> list[Flowable]:
                 "reconciled to the general ledger."
             )
         ]
-    rows, alerts = [], []
-    for i, (_, row) in enumerate(compared.sort_values(["segment", "measure"]).iterrows()):
-        ok = bool(row["passed"])
-        if not ok:
-            alerts.append(i)
-        rows.append(
-            [
-                str(row["segment"]),
-                str(row["measure"]).replace("_", " "),
-                money(row["extract_value"]),
-                money(row["control_value"]),
-                money(row["difference"]),
-                money(row["tolerance"]),
-                "PASS" if ok else "FAIL",
-            ]
-        )
-    passed = len(rows) - len(alerts)
+    ok = compared["passed"].astype(bool)
+    kinds = [str(m).replace("_", " ") for m in compared.loc[ok, "measure"]]
+    summary = (
+        f"{_passes(kinds, len(compared), 'line measures within tolerance')} Extract: transactions dated in "
+        f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
+    )
+    failed = compared[~ok]
+    if failed.empty:
+        return out + [paragraph(summary)]
+    rows = [
+        [
+            str(row["segment"]),
+            str(row["measure"]).replace("_", " "),
+            money(row["extract_value"]),
+            money(row["control_value"]),
+            money(row["difference"]),
+            money(row["tolerance"]),
+            "FAIL",
+        ]
+        for _, row in failed.sort_values(["segment", "measure"]).iterrows()
+    ]
     return out + [
-        paragraph(
-            f"{passed} of {len(rows)} line measures within tolerance. Extract: transactions dated in "
-            f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
-        ),
+        paragraph(f"{summary} Outside tolerance:"),
         Spacer(1, 4),
         pdf.table(
             ["Line", "Measure", "Extract", "Control total", "Difference", "Tolerance", "Result"],
             rows,
             width=WIDTH,
             text_columns=2,
-            alert_rows=alerts,
+            alert_rows=range(len(rows)),
         ),
     ]
 

@@ -38,6 +38,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         champion_spec=registry.get(engine, published["model_version"]).spec,
         reserves=reserves.current_reserves(engine, v),
         previous_reserves=reserves.current_reserves(engine, previous_v) if previous_v else None,
+        previous_valuation_date=previous_v,
         cells=load_cells(engine, v, facts.basis),
         backtest=registry.backtests(engine, v),
         quality=quality_store.results_frame(engine, v, facts.basis),

@@ -114,7 +114,7 @@ def test_sections_triangles_factors_backtest_quality_drift_health(pages):
         assert heading in text, heading
     assert "36-ult\n" in text and "1.2658" in text  # Liability's tail factor
     assert "1.7333" in text  # Motor 3-6: 0.52 / 0.30
-    assert "8 of 8 checks passed." in text
+    assert "8 of 8 checks passed: " in text
     assert "1 of 5 features breached their threshold." in text and "BREACH" in text
     assert "10 of 12 runs succeeded (83.3%)." in text
     assert "quality_gate" in text
@@ -227,10 +227,13 @@ def test_reconciliation_table_and_its_absence(tmp_path):
     )
     text = _reconciliation_text(tmp_path, rows)
     assert "Reconciliation to finance control totals" in text
-    assert "1 of 3 line measures within tolerance" in text and "December 2023" in text
-    assert "Motor\npaid\n1,234,567.89\n1,234,567.00\n0.89\n1,234.57\nPASS" in text
+    assert "1 of 3 line measures within tolerance: paid." in text and "December 2023" in text
+    assert "PASS" not in text and "1,234,567.89" not in text  # the passed measure is summarised, not listed
     assert "Motor\ncase reserve movement\n-50,000.00\n-49,000.00\n-1,000.00\n49.00\nFAIL" in text
     assert "Property\npaid\nn/a\n7,000.00\nn/a\nn/a\nFAIL" in text
+    passing = _reconciliation_text(tmp_path, rows.iloc[[0, 0]].assign(segment=["Motor", "Property"]))
+    assert "2 of 2 line measures within tolerance: paid (2)." in passing
+    assert "Control total" not in passing and "PASS" not in passing  # all within tolerance: no table
     note = pd.DataFrame(
         [("ALL", "control_totals", None, None, None, None, True, "not available")], columns=rows.columns
     )
@@ -345,3 +348,121 @@ def test_methods_page_renders_to_png(report_pdf, pages):
     )
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_summary_shows_earned_premium_and_ultimate_loss_ratio_by_line_and_in_total(pages):
+    summary = " ".join(pages[1].split())
+    # selected ultimate / earned premium: Liability 46,074,071.03 / (12 x 5,000,000.00) = 76.79%; Motor
+    # 63,382,685.50 / 90,000,000.00 = 70.43%; Property 29,436,276.41 / 43,200,000.00 = 68.14%; the total
+    # 138,893,032.94 / 193,200,000.00 = 71.89%
+    assert "Earned premium Ultimate LR" in summary
+    assert "5.3% 60,000,000.00 76.8% Motor" in summary
+    assert "3.1% 90,000,000.00 70.4% Property" in summary
+    assert "-3.8% 43,200,000.00 68.1% Total" in summary
+    assert "3.8% 193,200,000.00 71.9%" in summary
+
+
+def test_each_origin_shows_earned_premium_and_ultimate_loss_ratio(pages):
+    text = "\n".join(pages)
+    # Motor 2021Q1: 4,812,345.67 / 7,500,000.00 = 64.16%; Liability 2023Q4: 4,234,567.89 / 5,000,000.00 = 84.69%
+    assert "4,812,345.67\n" in text and "\n7,500,000.00\n64.2%\n" in text
+    liability = next(p for p in pages if "2. Liability\n" in p)
+    assert "4,816,899.74\n5,000,000.00\n84.7%\n" in liability  # after the 2023Q4 P95
+    assert "\n60,000,000.00\n76.8%" in liability  # the line's total
+
+
+def test_loss_ratio_is_na_where_premium_is_missing_or_zero(tmp_path, report_data):
+    import dataclasses
+    import datetime as dt
+    import math
+
+    cells = report_data.cells.copy()
+    property_ = cells["segment"] == "Property"
+    cells.loc[property_ & (cells["origin"] == dt.date(2023, 10, 1)), "earned_premium"] = 0.0
+    cells.loc[property_ & (cells["origin"] == dt.date(2023, 7, 1)), "earned_premium"] = math.nan
+    data = dataclasses.replace(report_data, cells=cells)
+    pages = _pages(render_reserve_report(data, tmp_path / "no_premium.pdf"))
+    summary = " ".join(pages[1].split())
+    # Property without 2023Q3 (2,789,012.34) and 2023Q4 (2,845,678.95): 23,801,585.12 / 36,000,000.00 = 66.12%;
+    # the total 133,258,341.65 / 186,000,000.00 = 71.64%
+    assert "-3.8% 36,000,000.00 66.1% Total" in summary and "186,000,000.00 71.6%" in summary
+    property_page = next(p for p in pages if "2. Property\n" in p)
+    q3 = property_page.split("\n2023Q3\n")[1].split("\n2023Q4\n")[0]
+    q4 = property_page.split("\n2023Q4\n")[1].split("\nTotal\n")[0]
+    assert q3.endswith("\nn/a\nn/a") and q4.endswith("\n0.00\nn/a")  # premium unknown; premium 0
+
+
+def test_claim_counts_severity_and_frequency_per_origin_and_line(pages):
+    motor = next(p for p in pages if "2. Motor\n" in p)
+    assert "Claim counts, severity and frequency by origin" in motor
+    header = "Origin\nReported\nClosed\nOpen\nLatest incurred\nSeverity\nExposure\nFrequency"
+    assert header in motor
+    # Motor 2023Q4 at 3 months: reported 400 x 0.62 = 248, closed 400 x 0.30 = 120, open 128; incurred
+    # 5,802,450.16 x 0.62 = 3,597,519.10, severity 3,597,519.10 / 248 = 14,506.13, frequency 248 / 10,000 = 0.0248
+    assert "2023Q4\n248\n120\n128\n3,597,519.10\n14,506.13\n10,000.00\n0.0248" in motor
+    # the line: 4,471 reported (248 + 320 + 356 + 376 + 386 + 392 + 396 + 398 + 399 + 400 + 400 + 400) and 3,906
+    # closed; severity 58,708,588.51 / 4,471 = 13,130.97; frequency 4,471 / 120,000 = 0.0373
+    assert "Total\n4,471\n3,906\n565\n58,708,588.51\n13,130.97\n120,000.00\n0.0373" in motor
+    property_ = next(p for p in pages if "2. Property\n" in p)
+    # Property 2022Q4 at 15 months: 120 x 0.995 = 119 reported, 120 x 0.94 = 113 closed; 2,566,789.01 x 0.995
+    # = 2,553,955.06 incurred, severity 21,461.81; frequency 119 / 2,400 = 0.0496
+    assert "2022Q4\n119\n113\n6\n2,553,955.06\n21,461.81\n2,400.00\n0.0496" in property_
+
+
+def test_claim_counts_without_exposure_or_counts(tmp_path, report_data):
+    import dataclasses
+
+    cells = report_data.cells.assign(exposure=float("nan"))
+    cells.loc[cells["segment"] == "Property", ["reported_count", "closed_count"]] = float("nan")
+    pages = _pages(render_reserve_report(dataclasses.replace(report_data, cells=cells), tmp_path / "counts.pdf"))
+    motor = next(p for p in pages if "2. Motor\n" in p)
+    assert "2023Q4\n248\n120\n128\n3,597,519.10\n14,506.13\nn/a\nn/a" in motor
+    assert "No claim counts were supplied for this line." in next(p for p in pages if "2. Property\n" in p)
+
+
+def test_the_previous_valuation_is_named_in_the_summary_and_the_analysis_of_change(pages, report_data):
+    assert report_data.previous_valuation_date.isoformat() == "2023-11-30"
+    summary = " ".join(pages[1].split())
+    assert "Unpaid Unpaid at 2023-11-30 Movement Movement %" in summary  # the header
+    assert "Movement = unpaid now less unpaid at 2023-11-30" in summary
+    assert "previous" not in summary.lower().replace("previous model", "")
+    aoc = " ".join(next(p for p in pages if "1b. Analysis of change by line\nFrom" in p).split())
+    assert "From the unpaid (case reserves + IBNR) of the current publication at 2023-11-30" in aoc
+    assert "unpaid at 2023-11-30 24,672,647.73" in aoc and "same model version as at 2023-11-30" in aoc
+    assert "V-1" not in aoc
+
+
+def test_without_a_previous_valuation_date_the_header_says_previous_unpaid(tmp_path, report_data):
+    import dataclasses
+
+    data = dataclasses.replace(report_data, previous_valuation_date=None)
+    summary = " ".join(_pages(render_reserve_report(data, tmp_path / "unnamed.pdf"))[1].split())
+    assert "Previous unpaid Movement" in summary and "unpaid at the previous valuation" in summary
+
+
+def _quality_text(tmp_path, quality) -> str:
+    from dataclasses import replace
+
+    from include.reserving.presentation import pdf
+    from include.reserving.presentation.report import PAGE, _quality
+
+    data = replace(make_report_data(n_origins=4), quality=quality)
+    path = pdf.build(tmp_path / "quality.pdf", _quality(data), page=PAGE, title="t", creator="t", footer="f")
+    return " ".join(" ".join(_pages(path)).split())
+
+
+def test_passed_quality_checks_are_one_line_and_failures_are_listed(tmp_path, report_data):
+    text = _quality_text(tmp_path, report_data.quality)
+    assert (
+        "8 of 8 checks passed: column values to be between (2), column values to be in set, column values to not be "
+        "null (2), compound columns to be unique, table columns to match set, table row count to be between. "
+        "No check failed." in text
+    )
+    assert "PASS" not in text and "Expectation" not in text  # no table of passes
+    quality = report_data.quality.copy()
+    quality.loc[2, ["success", "unexpected_count"]] = [False, 17]  # paid_amount not null fails on 17 rows
+    text = _quality_text(tmp_path, quality)
+    assert "7 of 8 checks passed: column values to be between (2), column values to be in set, column values " in text
+    assert "to not be null, compound" in text and "Failed:" in text
+    assert "Expectation Column Result Unexpected rows expect_column_values_to_not_be_null paid_amount FAIL 17" in text
+    assert "PASS" not in text and "transaction_id" not in text  # the passed not-null check is not listed
