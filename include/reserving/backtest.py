@@ -4,7 +4,8 @@ A backtest holds out the latest ``k`` calendar diagonals, fits a spec only on th
 those cells, and scores the incremental paid the model expected on each held-out cell against what emerged. Only
 origins the model saw are scored: an origin whose first cell is held out has no latest paid to develop from.
 
-Scores: ``wape`` (sum of absolute errors over sum of absolute actual incrementals), ``rmse``, and
+Scores: ``wape`` (sum of absolute errors over sum of absolute actual incrementals), ``rmse``, ``bias`` (expected
+less actual, summed, over the same denominator: positive when the model expected more than emerged), and
 ``score = 1 - wape`` (higher is better, as the champion/challenger rule ``score(challenger) > score(champion) +
 delta`` expects).
 """
@@ -22,7 +23,7 @@ from include.reserving import cells as cellsmod
 from include.reserving.domain import OVERALL
 from include.reserving.models import ReservingModel, build_model
 
-SCORE_COLUMNS = ["segment", "n_cells", "actual", "expected", "wape", "rmse", "score"]
+SCORE_COLUMNS = ["segment", "n_cells", "actual", "expected", "wape", "bias", "rmse", "score"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class BacktestResult:
     spec : dict
         The spec that was backtested.
     scores : pandas.DataFrame
-        One row per segment and one ``segment == "ALL"`` row: ``n_cells, actual, expected, wape, rmse, score``.
+        One row per segment and one ``segment == "ALL"`` row: ``n_cells, actual, expected, wape, bias, rmse, score``.
     cells : pandas.DataFrame
         Held-out cells scored: ``segment, origin, development, diagonal, actual, expected`` (incremental paid).
     """
@@ -87,17 +88,19 @@ def expected_increments(
 
 
 def score_increments(increments: pd.DataFrame) -> pd.DataFrame:
-    """WAPE, RMSE and score of actual against expected increments, per segment and overall (``"ALL"``)."""
+    """WAPE, bias, RMSE and score of actual against expected increments, per segment and overall (``"ALL"``)."""
 
     def _scores(group: pd.DataFrame) -> dict[str, float]:
         error = group["actual"] - group["expected"]
         denominator = group["actual"].abs().sum()
         wape = float(error.abs().sum() / denominator) if denominator > 0 else np.nan
+        bias = float(-error.sum() / denominator) if denominator > 0 else np.nan
         return {
             "n_cells": len(group),
             "actual": float(group["actual"].sum()),
             "expected": float(group["expected"].sum()),
             "wape": wape,
+            "bias": bias,
             "rmse": float(np.sqrt((error**2).mean())) if len(group) else np.nan,
             "score": 1.0 - wape,
         }
@@ -186,7 +189,7 @@ def select_spec(
     best : dict
         The winning spec (ties go to the earlier candidate, so chain ladder wins a draw).
     table : pandas.DataFrame
-        ``spec`` (JSON text), ``mean_wape``, ``mean_score`` per candidate, best first.
+        ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` per candidate, best first.
     """
     rows = []
     for order, spec in enumerate(candidates or default_candidates()):
@@ -196,6 +199,7 @@ def select_spec(
                 "order": order,
                 "spec": json.dumps(spec, sort_keys=True),
                 "mean_wape": float(folds_frame["wape"].mean()),
+                "mean_bias": float(folds_frame["bias"].mean()),
                 "mean_score": float(folds_frame["score"].mean()),
             }
         )

@@ -17,12 +17,14 @@ import pandas as pd
 
 from include.reserving import artifacts
 from include.reserving.domain import OVERALL, Role
+from include.reserving.governance import canonical_spec
 from include.reserving.presentation import pdf
 from include.reserving.presentation.formatting import money, number, pvalue, signed
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.presentation.templating import render
 
 PAGE = pdf.PORTRAIT
+CANDIDATE_COLUMNS = ["spec", "mean_wape", "mean_bias", "mean_score"]  # the training search's table
 
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",
@@ -55,6 +57,9 @@ class ModelCardData:
         Oldest development age (months) in the training data.
     holdout_diagonals : int
         Latest calendar diagonals held out for the backtest against the champion.
+    candidates : pandas.DataFrame
+        The training search: ``spec`` (JSON), ``mean_wape``, ``mean_bias``, ``mean_score`` per candidate spec tried,
+        best first (:func:`include.reserving.backtest.select_spec`); ``mean_bias`` may be missing on older entries.
     champion_version, champion_spec :
         The incumbent (None for the very first model).
     evaluation : pandas.DataFrame
@@ -86,6 +91,7 @@ class ModelCardData:
     origin_last: dt.date | None = None
     max_development: int | None = None
     holdout_diagonals: int = 4
+    candidates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CANDIDATE_COLUMNS))
     champion_version: str | None = None
     champion_spec: dict[str, Any] | None = None
     evaluation: pd.DataFrame = field(
@@ -130,6 +136,25 @@ def _score_rows(card: ModelCardData) -> list[list[str]]:
     return rows
 
 
+def _candidate_rows(card: ModelCardData) -> list[list[str]]:
+    """One row per candidate spec, best first: method, params, mean WAPE, bias and score; the challenger marked."""
+    rows = []
+    for rank, r in enumerate(card.candidates.to_dict(orient="records"), start=1):
+        spec = json.loads(r["spec"])
+        rows.append(
+            [
+                str(rank),
+                spec["method"],
+                json.dumps(spec.get("params") or {}, sort_keys=True),
+                number(r["mean_wape"]),
+                signed(r["mean_bias"]),
+                number(r["mean_score"]),
+                "challenger" if canonical_spec(spec) == canonical_spec(card.spec) else "",
+            ]
+        )
+    return rows
+
+
 def _drift_rows(card: ModelCardData) -> list[list[str]]:
     return [
         [
@@ -151,6 +176,7 @@ def card_markdown(card: ModelCardData) -> str:
         card=card,
         spec=json.dumps(card.spec, sort_keys=True),
         champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
+        candidates=_candidate_rows(card),
         scores=_score_rows(card),
         drift=_drift_rows(card),
         instruction=ApprovalInstruction(card.valuation_date, card.model_version, card.approval_code),

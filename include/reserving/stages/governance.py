@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | None = None) -> dict:
     """Write the challenger's model card (Markdown + PDF) before the approval sensor starts."""
-    from include.reserving.presentation.model_card import ModelCardData, write_model_card
+    import pandas as pd
+
+    from include.reserving.presentation.model_card import CANDIDATE_COLUMNS, ModelCardData, write_model_card
 
     engine = facts.engine()
     challenger = registry.get(engine, evaluation["challenger_version"])
@@ -41,6 +43,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         origin_last=max(cells["origin"]),
         max_development=int(cells["development"].max()),
         holdout_diagonals=facts.settings.backtest_diagonals,
+        candidates=pd.DataFrame((challenger.metrics or {}).get("search", []), columns=CANDIDATE_COLUMNS),
         champion_version=champion.model_version if champion else None,
         champion_spec=champion.spec if champion else None,
         evaluation=registry.backtests(engine, facts.valuation_date),

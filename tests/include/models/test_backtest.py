@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,9 @@ def test_score_increments_by_hand():
     assert scores.loc["ALL", "wape"] == pytest.approx(12 / 35)
     assert scores.loc["ALL", "rmse"] == pytest.approx(np.sqrt(104 / 3))
     assert scores.loc["ALL", "score"] == pytest.approx(1 - 12 / 35)
+    # bias: expected less actual over the absolute actual, a: (7 - 5) / 15, all: (17 - 25) / 35
+    assert scores.loc["a", "bias"] == pytest.approx(2 / 15)
+    assert scores.loc["ALL", "bias"] == pytest.approx(-8 / 35)
 
 
 def test_cross_validation_and_spec_selection(portfolio_cells):
@@ -77,6 +81,8 @@ def test_cross_validation_and_spec_selection(portfolio_cells):
     best, table = backtest.select_spec(portfolio_cells, candidates, folds=2)
     assert best in candidates and len(table) == 2
     assert table["mean_score"].is_monotonic_decreasing
+    chain_ladder = table.set_index("spec").loc[json.dumps(CHAIN_LADDER, sort_keys=True)]
+    assert chain_ladder["mean_bias"] == pytest.approx(folds["bias"].mean())
 
 
 def test_actual_vs_expected_on_the_newest_diagonal(raa_cells):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import pandas as pd
 import pytest
 from pypdf import PdfReader
 
@@ -14,13 +15,23 @@ from tests.include.conftest import CHALLENGER, CHAMPION, VALUATION
 from tests.include.presentation.test_instruction import APPROVE, CODE, KEY, REJECT
 
 STORED_REASON = "challenger 0.928900 > champion 0.915800 + delta 0.01"
+SPEC = {"method": "xgb_development", "params": {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.05}}
+# the training search's table as select_spec returns it, best first
+CANDIDATES = pd.DataFrame(
+    [
+        (json.dumps(SPEC, sort_keys=True), 0.0700, -0.0123, 0.9300),
+        (json.dumps({"method": "chain_ladder", "params": {}}), 0.0850, 0.0310, 0.9150),
+        (json.dumps({"method": "chain_ladder", "params": {"n_periods": 5}}), 0.0900, 0.0420, 0.9100),
+    ],
+    columns=["spec", "mean_wape", "mean_bias", "mean_score"],
+)
 
 
 @pytest.fixture(scope="module")
 def card(report_data) -> ModelCardData:
     return ModelCardData(
         model_version=CHALLENGER,
-        spec={"method": "xgb_development", "params": {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.05}},
+        spec=SPEC,
         code_sha="3f9c2e1d0b7a6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
         valuation_date=VALUATION,
         data_row_count=len(report_data.cells),
@@ -30,6 +41,7 @@ def card(report_data) -> ModelCardData:
         origin_last=dt.date(2023, 10, 1),
         max_development=36,
         holdout_diagonals=4,
+        candidates=CANDIDATES,
         champion_version=CHAMPION,
         champion_spec={"method": "chain_ladder", "params": {"average": "volume"}},
         evaluation=report_data.backtest,
@@ -61,9 +73,9 @@ def test_markdown_card_contains_identity_scope_evaluation_and_exact_approval(wri
         "Liability, Motor, Property",
         "2021-01-01 to 2023-10-01",
         CHAMPION,
-        "## 5. Drift context",
+        "## 6. Drift context",
         "claimant_age | numeric | 0.2713",
-        "## 6. Limitations",
+        "## 7. Limitations",
     ):
         assert text in markdown, text
     # Overall: champion score 1 - 0.0842, challenger 1 - 0.0711, delta +0.0131 > 0.01.
@@ -117,3 +129,19 @@ def test_markdown_escapes_what_markdown_would_read_as_markup(card):
     markdown = card_markdown(odd)
     assert "Motor \\| \\<b\\>Fleet\\</b\\>" in markdown
     assert "Why retraining ran: \\*PSI\\* \\[x\\]" in markdown
+
+
+def test_card_lists_every_candidate_of_the_search_with_its_scores_and_marks_the_challenger(written):
+    markdown = written[0].read_text()
+    params = '{"learning_rate": 0.05, "max_depth": 3, "n_estimators": 200}'
+    assert f"| 1 | xgb_development | {params} | 0.0700 | -0.0123 | 0.9300 | challenger |" in markdown
+    assert "| 2 | chain_ladder | {} | 0.0850 | +0.0310 | 0.9150 |  |" in markdown
+    assert '| 3 | chain_ladder | {"n_periods": 5} | 0.0900 | +0.0420 | 0.9100 |  |' in markdown
+    assert "won the search by the best mean score" in markdown
+    assert "beat it on the held-out diagonals by more than the promotion delta" in markdown
+
+
+def test_a_card_without_a_recorded_search_says_so(card):
+    markdown = card_markdown(ModelCardData(**{**card.__dict__, "candidates": CANDIDATES.iloc[:0]}))
+    assert "The training search's candidates were not recorded with this model." in markdown
+    assert "| Rank |" not in markdown
