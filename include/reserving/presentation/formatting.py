@@ -49,6 +49,11 @@ def signed(value: Any, digits: int = 4) -> str:
     return NA if is_missing(value) else f"{float(value):+.{digits}f}"
 
 
+def signed_money(value: Any) -> str:
+    """A money difference with its sign and thousands separators: ``+92,549.51``, ``-971,208.13``."""
+    return NA if is_missing(value) else f"{float(value):+,.2f}"
+
+
 def count(value: Any) -> str:
     """A whole count with thousands separators: ``48,213``."""
     return NA if is_missing(value) else f"{int(value):,}"

@@ -19,11 +19,12 @@ from include.reserving import artifacts
 from include.reserving.domain import OVERALL, Role
 from include.reserving.governance import canonical_spec
 from include.reserving.presentation import pdf
-from include.reserving.presentation.formatting import money, number, pvalue, signed
+from include.reserving.presentation.formatting import money, money_total, number, pvalue, signed, signed_money
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.presentation.templating import render
 
 PAGE = pdf.PORTRAIT
+IMPACT_COLUMNS = ["segment", "challenger", "champion", "paid_cl"]  # unpaid by line under each model
 CANDIDATE_COLUMNS = ["spec", "mean_wape", "mean_bias", "mean_score"]  # the training search's table
 
 DEFAULT_LIMITATIONS = (
@@ -68,6 +69,10 @@ class ModelCardData:
         The promotion decision the evaluate stage recorded (``promote``, ``keep`` or ``none``) and its reason.
     promotion_delta : float
         The delta of that decision: promote iff score(challenger) > score(champion) + delta, score = 1 - WAPE.
+    reserve_impact : pandas.DataFrame
+        Unpaid by line on V's data: ``segment, challenger, champion, paid_cl`` (``champion`` NaN on a first run).
+    selection_rule : str
+        The rule that selects the published ultimate per origin (where it picks the model, the model's counts).
     drift : pandas.DataFrame
         ``feature, kind, psi, ks_statistic, ks_pvalue, breached``: why retraining ran.
     retrain_reason : str
@@ -100,6 +105,8 @@ class ModelCardData:
     decision: str
     decision_reason: str
     promotion_delta: float = 0.01
+    reserve_impact: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IMPACT_COLUMNS))
+    selection_rule: str = ""
     drift: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
             columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
@@ -155,6 +162,22 @@ def _candidate_rows(card: ModelCardData) -> list[list[str]]:
     return rows
 
 
+def _impact_rows(card: ModelCardData) -> list[list[str]]:
+    """Unpaid by line, all lines last: challenger, champion, paid chain ladder, and challenger less the comparator
+    (the champion; on a first run paid chain ladder, which reserves the month without an approval)."""
+    impact = card.reserve_impact.sort_values("segment")
+    comparator = "paid_cl" if card.champion_version is None else "champion"
+    rows = [
+        [str(r["segment"]), *(money(r[c]) for c in IMPACT_COLUMNS[1:]), signed_money(r["challenger"] - r[comparator])]
+        for _, r in impact.iterrows()
+    ]
+    if rows:
+        total = {c: money_total(impact[c]) if impact[c].notna().any() else None for c in IMPACT_COLUMNS[1:]}
+        difference = None if total[comparator] is None else money_total([total["challenger"], -total[comparator]])
+        rows.append(["All lines", *(money(total[c]) for c in IMPACT_COLUMNS[1:]), signed_money(difference)])
+    return rows
+
+
 def _drift_rows(card: ModelCardData) -> list[list[str]]:
     return [
         [
@@ -178,6 +201,7 @@ def card_markdown(card: ModelCardData) -> str:
         champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
         candidates=_candidate_rows(card),
         scores=_score_rows(card),
+        impact=_impact_rows(card),
         drift=_drift_rows(card),
         instruction=ApprovalInstruction(card.valuation_date, card.model_version, card.approval_code),
     )

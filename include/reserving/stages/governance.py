@@ -8,9 +8,11 @@ from pathlib import Path
 
 from include.reserving import approval, artifacts, governance
 from include.reserving.domain import Decision
+from include.reserving.governance import ModelEntry
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.reporting import send_email
+from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import decisions, registry
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse.cells import load_cells
@@ -22,6 +24,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
     """Write the challenger's model card (Markdown + PDF) before the approval sensor starts."""
     import pandas as pd
 
+    from include.reserving.methods import describe_rule
     from include.reserving.presentation.model_card import CANDIDATE_COLUMNS, ModelCardData, write_model_card
 
     engine = facts.engine()
@@ -47,6 +50,8 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         champion_version=champion.model_version if champion else None,
         champion_spec=champion.spec if champion else None,
         evaluation=registry.backtests(engine, facts.valuation_date),
+        reserve_impact=unpaid_by_line(engine, facts, cells, challenger, champion),
+        selection_rule=describe_rule(facts.settings),
         decision=evaluation["decision"],
         decision_reason=evaluation["reason"],
         promotion_delta=evaluation["delta"],
@@ -66,6 +71,26 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         "model_version": challenger.model_version,
         "approval_code": issued.code,
     }
+
+
+def unpaid_by_line(engine, facts: RunFacts, cells, challenger: ModelEntry, champion: ModelEntry | None):
+    """Unpaid by line on V's cells under the challenger, the champion's spec refitted on them (the routine refit that
+    reserves the month if the challenger is not approved; registered, so that refit reuses it) and paid chain ladder
+    (the fallback spec): ``segment, challenger, champion, paid_cl`` (``champion`` NaN with no champion)."""
+    import pandas as pd
+
+    from include.reserving.models import build_model, load_model
+
+    def unpaid(model) -> pd.Series:
+        return model.totals(cells).set_index("segment")["unpaid"]
+
+    columns = {"challenger": unpaid(load_model(artifacts.local_dir(challenger.artifact_uri)))}
+    if champion is not None:
+        refitted = fit_and_register(engine, facts, champion.spec, cells)
+        columns["champion"] = unpaid(load_model(artifacts.local_dir(refitted.artifact_uri)))
+    columns["paid_cl"] = unpaid(build_model(governance.FALLBACK_SPEC).fit(cells))
+    frame = pd.DataFrame(columns).reindex(columns=["challenger", "champion", "paid_cl"])
+    return frame.rename_axis("segment").reset_index()
 
 
 def email_model_card(facts: RunFacts, card: dict) -> dict:

@@ -15,7 +15,7 @@ MISSING = [None, math.nan, float("nan"), pd.NA, pd.NaT]
 
 @pytest.mark.parametrize(
     "formatter",
-    [f.money, f.number, f.factor, f.signed, f.count, f.percent, f.pvalue, f.duration, f.day],
+    [f.money, f.number, f.factor, f.signed, f.signed_money, f.count, f.percent, f.pvalue, f.duration, f.day],
 )
 @pytest.mark.parametrize("value", MISSING)
 def test_every_formatter_prints_a_missing_value_as_na(formatter, value):
@@ -34,6 +34,7 @@ def test_numbers_factors_signed_counts():
     assert f.number(1.04567, 3) == "1.046"
     assert f.factor(1.7333333) == "1.7333"
     assert (f.signed(0.0131), f.signed(-0.002), f.signed(0.0)) == ("+0.0131", "-0.0020", "+0.0000")
+    assert (f.signed_money(92_549.51), f.signed_money(-971_208.13)) == ("+92,549.51", "-971,208.13")
     assert f.count(48213) == "48,213" and f.count(0) == "0"
 
 

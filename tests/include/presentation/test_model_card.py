@@ -11,7 +11,7 @@ import pytest
 from pypdf import PdfReader
 
 from include.reserving.presentation.model_card import ModelCardData, card_markdown, write_model_card
-from tests.include.conftest import CHALLENGER, CHAMPION, VALUATION
+from tests.include.conftest import CHALLENGER, CHAMPION, RULE, TOTAL_UNPAID, UNPAID_BY_LINE, VALUATION
 from tests.include.presentation.test_instruction import APPROVE, CODE, KEY, REJECT
 
 STORED_REASON = "challenger 0.928900 > champion 0.915800 + delta 0.01"
@@ -24,6 +24,16 @@ CANDIDATES = pd.DataFrame(
         (json.dumps({"method": "chain_ladder", "params": {"n_periods": 5}}), 0.0900, 0.0420, 0.9100),
     ],
     columns=["spec", "mean_wape", "mean_bias", "mean_score"],
+)
+
+# unpaid by line under each model; the champion's is the fixture book's published unpaid
+IMPACT = pd.DataFrame(
+    {
+        "segment": ["Motor", "Liability", "Property"],
+        "challenger": [12_600_000.25, 25_000_000.00, 3_400_000.10],
+        "champion": [float(UNPAID_BY_LINE[s].replace(",", "")) for s in ("Motor", "Liability", "Property")],
+        "paid_cl": [12_400_000.00, 27_100_000.50, 3_500_000.00],
+    }
 )
 
 
@@ -48,6 +58,8 @@ def card(report_data) -> ModelCardData:
         decision="promote",
         decision_reason=STORED_REASON,
         promotion_delta=0.01,
+        reserve_impact=IMPACT,
+        selection_rule=RULE,
         drift=report_data.drift,
         retrain_reason="PSI of claimant_age 0.2713 above 0.2",
         approval_timeout_hours=72,
@@ -73,9 +85,9 @@ def test_markdown_card_contains_identity_scope_evaluation_and_exact_approval(wri
         "Liability, Motor, Property",
         "2021-01-01 to 2023-10-01",
         CHAMPION,
-        "## 6. Drift context",
+        "## 7. Drift context",
         "claimant_age | numeric | 0.2713",
-        "## 7. Limitations",
+        "## 8. Limitations",
     ):
         assert text in markdown, text
     # Overall: champion score 1 - 0.0842, challenger 1 - 0.0711, delta +0.0131 > 0.01.
@@ -145,3 +157,16 @@ def test_a_card_without_a_recorded_search_says_so(card):
     markdown = card_markdown(ModelCardData(**{**card.__dict__, "candidates": CANDIDATES.iloc[:0]}))
     assert "The training search's candidates were not recorded with this model." in markdown
     assert "| Rank |" not in markdown
+
+
+def test_card_shows_the_unpaid_by_line_under_challenger_champion_and_paid_chain_ladder(written):
+    markdown = written[0].read_text()
+    assert "| Line | Challenger | Champion | Paid chain ladder | Challenger - champion |" in markdown
+    # challenger less champion: 25,000,000.00 - 25,971,208.13 and so on; lines in order, all lines last
+    assert (
+        "| Liability | 25,000,000.00 | 25,971,208.13 | 27,100,000.50 | -971,208.13 |\n"
+        "| Motor | 12,600,000.25 | 12,507,450.74 | 12,400,000.00 | +92,549.51 |\n"
+        "| Property | 3,400,000.10 | 3,453,906.82 | 3,500,000.00 | -53,906.72 |\n"
+        f"| All lines | 41,000,000.35 | {TOTAL_UNPAID} | 43,000,000.50 | -932,565.34 |"
+    ) in markdown
+    assert f"the selection rule ({RULE})" in markdown
