@@ -60,6 +60,10 @@ class ReservingModel(BaseEstimator):
         """The JSON-able spec ``{"method": ..., "params": {...}}`` that :func:`build_model` turns back into a model."""
         return {"method": self.method, "params": json.loads(json.dumps(self.get_params(deep=False)))}
 
+    def features(self) -> list[str]:
+        """The names of the features a machine-learning model learns from (none for a chain ladder)."""
+        return []
+
     def __sklearn_is_fitted__(self) -> bool:
         """Whether ``fit`` completed (what ``sklearn.utils.validation.check_is_fitted`` asks)."""
         # a failed fit can leave other learned attributes behind, never training_cells_ (set last)

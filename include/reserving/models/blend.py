@@ -118,6 +118,10 @@ class Blend(ReservingModel):
 
         return {name: build_model(spec) for name, spec in self.component_specs().items()}
 
+    def features(self) -> list[str]:
+        """The components' features, in order, each once."""
+        return list(dict.fromkeys(f for model in self._components().values() for f in model.features()))
+
     def fit(self, cells: pd.DataFrame) -> Blend:
         """Fit both components on ``cells`` and the challenger's weight (fixed, or from out-of-fold errors)."""
         cells = cellsmod.normalise(cells)

@@ -117,6 +117,9 @@ class XGBoostDevelopment(ReservingModel):
             {"method": cls.method, "params": {"target": "increment"}},
         ]
 
+    def features(self) -> list[str]:
+        return FEATURES + INCURRED_FEATURES if self.incurred else list(FEATURES)
+
     def _regressor(self) -> xgb.XGBRegressor:
         return xgb.XGBRegressor(
             n_estimators=self.n_estimators,
@@ -208,7 +211,7 @@ class XGBoostDevelopment(ReservingModel):
                 "paid_to_incurred": merged["paid"] / merged["incurred"].where(merged["incurred"] > 0),
             }
         )
-        return features[FEATURES + INCURRED_FEATURES if self.incurred else FEATURES].to_numpy(dtype=float)
+        return features[self.features()].to_numpy(dtype=float)
 
     def fit(self, cells: pd.DataFrame) -> XGBoostDevelopment:
         """Learn the feature tables and fit the regressor on every observed step of ``cells``; returns ``self``."""

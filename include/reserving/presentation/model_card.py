@@ -45,6 +45,10 @@ class ModelCardData:
     ----------
     model_version, spec, code_sha :
         Identity: registry version, the JSON spec (``{"method": ..., "params": {...}}``), the git SHA of the code.
+    hyperparameters : dict
+        Every hyperparameter of the challenger, defaults filled in (its spec's params as the model reads them).
+    features : tuple of str
+        What a machine-learning model learns from; empty for a chain ladder.
     valuation_date, data_row_count, data_hash :
         Data fingerprint: the snapshot it was fitted on (valuation date, number of cells, content hash).
     segments : tuple of str
@@ -86,6 +90,8 @@ class ModelCardData:
     model_version: str
     spec: dict[str, Any]
     code_sha: str
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    features: tuple[str, ...] = ()
     valuation_date: dt.date
     data_row_count: int
     data_hash: str
@@ -199,6 +205,7 @@ def card_markdown(card: ModelCardData) -> str:
         card=card,
         spec=json.dumps(card.spec, sort_keys=True),
         champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
+        hyperparameters=[[k, json.dumps(v, sort_keys=True)] for k, v in sorted(card.hyperparameters.items())],
         candidates=_candidate_rows(card),
         scores=_score_rows(card),
         impact=_impact_rows(card),

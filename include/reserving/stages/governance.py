@@ -25,6 +25,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
     import pandas as pd
 
     from include.reserving.methods import describe_rule
+    from include.reserving.models import build_model
     from include.reserving.presentation.model_card import CANDIDATE_COLUMNS, ModelCardData, write_model_card
 
     engine = facts.engine()
@@ -33,10 +34,13 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
     issued = decisions.issue(engine, decisions.MODEL, facts.valuation_date, challenger.model_version, facts.run_id)
     champion = registry.get(engine, evaluation["champion_version"]) if evaluation.get("champion_version") else None
     cells = load_cells(engine, facts.valuation_date, facts.basis)
+    model = build_model(challenger.spec)
     card = ModelCardData(
         model_version=challenger.model_version,
         spec=challenger.spec,
         code_sha=challenger.code_version,
+        hyperparameters=model.get_spec()["params"],
+        features=tuple(model.features()),
         valuation_date=facts.valuation_date,
         data_row_count=challenger.train_rows,
         data_hash=challenger.data_hash,

@@ -142,3 +142,20 @@ def test_blend_clone_deep_copies_its_component_specs():
     assert blend.challenger["params"]["n_estimators"] == 20
     # the components are specs, not estimators: no nested "challenger__..." parameters
     assert blend.get_params(deep=True) == blend.get_params(deep=False)
+
+
+def test_features_name_what_the_machine_learning_models_learn_from():
+    xgb_features = [
+        "development",
+        "paid_ratio",
+        "cl_increment",
+        "pooled_cl_increment",
+        "additive",
+        "pooled_additive",
+        "outstanding_ratio",
+        "paid_to_incurred",
+    ]
+    assert ChainLadder().features() == []
+    assert build_model({"method": "xgboost_development", "params": {}}).features() == xgb_features
+    assert build_model({"method": "xgboost_development", "params": {"incurred": False}}).features() == xgb_features[:6]
+    assert Blend().features() == xgb_features  # its chain-ladder base adds none

@@ -43,6 +43,8 @@ def card(report_data) -> ModelCardData:
         model_version=CHALLENGER,
         spec=SPEC,
         code_sha="3f9c2e1d0b7a6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
+        hyperparameters={**SPEC["params"], "subsample": 0.8, "target": "cl_residual"},
+        features=("development", "paid_ratio", "cl_increment"),
         valuation_date=VALUATION,
         data_row_count=len(report_data.cells),
         data_hash="sha256:5be0f1c7d4a1e2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b",
@@ -170,3 +172,15 @@ def test_card_shows_the_unpaid_by_line_under_challenger_champion_and_paid_chain_
         f"| All lines | 41,000,000.35 | {TOTAL_UNPAID} | 43,000,000.50 | -932,565.34 |"
     ) in markdown
     assert f"the selection rule ({RULE})" in markdown
+
+
+def test_card_states_every_hyperparameter_and_the_features(written, card):
+    markdown = written[0].read_text()
+    assert (
+        "| Hyperparameter | Value |\n|---|---|\n| learning_rate | 0.05 |\n| max_depth | 3 |\n"
+        '| n_estimators | 200 |\n| subsample | 0.8 |\n| target | "cl_residual" |'
+    ) in markdown
+    assert "Features the model learns from: development, paid_ratio, cl_increment." in markdown
+    chain_ladder = card_markdown(ModelCardData(**{**card.__dict__, "hyperparameters": {}, "features": ()}))
+    assert "Features: none; the method learns development factors from the triangle only." in chain_ladder
+    assert "| Hyperparameter |" not in chain_ladder
