@@ -47,6 +47,10 @@ class Role(StrEnum):
     CHALLENGER = "challenger"
 
 
+# The backtest role of paid chain ladder (the fallback spec) when there is no champion to compare a first challenger to
+BASELINE = "baseline"
+
+
 class PublicationStatus(StrEnum):
     APPROVED = "approved"  # from an approved champion
     PRELIMINARY = "preliminary"  # no approved model yet

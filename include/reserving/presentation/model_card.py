@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from include.reserving import artifacts
-from include.reserving.domain import OVERALL, Role
+from include.reserving.domain import BASELINE, OVERALL, Role
 from include.reserving.governance import canonical_spec
 from include.reserving.presentation import pdf
 from include.reserving.presentation.formatting import money, money_total, number, pvalue, signed, signed_money
@@ -68,7 +68,8 @@ class ModelCardData:
     champion_version, champion_spec :
         The incumbent (None for the very first model).
     evaluation : pandas.DataFrame
-        Backtest rows ``model_version, role`` (champion/challenger), ``segment`` ("ALL" overall), ``wape, rmse``.
+        Backtest rows ``model_version, role`` (champion/challenger; on a first run baseline), ``segment`` ("ALL"
+        overall), ``wape, rmse``.
     decision, decision_reason : str
         The promotion decision the evaluate stage recorded (``promote``, ``keep`` or ``none``) and its reason.
     promotion_delta : float
@@ -125,25 +126,27 @@ class ModelCardData:
 
 
 def _score_rows(card: ModelCardData) -> list[list[str]]:
-    """One row per segment, all lines last: champion and challenger WAPE and RMSE, and the score delta."""
+    """One row per segment, all lines last: the comparator's (the champion, on a first run the paid chain-ladder
+    baseline) and the challenger's WAPE and RMSE, and the score delta."""
     ev = card.evaluation
+    comparator = BASELINE if card.champion_version is None else Role.CHAMPION
 
-    def pick(segment: str, role: Role, metric: str) -> float | None:
+    def pick(segment: str, role: str, metric: str) -> float | None:
         hit = ev[(ev["segment"].astype(str) == segment) & (ev["role"] == role)]
         return float(hit[metric].iloc[0]) if len(hit) else None
 
     rows = []
     for segment in sorted({str(s) for s in ev["segment"]}, key=lambda s: (s == OVERALL, s)):
-        wape = {role: pick(segment, role, "wape") for role in Role}
+        wape = {role: pick(segment, role, "wape") for role in (comparator, Role.CHALLENGER)}
         known = None not in wape.values()
         rows.append(
             [
                 "All lines" if segment == OVERALL else segment,
-                number(wape[Role.CHAMPION]),
+                number(wape[comparator]),
                 number(wape[Role.CHALLENGER]),
-                money(pick(segment, Role.CHAMPION, "rmse")),
+                money(pick(segment, comparator, "rmse")),
                 money(pick(segment, Role.CHALLENGER, "rmse")),
-                signed(wape[Role.CHAMPION] - wape[Role.CHALLENGER] if known else None),  # (1 - WAPE) difference
+                signed(wape[comparator] - wape[Role.CHALLENGER] if known else None),  # (1 - WAPE) difference
             ]
         )
     return rows

@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts, governance
-from include.reserving.domain import Role
+from include.reserving.domain import BASELINE, Role
 from include.reserving.governance import ModelEntry
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import registry
@@ -78,16 +78,23 @@ def evaluate(facts: RunFacts, trained: dict) -> dict:
     challenger_version = trained.get("challenger_version")
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     scores: dict[str, float | None] = {Role.CHAMPION: None, Role.CHALLENGER: None}
-    for role, entry in (
-        (Role.CHAMPION, champion),
-        (Role.CHALLENGER, challenger_version and registry.get(engine, challenger_version)),
-    ):
+    challenger = challenger_version and registry.get(engine, challenger_version)
+    for role, entry in ((Role.CHAMPION, champion), (Role.CHALLENGER, challenger)):
         if not entry:
             continue
         result = backtest(cells, entry.spec, k=k)
         scores_frame = result.scores[["segment", "wape", "rmse"]]
         registry.store_backtest(engine, facts.valuation_date, entry.model_version, role, scores_frame, k, facts.run_id)
         scores[role] = result.score
+    fallback_hash = governance.spec_hash(governance.FALLBACK_SPEC)
+    if challenger and champion is None and governance.spec_hash(challenger.spec) != fallback_hash:
+        # a first challenger is shown against paid chain ladder, which reserves the month without an approval; the
+        # id is the one the fallback's refit on V's data registers
+        from include.reserving.ingest import cells_hash
+
+        version = governance.model_version_id(governance.FALLBACK_SPEC, facts.valuation_date, cells_hash(cells))
+        baseline = backtest(cells, governance.FALLBACK_SPEC, k=k).scores[["segment", "wape", "rmse"]]
+        registry.store_backtest(engine, facts.valuation_date, version, BASELINE, baseline, k, facts.run_id)
     decision = governance.decide_promotion(
         facts.valuation_date,
         champion.model_version if champion else None,

@@ -54,5 +54,6 @@ def test_the_first_model_card_email_says_what_reserves_the_month_without_an_appr
     assert "beat the champion" in model_card_email(V, "v1").body
     first = " ".join(model_card_email(V, "v1", first_model=True).body.split())
     assert "beat the champion" not in first
-    assert "There is no champion yet: this challenger would be the first approved model" in first
+    assert "First model: no champion yet. This challenger would be the first approved model" in first
+    assert "against a paid chain-ladder baseline" in first
     assert "the month's reserves are preliminary, from the chain-ladder fallback" in first

@@ -129,7 +129,8 @@ def test_card_states_the_stored_decision_without_re_running_the_rule(card):
         }
     )
     markdown = card_markdown(first)
-    assert "There is no champion yet: this challenger would be the first approved model." in markdown
+    assert "First model: no champion yet; this challenger would be the first approved model." in markdown
+    assert "beat the champion" not in markdown
     assert "without a decision the champion stays" not in markdown
     assert (
         "Rejected or without a decision, there is still no champion: the month's reserves are preliminary, from the "
@@ -184,3 +185,28 @@ def test_card_states_every_hyperparameter_and_the_features(written, card):
     chain_ladder = card_markdown(ModelCardData(**{**card.__dict__, "hyperparameters": {}, "features": ()}))
     assert "Features: none; the method learns development factors from the triangle only." in chain_ladder
     assert "| Hyperparameter |" not in chain_ladder
+
+
+def test_a_first_card_shows_the_challenger_against_the_paid_chain_ladder_baseline(card):
+    """No champion: the evaluation compares the baseline's backtest rows, and the reserve impact paid chain ladder."""
+    ev = card.evaluation
+    baseline = ev[ev["role"] == "champion"].assign(role="baseline", model_version="20231231-chain_ladder-0a1b2c3d4e")
+    first = ModelCardData(
+        **{
+            **card.__dict__,
+            "champion_version": None,
+            "champion_spec": None,
+            "evaluation": pd.concat([ev[ev["role"] == "challenger"], baseline]),
+            "reserve_impact": IMPACT.assign(champion=float("nan")),
+        }
+    )
+    markdown = card_markdown(first)
+    assert "## 5. Evaluation against the baseline" in markdown
+    assert "| Segment | Baseline WAPE | Challenger WAPE | Baseline RMSE | Challenger RMSE | Score delta |" in markdown
+    # the baseline's scores are the champion's rows of the fixture: 0.0842 - 0.0711 = +0.0131
+    assert "| All lines | 0.0842 | 0.0711 | 61,234.56 | 52,109.87 | +0.0131 |" in markdown
+    # challenger less paid chain ladder: 25,000,000.00 - 27,100,000.50; total 41,000,000.35 - 43,000,000.50
+    assert "| Line | Challenger | Champion | Paid chain ladder | Challenger - paid CL |" in markdown
+    assert "| Liability | 25,000,000.00 | n/a | 27,100,000.50 | -2,100,000.50 |" in markdown
+    assert "| All lines | 41,000,000.35 | n/a | 43,000,000.50 | -2,000,000.15 |" in markdown
+    assert "| All lines | n/a |" not in markdown
