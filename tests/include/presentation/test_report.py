@@ -192,19 +192,23 @@ def test_invalid_status_and_empty_reserves_are_refused(report_data):
         ReportData(**{**report_data.__dict__, "reserves": report_data.reserves.iloc[0:0]})
 
 
-def test_first_page_renders_to_png(report_pdf):
+def _page_png(pdf, number: int, name: str) -> Path:
+    """Page ``number`` of ``pdf`` rendered by pdftoppm to test-artifacts/``name``.png (skips without poppler)."""
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
     ARTIFACTS.mkdir(exist_ok=True)
-    prefix = ARTIFACTS / "reserve_report_page1"
+    prefix = ARTIFACTS / name
+    pages = ["-f", str(number), "-l", str(number)]
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(report_pdf), str(prefix)],
-        check=True,
-        timeout=60,
+        ["pdftoppm", "-png", "-r", "80", *pages, "-singlefile", str(pdf), str(prefix)], check=True, timeout=60
     )
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
+    return png
+
+
+def test_first_page_renders_to_png(report_pdf):
+    assert _page_png(report_pdf, 1, "reserve_report_page1").stat().st_size > 10_000
 
 
 def _reconciliation_text(tmp_path, reconciliation) -> str:
@@ -327,31 +331,13 @@ def test_no_cv_is_printed_where_the_unpaid_is_near_zero(tmp_path, report_data):
     assert "\n0.01\n50.00\nn/a\n" in text and "500000.0%" not in text.replace(",", "")
 
 
-def test_methods_page_renders_to_png(report_pdf, pages):
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
-    number = next(i for i, p in enumerate(pages, 1) if "2. Liability: methods and selection" in p)
-    ARTIFACTS.mkdir(exist_ok=True)
-    prefix = ARTIFACTS / "reserve_report_methods"
-    subprocess.run(
-        [
-            "pdftoppm",
-            "-png",
-            "-r",
-            "80",
-            "-f",
-            str(number),
-            "-l",
-            str(number),
-            "-singlefile",
-            str(report_pdf),
-            str(prefix),
-        ],
-        check=True,
-        timeout=60,
-    )
-    png = prefix.with_suffix(".png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+def test_methods_and_link_ratio_pages_render_to_png(report_pdf, pages):
+    for heading, name in (
+        ("2. Liability: methods and selection", "reserve_report_methods"),
+        ("Paid link ratios: averages, indicated and selected factors", "reserve_report_link_ratios"),
+    ):
+        number = next(i for i, p in enumerate(pages, 1) if heading in p)
+        assert _page_png(report_pdf, number, name).stat().st_size > 10_000
 
 
 def test_summary_shows_earned_premium_and_ultimate_loss_ratio_by_line_and_in_total(pages):
