@@ -113,6 +113,8 @@ class ReportData:
         cv, p75, p95``); None or empty: published before the methods (the model's ultimates).
     cv_floor : float
         No CV is printed where the unpaid is below this share of the paid (a CV of a near-zero reserve says nothing).
+    origin_months : int or None
+        The origin grain in months, which names the origins (``2023Q1``); None: inferred from their spacing.
     """
 
     valuation_date: dt.date
@@ -148,6 +150,7 @@ class ReportData:
     movements: pd.DataFrame | None = None
     ranges: pd.DataFrame | None = None
     cv_floor: float = 0.01
+    origin_months: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -927,7 +930,7 @@ def _health(data: ReportData) -> list[Flowable]:
 
 def build_story(data: ReportData) -> list[Flowable]:
     """The report's flowables in reading order."""
-    labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])))
+    labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])), data.origin_months)
     story = _cover(data) + _summary(data) + _analysis_of_change(data) + _ranges(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)

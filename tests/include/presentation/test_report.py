@@ -492,3 +492,14 @@ def test_link_ratio_exhibit_has_each_origins_factors_the_averages_and_the_select
     assert "\nVolume-weighted (indicated)\n1.8089\n1.2692\n" in motor
     assert "\nSimple average, latest 3\n1.7333\n1.2692\n" in motor
     assert "\nSelected\n1.7333\n1.2692\n" in motor and "\nSelected - indicated\n-0.0756\n+0.0000\n" in motor
+
+
+def test_origins_are_named_by_the_given_grain(tmp_path):
+    """With the snapshot's grain given, the report names origins by it (here months: 2023-10 for 2023Q4's start)."""
+    import dataclasses
+
+    data = make_report_data(n_origins=4)
+    quarterly = "\n".join(pages_of(data, tmp_path / "q.pdf"))
+    monthly = "\n".join(pages_of(dataclasses.replace(data, origin_months=1), tmp_path / "m.pdf"))
+    assert "\n2023Q4\n" in quarterly and "\n2023-10\n" not in quarterly
+    assert "\n2023-10\n" in monthly and "2023Q" not in monthly
