@@ -503,3 +503,24 @@ def test_origins_are_named_by_the_given_grain(tmp_path):
     monthly = "\n".join(pages_of(dataclasses.replace(data, origin_months=1), tmp_path / "m.pdf"))
     assert "\n2023Q4\n" in quarterly and "\n2023-10\n" not in quarterly
     assert "\n2023-10\n" in monthly and "2023Q" not in monthly
+
+
+@pytest.mark.parametrize("n_origins", [14, 24])  # both left single rows (a lone total among them) before
+def test_no_table_leaves_a_single_row_on_a_page(tmp_path, n_origins):
+    """Where a table runs over a page, each part holds its header and at least two rows."""
+    from reportlab.platypus import SimpleDocTemplate, Table
+
+    from include.reserving.presentation.report import PAGE, build_story
+
+    story = build_story(make_report_data(n_origins=n_origins))
+    originals = {id(f) for f in story if isinstance(f, Table)}
+    parts: list[int] = []  # body rows of each part of a split table, as drawn
+
+    class Doc(SimpleDocTemplate):
+        def afterFlowable(self, flowable):
+            if isinstance(flowable, Table) and flowable.repeatRows and id(flowable) not in originals:
+                parts.append(len(flowable._cellvalues) - 1)
+
+    margins = {f"{side}Margin": PAGE.margin for side in ("left", "right", "top", "bottom")}
+    Doc(str(tmp_path / "parts.pdf"), pagesize=PAGE.size, **margins).build(story)
+    assert parts and min(parts) >= 2, sorted(parts)
