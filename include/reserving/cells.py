@@ -141,6 +141,42 @@ def incrementals(cells: pd.DataFrame, column: str = "paid") -> pd.Series:
     return (ordered[column] - previous).reindex(cells.index).rename(f"incremental_{column}")
 
 
+def link_ratios(cells: pd.DataFrame, column: str = "paid") -> pd.DataFrame:
+    """Each origin's age-to-age steps: ``segment, origin, development, development_to, value, value_next, factor``.
+
+    ``value`` is the cumulative ``column`` at ``development``, ``value_next`` at the origin's next observed age
+    ``development_to``; ``factor`` = value_next / value, NaN where value is not positive (no ratio to take).
+    """
+    ordered = cells.sort_values(KEY_COLUMNS)
+    following = ordered.groupby(["segment", "origin"], sort=False)[["development", column]].shift(-1)
+    steps = ordered[["segment", "origin", "development"]].assign(
+        development_to=following["development"], value=ordered[column], value_next=following[column]
+    )
+    steps = steps.dropna(subset=["development_to"]).astype({"development_to": np.int64})
+    return steps.assign(factor=steps["value_next"] / steps["value"].where(steps["value"] > 0)).reset_index(drop=True)
+
+
+def link_ratio_averages(steps: pd.DataFrame, latest: int = 3) -> pd.DataFrame:
+    """Averages of :func:`link_ratios` per segment and age: ``simple`` (mean of the ratios), ``volume`` (sum of
+    value_next / sum of value, the volume-weighted or indicated factor) and ``latest`` (mean of the ratios of the
+    ``latest`` youngest origins that have one); NaN where there is no ratio to average.
+    """
+    rows = []
+    for (segment, age), group in steps.sort_values("origin").groupby(["segment", "development"], sort=True):
+        known = group.dropna(subset=["factor", "value_next"])
+        rows.append(
+            {
+                "segment": segment,
+                "development": age,
+                "development_to": int(group["development_to"].min()),
+                "simple": known["factor"].mean(),
+                "volume": known["value_next"].sum() / known["value"].sum() if len(known) else math.nan,
+                "latest": known["factor"].tail(latest).mean(),
+            }
+        )
+    return pd.DataFrame(rows, columns=["segment", "development", "development_to", "simple", "volume", "latest"])
+
+
 def normalise(cells: pd.DataFrame) -> pd.DataFrame:
     """Return a copy with the contract's column order and types, sorted by key; missing value columns become NaN.
 

@@ -40,6 +40,7 @@ def report_data(
     movements: pd.DataFrame | None = None,
     ranges: pd.DataFrame | None = None,
     cv_floor: float | None = None,
+    origin_months: int | None = None,
 ) -> ReportData:
     """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
     from include.reserving.backtest import actual_vs_expected
@@ -64,4 +65,5 @@ def report_data(
         movements=movements,
         ranges=ranges,
         **({} if cv_floor is None else {"cv_floor": cv_floor}),
+        origin_months=origin_months,
     )

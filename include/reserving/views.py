@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts
+from include.reserving.presentation.formatting import as_date, origin_labels
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.publish import total
 from include.reserving.warehouse import decisions, registry, reserves, runs
+from include.reserving.warehouse.cells import origin_months
 
 CARD_FORMATS = ("md", "pdf")
 # the money columns of published rows totalled by line and over all lines
@@ -60,7 +62,8 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     Every row, line and total carries case reserves (incurred - paid), IBNR (ultimate - incurred) and unpaid
     (ultimate - paid = case reserves + IBNR) to the cent; a total of case reserves or IBNR is None when an incurred
     is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid. Each row names the ``method`` that set its
-    ultimate and carries every method's ultimate and the diagnostic ``flags``; ``ranges`` holds the selection rule
+    ultimate and carries every method's ultimate and the diagnostic ``flags``; ``origin`` is the origin's label as
+    the report prints it (``2023Q1``), ``origin_start`` its first day; ``ranges`` holds the selection rule
     and the range of the unpaid per line and in total (empty for versions published before the methods).
     """
     latest = reserves.latest_valuation_date(engine)
@@ -71,6 +74,10 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     if version is None:
         raise NotFound(f"no reserves are published for valuation date {valuation_date} (latest published: {latest})")
     rows = reserves.current_reserves(engine, valuation_date)
+    # the origin named as in the PDF report (2023Q1 by the snapshot's origin grain); its first day as origin_start
+    labels = origin_labels(rows["origin"], origin_months(engine, valuation_date, version["basis"]))
+    rows.insert(rows.columns.get_loc("origin") + 1, "origin_start", rows["origin"].map(as_date))
+    rows["origin"] = rows["origin_start"].map(labels)
     lines = [
         {"segment": segment, **{c: total(group[c]) for c in AMOUNTS}}
         for segment, group in rows.groupby("segment", sort=True)

@@ -78,6 +78,10 @@ def test_served_numbers_and_the_registered_view(api_server):
     assert (status, reserves["version"], reserves["unpaid_total"]) == (200, 2, result.unpaid_total)
     for column in ("case_reserve", "ibnr", "unpaid"):
         assert [r[column] for r in reserves["rows"]] == rows.sort_values(["segment", "origin"])[column].tolist()
+    assert [(r["origin"], r["origin_start"]) for r in reserves["rows"]][:2] == [
+        ("2023Q1", "2023-01-01"),
+        ("2023Q2", "2023-04-01"),
+    ]
     status, body = _get(api_server.base + "/reserving/api/reserves?valuation_date=2024-02-28", auth)
     assert status == 400 and "not a month end" in json.loads(body)["detail"]
 

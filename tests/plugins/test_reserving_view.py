@@ -26,6 +26,13 @@ from include.reserving.warehouse.reserves import publish_reserves
 from tests.plugins.conftest import PENDING_RUN, PROJECT, V1, V2, _model_output
 
 ENDPOINTS = ["/", "/api/reserves", "/api/champion", "/api/approvals/pending"]
+# the book's origins and their labels in the report, the page and the API (the quarterly origin grain)
+QUARTERS = {
+    dt.date(2023, 1, 1): "2023Q1",
+    dt.date(2023, 4, 1): "2023Q2",
+    dt.date(2023, 7, 1): "2023Q3",
+    dt.date(2023, 10, 1): "2023Q4",
+}
 
 
 def _client(book, authenticated: bool = True) -> TestClient:
@@ -48,12 +55,13 @@ def test_reserves_json_equals_what_was_published(book):
     assert [body[k] for k in totals] == [getattr(result, k) for k in totals]
     assert body["run_id"] == "scheduled__2024-03-01T00:00:00+00:00" and body["status"] == "approved"
     columns = ["latest_paid", "latest_incurred", "case_reserve", "ultimate", "ibnr", "unpaid", "std_err"]
-    got = [(r["segment"], r["origin"], *[r[c] for c in columns]) for r in body["rows"]]
+    got = [(r["segment"], r["origin"], r["origin_start"], *[r[c] for c in columns]) for r in body["rows"]]
     want = [
-        (r.segment, r.origin.isoformat(), *[getattr(r, c) for c in columns])
+        (r.segment, QUARTERS[r.origin], r.origin.isoformat(), *[getattr(r, c) for c in columns])
         for r in rows.sort_values(["segment", "origin"]).itertuples()
     ]
     assert got == want
+    assert [r["origin"] for r in body["rows"]][:4] == ["2023Q1", "2023Q2", "2023Q3", "2023Q4"]  # as the PDF names them
     # Motor 2023Q1: paid 100,000.00, incurred 150,000.00, ultimate 100,004.00 x 1.1 = 110,004.40:
     # case reserves 50,000.00 + IBNR -39,995.60 = unpaid 10,004.40
     first = body["rows"][[r["segment"] for r in body["rows"]].index("Motor")]
@@ -82,6 +90,29 @@ def test_reserves_json_equals_what_was_published(book):
         assert [r[column] for r in january["rows"]] == book.published[V1][1].sort_values(["segment", "origin"])[
             column
         ].tolist()
+
+
+def test_origins_are_named_by_the_grain_the_snapshot_was_cut_at(book):
+    """The grain recorded with the publication's snapshot (V, basis) names the origins; without one it is inferred."""
+    from include.reserving.warehouse.cells import record_snapshot
+
+    facts = {"development_grain": "3m", "claim_count": 1, "transaction_count": 1, "paid_total": 0.0, "cells_hash": ""}
+    engine = make_engine(book.url)
+    with engine.begin() as conn:
+        # February's current version is restated; a monthly as-recorded snapshot of the same V does not name it
+        record_snapshot(conn, {"valuation_date": V2, "basis": "as_recorded"}, origin_grain="1m", **facts)
+        record_snapshot(conn, {"valuation_date": V1, "basis": "as_recorded"}, origin_grain="1m", **facts)
+    client = _client(book)
+    february = client.get("/api/reserves").json()
+    assert [r["origin"] for r in february["rows"]][:4] == ["2023Q1", "2023Q2", "2023Q3", "2023Q4"]  # inferred
+    january = client.get("/api/reserves", params={"valuation_date": "2024-01-31"}).json()
+    assert [(r["origin"], r["origin_start"]) for r in january["rows"]][:4] == [
+        ("2023-01", "2023-01-01"),
+        ("2023-04", "2023-04-01"),
+        ("2023-07", "2023-07-01"),
+        ("2023-10", "2023-10-01"),
+    ]
+    assert "<td>Motor</td><td>2023Q1</td>" in client.get("/").text  # the page shows the latest (February)
 
 
 @pytest.mark.parametrize(
@@ -228,6 +259,7 @@ def test_page_shows_reserves_champion_approvals_and_health(book):
     for column in ("case_reserve", "ibnr", "unpaid"):
         assert f"{round(motor[column].sum(), 2):,.2f}" in html
     assert f"{motor['ultimate'].iloc[0]:,.2f}" in html
+    assert "<td>Motor</td><td>2023Q1</td>" in html and "2023-01-01" not in html  # origins named as in the PDF
     assert "reserving_approval__2024-02-29" in html
     assert str(escape(approval.approval_value(book.challenger, "approve"))) in html  # autoescaped, in full
     assert f'href="http://testserver/reserving/model-cards/2024-02-29/{book.challenger}.pdf"' in html

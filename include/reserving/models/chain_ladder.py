@@ -36,12 +36,8 @@ def _long(values: cl.Triangle) -> pd.DataFrame:
 
 def _pooled_factors(cells: pd.DataFrame) -> pd.Series:
     """Volume-weighted age-to-age factors of all ``cells`` pooled, indexed by the age they develop from."""
-    ordered = cells.sort_values(cellsmod.KEY_COLUMNS)
-    steps = ordered.assign(paid_next=ordered.groupby(["segment", "origin"])["paid"].shift(-1)).dropna(
-        subset=["paid_next"]
-    )
-    sums = steps.groupby("development")[["paid", "paid_next"]].sum()
-    return (sums["paid_next"] / sums["paid"].where(sums["paid"] > 0)).fillna(1.0).rename("ldf")
+    sums = cellsmod.link_ratios(cells).groupby("development")[["value", "value_next"]].sum()
+    return (sums["value_next"] / sums["value"].where(sums["value"] > 0)).fillna(1.0).rename("ldf")
 
 
 class ChainLadder(ReservingModel):

@@ -93,13 +93,30 @@ def day(value: Any) -> str:
     return NA if is_missing(value) else as_date(value).isoformat()
 
 
-def origin_labels(origins: Sequence[Any]) -> dict[dt.date, str]:
-    """Readable origin labels: ``2023`` for yearly origins, ``2023Q1`` for quarterly ones, else ``2023-01``."""
+def origin_label(origin: Any, months: int) -> str:
+    """An origin period named by its grain in months: ``2023`` (12), ``2023H1`` (6), ``2023Q1`` (3), else
+    ``2023-01``; an origin not starting on its grain's boundary as ``2023-02`` (or its ISO date if not on a 1st)."""
+    d = as_date(origin)
+    if d.day != 1:
+        return d.isoformat()
+    if (d.month - 1) % months:
+        return d.strftime("%Y-%m")
+    period = (d.month - 1) // months + 1
+    return {12: f"{d.year}", 6: f"{d.year}H{period}", 3: f"{d.year}Q{period}"}.get(months, d.strftime("%Y-%m"))
+
+
+def _inferred_grain(dates: Sequence[dt.date]) -> int:
+    """The origin grain the dates' spacing shows: 12, 6 or 3 months where consecutive and aligned, else 1."""
+    steps = {month_index(b) - month_index(a) for a, b in zip(dates, dates[1:], strict=False)}
+    for months in (12, 6, 3):
+        if steps <= {months} and all((d.month - 1) % months == 0 for d in dates):
+            return months
+    return 1
+
+
+def origin_labels(origins: Sequence[Any], months: int | None = None) -> dict[dt.date, str]:
+    """Each origin's label (:func:`origin_label`) by the origin grain in ``months``; inferred from the origins'
+    spacing where not known (a lone January origin then reads as a year)."""
     dates = sorted({as_date(o) for o in origins})
-    months = [month_index(d) for d in dates]
-    steps = {b - a for a, b in zip(months, months[1:], strict=False)}
-    if all(d.day == 1 for d in dates) and steps <= {12} and all(d.month == 1 for d in dates):
-        return {d: f"{d.year}" for d in dates}
-    if all(d.day == 1 for d in dates) and steps <= {3} and all(d.month in (1, 4, 7, 10) for d in dates):
-        return {d: f"{d.year}Q{(d.month - 1) // 3 + 1}" for d in dates}
-    return {d: d.strftime("%Y-%m") if d.day == 1 else d.isoformat() for d in dates}
+    grain = months or _inferred_grain(dates)
+    return {d: origin_label(d, grain) for d in dates}

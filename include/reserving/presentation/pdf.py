@@ -46,6 +46,7 @@ TABLE_FONT_SIZE = 8
 WIDE_FONT_SIZE = 7  # triangles and factor rows: many columns
 CELL_PADDING = 8  # left + right padding of a table cell, in points
 MAX_TEXT_COLUMN = 230  # wider text wraps inside its cell
+MIN_ROWS = 2  # fewest body rows a table leaves on a page when it runs over
 
 HEADER_BG = colors.HexColor("#1f4e79")
 ZEBRA = colors.HexColor("#f2f5f9")
@@ -112,7 +113,7 @@ def table(
     widths: list[float] | None = None,
 ) -> Table:
     """A table at most ``width`` wide that paginates cleanly: the header repeats on every page, splits fall between
-    rows, and text wider than its column wraps inside its cell.
+    rows and leave at least ``MIN_ROWS`` rows on each page, and text wider than its column wraps inside its cell.
 
     The first ``text_columns`` columns are left-aligned text, the rest right-aligned numbers. ``alert_rows`` (indices
     into ``rows``) are shaded red, the last row is bold when ``total_row``.
@@ -144,7 +145,17 @@ def table(
         style += [("FONT", (0, -1), (-1, -1), FONT_BOLD, font_size), ("BACKGROUND", (0, -1), (-1, -1), TOTAL_BG)]
     for i in alert_rows:
         style += [("BACKGROUND", (0, i + 1), (-1, i + 1), ALERT_BG), ("TEXTCOLOR", (0, i + 1), (-1, i + 1), ALERT_TEXT)]
-    return Table(data, colWidths=widths, repeatRows=1, splitByRow=1, hAlign="LEFT", style=TableStyle(style))
+    # a page break inside the table leaves at least MIN_ROWS body rows on each side (no orphan row, no lone total)
+    split_range = (1 + MIN_ROWS, -MIN_ROWS)
+    return Table(
+        data,
+        colWidths=widths,
+        repeatRows=1,
+        splitByRow=1,
+        rowSplitRange=split_range,
+        hAlign="LEFT",
+        style=TableStyle(style),
+    )
 
 
 def wide_table(

@@ -38,6 +38,7 @@ from include.reserving.presentation.formatting import (
     origin_labels,
     percent,
     pvalue,
+    signed,
 )
 from include.reserving.presentation.pdf import paragraph
 from include.reserving.reconciliation import RESULT_COLUMNS as RECONCILIATION_COLUMNS
@@ -112,6 +113,8 @@ class ReportData:
         cv, p75, p95``); None or empty: published before the methods (the model's ultimates).
     cv_floor : float
         No CV is printed where the unpaid is below this share of the paid (a CV of a near-zero reserve says nothing).
+    origin_months : int or None
+        The origin grain in months, which names the origins (``2023Q1``); None: inferred from their spacing.
     """
 
     valuation_date: dt.date
@@ -147,6 +150,7 @@ class ReportData:
     movements: pd.DataFrame | None = None
     ranges: pd.DataFrame | None = None
     cv_floor: float = 0.01
+    origin_months: int | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -378,6 +382,69 @@ def _factor_header(row: pd.Series) -> str:
     return f"{int(row['development'])}-{end}"
 
 
+LINK_RATIO_NOTE = (
+    "Link ratio = cumulative paid at the next age / paid at this age, per origin. Simple average: the mean of an "
+    "age's link ratios; volume-weighted (indicated): the sum of paid at the next age / the sum at this age over the "
+    "same origins; latest 3: the simple mean of the three youngest origins' link ratios. Selected: the factors the "
+    "reserving model used (the tail to ultimate included); selected - indicated: its departure from the "
+    "volume-weighted average; CDF: the product of the selected factors from the age to ultimate."
+)
+
+
+def _printed_difference(a: float, b: float) -> float:
+    return round(round(a, 4) - round(b, 4), 4) + 0.0  # + 0.0: no negative zero
+
+
+def _link_ratio_exhibit(cells: pd.DataFrame, factors: pd.DataFrame, labels: dict[dt.date, str]) -> list[Flowable]:
+    """One line's paid link ratios per origin, their averages per age, and the indicated against the selected."""
+    from include.reserving.cells import link_ratio_averages, link_ratios
+
+    if "paid" not in cells.columns:
+        return []
+    steps = link_ratios(cells)
+    if steps.empty and factors.empty:
+        return []
+    averages = link_ratio_averages(steps)
+    # a column per age: the observed steps, and the selected factors beyond them (the tail)
+    columns = pd.concat([factors, averages])[["development", "development_to"]].drop_duplicates("development")
+    columns = columns.sort_values("development")
+    ages = [int(a) for a in columns["development"]]
+
+    def by_age(frame: pd.DataFrame, value: str) -> dict[int, float]:
+        return {int(a): v for a, v in zip(frame["development"], frame[value], strict=True)} if value in frame else {}
+
+    def row(label: str, values: dict[int, float], show=factor) -> list[str]:
+        return [label, *[show(values[a]) if a in values else "" for a in ages]]
+
+    rows = [
+        row(labels.get(origin, str(origin)), by_age(ratios.dropna(subset=["factor"]), "factor"))
+        for origin, ratios in steps.assign(origin=steps["origin"].map(as_date)).groupby("origin", sort=True)
+    ]
+    indicated, selected = by_age(averages, "volume"), by_age(factors, "factor")
+    rows += [
+        row("Simple average", by_age(averages, "simple")),
+        row("Volume-weighted (indicated)", indicated),
+        row("Simple average, latest 3", by_age(averages, "latest")),
+        row("Selected", selected),
+        # the difference of the printed factors, so the row reads as their subtraction (and never as -0.0000)
+        row(
+            "Selected - indicated",
+            {a: _printed_difference(selected[a], indicated[a]) for a in selected if a in indicated},
+            signed,
+        ),
+    ]
+    if not factors.empty:
+        pattern = _pattern(factors)
+        cdf = {int(a): 1.0 / p for a, p in zip(pattern["development"], pattern["percent"], strict=True) if p}
+        rows.append(row("CDF to ultimate", {a: cdf[a] for a in selected if a in cdf}))
+    return [
+        CondPageBreak(5 * cm),
+        paragraph("Paid link ratios: averages, indicated and selected factors", "h2"),
+        *pdf.wide_table(["Origin", *[_factor_header(r) for _, r in columns.iterrows()]], rows, width=WIDTH),
+        paragraph(LINK_RATIO_NOTE, "note"),
+    ]
+
+
 def _pattern(factors: pd.DataFrame) -> pd.DataFrame:
     """Percent of ultimate reached at each age implied by the selected factors (no tail beyond the last factor)."""
     ordered = factors.sort_values("development")
@@ -601,19 +668,7 @@ def _line_section(data: ReportData, segment: str, labels: dict[dt.date, str]) ->
                 paragraph(f"{title} triangle (rows: origin; columns: development age in months)", "h2"),
                 *pdf.wide_table(tri_header, tri_rows, width=WIDTH),
             ]
-    if not factors.empty:
-        fac_header = ["", *[_factor_header(r) for _, r in factors.iterrows()]]
-        pattern = _pattern(factors)
-        cdf_row = ["CDF to ultimate"]
-        for age in factors["development"]:
-            share = pattern.loc[pattern["development"] == int(age), "percent"]
-            cdf_row.append(factor(1.0 / float(share.iloc[0])) if len(share) and share.iloc[0] else NA)
-        fac_rows = [["Selected factor", *[factor(f) for f in factors["factor"]]], cdf_row]
-        out += [
-            CondPageBreak(3 * cm),
-            paragraph("Selected age-to-age factors", "h2"),
-            *pdf.wide_table(fac_header, fac_rows, width=WIDTH),
-        ]
+    out += _link_ratio_exhibit(cells, factors, labels)
 
     observed = None
     if not cells.empty and "paid" in cells.columns:
@@ -875,7 +930,7 @@ def _health(data: ReportData) -> list[Flowable]:
 
 def build_story(data: ReportData) -> list[Flowable]:
     """The report's flowables in reading order."""
-    labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])))
+    labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])), data.origin_months)
     story = _cover(data) + _summary(data) + _analysis_of_change(data) + _ranges(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)

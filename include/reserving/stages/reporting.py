@@ -14,7 +14,7 @@ from include.reserving.warehouse import plausibility as plausibility_store
 from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import reconciliation as reconciliation_store
 from include.reserving.warehouse import registry, reserves, runs
-from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.cells import load_cells, origin_months
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def report(facts: RunFacts, published: dict) -> dict:
         movements=reserves.movements(engine, v, current["run_id"]),
         ranges=reserves.ranges_of(engine, v, current["version"]),
         cv_floor=facts.settings.cv_floor,
+        origin_months=origin_months(engine, v, facts.basis),
     )
     uri = artifacts.join(facts.run_dir, "report")
     local = artifacts.writable_dir(uri)

@@ -202,6 +202,15 @@ def record_snapshot(conn: Connection, key: Mapping[str, Any], **facts: Any) -> N
     replace_rows(conn, schema.snapshots, key, [facts])
 
 
+def origin_months(engine: Engine, valuation_date: dt.date, basis: str) -> int | None:
+    """The origin grain in months the snapshot of (V, basis) was cut at (recorded as ``3m``); None: no snapshot."""
+    s = schema.snapshots
+    query = select(s.c.origin_grain).where(s.c.valuation_date == valuation_date, s.c.basis == basis)
+    with engine.connect() as conn:
+        grain = conn.execute(query).scalar_one_or_none()
+    return None if grain is None else int(str(grain).removesuffix("m"))
+
+
 def load_cells(engine: Engine, valuation_date: dt.date | str, basis: str = Basis.AS_RECORDED) -> pd.DataFrame:
     """Read the cells partition for (V, basis) back as the models' input frame."""
     valuation_date = parse_valuation_date(valuation_date)

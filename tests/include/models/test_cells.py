@@ -62,3 +62,60 @@ def test_normalise_rejects_duplicates_and_missing_columns(raa_cells):
         cellsmod.normalise(pd.concat([raa_cells, raa_cells.head(1)]))
     with pytest.raises(ValueError, match="paid"):
         cellsmod.normalise(raa_cells.drop(columns="paid"))
+
+
+def _annual_cells() -> pd.DataFrame:
+    """A hand-set annual paid triangle: segment A 2019-2023 at 12..60 months; B with a zero paid at 12 months."""
+    paid = {
+        ("A", 2019): [100.0, 110.0, 121.0, 127.05, 127.05],
+        ("A", 2020): [100.0, 150.0, 180.0, 189.0],
+        ("A", 2021): [200.0, 260.0, 286.0],
+        ("A", 2022): [50.0, 100.0],
+        ("A", 2023): [80.0],
+        ("B", 2021): [10.0, 30.0],
+        ("B", 2022): [0.0, 40.0],
+    }
+    return pd.DataFrame(
+        [
+            {"segment": s, "origin": dt.date(year, 1, 1), "development": 12 * (k + 1), "paid": value}
+            for (s, year), values in paid.items()
+            for k, value in enumerate(values)
+        ]
+    )
+
+
+def test_link_ratios_per_origin_and_their_averages_by_hand():
+    steps = cellsmod.link_ratios(_annual_cells())
+    a = steps[(steps["segment"] == "A") & (steps["development"] == 12)]
+    assert a["factor"].round(6).tolist() == [1.1, 1.5, 1.3, 2.0]  # 110/100, 150/100, 260/200, 100/50
+    assert set(a["development_to"]) == {24}
+    zero = steps[(steps["segment"] == "B") & (steps["origin"] == dt.date(2022, 1, 1))]
+    assert zero["factor"].isna().all()  # 40 / 0: no ratio
+    averages = cellsmod.link_ratio_averages(steps).set_index(["segment", "development"])
+    # 12-24: simple (1.1 + 1.5 + 1.3 + 2.0) / 4 = 1.475; volume (110 + 150 + 260 + 100) / (100 + 100 + 200 + 50)
+    # = 620 / 450; latest 3 origins (2020-2022) (1.5 + 1.3 + 2.0) / 3 = 1.6
+    assert averages.loc[("A", 12), ["development_to", "simple", "volume", "latest"]].tolist() == pytest.approx(
+        [24, 1.475, 620 / 450, 1.6]
+    )
+    # 24-36: 121/110 = 1.1, 180/150 = 1.2, 286/260 = 1.1; volume 587 / 520
+    assert averages.loc[("A", 24), ["simple", "volume", "latest"]].tolist() == pytest.approx(
+        [3.4 / 3, 587 / 520, 3.4 / 3]
+    )
+    assert averages.loc[("A", 36), ["simple", "volume"]].tolist() == pytest.approx([1.05, 316.05 / 301])
+    assert averages.loc[("A", 48), ["simple", "volume", "latest"]].tolist() == pytest.approx([1.0, 1.0, 1.0])
+    # B: the zero at 12 months is left out of every average (not a ratio of 40 / 0, nor 70 / 10 by volume)
+    assert averages.loc[("B", 12), ["simple", "volume", "latest"]].tolist() == pytest.approx([3.0, 3.0, 3.0])
+    assert len(averages) == 5
+
+
+def test_volume_and_simple_averages_match_chainladder_on_raa(raa_cells):
+    import chainladder as cl
+
+    averages = cellsmod.link_ratio_averages(cellsmod.link_ratios(raa_cells))
+    triangle = cellsmod.to_triangle(raa_cells, columns=["paid"])["paid"]
+    for column, average in (("volume", "volume"), ("simple", "simple")):
+        expected = cl.Development(average=average).fit(triangle).ldf_.values.flatten()
+        assert averages[column].tolist() == pytest.approx(expected.tolist(), rel=1e-12)
+    latest = cl.Development(average="simple", n_periods=3).fit(triangle).ldf_.values.flatten()
+    assert averages["latest"].tolist() == pytest.approx(latest.tolist(), rel=1e-12)
+    assert averages["volume"].iloc[0] == pytest.approx(2.999359, abs=1e-6)  # RAA 12-24, Mack (1993)

@@ -76,3 +76,20 @@ def test_origin_labels_by_grain():
     assert list(f.origin_labels(quarters).values()) == ["2023Q1", "2023Q2", "2023Q3", "2023Q4"]
     assert list(f.origin_labels(months).values()) == ["2023-01", "2023-02", "2023-03"]
     assert f.origin_labels([dt.date(2023, 1, 15)]) == {dt.date(2023, 1, 15): "2023-01-15"}
+    halves = [dt.date(2022, 7, 1), dt.date(2023, 1, 1), dt.date(2023, 7, 1)]
+    assert list(f.origin_labels(halves).values()) == ["2022H2", "2023H1", "2023H2"]
+
+
+def test_origin_labels_by_a_known_grain():
+    """With the grain known, a lone origin is labelled by it (inferred, a January origin would read as a year)."""
+    january = [dt.date(2024, 1, 1)]
+    assert f.origin_labels(january) == {dt.date(2024, 1, 1): "2024"}
+    assert f.origin_labels(january, 3) == {dt.date(2024, 1, 1): "2024Q1"}
+    assert f.origin_labels(january, 1) == {dt.date(2024, 1, 1): "2024-01"}
+    assert f.origin_labels(january, 6) == {dt.date(2024, 1, 1): "2024H1"}
+    # quarterly origins with a missing quarter: the grain says Q3, spacing alone would fall back to months
+    gap = [dt.date(2023, 1, 1), dt.date(2023, 7, 1), dt.date(2023, 10, 1)]
+    assert list(f.origin_labels(gap, 3).values()) == ["2023Q1", "2023Q3", "2023Q4"]
+    assert list(f.origin_labels(gap).values()) == ["2023-01", "2023-07", "2023-10"]
+    assert f.origin_label(dt.date(2023, 2, 1), 3) == "2023-02"  # off the quarter boundary: the month
+    assert f.origin_label("2023-04-01", 3) == "2023Q2" and f.origin_label(dt.date(2023, 10, 1), 12) == "2023-10"

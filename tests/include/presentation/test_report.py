@@ -31,6 +31,10 @@ def _pages(path) -> list[str]:
     return [page.extract_text() for page in PdfReader(str(path)).pages]
 
 
+def pages_of(data: ReportData, path) -> list[str]:
+    return _pages(render_reserve_report(data, path))
+
+
 @pytest.fixture(scope="module")
 def pages(report_pdf) -> list[str]:
     return _pages(report_pdf)
@@ -104,7 +108,7 @@ def test_sections_triangles_factors_backtest_quality_drift_health(pages):
     for heading in (
         "Cumulative paid triangle",
         "Cumulative incurred triangle",
-        "Selected age-to-age factors",
+        "Paid link ratios: averages, indicated and selected factors",
         "Actual versus expected",
         "Champion versus challenger backtest",
         "Data quality",
@@ -188,19 +192,23 @@ def test_invalid_status_and_empty_reserves_are_refused(report_data):
         ReportData(**{**report_data.__dict__, "reserves": report_data.reserves.iloc[0:0]})
 
 
-def test_first_page_renders_to_png(report_pdf):
+def _page_png(pdf, number: int, name: str) -> Path:
+    """Page ``number`` of ``pdf`` rendered by pdftoppm to test-artifacts/``name``.png (skips without poppler)."""
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
     ARTIFACTS.mkdir(exist_ok=True)
-    prefix = ARTIFACTS / "reserve_report_page1"
+    prefix = ARTIFACTS / name
+    pages = ["-f", str(number), "-l", str(number)]
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "80", "-f", "1", "-l", "1", "-singlefile", str(report_pdf), str(prefix)],
-        check=True,
-        timeout=60,
+        ["pdftoppm", "-png", "-r", "80", *pages, "-singlefile", str(pdf), str(prefix)], check=True, timeout=60
     )
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
+    return png
+
+
+def test_first_page_renders_to_png(report_pdf):
+    assert _page_png(report_pdf, 1, "reserve_report_page1").stat().st_size > 10_000
 
 
 def _reconciliation_text(tmp_path, reconciliation) -> str:
@@ -323,31 +331,13 @@ def test_no_cv_is_printed_where_the_unpaid_is_near_zero(tmp_path, report_data):
     assert "\n0.01\n50.00\nn/a\n" in text and "500000.0%" not in text.replace(",", "")
 
 
-def test_methods_page_renders_to_png(report_pdf, pages):
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed: cannot render the PDF to PNG")
-    number = next(i for i, p in enumerate(pages, 1) if "2. Liability: methods and selection" in p)
-    ARTIFACTS.mkdir(exist_ok=True)
-    prefix = ARTIFACTS / "reserve_report_methods"
-    subprocess.run(
-        [
-            "pdftoppm",
-            "-png",
-            "-r",
-            "80",
-            "-f",
-            str(number),
-            "-l",
-            str(number),
-            "-singlefile",
-            str(report_pdf),
-            str(prefix),
-        ],
-        check=True,
-        timeout=60,
-    )
-    png = prefix.with_suffix(".png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+def test_methods_and_link_ratio_pages_render_to_png(report_pdf, pages):
+    for heading, name in (
+        ("2. Liability: methods and selection", "reserve_report_methods"),
+        ("Paid link ratios: averages, indicated and selected factors", "reserve_report_link_ratios"),
+    ):
+        number = next(i for i, p in enumerate(pages, 1) if heading in p)
+        assert _page_png(report_pdf, number, name).stat().st_size > 10_000
 
 
 def test_summary_shows_earned_premium_and_ultimate_loss_ratio_by_line_and_in_total(pages):
@@ -466,3 +456,71 @@ def test_passed_quality_checks_are_one_line_and_failures_are_listed(tmp_path, re
     assert "to not be null, compound" in text and "Failed:" in text
     assert "Expectation Column Result Unexpected rows expect_column_values_to_not_be_null paid_amount FAIL 17" in text
     assert "PASS" not in text and "transaction_id" not in text  # the passed not-null check is not listed
+
+
+def _exhibit(pages, segment: str) -> str:
+    """The paid link-ratio exhibit of a line: from its heading to the note under it."""
+    text = "\n".join(pages)
+    start = text.index("Paid link ratios", text.index(f"2. {segment}: methods and selection"))
+    return text[start : text.index("Link ratio = cumulative paid", start)]
+
+
+def test_link_ratio_exhibit_has_each_origins_factors_the_averages_and_the_selected(pages, tmp_path, report_data):
+    import dataclasses
+
+    exhibit = _exhibit(pages, "Liability")
+    header = "Origin\n3-6\n6-9\n9-12\n12-15\n15-18\n18-21\n21-24\n24-27\n27-30\n30-33\n33-36\n36-ult\n"
+    assert header in exhibit
+    # Liability 2023Q2 (ultimate 4,098,765.43): paid 204,938.27 at 3 months (5%), 491,851.85 at 6 (12%), 819,753.09
+    # at 9 (20%): 491,851.85 / 204,938.27 = 2.4000, 819,753.09 / 491,851.85 = 1.6667; 2023Q3 only 3-6
+    assert "\n2023Q2\n2.4000\n1.6667\n2023Q3\n2.4000\nSimple average\n2.4000\n1.6667\n1.4000\n" in exhibit
+    # the selected tail 36-ult 1.2658 has no link ratio to set it against; the CDF at 36 months is the tail itself
+    assert "\nSelected\n2.4000\n1.6667\n" in exhibit and "1.0533\n1.2658\nSelected - indicated\n" in exhibit
+    assert exhibit.endswith("1.3333\n1.2658\n")  # CDF 33-ult = 1.0533 x 1.2658
+
+    # Motor 2021Q1 paid at 3 months halved (1,443,703.70 -> 721,851.85): its 3-6 ratio 2,502,419.75 / 721,851.85 =
+    # 3.4667; the other ten origins 0.52 / 0.30 = 1.7333. Simple (10 x 1.7333 + 3.4667) / 11 = 1.8909; volume
+    # 29,941,722.37 / (17,274,070.60 - 721,851.85) = 1.8089 (the sums of paid at 6 and 3 months over 2021Q1-2023Q3);
+    # the latest three (2023Q1-Q3) 1.7333; selected (the model's, unchanged) 1.7333 - 1.8089 = -0.0756
+    cells = report_data.cells.copy()
+    first = (cells["segment"] == "Motor") & (cells["origin"] == cells["origin"].min()) & (cells["development"] == 3)
+    assert cells.loc[first, "paid"].tolist() == [1_443_703.70]
+    cells.loc[first, "paid"] = 721_851.85
+    motor = _exhibit(pages_of(dataclasses.replace(report_data, cells=cells), tmp_path / "m.pdf"), "Motor")
+    assert "\n2021Q1\n3.4667\n1.2692\n" in motor and "\n2021Q2\n1.7333\n1.2692\n" in motor
+    assert "\nSimple average\n1.8909\n1.2692\n" in motor
+    assert "\nVolume-weighted (indicated)\n1.8089\n1.2692\n" in motor
+    assert "\nSimple average, latest 3\n1.7333\n1.2692\n" in motor
+    assert "\nSelected\n1.7333\n1.2692\n" in motor and "\nSelected - indicated\n-0.0756\n+0.0000\n" in motor
+
+
+def test_origins_are_named_by_the_given_grain(tmp_path):
+    """With the snapshot's grain given, the report names origins by it (here months: 2023-10 for 2023Q4's start)."""
+    import dataclasses
+
+    data = make_report_data(n_origins=4)
+    quarterly = "\n".join(pages_of(data, tmp_path / "q.pdf"))
+    monthly = "\n".join(pages_of(dataclasses.replace(data, origin_months=1), tmp_path / "m.pdf"))
+    assert "\n2023Q4\n" in quarterly and "\n2023-10\n" not in quarterly
+    assert "\n2023-10\n" in monthly and "2023Q" not in monthly
+
+
+@pytest.mark.parametrize("n_origins", [14, 24])  # both left single rows (a lone total among them) before
+def test_no_table_leaves_a_single_row_on_a_page(tmp_path, n_origins):
+    """Where a table runs over a page, each part holds its header and at least two rows."""
+    from reportlab.platypus import SimpleDocTemplate, Table
+
+    from include.reserving.presentation.report import PAGE, build_story
+
+    story = build_story(make_report_data(n_origins=n_origins))
+    originals = {id(f) for f in story if isinstance(f, Table)}
+    parts: list[int] = []  # body rows of each part of a split table, as drawn
+
+    class Doc(SimpleDocTemplate):
+        def afterFlowable(self, flowable):
+            if isinstance(flowable, Table) and flowable.repeatRows and id(flowable) not in originals:
+                parts.append(len(flowable._cellvalues) - 1)
+
+    margins = {f"{side}Margin": PAGE.margin for side in ("left", "right", "top", "bottom")}
+    Doc(str(tmp_path / "parts.pdf"), pagesize=PAGE.size, **margins).build(story)
+    assert parts and min(parts) >= 2, sorted(parts)
