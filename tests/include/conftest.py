@@ -232,6 +232,32 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
         ],
         columns=["expectation", "column", "success", "unexpected_count"],
     )
+    # the month-level plausibility checks: all pass but Property's new-claims check, skipped for too little history
+    plausibility = pd.DataFrame(
+        [
+            ("ALL", "extract_stalled", 1.5, 0.0, 7.0, True, "days since the newest row was recorded"),
+            ("Liability", "paid", 402_118.37, 250_000.00, 610_000.00, True, "paid in the month"),
+            ("Liability", "transactions", 1_204.0, 950.0, 1_480.0, True, "transaction rows that arrived"),
+            ("Motor", "paid", 1_251_334.12, 900_000.00, 1_700_000.00, True, "paid in the month"),
+            ("Motor", "transactions", 3_911.0, 3_100.0, 4_800.0, True, "transaction rows that arrived"),
+            ("Property", "new_claims", 41.0, None, None, None, "skipped: 4 months of history, fewer than 6"),
+            ("Property", "paid", 455_901.55, 300_000.00, 700_000.00, True, "paid in the month"),
+        ],
+        columns=["segment", "check", "observed", "lower", "upper", "passed", "detail"],
+    )
+    # the month's extract against the finance control totals: every line and measure within tolerance
+    reconciliation = pd.DataFrame(
+        [
+            (line, measure, value, value + 0.4, -0.4, 100.0, True, None)
+            for line, paid, case in (
+                ("Liability", 402_118.37, 151_220.10),
+                ("Motor", 1_251_334.12, -88_410.75),
+                ("Property", 455_901.55, 20_114.90),
+            )
+            for measure, value in (("paid", paid), ("case_reserve_movement", case))
+        ],
+        columns=["segment", "measure", "extract_value", "control_value", "difference", "tolerance", "passed", "note"],
+    )
     drift = pd.DataFrame(
         [
             ("claimant_age", "numeric", 0.2713, 0.1184, 0.000012, True),
@@ -265,6 +291,8 @@ def make_report_data(n_origins: int = 12, status: str = "approved") -> ReportDat
         actual_vs_expected=ave,
         backtest=backtest,
         quality=quality,
+        plausibility=plausibility,
+        reconciliation=reconciliation,
         drift=drift,
         health=health,
         ranges=make_ranges(book["reserves"]),

@@ -99,7 +99,8 @@ class ReportData:
         ``segment, measure, extract_value, control_value, difference, tolerance, passed, note``: the month's extract
         against the finance control totals (empty, or one row with a note: control totals were not provided).
     plausibility : pandas.DataFrame
-        ``segment, check, passed`` (None: skipped) of the month-level plausibility checks (may be empty).
+        ``segment, check, observed, lower, upper, passed`` (None: skipped), ``detail`` of the month-level
+        plausibility checks (may be empty; observed value and band optional).
     drift : pandas.DataFrame
         ``feature, kind, psi, ks_statistic, ks_pvalue, breached``.
     health : pandas.DataFrame
@@ -136,7 +137,11 @@ class ReportData:
         default_factory=lambda: pd.DataFrame(columns=["expectation", "column", "success", "unexpected_count"])
     )
     reconciliation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=RECONCILIATION_COLUMNS))
-    plausibility: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["segment", "check", "passed"]))
+    plausibility: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            columns=["segment", "check", "observed", "lower", "upper", "passed", "detail"]
+        )
+    )
     drift: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(
             columns=["feature", "kind", "psi", "ks_statistic", "ks_pvalue", "breached"]
@@ -202,12 +207,13 @@ def _cover(data: ReportData) -> list[Flowable]:
         "selection, triangles, factors, charts",
         "3. Actual versus expected on the newest diagonal",
         "4. Champion versus challenger backtest",
-        "5. Data quality and reconciliation to finance control totals",
+        "5. Data quality and reconciliation to finance control totals: the gate, failures and warnings",
         "6. Drift",
         "7. Pipeline health",
+        "Appendix A. Every data check: quality expectations, plausibility checks, reconciliation measures",
     ]
     return [
-        Spacer(1, 1.5 * cm),
+        Spacer(1, 0.8 * cm),
         paragraph("Reserve Report", "title"),
         paragraph(f"Valuation as at {data.valuation_date:%d %B %Y} \u00a0\u00b7\u00a0 {status}", "h2"),
         Spacer(1, 0.6 * cm),
@@ -755,96 +761,200 @@ def _passes(kinds: list[str], total: int, noun: str) -> str:
     return f"{len(kinds)} of {total} {noun}" + (f": {named}." if named else ".")
 
 
-def _quality(data: ReportData) -> list[Flowable]:
-    out: list[Flowable] = [CondPageBreak(6 * cm), paragraph("5. Data quality", "h1")]
+def _compared(reconciliation: pd.DataFrame) -> pd.DataFrame:
+    """The reconciliation rows that compare numbers (not the note that control totals were not provided)."""
+    r = reconciliation
+    return r[r["control_value"].notna() | r["extract_value"].notna()] if not r.empty else r
+
+
+def _bound(value) -> str:
+    return "none" if is_missing(value) else money(value)
+
+
+def _plausibility_result(passed) -> str:
+    return "SKIPPED" if is_missing(passed) else "PASS" if bool(passed) else "FAIL"
+
+
+def _issues(data: ReportData) -> tuple[list[list[str]], list[int]]:
+    """Every failure and warning of the month's checks, one row each, and the indices of the failures.
+
+    Failures: quality expectations that failed, reconciliation measures outside tolerance. Warnings: plausibility
+    checks that failed or were skipped (the run goes on, an actuary should know)."""
+    rows, failures = [], []
     q = data.quality
-    if q.empty:
-        return out + [paragraph("No data-quality results were supplied.")]
-    ok = q["success"].astype(bool)
-    kinds = [str(e).removeprefix("expect_").replace("_", " ") for e in q.loc[ok, "expectation"]]
-    summary = _passes(kinds, len(q), "checks passed") + _plausibility_summary(data.plausibility)
-    failed = q[~ok]
-    if failed.empty:
-        return out + [paragraph(f"{summary} No check failed.")]
-    rows = [
-        [
-            str(r["expectation"]),
-            "" if is_missing(r.get("column")) else str(r["column"]),
-            "FAIL",
-            count(r.get("unexpected_count")),
-        ]
-        for _, r in failed.iterrows()
-    ]
-    return out + [
-        paragraph(f"{summary} Failed:"),
-        Spacer(1, 4),
-        pdf.table(
-            ["Expectation", "Column", "Result", "Unexpected rows"],
-            rows,
-            width=WIDTH,
-            text_columns=3,
-            alert_rows=range(len(rows)),
-        ),
-    ]
+    for _, r in q[~q["success"].astype(bool)].iterrows():
+        failures.append(len(rows))
+        column = "" if is_missing(r.get("column")) else str(r["column"])
+        rows.append(
+            ["Quality", str(r["expectation"]), column, "FAIL", f"{count(r['unexpected_count'])} unexpected rows"]
+        )
+    p = data.plausibility
+    for r in p[p["passed"].ne(True)].to_dict("records"):
+        detail = f"observed {money(r.get('observed'))}, " + (
+            "no band"
+            if is_missing(r.get("lower")) and is_missing(r.get("upper"))
+            else f"band [{_bound(r.get('lower'))}, {_bound(r.get('upper'))}]"
+        )
+        if not is_missing(r.get("detail")):
+            detail += f"; {r['detail']}"
+        rows.append(
+            [
+                "Plausibility",
+                str(r["check"]),
+                str(r["segment"]),
+                "WARNING (skipped)" if is_missing(r["passed"]) else "WARNING (failed)",
+                detail,
+            ]
+        )
+    compared = _compared(data.reconciliation)
+    for _, r in compared[~compared["passed"].astype(bool)].sort_values(["segment", "measure"]).iterrows():
+        failures.append(len(rows))
+        detail = (
+            f"extract {money(r['extract_value'])}, control {money(r['control_value'])}, difference "
+            f"{money(r['difference'])}, tolerance {money(r['tolerance'])}"
+        )
+        if not is_missing(r.get("note")):
+            detail += f"; {r['note']}"
+        rows.append(["Reconciliation", str(r["measure"]).replace("_", " "), str(r["segment"]), "FAIL", detail])
+    return rows, failures
 
 
-def _reconciliation(data: ReportData) -> list[Flowable]:
-    out: list[Flowable] = [
-        CondPageBreak(5 * cm),
-        paragraph("Reconciliation to finance control totals", "h2"),
-    ]
-    r = data.reconciliation
-    compared = r[r["control_value"].notna() | r["extract_value"].notna()] if not r.empty else r
+def _plausibility_line(checks: pd.DataFrame) -> str:
+    """One sentence on the month-level plausibility checks: passed, failed and skipped, with their lines."""
+    if checks.empty:
+        return "No month-level plausibility checks were supplied."
+
+    def clause(rows: pd.DataFrame, what: str) -> str:
+        return f"; {len(rows)} {what} ({', '.join(sorted(set(rows['segment'])))})" if len(rows) else ""
+
+    passed = int(checks["passed"].eq(True).sum())
+    failed = clause(checks[checks["passed"].eq(False)], "failed")
+    skipped = clause(checks[checks["passed"].isna()], "skipped")
+    return f"Month-level plausibility: {passed} of {len(checks)} checks passed{failed}{skipped}."
+
+
+def _reconciliation_line(data: ReportData) -> str:
+    compared = _compared(data.reconciliation)
     if compared.empty:
-        return out + [
-            paragraph(
-                f"Control totals were not provided for {data.valuation_date:%B %Y}: the month's extract was not "
-                "reconciled to the general ledger."
-            )
-        ]
+        return (
+            f"Reconciliation: control totals were not provided for {data.valuation_date:%B %Y}: the month's extract "
+            "was not reconciled to the general ledger."
+        )
     ok = compared["passed"].astype(bool)
     kinds = [str(m).replace("_", " ") for m in compared.loc[ok, "measure"]]
-    summary = (
-        f"{_passes(kinds, len(compared), 'line measures within tolerance')} Extract: transactions dated in "
-        f"{data.valuation_date:%B %Y} and recorded by the valuation date, per line of business."
+    return (
+        f"Reconciliation to finance control totals: {_passes(kinds, len(compared), 'line measures within tolerance')}"
+        f" Extract: transactions dated in {data.valuation_date:%B %Y} and recorded by the valuation date, per line "
+        "of business."
     )
-    failed = compared[~ok]
-    if failed.empty:
-        return out + [paragraph(summary)]
-    rows = [
+
+
+def _data_checks(data: ReportData) -> list[Flowable]:
+    """Section 5 on one page: the gate's result, the counts, every failure and warning, the reconciliation result.
+    The passed checks are counted, not listed: Appendix A lists every check."""
+    q = data.quality
+    if q.empty:
+        gate = "No data-quality results were supplied."
+    else:
+        ok = q["success"].astype(bool)
+        kinds = [str(e).removeprefix("expect_").replace("_", " ") for e in q.loc[ok, "expectation"]]
+        verdict = "The quality gate passed" if ok.all() else "The quality gate FAILED"
+        gate = f"{verdict}: {_passes(kinds, len(q), 'checks passed')}"
+    rows, failures = _issues(data)
+    issues: list[Flowable] = (
         [
-            str(row["segment"]),
-            str(row["measure"]).replace("_", " "),
-            money(row["extract_value"]),
-            money(row["control_value"]),
-            money(row["difference"]),
-            money(row["tolerance"]),
-            "FAIL",
+            pdf.table(
+                ["Kind", "Check", "Line or column", "Result", "Detail"],
+                rows,
+                width=WIDTH,
+                text_columns=5,
+                alert_rows=failures,
+            )
         ]
-        for _, row in failed.sort_values(["segment", "measure"]).iterrows()
-    ]
-    return out + [
-        paragraph(f"{summary} Outside tolerance:"),
+        if rows
+        else [paragraph("No check failed and none was skipped.")]
+    )
+    section = [
+        paragraph("5. Data quality and reconciliation", "h1"),
+        paragraph(gate),
+        paragraph(_plausibility_line(data.plausibility)),
+        paragraph(_reconciliation_line(data)),
         Spacer(1, 4),
-        pdf.table(
-            ["Line", "Measure", "Extract", "Control total", "Difference", "Tolerance", "Result"],
-            rows,
-            width=WIDTH,
-            text_columns=2,
-            alert_rows=range(len(rows)),
+        paragraph("Failures and warnings", "h2"),
+        *issues,
+        Spacer(1, 4),
+        paragraph(
+            "Failures: expectations that failed, reconciliation measures outside tolerance. Warnings: plausibility "
+            "checks that failed or were skipped. Appendix A lists every check with its result.",
+            "note",
         ),
     ]
+    return [CondPageBreak(6 * cm), KeepTogether(section)]
 
 
-def _plausibility_summary(checks: pd.DataFrame) -> str:
-    """One sentence on the month-level plausibility checks (the run stops on a failed one, so none fails here)."""
-    if checks.empty:
-        return ""
-    skipped = checks[checks["passed"].isna()]
-    lines = ", ".join(sorted(set(skipped["segment"])))
-    note = f"; {len(skipped)} skipped for too little history ({lines})" if len(skipped) else ""
-    passed = int(checks["passed"].eq(True).sum())
-    return f" Month-level plausibility: {passed} of {len(checks)} checks passed{note}."
+def _appendix(data: ReportData) -> list[Flowable]:
+    """Appendix A: every quality expectation, plausibility check (observed value and band) and reconciliation
+    measure, passed or not."""
+    out: list[Flowable] = [PageBreak(), paragraph("Appendix A. Every data check", "h1")]
+    q = data.quality
+    out.append(paragraph("A.1 Quality expectations", "h2"))
+    if q.empty:
+        out.append(paragraph("No data-quality results were supplied."))
+    else:
+        rows = [
+            [
+                str(r["expectation"]),
+                "" if is_missing(r.get("column")) else str(r["column"]),
+                "PASS" if bool(r["success"]) else "FAIL",
+                count(r.get("unexpected_count")),
+            ]
+            for _, r in q.iterrows()
+        ]
+        alerts = [i for i, row in enumerate(rows) if row[2] == "FAIL"]
+        header = ["Expectation", "Column", "Result", "Unexpected rows"]
+        out.append(pdf.table(header, rows, width=WIDTH, text_columns=3, alert_rows=alerts))
+    p = data.plausibility
+    out.append(paragraph("A.2 Month-level plausibility checks", "h2"))
+    if p.empty:
+        out.append(paragraph("No month-level plausibility checks were supplied."))
+    else:
+        rows = [
+            [
+                str(r["segment"]),
+                str(r["check"]),
+                money(r.get("observed")),
+                _bound(r.get("lower")),
+                _bound(r.get("upper")),
+                _plausibility_result(r["passed"]),
+                "" if is_missing(r.get("detail")) else str(r["detail"]),
+            ]
+            for r in p.sort_values(["segment", "check"]).to_dict("records")
+        ]
+        alerts = [i for i, row in enumerate(rows) if row[5] == "FAIL"]
+        header = ["Line", "Check", "Observed", "Lower", "Upper", "Result", "Detail"]
+        out.append(pdf.table(header, rows, width=WIDTH, text_columns=2, alert_rows=alerts))
+    r = data.reconciliation
+    out.append(paragraph("A.3 Reconciliation to finance control totals", "h2"))
+    if _compared(r).empty:
+        out.append(paragraph(_reconciliation_line(data)))
+    else:
+        rows = [
+            [
+                str(row["segment"]),
+                str(row["measure"]).replace("_", " "),
+                money(row["extract_value"]),
+                money(row["control_value"]),
+                money(row["difference"]),
+                money(row["tolerance"]),
+                "PASS" if bool(row["passed"]) else "FAIL",
+                "" if is_missing(row.get("note")) else str(row["note"]),
+            ]
+            for _, row in r.sort_values(["segment", "measure"]).iterrows()
+        ]
+        alerts = [i for i, row in enumerate(rows) if row[6] == "FAIL"]
+        header = ["Line", "Measure", "Extract", "Control total", "Difference", "Tolerance", "Result", "Note"]
+        out.append(pdf.table(header, rows, width=WIDTH, text_columns=2, alert_rows=alerts))
+    return out
 
 
 def _drift(data: ReportData) -> list[Flowable]:
@@ -934,8 +1044,8 @@ def build_story(data: ReportData) -> list[Flowable]:
     story = _cover(data) + _summary(data) + _analysis_of_change(data) + _ranges(data)
     for segment in _segments(data):
         story += _line_section(data, segment, labels)
-    story += _actual_vs_expected(data) + _backtest(data) + _quality(data) + _reconciliation(data)
-    story += _drift(data) + _health(data)
+    story += _actual_vs_expected(data) + _backtest(data) + _data_checks(data)
+    story += _drift(data) + _health(data) + _appendix(data)
     return story
 
 

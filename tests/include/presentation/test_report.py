@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 
@@ -182,6 +184,8 @@ def test_missing_previous_and_empty_sections_still_render(tmp_path, report_data)
     assert "PRELIMINARY" in text
     assert "No previous valuation was supplied" in text
     assert "No backtest this month" in text
+    assert "No data-quality results were supplied." in text and "No check failed and none was skipped." in text
+    assert "No month-level plausibility checks were supplied." in text
     assert TOTAL_UNPAID in text and TOTAL_CASE in text and TOTAL_IBNR in text
 
 
@@ -209,44 +213,6 @@ def _page_png(pdf, number: int, name: str) -> Path:
 
 def test_first_page_renders_to_png(report_pdf):
     assert _page_png(report_pdf, 1, "reserve_report_page1").stat().st_size > 10_000
-
-
-def _reconciliation_text(tmp_path, reconciliation) -> str:
-    from dataclasses import replace
-
-    from include.reserving.presentation import pdf
-    from include.reserving.presentation.report import PAGE, _reconciliation
-
-    data = replace(make_report_data(n_origins=4), reconciliation=reconciliation)
-    path = pdf.build(tmp_path / "recon.pdf", _reconciliation(data), page=PAGE, title="t", creator="t", footer="f")
-    return "\n".join(_pages(path))
-
-
-def test_reconciliation_table_and_its_absence(tmp_path):
-    import pandas as pd
-
-    rows = pd.DataFrame(
-        [
-            ("Motor", "paid", 1_234_567.89, 1_234_567.00, 0.89, 1_234.57, True, None),
-            ("Motor", "case_reserve_movement", -50_000.00, -49_000.00, -1_000.00, 49.00, False, None),
-            ("Property", "paid", None, 7_000.00, None, None, False, "line Property is missing from the extract"),
-        ],
-        columns=["segment", "measure", "extract_value", "control_value", "difference", "tolerance", "passed", "note"],
-    )
-    text = _reconciliation_text(tmp_path, rows)
-    assert "Reconciliation to finance control totals" in text
-    assert "1 of 3 line measures within tolerance: paid." in text and "December 2023" in text
-    assert "PASS" not in text and "1,234,567.89" not in text  # the passed measure is summarised, not listed
-    assert "Motor\ncase reserve movement\n-50,000.00\n-49,000.00\n-1,000.00\n49.00\nFAIL" in text
-    assert "Property\npaid\nn/a\n7,000.00\nn/a\nn/a\nFAIL" in text
-    passing = _reconciliation_text(tmp_path, rows.iloc[[0, 0]].assign(segment=["Motor", "Property"]))
-    assert "2 of 2 line measures within tolerance: paid (2)." in passing
-    assert "Control total" not in passing and "PASS" not in passing  # all within tolerance: no table
-    note = pd.DataFrame(
-        [("ALL", "control_totals", None, None, None, None, True, "not available")], columns=rows.columns
-    )
-    absent = _reconciliation_text(tmp_path, note)
-    assert "Control totals were not provided for December 2023" in absent
 
 
 def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_data):
@@ -279,7 +245,7 @@ def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_da
     text = " ".join(" ".join(_pages(render_reserve_report(data, tmp_path / "young.pdf"))).split())
     assert "Marine is too young for development factors of its own" in text
     assert "Liability is too young" not in text
-    assert "Month-level plausibility: 2 of 3 checks passed; 1 skipped for too little history (Marine)." in text
+    assert "Month-level plausibility: 2 of 3 checks passed; 1 skipped (Marine)." in text
 
 
 def _label(origin) -> str:
@@ -430,34 +396,6 @@ def test_without_a_previous_valuation_date_the_header_says_previous_unpaid(tmp_p
     assert "Previous unpaid Movement" in summary and "unpaid at the previous valuation" in summary
 
 
-def _quality_text(tmp_path, quality) -> str:
-    from dataclasses import replace
-
-    from include.reserving.presentation import pdf
-    from include.reserving.presentation.report import PAGE, _quality
-
-    data = replace(make_report_data(n_origins=4), quality=quality)
-    path = pdf.build(tmp_path / "quality.pdf", _quality(data), page=PAGE, title="t", creator="t", footer="f")
-    return " ".join(" ".join(_pages(path)).split())
-
-
-def test_passed_quality_checks_are_one_line_and_failures_are_listed(tmp_path, report_data):
-    text = _quality_text(tmp_path, report_data.quality)
-    assert (
-        "8 of 8 checks passed: column values to be between (2), column values to be in set, column values to not be "
-        "null (2), compound columns to be unique, table columns to match set, table row count to be between. "
-        "No check failed." in text
-    )
-    assert "PASS" not in text and "Expectation" not in text  # no table of passes
-    quality = report_data.quality.copy()
-    quality.loc[2, ["success", "unexpected_count"]] = [False, 17]  # paid_amount not null fails on 17 rows
-    text = _quality_text(tmp_path, quality)
-    assert "7 of 8 checks passed: column values to be between (2), column values to be in set, column values " in text
-    assert "to not be null, compound" in text and "Failed:" in text
-    assert "Expectation Column Result Unexpected rows expect_column_values_to_not_be_null paid_amount FAIL 17" in text
-    assert "PASS" not in text and "transaction_id" not in text  # the passed not-null check is not listed
-
-
 def _exhibit(pages, segment: str) -> str:
     """The paid link-ratio exhibit of a line: from its heading to the note under it."""
     text = "\n".join(pages)
@@ -512,8 +450,12 @@ def test_no_table_leaves_a_single_row_on_a_page(tmp_path, n_origins):
 
     from include.reserving.presentation.report import PAGE, build_story
 
+    def tables(flowables):  # the tables of the story, those kept together with a heading included
+        for f in flowables:
+            yield from [f] if isinstance(f, Table) else tables(getattr(f, "_content", []))
+
     story = build_story(make_report_data(n_origins=n_origins))
-    originals = {id(f) for f in story if isinstance(f, Table)}
+    originals = {id(f) for f in tables(story)}
     parts: list[int] = []  # body rows of each part of a split table, as drawn
 
     class Doc(SimpleDocTemplate):
@@ -524,3 +466,145 @@ def test_no_table_leaves_a_single_row_on_a_page(tmp_path, n_origins):
     margins = {f"{side}Margin": PAGE.margin for side in ("left", "right", "top", "bottom")}
     Doc(str(tmp_path / "parts.pdf"), pagesize=PAGE.size, **margins).build(story)
     assert parts and min(parts) >= 2, sorted(parts)
+
+
+DATA_CHECKS = "5. Data quality and reconciliation\n"
+SECTION_END = "Appendix A lists every check with its result."
+
+
+def _data_checks_section(pages) -> str:
+    """Section 5, from its heading to its closing note; asserts it sits on one page and section 6 follows by the
+    next page."""
+    number = next(i for i, p in enumerate(pages) if DATA_CHECKS in p)
+    page = pages[number]
+    section = page[page.index(DATA_CHECKS) :].split("\n6. Drift\n")[0]
+    assert SECTION_END in " ".join(section.split()), "the section runs over its page"
+    drift = next(i for i, p in enumerate(pages) if i >= number and "\n6. Drift\n" in p)
+    assert drift <= number + 1
+    return section
+
+
+def _appendix_text(pages) -> str:
+    """Appendix A, from its heading to the end of the report, after every numbered section."""
+    number = next(i for i, p in enumerate(pages) if "Appendix A. Every data check\nA.1" in p)
+    assert number > next(i for i, p in enumerate(pages) if "\n7. Pipeline health\n" in p)
+    text = "\n".join(pages[number:])
+    return text[text.index("Appendix A. Every data check\nA.1") :]
+
+
+def _results(text: str) -> Counter:
+    return Counter(line for line in text.split("\n") if line in ("PASS", "FAIL", "SKIPPED"))
+
+
+def test_data_quality_summary_is_one_page_with_the_gate_counts_and_warnings(pages, report_data):
+    section = _data_checks_section(pages)
+    assert "PASS" not in section.split("\n")  # the passed checks are counted, not listed
+    text = " ".join(section.split())
+    assert (
+        "The quality gate passed: 8 of 8 checks passed: column values to be between (2), column values to be in set, "
+        "column values to not be null (2), compound columns to be unique, table columns to match set, table row count "
+        "to be between." in text
+    )
+    assert "Month-level plausibility: 6 of 7 checks passed; 1 skipped (Property)." in text
+    assert (
+        "Reconciliation to finance control totals: 6 of 6 line measures within tolerance: case reserve movement (3), "
+        "paid (3)." in text
+    )
+    # the one warning: Property's new-claims check, skipped; nothing else is a row of the table
+    assert (
+        "Kind Check Line or column Result Detail Plausibility new_claims Property WARNING (skipped) observed 41.00, "
+        "no band; skipped: 4 months of history, fewer than 6 Failures:" in text
+    )
+
+
+def _failing(report_data) -> ReportData:
+    """The fixture with two failed expectations, a failed and a skipped plausibility check, two measures outside
+    tolerance (one line missing from the extract)."""
+    import dataclasses
+
+    quality = report_data.quality.copy()
+    quality.loc[[2, 5], ["success", "unexpected_count"]] = [[False, 17], [False, 3]]  # paid_amount, claim_type
+    plausibility = report_data.plausibility.copy()
+    motor = (plausibility["segment"] == "Motor") & (plausibility["check"] == "transactions")
+    plausibility.loc[motor, ["observed", "passed", "detail"]] = [9_120.0, False, "rows outside the band"]
+    reconciliation = report_data.reconciliation.copy()
+    paid = (reconciliation["segment"] == "Motor") & (reconciliation["measure"] == "paid")
+    reconciliation.loc[paid, ["control_value", "difference", "passed"]] = [1_261_334.12, -10_000.00, False]
+    case = (reconciliation["segment"] == "Property") & (reconciliation["measure"] == "case_reserve_movement")
+    reconciliation.loc[case, ["extract_value", "difference", "tolerance", "passed", "note"]] = [
+        None,
+        None,
+        None,
+        False,
+        "line Property is missing from the extract",
+    ]
+    return dataclasses.replace(report_data, quality=quality, plausibility=plausibility, reconciliation=reconciliation)
+
+
+def test_data_quality_summary_lists_every_failure_and_warning_on_one_page(tmp_path, report_data):
+    pages = pages_of(_failing(report_data), tmp_path / "failing.pdf")
+    section = _data_checks_section(pages)
+    lines = section.split("\n")
+    assert "PASS" not in lines
+    # six rows: two failed expectations, two plausibility warnings, two reconciliation failures
+    assert lines.count("FAIL") == 4 and lines.count("WARNING (failed)") == 1 and lines.count("WARNING (skipped)") == 1
+    text = " ".join(section.split())
+    assert "The quality gate FAILED: 6 of 8 checks passed: column values to be between (2), column values to" in text
+    assert "Month-level plausibility: 5 of 7 checks passed; 1 failed (Motor); 1 skipped (Property)." in text
+    assert "Reconciliation to finance control totals: 4 of 6 line measures within tolerance: case reserve " in text
+    for row in (
+        "Quality expect_column_values_to_not_be_null paid_amount FAIL 17 unexpected rows",
+        "Quality expect_column_values_to_be_in_set claim_type FAIL 3 unexpected rows",
+        "Plausibility transactions Motor WARNING (failed) observed 9,120.00, band [3,100.00, 4,800.00]; rows outside "
+        "the band",
+        "Reconciliation paid Motor FAIL extract 1,251,334.12, control 1,261,334.12, difference -10,000.00, tolerance "
+        "100.00",
+        "Reconciliation case reserve movement Property FAIL extract n/a, control 20,115.30, difference n/a, tolerance "
+        "n/a; line Property is missing from the extract",
+    ):
+        assert row in text, row
+    appendix = _appendix_text(pages)
+    assert _results(appendix) == Counter(PASS=8 - 2 + 7 - 2 + 6 - 2, FAIL=2 + 1 + 2, SKIPPED=1)
+    assert "Motor\ntransactions\n9,120.00\n3,100.00\n4,800.00\nFAIL\nrows outside the band" in appendix
+
+
+def test_appendix_lists_every_check_with_its_observed_value_and_band(pages, report_data):
+    appendix = _appendix_text(pages)
+    quality, plausibility, reconciliation = report_data.quality, report_data.plausibility, report_data.reconciliation
+    assert _results(appendix) == Counter(
+        PASS=len(quality) + int(plausibility["passed"].eq(True).sum()) + len(reconciliation),
+        SKIPPED=int(plausibility["passed"].isna().sum()),
+    )
+    assert sum(line.startswith("expect_") for line in appendix.split("\n")) == len(quality)
+    for row in quality.to_dict("records"):
+        cells = [
+            row["expectation"],
+            *([row["column"]] if isinstance(row["column"], str) else []),
+            "PASS",
+            f"{row['unexpected_count']:,}",
+        ]
+        assert "\n".join(cells) in appendix, cells
+    for row in plausibility.to_dict("records"):
+        band = ["none" if math.isnan(row[c]) else f"{row[c]:,.2f}" for c in ("lower", "upper")]
+        result = "PASS" if row["passed"] else "SKIPPED"
+        cells = [row["segment"], row["check"], f"{row['observed']:,.2f}", *band, result, row["detail"]]
+        assert "\n".join(cells) in appendix, cells
+    for row in reconciliation.to_dict("records"):
+        values = [f"{row[c]:,.2f}" for c in ("extract_value", "control_value", "difference", "tolerance")]
+        cells = [row["segment"], row["measure"].replace("_", " "), *values, "PASS"]
+        assert "\n".join(cells) in appendix, cells
+
+
+def test_without_control_totals_the_summary_and_the_appendix_say_so(tmp_path, report_data):
+    import dataclasses
+
+    import pandas as pd
+
+    note = pd.DataFrame(
+        [("ALL", "control_totals", None, None, None, None, True, "not available")],
+        columns=report_data.reconciliation.columns,
+    )
+    pages = pages_of(dataclasses.replace(report_data, reconciliation=note), tmp_path / "no_control.pdf")
+    said = "Reconciliation: control totals were not provided for December 2023: the month's extract was not reconciled"
+    assert said in " ".join(_data_checks_section(pages).split())
+    assert said in " ".join(_appendix_text(pages).split())
