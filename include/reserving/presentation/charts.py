@@ -28,6 +28,11 @@ def to_png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _figure(width: float, height: float) -> Figure:
+    """A figure whose layout is fitted when drawn, so titles, axis and tick labels stay inside it (none clipped)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
 def _thousands(value: float, _pos: int | None = None) -> str:
     return money(value, digits=0)
 
@@ -39,8 +44,7 @@ def development_pattern(
 
     ``observed`` has ``origin``, ``development``, ``percent`` (paid to date over the origin's ultimate).
     """
-    fig = Figure(figsize=(5.2, 3.0))
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.9, bottom=0.16)
+    fig = _figure(5.2, 3.0)
     ax = fig.add_subplot()
     if observed is not None and not observed.empty:
         for _, one in observed.sort_values(["origin", "development"]).groupby("origin", sort=True):
@@ -69,8 +73,7 @@ def development_pattern(
 def unpaid_by_origin(labels: Sequence[str], reserves: pd.DataFrame, title: str) -> Figure:
     """Bars of the unpaid by origin, split into case reserves and IBNR where incurred is known, with +/- one
     standard error of the unpaid where it is known (``reserves``: ``case_reserve, ibnr, unpaid, std_err``)."""
-    fig = Figure(figsize=(5.2, 3.0))
-    fig.subplots_adjust(left=0.16, right=0.97, top=0.9, bottom=0.22)
+    fig = _figure(5.2, 3.0)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     split = reserves["ibnr"].notna().to_numpy()
@@ -100,8 +103,7 @@ def unpaid_by_origin(labels: Sequence[str], reserves: pd.DataFrame, title: str) 
 
 def actual_vs_expected(ave: pd.DataFrame) -> Figure:
     """Grouped bars of actual and expected paid on the newest diagonal by line."""
-    fig = Figure(figsize=(6.5, 3.0))
-    fig.subplots_adjust(left=0.14, right=0.97, top=0.9, bottom=0.12)
+    fig = _figure(6.5, 3.0)
     ax = fig.add_subplot()
     x = np.arange(len(ave))
     ax.bar(x - 0.2, ave["expected"], width=0.4, color=PALETTE["grey"], label="expected")
@@ -117,8 +119,7 @@ def actual_vs_expected(ave: pd.DataFrame) -> Figure:
 
 def run_durations(labels: Sequence[str], minutes: Sequence[float], succeeded: Sequence[bool]) -> Figure:
     """Duration of each recent run, coloured by outcome."""
-    fig = Figure(figsize=(6.5, 2.6))
-    fig.subplots_adjust(left=0.09, right=0.98, top=0.89, bottom=0.3)
+    fig = _figure(6.5, 2.6)
     ax = fig.add_subplot()
     x = np.arange(len(labels))
     colours = [PALETTE["good"] if ok else PALETTE["bad"] for ok in succeeded]
