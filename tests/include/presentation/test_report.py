@@ -27,6 +27,7 @@ from tests.include.conftest import (
 )
 
 ARTIFACTS = PROJECT / "test-artifacts"
+PNG_DPI = 80  # pdftoppm's resolution for the rendered pages
 
 
 def _pages(path) -> list[str]:
@@ -204,7 +205,7 @@ def _page_png(pdf, number: int, name: str) -> Path:
     prefix = ARTIFACTS / name
     pages = ["-f", str(number), "-l", str(number)]
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "80", *pages, "-singlefile", str(pdf), str(prefix)], check=True, timeout=60
+        ["pdftoppm", "-png", "-r", str(PNG_DPI), *pages, "-singlefile", str(pdf), str(prefix)], check=True, timeout=60
     )
     png = prefix.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -212,7 +213,7 @@ def _page_png(pdf, number: int, name: str) -> Path:
 
 
 def test_first_page_renders_to_png(report_pdf):
-    assert _page_png(report_pdf, 1, "reserve_report_page1").stat().st_size > 10_000
+    assert 0.01 < _dark_share(_page_png(report_pdf, 1, "reserve_report_page1")) < 0.5
 
 
 def test_a_young_line_and_the_plausibility_summary_are_noted(tmp_path, report_data):
@@ -297,13 +298,37 @@ def test_no_cv_is_printed_where_the_unpaid_is_near_zero(tmp_path, report_data):
     assert "\n0.01\n50.00\nn/a\n" in text and "500000.0%" not in text.replace(",", "")
 
 
-def test_methods_and_link_ratio_pages_render_to_png(report_pdf, pages):
-    for heading, name in (
+def _dark_share(png: Path) -> float:
+    """The share of the page's pixels that are dark (ink: text, rules, chart marks) in the PNG; asserts the PNG is
+    the page at pdftoppm's resolution."""
+    from PIL import Image
+
+    from include.reserving.presentation.report import PAGE
+
+    with Image.open(png) as image:
+        expected = [round(points / 72 * PNG_DPI) for points in PAGE.size]
+        assert all(abs(got - want) <= 1 for got, want in zip(image.size, expected, strict=True)), image.size
+        grey = image.convert("L")
+        return sum(grey.histogram()[:128]) / (grey.width * grey.height)
+
+
+@pytest.mark.parametrize(
+    ("heading", "name"),
+    [
         ("2. Liability: methods and selection", "reserve_report_methods"),
         ("Paid link ratios: averages, indicated and selected factors", "reserve_report_link_ratios"),
-    ):
-        number = next(i for i, p in enumerate(pages, 1) if heading in p)
-        assert _page_png(report_pdf, number, name).stat().st_size > 10_000
+        ("Claim counts, severity and frequency by origin", "reserve_report_claim_counts"),
+        ("1c. Ranges of the unpaid by line and in total", "reserve_report_ranges"),
+        ("5. Data quality and reconciliation\n", "reserve_report_data_quality"),
+        ("Appendix A. Every data check\nA.1", "reserve_report_appendix"),
+    ],
+)
+def test_exhibit_pages_render_to_png_with_content(report_pdf, pages, heading, name):
+    number = next(i for i, p in enumerate(pages, 1) if heading in p)
+    share = _dark_share(_page_png(report_pdf, number, name))
+    # a page of tables holds 2-6% ink; a page with only its heading and footer 0.3%, a black page (a broken
+    # render) most of it
+    assert 0.01 < share < 0.5, share
 
 
 def test_summary_shows_earned_premium_and_ultimate_loss_ratio_by_line_and_in_total(pages):
