@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 from decimal import Decimal
@@ -524,3 +525,15 @@ def test_no_table_leaves_a_single_row_on_a_page(tmp_path, n_origins):
     margins = {f"{side}Margin": PAGE.margin for side in ("left", "right", "top", "bottom")}
     Doc(str(tmp_path / "parts.pdf"), pagesize=PAGE.size, **margins).build(story)
     assert parts and min(parts) >= 2, sorted(parts)
+
+
+def test_build_story_logs_each_section_in_order(caplog):
+    from include.reserving.presentation import report
+
+    with caplog.at_level(logging.INFO, logger=report.__name__):
+        report.build_story(make_report_data(n_origins=4))
+    names = ["cover", "summary", "analysis of change", "ranges", "line Liability", "line Motor", "line Property"]
+    names += ["actual vs expected", "backtest", "quality", "reconciliation", "drift", "health"]
+    assert [r.getMessage() for r in caplog.records if r.name == report.__name__] == [
+        f"report: section {name} ({k} of 13)" for k, name in enumerate(names, 1)
+    ]
