@@ -49,8 +49,12 @@ test-fast: setup
 
 # The Airflow UI on http://localhost:8080 with the DAG, the Reserving view (Browse > Reserving) and the demo data.
 # Log in as admin; the password is printed and saved in .airflow/simple_auth_manager_passwords.json.generated.
+# Another port: `AIRFLOW__API__PORT=8090 make ui`. The base URL follows it unless AIRFLOW__API__BASE_URL is set:
+# tasks reach the execution API there and alerts link there (Airflow assumes localhost:8080 otherwise).
+UI_PORT = $(or $(AIRFLOW__API__PORT),8080)
 ui: setup
-	$(BIN)/airflow standalone
+	AIRFLOW__API__PORT=$(UI_PORT) AIRFLOW__API__BASE_URL=$(or $(AIRFLOW__API__BASE_URL),http://localhost:$(UI_PORT)) \
+		$(BIN)/airflow standalone
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -13,6 +13,7 @@ delta`` expects).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ import pandas as pd
 from include.reserving import cells as cellsmod
 from include.reserving.domain import OVERALL
 from include.reserving.models import ReservingModel, build_model
+
+log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ["segment", "n_cells", "actual", "expected", "wape", "bias", "rmse", "score"]
 
@@ -192,17 +195,19 @@ def select_spec(
         ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` per candidate, best first.
     """
     rows = []
-    for order, spec in enumerate(candidates or default_candidates()):
+    candidates = candidates or default_candidates()
+    for order, spec in enumerate(candidates):
         folds_frame = cross_validate(cells, spec, folds=folds, horizon=horizon, grain_months=grain_months)
-        rows.append(
-            {
-                "order": order,
-                "spec": json.dumps(spec, sort_keys=True),
-                "mean_wape": float(folds_frame["wape"].mean()),
-                "mean_bias": float(folds_frame["bias"].mean()),
-                "mean_score": float(folds_frame["score"].mean()),
-            }
-        )
+        row = {
+            "order": order,
+            "spec": json.dumps(spec, sort_keys=True),
+            "mean_wape": float(folds_frame["wape"].mean()),
+            "mean_bias": float(folds_frame["bias"].mean()),
+            "mean_score": float(folds_frame["score"].mean()),
+        }
+        rows.append(row)
+        # the search runs for minutes on a large book: one line per candidate shows where it is
+        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), row["spec"], row["mean_score"])
     table = pd.DataFrame(rows).sort_values(["mean_score", "order"], ascending=[False, True])
     best = json.loads(table["spec"].iloc[0])
     return best, table.drop(columns="order").reset_index(drop=True)

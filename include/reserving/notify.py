@@ -188,7 +188,7 @@ def failure_message(context: Mapping[str, Any]) -> str:
         error += "."
     try:
         url = _get(ti, "log_url") or "n/a"
-    except Exception:  # log_url reads the config; a broken config must not stop the alert
+    except Exception:  # log_url is Airflow's link under [api] base_url; a broken config must not stop the alert
         url = "n/a"
     text = (
         f"Task '{task_id}' failed in {dag_id} for valuation {_valuation(context)} "

@@ -5,6 +5,7 @@ line's single cell reserved by factors borrowed from the rest of the book."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ from include.reserving.warehouse.reserves import current_reserves, ranges_of
 V = dt.date(2023, 12, 31)
 
 
-def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, monkeypatch):
+def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, monkeypatch, caplog):
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     engine = make_engine(url)
     schema.create_all(engine)
@@ -63,7 +64,15 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     assert "reasons" in decision
     refitted = reserving.refit(facts)
     assert refitted["segments"] == ["Liability", "Marine", "Motor", "Property"]
-    reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
+    # by here Airflow's logging set-up (run by the stages above) has replaced the root handlers caplog listens on
+    stage_log = logging.getLogger(reserving.__name__)
+    stage_log.addHandler(caplog.handler)
+    with caplog.at_level(logging.INFO, logger=reserving.__name__):
+        reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
+    stage_log.removeHandler(caplog.handler)
+    # each mapped task says which line of how many it reserves
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("line ")]
+    assert progress == [f"line {k} of 4: {s} at 2023-12-31" for k, s in enumerate(refitted["segments"], 1)]
     analysis = reserving.analyse(facts, refitted, reserved)
     assert analysis["hold_reasons"] == []  # no previous publication: nothing to hold against
     published = reserving.publish(facts, refitted, reserved, analysis)

@@ -81,6 +81,26 @@ def test_failure_message_format():
     )
 
 
+def test_failure_message_links_the_log_under_the_configured_api_base_url(monkeypatch):
+    # The task runner's own task instance builds the link from [api] base_url, read from the environment per call.
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/reserving/")
+    ti = RuntimeTaskInstance.model_construct(
+        dag_id="monthly_reserving_pipeline",
+        run_id="r1",
+        task_id="fit_champion",
+        map_index=-1,
+        try_number=2,
+        max_tries=2,
+    )
+    context = {**_context(KeyError("segment")), "ti": ti, "task_instance": ti}
+    assert failure_message(context).endswith(
+        "Log: https://airflow.example.com/reserving/dags/monthly_reserving_pipeline/runs/r1/tasks/fit_champion"
+        "?try_number=2"
+    )
+
+
 def test_failure_message_prefers_the_valuation_param_and_keeps_only_the_first_error_line():
     exc = RuntimeError("warehouse unreachable.\nTraceback detail that does not belong in Slack")
     text = failure_message(_context(exc, params={"valuation_date": "2023-11-30"}))

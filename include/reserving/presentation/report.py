@@ -12,6 +12,7 @@ Standard errors and percentiles are of the unpaid.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ from include.reserving.presentation.formatting import (
 )
 from include.reserving.presentation.pdf import paragraph
 from include.reserving.reconciliation import RESULT_COLUMNS as RECONCILIATION_COLUMNS
+
+log = logging.getLogger(__name__)
 
 STATUSES = tuple(s.value for s in PublicationStatus)
 RESERVE_COLUMNS = [
@@ -1041,11 +1044,24 @@ def _health(data: ReportData) -> list[Flowable]:
 def build_story(data: ReportData) -> list[Flowable]:
     """The report's flowables in reading order."""
     labels = origin_labels(list(data.reserves["origin"]) + list(data.cells.get("origin", [])), data.origin_months)
-    story = _cover(data) + _summary(data) + _analysis_of_change(data) + _ranges(data)
-    for segment in _segments(data):
-        story += _line_section(data, segment, labels)
-    story += _actual_vs_expected(data) + _backtest(data) + _data_checks(data)
-    story += _drift(data) + _health(data) + _appendix(data)
+    sections = [
+        ("cover", _cover),
+        ("summary", _summary),
+        ("analysis of change", _analysis_of_change),
+        ("ranges", _ranges),
+        *((f"line {s}", lambda d, s=s: _line_section(d, s, labels)) for s in _segments(data)),
+        ("actual vs expected", _actual_vs_expected),
+        ("backtest", _backtest),
+        ("data checks", _data_checks),
+        ("drift", _drift),
+        ("health", _health),
+        ("appendix", _appendix),
+    ]
+    story: list[Flowable] = []
+    for k, (name, section) in enumerate(sections, 1):
+        # charts make sections slow on a large book: the log shows which one is being drawn
+        log.info("report: section %s (%d of %d)", name, k, len(sections))
+        story += section(data)
     return story
 
 

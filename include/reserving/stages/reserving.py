@@ -65,6 +65,10 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     from include.reserving.models import load_model
     from include.reserving.publish import reserve_rows, selected_ultimates, totals
 
+    segments = refitted["segments"]
+    # mapped tasks log apart: the position says how far the month's lines are
+    position = segments.index(segment) + 1 if segment in segments else "?"
+    log.info("line %s of %d: %s at %s", position, len(segments), segment, facts.valuation_date)
     cells = load_cells(facts.engine(), facts.valuation_date, facts.basis)
     cells = cells[cells["segment"] == segment].reset_index(drop=True)
     if cells.empty:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -72,13 +73,20 @@ def test_score_increments_by_hand():
     assert scores.loc["ALL", "bias"] == pytest.approx(-8 / 35)
 
 
-def test_cross_validation_and_spec_selection(portfolio_cells):
+def test_cross_validation_and_spec_selection(portfolio_cells, caplog):
     folds = backtest.cross_validate(portfolio_cells, CHAIN_LADDER, folds=2)
     assert folds["fold"].tolist() == [1, 2] and folds["segment"].eq("ALL").all()
     first_fold = backtest.backtest(portfolio_cells, CHAIN_LADDER, k=1).score
     assert folds["score"].iloc[0] == pytest.approx(first_fold)
     candidates = [CHAIN_LADDER, {"method": "chain_ladder", "params": {"n_periods": 2}}]
-    best, table = backtest.select_spec(portfolio_cells, candidates, folds=2)
+    with caplog.at_level(logging.INFO, logger=backtest.__name__):
+        best, table = backtest.select_spec(portfolio_cells, candidates, folds=2)
+    # one progress line per candidate, in the search's order, with its mean score
+    scores = table.set_index("spec")["mean_score"]
+    specs = [json.dumps(spec, sort_keys=True) for spec in candidates]
+    assert [r.getMessage() for r in caplog.records if r.name == backtest.__name__] == [
+        f"candidate {k} of 2: {spec} score {scores[spec]:.4f}" for k, spec in enumerate(specs, 1)
+    ]
     assert best in candidates and len(table) == 2
     assert table["mean_score"].is_monotonic_decreasing
     chain_ladder = table.set_index("spec").loc[json.dumps(CHAIN_LADDER, sort_keys=True)]

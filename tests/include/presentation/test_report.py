@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import subprocess
@@ -633,3 +634,15 @@ def test_without_control_totals_the_summary_and_the_appendix_say_so(tmp_path, re
     said = "Reconciliation: control totals were not provided for December 2023: the month's extract was not reconciled"
     assert said in " ".join(_data_checks_section(pages).split())
     assert said in " ".join(_appendix_text(pages).split())
+
+
+def test_build_story_logs_each_section_in_order(caplog):
+    from include.reserving.presentation import report
+
+    with caplog.at_level(logging.INFO, logger=report.__name__):
+        report.build_story(make_report_data(n_origins=4))
+    names = ["cover", "summary", "analysis of change", "ranges", "line Liability", "line Motor", "line Property"]
+    names += ["actual vs expected", "backtest", "data checks", "drift", "health", "appendix"]
+    assert [r.getMessage() for r in caplog.records if r.name == report.__name__] == [
+        f"report: section {name} ({k} of 13)" for k, name in enumerate(names, 1)
+    ]
