@@ -9,9 +9,8 @@ cut at the reference deciles (right-closed bins, the outer bins open-ended); cat
 seen in either sample, so a level that only the current month has counts. An empty bin's share is replaced by ``eps``.
 
 A feature whose reference or current window holds fewer than ``min_sample`` values (the ``drift_min_sample``
-setting) is not compared: a handful of claims over ten bins leaves most bins empty and gives PSIs of 3 to 8 with no
-shift at all, so its PSI and KS stay None, its note says "not enough data" with the counts, and it cannot trigger a
-retrain.
+setting) is not compared: a handful of claims leaves most of the ten bins empty (8 claims drawn with no shift: median
+PSI 3), so its PSI and KS stay None, its note says "not enough data" with the counts, and it cannot trigger a retrain.
 
 Severity is the exception to "the month ending V": it is judged one month back (see ``FEATURES``), on claims whose
 initial-incurred window has closed by V, so an incomplete month never looks like a drop in severity.
