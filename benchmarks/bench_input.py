@@ -97,7 +97,7 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
     plausibility_store.store_results(engine, valuation_date, "as_recorded", checks)
     seconds["plausibility"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    drifted = drift_report_at(engine, valuation_date, "as_recorded", settings.psi_threshold)
+    drifted = drift_report_at(engine, valuation_date, "as_recorded", settings.psi_threshold, settings.drift_min_sample)
     store_drift_metrics(engine, drifted)
     seconds["drift"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started

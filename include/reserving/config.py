@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     claims_source_conn_id: str = "claims_source"
     artifact_root: str = str(DATA_DIR / "artifacts")
     psi_threshold: float = Field(0.2, gt=0)
+    # Fewer values than this in a feature's reference or current window: not compared (no retrain on it alone). With
+    # 10 decile bins, the PSI of an unshifted sample of n claims (drawn from a 12,000-claim reference, 2,000 draws)
+    # exceeded 0.2 in 100% of draws at n=8, 93% at 20, 45% at 50, 4% at 100 (95th percentile 0.18) and none at 200.
+    drift_min_sample: int = Field(100, ge=1)
     promotion_delta: float = 0.01
     approval_timeout_seconds: int = 3 * 24 * 3600
     approval_poke_seconds: int = 300

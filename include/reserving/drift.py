@@ -8,6 +8,10 @@ PSI = sum over bins of (current share - reference share) * ln(current share / re
 cut at the reference deciles (right-closed bins, the outer bins open-ended); categorical features use one bin per level
 seen in either sample, so a level that only the current month has counts. An empty bin's share is replaced by ``eps``.
 
+A feature whose reference or current window holds fewer than ``min_sample`` values (the ``drift_min_sample``
+setting) is not compared: a handful of claims leaves most of the ten bins empty (8 claims drawn with no shift: median
+PSI 3), so its PSI and KS stay None, its note says "not enough data" with the counts, and it cannot trigger a retrain.
+
 Severity is the exception to "the month ending V": it is judged one month back (see ``FEATURES``), on claims whose
 initial-incurred window has closed by V, so an incomplete month never looks like a drop in severity.
 """
@@ -197,19 +201,29 @@ class DriftReport:
         return [f for f in self.features if f.breached]
 
 
-def _feature_drift(feature: str, column: str, kind: str, ref: list, cur: list, psi_threshold: float, eps: float):
+def too_few(reference_count: int, current_count: int, min_sample: int) -> str | None:
+    """The "not enough data" note when either window holds fewer than ``min_sample`` values, else None."""
+    short = [
+        f"{name} n={n}" for name, n in (("reference", reference_count), ("current", current_count)) if n < min_sample
+    ]
+    return f"not enough data ({', '.join(short)} < drift_min_sample={min_sample})" if short else None
+
+
+def _feature_drift(
+    feature: str, column: str, kind: str, ref: list, cur: list, psi_threshold: float, min_sample: int, eps: float
+):
     if kind == "numeric":
         ref_arr = np.array([np.nan if v is None else float(v) for v in ref], dtype=float)
         cur_arr = np.array([np.nan if v is None else float(v) for v in cur], dtype=float)
         ref_arr, cur_arr = ref_arr[~np.isnan(ref_arr)], cur_arr[~np.isnan(cur_arr)]
         result = FeatureDrift(feature, column, kind, int(ref_arr.size), int(cur_arr.size))
-        if ref_arr.size == 0 or cur_arr.size == 0:
-            result.note = (
-                "not compared: no non-missing values in the "
-                + ("reference" if ref_arr.size == 0 else "current")
-                + " window"
-            )
-            return result
+    else:
+        result = FeatureDrift(feature, column, kind, len(ref), len(cur))
+    # An empty window is never compared, whatever the setting.
+    result.note = too_few(result.reference_count, result.current_count, max(min_sample, 1))
+    if result.note:
+        return result
+    if kind == "numeric":
         edges = decile_edges(ref_arr)
         ref_shares, cur_shares = numeric_shares(ref_arr, edges), numeric_shares(cur_arr, edges)
         result.psi = _psi_from_shares(ref_shares, cur_shares, eps)
@@ -221,10 +235,6 @@ def _feature_drift(feature: str, column: str, kind: str, ref: list, cur: list, p
             "current_shares": cur_shares.tolist(),
         }
     else:
-        result = FeatureDrift(feature, column, kind, len(ref), len(cur))
-        if not ref or not cur:
-            result.note = "not compared: no claims in the " + ("reference" if not ref else "current") + " window"
-            return result
         levels, ref_shares, cur_shares = level_shares(ref, cur)
         result.psi = _psi_from_shares(ref_shares, cur_shares, eps)
         result.detail = {
@@ -252,6 +262,7 @@ def drift_report(
     valuation_date: dt.date,
     basis: str,
     psi_threshold: float,
+    min_sample: int,
     reference: Window | None = None,
     eps: float = DEFAULT_EPS,
 ) -> DriftReport:
@@ -261,7 +272,8 @@ def drift_report(
     claim seen with what was known at V), at least those reported in :func:`windows_to_read`. ``reference`` defaults
     to the 12 months before V's month (no champion yet); pass ``reference_window(V, champion_valuation_date)`` once a
     champion exists. Severity compares the month before V's (claims whose initial-incurred window has closed by V)
-    with the reference before that month; its windows are on its FeatureDrift.
+    with the reference before that month; its windows are on its FeatureDrift. A feature with fewer than
+    ``min_sample`` values in either window is not compared (see the module docstring).
     """
     reference = reference or reference_window(valuation_date)
     current = current_window(valuation_date)
@@ -280,7 +292,7 @@ def drift_report(
         cur_values.append(claims.loc[inside(cur) & settled, column].tolist())
     results = []
     for i, (feature, column, kind, _) in enumerate(FEATURES):
-        result = _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, eps)
+        result = _feature_drift(feature, column, kind, ref_values[i], cur_values[i], psi_threshold, min_sample, eps)
         result.reference, result.current = windows[i]
         results.append(result)
     return DriftReport(valuation_date, basis, reference, current, psi_threshold, results)
@@ -309,6 +321,8 @@ def decide_retrain(
     """Retrain iff a PSI exceeds the threshold, the run forces it, or actual-vs-expected breached its tolerance.
 
     ``ave_breach`` is the hook for the models' actual-vs-expected check on the newest diagonal (None: not evaluated).
+    Features not compared (too few values: no PSI) never trigger a retrain; the reasons name them with their note
+    either way, so the run log says what the decision did not look at.
     """
     features = results.features if isinstance(results, DriftReport) else list(results)
     reasons: list[str] = []
@@ -319,11 +333,12 @@ def decide_retrain(
         reasons.append("force_retrain was set for this run")
     if ave_breach:
         reasons.append("actual-vs-expected breached its tolerance" + (f" ({ave_detail})" if ave_detail else ""))
+    skipped = [f"{f.feature} not compared: {f.note}" for f in features if f.psi is None and f.note]
     if reasons:
-        return RetrainDecision(True, tuple(reasons))
+        return RetrainDecision(True, tuple(reasons + skipped))
     compared = [f for f in features if f.psi is not None]
     worst = max(compared, key=lambda f: f.psi, default=None)
     quiet = [f"no PSI above {psi_threshold:g}" + (f" (largest: {worst.feature} {worst.psi:.4f})" if worst else "")]
-    quiet += [f"{f.feature} {f.note}" for f in features if f.note]
+    quiet += skipped
     quiet.append("actual-vs-expected not evaluated" if ave_breach is None else "actual-vs-expected within tolerance")
     return RetrainDecision(False, tuple(quiet))

@@ -89,6 +89,15 @@ def test_psi_threshold_must_be_positive(monkeypatch, value):
         load_settings()
 
 
+def test_drift_min_sample_defaults_to_100_and_must_be_at_least_one(monkeypatch):
+    assert load_settings().drift_min_sample == 100
+    monkeypatch.setenv("RESERVING_DRIFT_MIN_SAMPLE", "30")
+    assert load_settings().drift_min_sample == 30
+    monkeypatch.setenv("RESERVING_DRIFT_MIN_SAMPLE", "0")
+    with pytest.raises(ValidationError, match=r"drift_min_sample\n.*greater than or equal to 1"):
+        load_settings()
+
+
 def test_amount_min_must_be_below_amount_max():
     with pytest.raises(ValidationError, match="setting amount_min=5.0 must be below amount_max=5.0"):
         load_settings(amount_min=5, amount_max=5)

@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import logging
 import math
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 from sqlalchemy import select
 
 from include.reserving import dates, drift, schema
+from include.reserving.config import Settings
+from include.reserving.stages import RunFacts, input
 from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse.core import insert_rows
@@ -167,7 +170,7 @@ def _load_book(engine):
 
 def test_drift_report_reads_the_windows_and_stores_replaceable_rows(warehouse):
     ref_ages, cur_ages, ref_types, cur_types = _load_book(warehouse)
-    report = drift_report_at(warehouse, V, "as_recorded", psi_threshold=0.2)
+    report = drift_report_at(warehouse, V, "as_recorded", psi_threshold=0.2, min_sample=50)
     assert report.reference == drift.Window(dt.date(2023, 1, 1), dt.date(2023, 12, 31))
     by_name = {f.feature: f for f in report.features}
     assert set(by_name) == {"claimant_age", "report_delay", "severity", "claim_type_mix", "line_mix", "region_mix"}
@@ -200,7 +203,141 @@ def test_drift_report_reads_the_windows_and_stores_replaceable_rows(warehouse):
 
 def test_drift_report_with_an_empty_current_month_compares_nothing(warehouse):
     _load_book(warehouse)
-    report = drift_report_at(warehouse, dt.date(2024, 3, 31), "as_recorded", psi_threshold=0.2)
-    assert all(f.psi is None and f.note for f in report.features)
+    report = drift_report_at(warehouse, dt.date(2024, 3, 31), "as_recorded", psi_threshold=0.2, min_sample=1)
+    assert all(f.psi is None and f.current_count == 0 for f in report.features)
+    age = next(f for f in report.features if f.feature == "claimant_age")
+    # no snapshot at March 2024 either: both windows empty, never compared
+    assert age.note == "not enough data (reference n=0, current n=0 < drift_min_sample=1)"
     decision = drift.decide_retrain(report, 0.2)
     assert not decision.retrain
+    assert f"claimant_age not compared: {age.note}" in decision.reasons
+
+
+def test_the_drift_stage_skips_sparse_features_by_the_setting_and_logs_them(warehouse, monkeypatch, caplog):
+    _load_book(warehouse)  # 80 claims reported in V's month: below the default minimum of 100
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", warehouse.url.render_as_string(hide_password=False))
+    monkeypatch.delenv("RESERVING_DRIFT_MIN_SAMPLE", raising=False)
+    facts = RunFacts.create(V, "run-sparse")  # the first settings load sets up Airflow's logging: new root handlers
+    stage_log = logging.getLogger(input.__name__)
+    stage_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.INFO, logger=input.__name__):
+            decided = input.drift(facts)
+    finally:
+        stage_log.removeHandler(caplog.handler)
+    skipped = "claimant_age not compared: not enough data (current n=80 < drift_min_sample=100)"
+    assert skipped in decided["reasons"]
+    assert decided["reasons"][-1] == "no champion yet: the first model must be trained"  # the only reason to train
+    assert skipped in caplog.text
+    stored = drift_store.drift_metrics(warehouse, V, "as_recorded").set_index("feature")
+    assert stored.loc["claimant_age", "psi"] is None or math.isnan(stored.loc["claimant_age", "psi"])
+    assert not stored["breached"].any()  # claimant_age breached at a minimum of 50 (the test above)
+
+
+# --- minimum sample ------------------------------------------------------------------------------------------------
+
+MIN_SAMPLE = Settings.model_fields["drift_min_sample"].default
+
+
+def _claims(reference_ages, current_ages) -> pd.DataFrame:
+    """Claims alike in all but claimant age: the reference reported through 2023 (12 months before V), cycling the
+    months from January, the current ones in V's month (January 2024)."""
+    reported = [dt.date(2023, 1 + i % 12, 15) for i in range(len(reference_ages))]
+    reported += [dt.date(2024, 1, 15)] * len(current_ages)
+    return pd.DataFrame(
+        {
+            "report_date": reported,
+            "claimant_age": [*reference_ages, *current_ages],
+            "report_delay_days": 5,
+            "initial_incurred": 1000.0,
+            "claim_type": "PropertyDamage",
+            "line_of_business": "Motor",
+            "region": "North",
+        }
+    )
+
+
+def _by_feature(report: drift.DriftReport) -> dict[str, drift.FeatureDrift]:
+    return {f.feature: f for f in report.features}
+
+
+def test_a_sparse_month_is_not_compared_and_the_same_shift_with_enough_claims_breaches():
+    assert MIN_SAMPLE == 100
+    rng = np.random.default_rng(5)
+    reference = rng.normal(45, 12, 1_200).round().tolist()
+    sparse = rng.normal(65, 12, 8).round().tolist()  # claimants 20 years older, 8 claims reported
+    enough = rng.normal(65, 12, 200).round().tolist()  # the same shift, 200 claims
+
+    unguarded = _by_feature(drift.drift_report(_claims(reference, sparse), V, "as_recorded", 0.2, min_sample=1))
+    assert unguarded["claimant_age"].psi == pytest.approx(drift.psi_numeric(reference, sparse), abs=1e-12)
+    assert unguarded["claimant_age"].psi > 5  # what a handful of claims gave before the guard: 5.98
+
+    guarded = _by_feature(drift.drift_report(_claims(reference, sparse), V, "as_recorded", 0.2, MIN_SAMPLE))
+    age = guarded["claimant_age"]
+    assert (age.reference_count, age.current_count) == (1_200, 8)
+    assert (age.psi, age.ks_statistic, age.ks_pvalue, age.breached) == (None, None, None, False)
+    assert age.note == "not enough data (current n=8 < drift_min_sample=100)"
+    for name in ("report_delay", "claim_type_mix", "line_mix", "region_mix"):  # V's month: the same 8 claims
+        assert guarded[name].psi is None and guarded[name].note == age.note
+    # severity is judged on December 2023 (100 claims) against January to November (1,100): compared, unshifted
+    assert (guarded["severity"].current_count, guarded["severity"].psi) == (100, 0.0)
+
+    full = _by_feature(drift.drift_report(_claims(reference, enough), V, "as_recorded", 0.2, MIN_SAMPLE))
+    age = full["claimant_age"]
+    assert age.note is None and age.current_count == 200 and age.breached
+    assert age.psi == pytest.approx(drift.psi_numeric(reference, enough), abs=1e-12)
+    assert age.psi > 3  # 3.27 on these draws
+    assert age.ks_pvalue < 1e-30
+
+
+def test_the_minimum_sample_on_a_hand_made_shift():
+    reference = list(range(1, 101))  # 100 claims, exactly the minimum: deciles 10.9, 20.8, ..., 90.1
+    shifted = [85, 95] * 50  # 100 claims, half in (80.2, 90.1], half above 90.1
+    eps = drift.DEFAULT_EPS
+    # reference shares 0.1 in each of the 10 bins; current 0.5, 0.5 in the top two, eps in the other eight
+    expected = 2 * (0.5 - 0.1) * math.log(0.5 / 0.1) + 8 * (eps - 0.1) * math.log(eps / 0.1)
+    assert expected == pytest.approx(0.8 * math.log(5) + 0.7992 * math.log(1000), abs=1e-12)  # 6.8082
+
+    at_minimum = _by_feature(drift.drift_report(_claims(reference, shifted), V, "as_recorded", 0.2, 100))
+    assert at_minimum["claimant_age"].psi == pytest.approx(expected, abs=1e-9)
+    assert at_minimum["claimant_age"].breached
+    assert at_minimum["claimant_age"].detail["edges"] == pytest.approx([10.9 + 9.9 * k for k in range(9)])
+
+    # one claim fewer in either window: not compared
+    one_short = _by_feature(drift.drift_report(_claims(reference, shifted[:99]), V, "as_recorded", 0.2, 100))
+    assert one_short["claimant_age"].note == "not enough data (current n=99 < drift_min_sample=100)"
+    short_ref = _by_feature(drift.drift_report(_claims(reference[:99], shifted[:99]), V, "as_recorded", 0.2, 100))
+    assert short_ref["claimant_age"].note == "not enough data (reference n=99, current n=99 < drift_min_sample=100)"
+
+    # 8 claims with the same shares give the same PSI: the statistic cannot tell a shift from 8 claims' noise
+    eight = _by_feature(drift.drift_report(_claims(reference, [85, 95] * 4), V, "as_recorded", 0.2, min_sample=1))
+    assert eight["claimant_age"].psi == pytest.approx(expected, abs=1e-9)
+
+
+def test_features_below_the_minimum_never_trigger_a_retrain_on_their_own():
+    # 150 claims in V's month, claimant age known on 8 of them, all very old: the only feature that would breach
+    reference = list(range(1, 101)) * 12
+    current = [85, 95] * 4 + [None] * 142
+    claims = _claims(reference, current)
+    report = drift.drift_report(claims, V, "as_recorded", 0.2, MIN_SAMPLE)
+    features = _by_feature(report)
+    assert (features["claimant_age"].current_count, features["claimant_age"].psi) == (8, None)
+    assert all(f.psi == 0.0 for name, f in features.items() if name != "claimant_age")  # compared, unshifted
+    assert report.breaches == []
+
+    decision = drift.decide_retrain(report, 0.2)
+    assert not decision.retrain
+    assert decision.reasons == (
+        "no PSI above 0.2 (largest: report_delay 0.0000)",
+        "claimant_age not compared: not enough data (current n=8 < drift_min_sample=100)",
+        "actual-vs-expected not evaluated",
+    )
+    # without the guard the same claims retrain on claimant age alone (PSI 6.8082)
+    unguarded = drift.decide_retrain(drift.drift_report(claims, V, "as_recorded", 0.2, min_sample=1), 0.2)
+    assert unguarded.retrain and unguarded.reasons == ("PSI of claimant_age is 6.8082 > 0.2",)
+    # a retrain for another reason still names what was skipped
+    forced = drift.decide_retrain(report, 0.2, force_retrain=True)
+    assert forced.retrain and forced.reasons == (
+        "force_retrain was set for this run",
+        "claimant_age not compared: not enough data (current n=8 < drift_min_sample=100)",
+    )

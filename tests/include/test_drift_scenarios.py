@@ -18,12 +18,14 @@ import pytest
 
 from devtools import synth
 from include.reserving import dates, drift, ingest
+from include.reserving.config import Settings
 from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse.core import make_engine
 
 pytestmark = pytest.mark.slow  # 26 month-end ingests of a 45,000-claim book: about three minutes
 
 THRESHOLD = 0.2
+MIN_SAMPLE = Settings.model_fields["drift_min_sample"].default
 DRIFT_MONTH = "2023-01"
 QUIET_MONTHS = [dates.add_months(dt.date(2021, 1, 31), m) for m in range(24)]  # 2021-01 .. 2022-12
 FIRST_DRIFTED = dt.date(2023, 1, 31)
@@ -51,7 +53,7 @@ def book(engine):
     reports = {}
     for valuation_date in [*QUIET_MONTHS, FIRST_DRIFTED]:
         ingest.ingest(engine, valuation_date)
-        reports[valuation_date] = drift_report_at(engine, valuation_date, "as_recorded", THRESHOLD)
+        reports[valuation_date] = drift_report_at(engine, valuation_date, "as_recorded", THRESHOLD, MIN_SAMPLE)
     return reports
 
 
@@ -61,7 +63,7 @@ def _psi(report: drift.DriftReport) -> dict[str, float]:
 
 def test_psi_of_a_real_month_against_itself_is_zero(book, engine):
     v = QUIET_MONTHS[-1]
-    itself = drift_report_at(engine, v, "as_recorded", THRESHOLD, reference=drift.current_window(v))
+    itself = drift_report_at(engine, v, "as_recorded", THRESHOLD, MIN_SAMPLE, reference=drift.current_window(v))
     psi = {f.feature: f.psi for f in itself.features if f.feature != "severity"}  # severity: one month back
     assert psi == dict.fromkeys(psi, 0.0)
     assert all(f.ks_statistic == 0.0 for f in itself.features if f.kind == "numeric" and f.psi is not None)

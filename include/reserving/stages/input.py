@@ -138,6 +138,7 @@ def drift_report_at(
     valuation_date: dt.date,
     basis: str,
     psi_threshold: float,
+    min_sample: int,
     reference: drift_stats.Window | None = None,
 ) -> drift_stats.DriftReport:
     """The drift report of V from the snapshot's claims in the windows it compares."""
@@ -145,7 +146,7 @@ def drift_report_at(
     columns = [column for _, column, _, _ in drift_stats.FEATURES]
     windows = drift_stats.windows_to_read(valuation_date, reference)
     claims = cells_store.claim_features(engine, valuation_date, basis, columns, windows)
-    return drift_stats.drift_report(claims, valuation_date, basis, psi_threshold, reference)
+    return drift_stats.drift_report(claims, valuation_date, basis, psi_threshold, min_sample, reference)
 
 
 def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
@@ -155,7 +156,14 @@ def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
     reference = drift_stats.reference_window(
         facts.valuation_date, champion.trained_valuation_date if champion else None
     )
-    report = drift_report_at(engine, facts.valuation_date, facts.basis, facts.settings.psi_threshold, reference)
+    report = drift_report_at(
+        engine,
+        facts.valuation_date,
+        facts.basis,
+        facts.settings.psi_threshold,
+        facts.settings.drift_min_sample,
+        reference,
+    )
     drift_store.store_drift_metrics(engine, report, run_id=facts.run_id)
     ave_breach, ave_detail = None, None
     if champion is not None:
