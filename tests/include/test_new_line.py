@@ -24,7 +24,7 @@ from include.reserving.warehouse.reserves import current_reserves, ranges_of
 V = dt.date(2023, 12, 31)
 
 
-def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, monkeypatch, caplog):
+def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     engine = make_engine(url)
     schema.create_all(engine)
@@ -64,14 +64,22 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     assert "reasons" in decision
     refitted = reserving.refit(facts)
     assert refitted["segments"] == ["Liability", "Marine", "Motor", "Property"]
-    # by here Airflow's logging set-up (run by the stages above) has replaced the root handlers caplog listens on
+    # a handler of the test's own on the stage's logger: Airflow's logging set-up (run by the stages above) replaces
+    # the root handlers that caplog listens on, and what else still propagates depends on the tests run before
+    lines: list[str] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
     stage_log = logging.getLogger(reserving.__name__)
-    stage_log.addHandler(caplog.handler)
-    with caplog.at_level(logging.INFO, logger=reserving.__name__):
+    level = stage_log.level
+    stage_log.addHandler(handler)
+    stage_log.setLevel(logging.INFO)
+    try:
         reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
-    stage_log.removeHandler(caplog.handler)
+    finally:
+        stage_log.removeHandler(handler)
+        stage_log.setLevel(level)
     # each mapped task says which line of how many it reserves
-    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("line ")]
+    progress = [line for line in lines if line.startswith("line ")]
     assert progress == [f"line {k} of 4: {s} at 2023-12-31" for k, s in enumerate(refitted["segments"], 1)]
     analysis = reserving.analyse(facts, refitted, reserved)
     assert analysis["hold_reasons"] == []  # no previous publication: nothing to hold against
