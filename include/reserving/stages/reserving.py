@@ -109,10 +109,6 @@ def _reserved(refitted: dict, reserved: list[dict]) -> tuple[pd.DataFrame, pd.Da
     return rows.sort_values(["segment", "origin"]).reset_index(drop=True), summary
 
 
-def _reserved_rows(refitted: dict, reserved: list[dict]) -> pd.DataFrame:
-    return _reserved(refitted, reserved)[0]
-
-
 def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_changed: bool):
     """The previous model's expected emergence from V-1 and, when the model changed, the rows V would publish with it
     (the selection on V's data, its ultimates as the model's).
@@ -164,7 +160,7 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
     """The analysis of change per line against the previous current publication at V-1 (same basis), stored for this
     run; returns the hold reasons (empty: within tolerance, or the first month)."""
     engine = facts.engine()
-    rows = _reserved_rows(refitted, reserved)
+    rows, _ = _reserved(refitted, reserved)
     previous_v = previous_month_end(facts.valuation_date)
     previous = reserves.current_publication(engine, previous_v, facts.basis)
     if previous is None:
