@@ -8,6 +8,7 @@ Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last
 | group | task | what it does |
 | --- | --- | --- |
 | input | `contract` | the source tables against `docs/DATA_CONTRACT.md`; a breach stops the run before any read |
+| input | `land` | a claims system of its own (`claims_source`, `source_mapping`): new rows copied to the warehouse |
 | input | `reconcile` | the month's extract against the finance control totals, when provided (no retries) |
 | input | `ingest` | the book as it stood at V, aggregated in the warehouse into triangle cells and a claim snapshot |
 | input | `validate` | Great Expectations gate in the warehouse; bad data stops the run here (no retries) |

@@ -7,6 +7,7 @@ afterwards. Under CI=true an unreachable server fails the test loudly; locally s
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -84,9 +85,8 @@ def _pg_admin_engine():
     return engine
 
 
-@pytest.fixture
-def pg_url():
-    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+@contextlib.contextmanager
+def _fresh_pg_database():
     admin = _pg_admin_engine()
     name = f"reserving_t_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
@@ -98,6 +98,20 @@ def pg_url():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url():
+    """URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    with _fresh_pg_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url_2():
+    """A second fresh database (e.g. a claims system beside the warehouse)."""
+    with _fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture

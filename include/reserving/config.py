@@ -38,6 +38,10 @@ class Settings(BaseSettings):
 
     warehouse_conn_id: str = "reserving_db"
     claims_source_conn_id: str = "claims_source"
+    # Where the contract's tables and columns live in the claims system (include/reserving/sourcemap.py): a JSON
+    # object {contract table: {"table", "schema", "columns": {contract column: source column}}}; empty: the names
+    # of docs/DATA_CONTRACT.md.
+    source_mapping: dict[str, Any] = {}
     artifact_root: str = str(DATA_DIR / "artifacts")
     psi_threshold: float = Field(0.2, gt=0)
     # Fewer values than this in a feature's reference or current window: not compared (no retrain on it alone). With
@@ -117,6 +121,14 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("source_mapping")
+    @classmethod
+    def _known_mapping(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from include.reserving.sourcemap import SourceMapping
+
+        SourceMapping.parse(value)  # raises naming the table or column the contract does not have
         return value
 
     @field_validator("origin_grain", "development_grain")

@@ -38,6 +38,13 @@ def input_group():
 
         return input.contract(run_facts(params, run_id, data_interval_end))
 
+    @task
+    def land(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
+        """The claims system's new rows copied into the warehouse (when it is not the warehouse itself)."""
+        from include.reserving.stages import input
+
+        return input.land(run_facts(params, run_id, data_interval_end))
+
     @task(**NO_RETRY)
     def reconcile(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The month's extract against the finance control totals (passes with a note when there are none)."""
@@ -74,7 +81,7 @@ def input_group():
         facts = run_facts(params, run_id, data_interval_end)
         return input.drift(facts, force_retrain=bool(params.get("force_retrain")))
 
-    return drift(plausibility(validate(ingest(reconcile(contract())))))
+    return drift(plausibility(validate(ingest(reconcile(land(contract()))))))
 
 
 @task_group(group_id="training")

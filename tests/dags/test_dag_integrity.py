@@ -10,6 +10,7 @@ from tests.conftest import PROJECT
 DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
 EXPECTED_TASKS = {
     "input.contract",
+    "input.land",
     "input.reconcile",
     "input.ingest",
     "input.validate",
@@ -58,7 +59,8 @@ def test_dag_shape(pipeline_dag):
     # nothing reads the data before the contract check and the reconciliation passed
     assert dag.get_task("input.contract").retries == 0 and dag.get_task("input.reconcile").retries == 0
     assert dag.get_task("input.contract").upstream_task_ids == set()
-    assert dag.get_task("input.reconcile").upstream_task_ids == {"input.contract"}
+    assert dag.get_task("input.land").upstream_task_ids == {"input.contract"}
+    assert dag.get_task("input.reconcile").upstream_task_ids == {"input.land"}
     assert dag.get_task("input.ingest").upstream_task_ids == {"input.reconcile"}
     plausibility = dag.get_task("input.plausibility")
     assert plausibility.retries == 0

@@ -10,6 +10,7 @@ def run_month(facts: RunFacts) -> dict:
     """The month's tasks in DAG order, without training: a challenger needs an approval before it reserves
     anything, so the champion's refit is what publishes."""
     input.contract(facts)
+    input.land(facts)
     input.reconcile(facts)
     input.ingest(facts)
     input.validate(facts)
@@ -24,6 +25,7 @@ def run_month(facts: RunFacts) -> dict:
 def publish_first_month(facts: RunFacts) -> dict:
     """The first month: train, approve the first model, publish approved."""
     input.contract(facts)
+    input.land(facts)
     input.ingest(facts)
     input.validate(facts)
     evaluation = training.evaluate(facts, training.train(facts))

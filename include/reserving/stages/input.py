@@ -11,39 +11,73 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts
 from include.reserving import drift as drift_stats
-from include.reserving.config import warehouse_url
+from include.reserving.config import claims_source_url, warehouse_url
 from include.reserving.dates import previous_month_end
+from include.reserving.domain import Basis
 from include.reserving.governance import ModelEntry
 from include.reserving.ingest import ingest as ingest_book
+from include.reserving.sourcemap import SourceMapping
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import cells as cells_store
 from include.reserving.warehouse import drift as drift_store
 from include.reserving.warehouse import quality as quality_store
 from include.reserving.warehouse import registry
-from include.reserving.warehouse.core import is_postgres
+from include.reserving.warehouse.core import is_postgres, make_engine, redact
 
 log = logging.getLogger(__name__)
 
 
+def _source(facts: RunFacts) -> tuple[Engine | None, SourceMapping]:
+    """The claims system's engine when it is not the warehouse's own contract tables (another connection, or a
+    mapping to other names); None when the warehouse holds the contract tables itself."""
+    mapping = SourceMapping.parse(facts.settings.source_mapping)
+    url = claims_source_url(facts.settings)
+    if url == warehouse_url(facts.settings) and mapping.identity:
+        return None, mapping
+    return make_engine(url), mapping
+
+
 def contract(facts: RunFacts) -> dict:
-    """The source tables against the data contract: raises ContractViolation naming every breach, before any read."""
+    """The source tables against the data contract: raises ContractViolation naming every breach, before any read.
+    With a claims system of its own (``claims_source``, ``source_mapping``) that is what is checked, by its names."""
     from include.reserving import contract as data_contract
     from include.reserving.warehouse import source
 
-    engine = facts.engine()
-    found = source.describe(engine)
+    engine, mapping = _source(facts)
+    engine = engine or facts.engine()
+    found = source.describe(engine, mapping)
     # PostgreSQL enforces declared types; SQLite stores anything anywhere, so its values are checked instead
     breaches, readable = data_contract.structure_breaches(found, check_declared_types=is_postgres(engine))
-    values = source.value_breaches(engine, readable)
+    values = source.value_breaches(engine, readable, mapping)
     malformed = {(b.table, b.column) for b in values if b.rule == "values"}
     clean = {(name, col) for name, cols in readable.items() for col in cols} - malformed
+    breaches = breaches + values + source.key_breaches(engine, readable, clean, mapping)
     report = data_contract.ContractReport(
-        breaches=breaches + values + source.key_breaches(engine, readable, clean),
-        tables_checked=sorted(readable),
+        breaches=[mapping.annotate(b) for b in breaches],
+        tables_checked=[mapping.source_table(name) for name in sorted(readable)],
     )
     log.info("%s", report.summary())
     data_contract.raise_for_breaches(report)
     return {"tables": sorted(readable), "violations": 0}
+
+
+def land(facts: RunFacts) -> dict:
+    """The claims system's new rows copied into the warehouse's contract tables (nothing to do when the warehouse
+    holds them itself)."""
+    from include.reserving.warehouse.landing import land as land_rows
+
+    engine, mapping = _source(facts)
+    if engine is None:
+        log.info(
+            "the warehouse holds the contract tables itself (no %s connection, no source_mapping): nothing to land",
+            facts.settings.claims_source_conn_id,
+        )
+        return {"landed": False}
+    for line in mapping.describe():
+        log.info("source mapping: %s", line)
+    result = land_rows(engine, facts.engine(), mapping, facts.valuation_date, restated=facts.basis == Basis.RESTATED)
+    log.info("%s from %s", result.summary(), redact(claims_source_url(facts.settings)))
+    return {"landed": True, "transactions": result.transactions, "claims": result.claims}
 
 
 def reconcile(facts: RunFacts) -> dict:

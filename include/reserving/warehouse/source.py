@@ -11,24 +11,40 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, column, extract, func, inspect, literal, not_, or_, select, table
+from sqlalchemy import and_, case, column, extract, func, inspect, literal, not_, or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.sql.elements import ColumnElement
 
 from include.reserving import contract as c
+from include.reserving.sourcemap import SourceMapping
 from include.reserving.warehouse.core import is_postgres, read_frame
 
+IDENTITY = SourceMapping()
 
-def describe(engine: Engine) -> dict[str, dict[str, c.Family | None] | None]:
-    """Per contract table: its columns and their declared type family, or None when the table (or view) is absent."""
+
+def describe(engine: Engine, mapping: SourceMapping = IDENTITY) -> dict[str, dict[str, c.Family | None] | None]:
+    """Per contract table: its columns (by the contract's names) and their declared type family, or None when the
+    table (or view) is absent. ``mapping``: where each table lives in the source and what its columns are called."""
     insp = inspect(engine)
-    present = set(insp.get_table_names()) | set(insp.get_view_names())
-    return {
-        t.name: {col["name"]: c.family_of(col["type"]) for col in insp.get_columns(t.name)}
-        if t.name in present
-        else None
-        for t in c.TABLES
-    }
+    found: dict[str, dict[str, c.Family | None] | None] = {}
+    present: dict[str | None, set[str]] = {}
+    for t in c.TABLES:
+        schema_name, table_name = mapping.location(t.name)
+        if schema_name not in present:
+            try:
+                present[schema_name] = set(insp.get_table_names(schema=schema_name)) | set(
+                    insp.get_view_names(schema=schema_name)
+                )
+            except NoSuchTableError:
+                present[schema_name] = set()
+        if table_name not in present[schema_name]:
+            found[t.name] = None
+            continue
+        columns = insp.get_columns(table_name, schema=schema_name)
+        names = mapping.contract_columns(t.name, [col["name"] for col in columns])
+        found[t.name] = {name: c.family_of(col["type"]) for name, col in zip(names, columns, strict=True)}
+    return found
 
 
 TIMESTAMP_FORM = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]*"
@@ -102,7 +118,9 @@ def _examples(engine: Engine, source, columns: Iterable[str], condition: ColumnE
     return c.examples(frame.astype(object).where(frame.notna(), None).to_dict("records"))
 
 
-def value_breaches(engine: Engine, readable: dict[str, dict[str, c.Family | None]]) -> list[c.Breach]:
+def value_breaches(
+    engine: Engine, readable: dict[str, dict[str, c.Family | None]], mapping: SourceMapping = IDENTITY
+) -> list[c.Breach]:
     """Value-level breaches (form on SQLite, NULLs, amount range, first of month) of the readable columns."""
     sqlite = not is_postgres(engine)
     breaches = []
@@ -113,7 +131,7 @@ def value_breaches(engine: Engine, readable: dict[str, dict[str, c.Family | None
         probes = _probes(contract, readable[contract.name], sqlite)
         if not probes:
             continue
-        source = table(contract.name)
+        source = mapping.selectable(contract.name, columns)
         counts = read_frame(
             engine,
             select(
@@ -139,7 +157,10 @@ def value_breaches(engine: Engine, readable: dict[str, dict[str, c.Family | None
 
 
 def key_breaches(
-    engine: Engine, readable: dict[str, dict[str, c.Family | None]], clean: set[tuple[str, str]]
+    engine: Engine,
+    readable: dict[str, dict[str, c.Family | None]],
+    clean: set[tuple[str, str]],
+    mapping: SourceMapping = IDENTITY,
 ) -> list[c.Breach]:
     """Duplicate keys, and claims with more than one accident date or line of business.
 
@@ -151,7 +172,7 @@ def key_breaches(
         key = contract.unique_key
         if not key or contract.name not in readable or not all((contract.name, k) in clean for k in key):
             continue
-        source = table(contract.name)
+        source = mapping.selectable(contract.name, readable[contract.name])
         key_cols = [column(k) for k in key]
         per_claim = [n for n in c.ONE_PER_CLAIM if contract.name == "claims" and (contract.name, n) in clean]
         groups = (
