@@ -8,8 +8,9 @@ compared with the actual. Per line it reports MAPE and RMSPE of each spec and th
 that learn across segments (XGBoost) are fitted once per line on all its companies, each company one segment.
 
 The spec the registry would promote is chosen per line the way the pipeline's training stage chooses it:
-``backtest.select_spec`` over ``backtest.default_candidates()`` on the upper triangle alone (time-series
-cross-validation on its own latest diagonals), never by looking at the outcome at age 120.
+``backtest.select_spec`` over ``backtest.default_candidates()`` on the upper triangle alone (rolling-origin backtests
+refitted as at 2003-2006, scored per company on the paid emerged by 2007, with the bias guard against chain ladder),
+never by looking at the outcome at age 120.
 """
 
 from __future__ import annotations
