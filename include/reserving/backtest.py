@@ -9,7 +9,8 @@ segment: the part of that valuation's reserve the data has since revealed.
 Scores per segment, over the folds: ``wape`` (sum over folds of the absolute emergence errors over the sum of the
 absolute actual emergence), ``bias`` (the same with signed errors, expected less actual: positive when the model
 expected more than emerged) and ``rmse`` (of the folds' errors, in money). The overall row (``"ALL"``) averages the
-segments' ``wape`` and ``bias`` with equal weights, so a small company or line counts as much as a large one, and
+segments' ``wape`` and ``bias``, each capped at 1 (100% of what emerged), with equal weights, so a small company or
+line counts as much as a large one and none where almost nothing emerged outweighs the rest, and
 ``score = 1 - wape`` (higher is better, as the promotion rule ``score(challenger) > score(champion) + delta``
 expects). The search and the promotion rule use this same score; a spec whose bias is materially worse than the chain
 ladder's (see :func:`include.reserving.governance.materially_more_biased`) is never selected.
@@ -36,6 +37,7 @@ SCORE_COLUMNS = ["segment", "folds", "actual", "expected", "wape", "bias", "rmse
 EMERGENCE_COLUMNS = ["fold", "segment", "origin", "development_from", "development_to", "actual", "expected"]
 ROLLING_ORIGINS = 4  # the default of the ``backtest_diagonals`` setting
 ORIGIN_KEY = ["segment", "origin"]
+RELATIVE_CAP = 1.0  # a segment's WAPE and bias enter the overall mean capped at 100% of what emerged
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,10 @@ def score_emergence(emergence: pd.DataFrame) -> pd.DataFrame:
         "folds": folds["fold"].nunique(),
         "actual": float(folds["actual"].sum()),
         "expected": float(folds["expected"].sum()),
-        # equal weight per segment: the pooled error would be the largest segments' error
-        "wape": float(table["wape"].mean()),
-        "bias": float(table["bias"].mean()),
+        # equal weight per segment (pooled, the largest segments' error would decide); capped at 100% of what
+        # emerged, so a segment where almost nothing emerged cannot decide the mean on its own
+        "wape": float(table["wape"].clip(upper=RELATIVE_CAP).mean()),
+        "bias": float(table["bias"].clip(-RELATIVE_CAP, RELATIVE_CAP).mean()),
         "rmse": float(np.sqrt((folds["error"] ** 2).mean())) if len(folds) else np.nan,
     }
     table = pd.concat([table, pd.DataFrame([overall])], ignore_index=True)

@@ -72,6 +72,24 @@ def test_rolling_origin_emergence_by_hand(tiny_cells):
     assert scores["folds"].tolist() == [2, 2, 2]
 
 
+def test_overall_scores_cap_each_segment_at_what_emerged():
+    emergence = pd.DataFrame(
+        {
+            "fold": [1, 2, 1, 1],
+            "segment": ["a", "a", "b", "c"],
+            "actual": [100.0, 50.0, 2.0, 40.0],
+            "expected": [90.0, 65.0, 12.0, 30.0],
+        }
+    )
+    scores = backtest.score_emergence(emergence).set_index("segment")
+    assert scores["wape"].tolist()[:3] == pytest.approx([25 / 150, 5.0, 0.25])
+    assert scores["bias"].tolist()[:3] == pytest.approx([5 / 150, 5.0, -0.25])
+    # b expected six times what emerged: it counts as a 100% error, not 500%
+    assert scores.loc["ALL", "wape"] == pytest.approx((25 / 150 + 1 + 0.25) / 3)
+    assert scores.loc["ALL", "bias"] == pytest.approx((5 / 150 + 1 - 0.25) / 3)
+    assert scores.loc["ALL", ["folds", "actual", "expected"]].tolist() == [2, 192, 197]
+
+
 def _perturbed(cells: pd.DataFrame, diagonals: int) -> pd.DataFrame:
     """The cells with the latest ``diagonals`` calendar diagonals' paid scrambled and incurred and premium absurd."""
     _, held_out = backtest.split(cells, diagonals)
