@@ -1,13 +1,19 @@
-"""The evaluate stage: leak-free backtests on held-out calendar diagonals, spec search, actual vs expected.
+"""The evaluate stage: rolling-origin backtests of the projected paid emergence, the spec search, actual vs expected.
 
-A backtest holds out the latest ``k`` calendar diagonals, fits a spec only on the cells strictly before them, projects
-those cells, and scores the incremental paid the model expected on each held-out cell against what emerged. Only
-origins the model saw are scored: an origin whose first cell is held out has no latest paid to develop from.
+A backtest refits a spec as at earlier valuations: fold ``t`` (1..k) drops the latest ``t`` calendar diagonals, fits
+on the rest, and projects each origin it saw from its latest paid then to its latest paid now, ``t`` diagonals later
+(fewer where that age lies beyond the ages the fold could learn from: the tail cannot be backtested). What the model
+expected to emerge over those diagonals, cumulative, is compared with what emerged, summed over the origins of each
+segment: the part of that valuation's reserve the data has since revealed.
 
-Scores: ``wape`` (sum of absolute errors over sum of absolute actual incrementals), ``rmse``, ``bias`` (expected
-less actual, summed, over the same denominator: positive when the model expected more than emerged), and
-``score = 1 - wape`` (higher is better, as the champion/challenger rule ``score(challenger) > score(champion) +
-delta`` expects).
+Scores per segment, over the folds: ``wape`` (sum over folds of the absolute emergence errors over the sum of the
+absolute actual emergence), ``bias`` (the same with signed errors, expected less actual: positive when the model
+expected more than emerged) and ``rmse`` (of the folds' errors, in money). The overall row (``"ALL"``) averages the
+segments' ``wape`` and ``bias``, each capped at 1 (100% of what emerged), with equal weights, so a small company or
+line counts as much as a large one and none where almost nothing emerged outweighs the rest, and
+``score = 1 - wape`` (higher is better, as the promotion rule ``score(challenger) > score(champion) + delta``
+expects). The search and the promotion rule use this same score; a spec whose bias is materially worse than the chain
+ladder's (see :func:`include.reserving.governance.materially_more_biased`) is never selected.
 """
 
 from __future__ import annotations
@@ -21,36 +27,50 @@ import numpy as np
 import pandas as pd
 
 from include.reserving import cells as cellsmod
+from include.reserving import governance
 from include.reserving.domain import OVERALL
 from include.reserving.models import ReservingModel, build_model
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["segment", "n_cells", "actual", "expected", "wape", "bias", "rmse", "score"]
+SCORE_COLUMNS = ["segment", "folds", "actual", "expected", "wape", "bias", "rmse", "score"]
+EMERGENCE_COLUMNS = ["fold", "segment", "origin", "development_from", "development_to", "actual", "expected"]
+ROLLING_ORIGINS = 4  # the default of the ``backtest_diagonals`` setting
+ORIGIN_KEY = ["segment", "origin"]
+RELATIVE_CAP = 1.0  # a segment's WAPE and bias enter the overall mean capped at 100% of what emerged
 
 
 @dataclass(frozen=True)
 class BacktestResult:
-    """Outcome of one backtest.
+    """Outcome of one rolling-origin backtest.
 
     Attributes
     ----------
     spec : dict
         The spec that was backtested.
     scores : pandas.DataFrame
-        One row per segment and one ``segment == "ALL"`` row: ``n_cells, actual, expected, wape, bias, rmse, score``.
-    cells : pandas.DataFrame
-        Held-out cells scored: ``segment, origin, development, diagonal, actual, expected`` (incremental paid).
+        One row per segment and one ``segment == "ALL"`` row: ``folds, actual, expected, wape, bias, rmse, score``.
+    emergence : pandas.DataFrame
+        One row per fold and origin scored: ``fold, segment, origin, development_from, development_to, actual,
+        expected`` (paid emerging from age ``development_from``, the fold's latest, to ``development_to``).
     """
 
     spec: dict[str, Any]
     scores: pd.DataFrame
-    cells: pd.DataFrame
+    emergence: pd.DataFrame
 
     @property
     def score(self) -> float:
-        """Overall score (1 - WAPE), the number champion/challenger compares."""
-        return float(self.scores.loc[self.scores["segment"] == OVERALL, "score"].iloc[0])
+        """Overall score (1 - the segments' mean WAPE), the number champion/challenger compares."""
+        return float(self._overall("score"))
+
+    @property
+    def bias(self) -> float:
+        """Overall bias (the segments' mean), what the bias guard compares with chain ladder's."""
+        return float(self._overall("bias"))
+
+    def _overall(self, column: str) -> float:
+        return self.scores.loc[self.scores["segment"] == OVERALL, column].iloc[0]
 
 
 def split(cells: pd.DataFrame, k: int, grain_months: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -62,6 +82,150 @@ def split(cells: pd.DataFrame, k: int, grain_months: int | None = None) -> tuple
     if diagonal.max() < k:
         raise ValueError(f"cells span {diagonal.max() + 1} diagonals: cannot hold out {k} and keep any to fit on")
     return cells[diagonal >= k].reset_index(drop=True), cells[diagonal < k].reset_index(drop=True)
+
+
+def projected_emergence(model: ReservingModel, train: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
+    """Actual and expected paid emerging after ``train`` for each origin the model saw, from a model fitted on it.
+
+    Each origin runs from its latest training cell to its latest held-out cell at an age the training cells reach
+    (beyond it the projection is the tail's, which no fold can test); origins without such a cell are left out.
+    """
+    columns = ["development", "paid"]
+    start = train.sort_values("development").groupby(ORIGIN_KEY)[columns].last()
+    reached = held_out[held_out["development"] <= train["development"].max()]
+    end = reached.sort_values("development").groupby(ORIGIN_KEY)[columns].last()
+    out = start.merge(end, how="inner", left_index=True, right_index=True, suffixes=("_from", "_to")).reset_index()
+    square = model.predict(train).set_index(cellsmod.KEY_COLUMNS)["paid"]
+    projected = square.reindex(pd.MultiIndex.from_arrays([out["segment"], out["origin"], out["development_to"]]))
+    out["actual"] = out["paid_to"] - out["paid_from"]
+    out["expected"] = projected.to_numpy() - out["paid_from"]
+    return out[EMERGENCE_COLUMNS[1:]]
+
+
+def score_emergence(emergence: pd.DataFrame) -> pd.DataFrame:
+    """WAPE, bias and RMSE of each segment's emergence over the folds; ``"ALL"`` the segments' mean."""
+    folds = emergence.groupby(["segment", "fold"], sort=True)[["actual", "expected"]].sum().reset_index()
+    folds["error"] = folds["expected"] - folds["actual"]
+
+    def _scores(group: pd.DataFrame) -> dict[str, float]:
+        denominator = group["actual"].abs().sum()
+        return {
+            "folds": group["fold"].nunique(),
+            "actual": float(group["actual"].sum()),
+            "expected": float(group["expected"].sum()),
+            "wape": float(group["error"].abs().sum() / denominator) if denominator > 0 else np.nan,
+            "bias": float(group["error"].sum() / denominator) if denominator > 0 else np.nan,
+            "rmse": float(np.sqrt((group["error"] ** 2).mean())) if len(group) else np.nan,
+        }
+
+    rows = [{"segment": segment, **_scores(group)} for segment, group in folds.groupby("segment", sort=True)]
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS[:-1])
+    overall = {
+        "segment": OVERALL,
+        "folds": folds["fold"].nunique(),
+        "actual": float(folds["actual"].sum()),
+        "expected": float(folds["expected"].sum()),
+        # equal weight per segment (pooled, the largest segments' error would decide); capped at 100% of what
+        # emerged, so a segment where almost nothing emerged cannot decide the mean on its own
+        "wape": float(table["wape"].clip(upper=RELATIVE_CAP).mean()),
+        "bias": float(table["bias"].clip(-RELATIVE_CAP, RELATIVE_CAP).mean()),
+        "rmse": float(np.sqrt((folds["error"] ** 2).mean())) if len(folds) else np.nan,
+    }
+    table = pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    table["score"] = 1.0 - table["wape"]
+    return table[SCORE_COLUMNS]
+
+
+def backtest(
+    cells: pd.DataFrame, spec: dict[str, Any], k: int = ROLLING_ORIGINS, grain_months: int | None = None
+) -> BacktestResult:
+    """Refit ``spec`` without each of the latest ``1..k`` diagonals and score the paid emerging since.
+
+    Parameters
+    ----------
+    cells : pandas.DataFrame
+        All cells as at the valuation date.
+    spec : dict
+        Model spec ``{"method": ..., "params": {...}}``.
+    k : int
+        Rolling origins: the earliest fold drops the latest ``k`` calendar diagonals and projects ``k`` ahead.
+    grain_months : int, optional
+        Development grain; inferred from the cells when omitted.
+
+    Returns
+    -------
+    BacktestResult
+    """
+    cells = cellsmod.normalise(cells)
+    grain = grain_months or cellsmod.development_months(cells)
+    split(cells, k, grain)  # validates k against the diagonals there are
+    diagonal = cellsmod.diagonal(cells, grain)
+    frames = []
+    for fold in range(1, k + 1):
+        train, held_out = cells[diagonal >= fold], cells[diagonal < fold]
+        model = build_model(spec).fit(train.reset_index(drop=True))
+        frames.append(projected_emergence(model, train, held_out).assign(fold=fold))
+    emergence = pd.concat(frames, ignore_index=True)[EMERGENCE_COLUMNS]
+    return BacktestResult(spec=spec, scores=score_emergence(emergence), emergence=emergence)
+
+
+def default_candidates() -> list[dict[str, Any]]:
+    """The small grid the training search tries: chain ladder variants, XGBoost settings and the blend."""
+    from include.reserving.models import METHODS
+
+    candidates = [
+        {"method": "chain_ladder", "params": {}},
+        {"method": "chain_ladder", "params": {"n_periods": 5}},
+        {"method": "chain_ladder", "params": {"average": "simple"}},
+    ]
+    for method in ("xgboost_development", "blend"):
+        if method in METHODS:
+            candidates.extend(METHODS[method].search_grid())
+    return candidates
+
+
+def select_spec(
+    cells: pd.DataFrame,
+    candidates: list[dict[str, Any]] | None = None,
+    k: int = ROLLING_ORIGINS,
+    bias_margin: float = governance.BIAS_MARGIN,
+    grain_months: int | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The training search: the candidate with the best rolling-origin score whose bias is not materially worse
+    than the chain ladder's (:data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a candidate).
+
+    Returns
+    -------
+    best : dict
+        The winning spec (ties go to the earlier candidate, so chain ladder wins a draw).
+    table : pandas.DataFrame
+        ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` (the overall row's: means over segments),
+        ``eligible`` (False: its bias is materially worse than chain ladder's) per candidate, best eligible first.
+    """
+    candidates = candidates or default_candidates()
+    results = [backtest(cells, spec, k=k, grain_months=grain_months) for spec in candidates]
+    rows = []
+    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
+        rows.append(
+            {
+                "order": order,
+                "spec": json.dumps(spec, sort_keys=True),
+                "mean_wape": float(result.scores["wape"].iloc[-1]),
+                "mean_bias": result.bias,
+                "mean_score": result.score,
+            }
+        )
+        # the search runs for minutes on a large book: one line per candidate shows where it is
+        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), rows[-1]["spec"], result.score)
+    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
+    baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
+    table = pd.DataFrame(rows)
+    table["eligible"] = [
+        not governance.materially_more_biased(bias, baseline.bias, bias_margin) for bias in table["mean_bias"]
+    ]
+    table = table.sort_values(["eligible", "mean_score", "order"], ascending=[False, False, True], na_position="last")
+    best = json.loads(table["spec"].iloc[0])
+    return best, table.drop(columns="order").reset_index(drop=True)
 
 
 def expected_increments(
@@ -88,129 +252,6 @@ def expected_increments(
     scored["actual"] = scored["paid"].to_numpy() - actual.reindex(before).to_numpy()
     scored["expected"] = expected_cumulative(now) - expected_cumulative(before)
     return scored[["segment", "origin", "development", "diagonal", "actual", "expected"]].reset_index(drop=True)
-
-
-def score_increments(increments: pd.DataFrame) -> pd.DataFrame:
-    """WAPE, bias, RMSE and score of actual against expected increments, per segment and overall (``"ALL"``)."""
-
-    def _scores(group: pd.DataFrame) -> dict[str, float]:
-        error = group["actual"] - group["expected"]
-        denominator = group["actual"].abs().sum()
-        wape = float(error.abs().sum() / denominator) if denominator > 0 else np.nan
-        bias = float(-error.sum() / denominator) if denominator > 0 else np.nan
-        return {
-            "n_cells": len(group),
-            "actual": float(group["actual"].sum()),
-            "expected": float(group["expected"].sum()),
-            "wape": wape,
-            "bias": bias,
-            "rmse": float(np.sqrt((error**2).mean())) if len(group) else np.nan,
-            "score": 1.0 - wape,
-        }
-
-    rows = [{"segment": segment, **_scores(group)} for segment, group in increments.groupby("segment", sort=True)]
-    rows.append({"segment": OVERALL, **_scores(increments)})
-    return pd.DataFrame(rows, columns=SCORE_COLUMNS)
-
-
-def backtest(cells: pd.DataFrame, spec: dict[str, Any], k: int = 4, grain_months: int | None = None) -> BacktestResult:
-    """Fit ``spec`` on the cells before the latest ``k`` diagonals and score it on them.
-
-    Parameters
-    ----------
-    cells : pandas.DataFrame
-        All cells as at the valuation date.
-    spec : dict
-        Model spec ``{"method": ..., "params": {...}}``.
-    k : int
-        Calendar diagonals to hold out.
-    grain_months : int, optional
-        Development grain; inferred from the cells when omitted.
-
-    Returns
-    -------
-    BacktestResult
-    """
-    cells = cellsmod.normalise(cells)
-    grain = grain_months or cellsmod.development_months(cells)
-    train, held_out = split(cells, k, grain)
-    model = build_model(spec).fit(train)
-    increments = expected_increments(model, train, held_out, grain)
-    return BacktestResult(spec=spec, scores=score_increments(increments), cells=increments)
-
-
-def cross_validate(
-    cells: pd.DataFrame, spec: dict[str, Any], folds: int = 3, horizon: int = 1, grain_months: int | None = None
-) -> pd.DataFrame:
-    """Time-series cross-validation over past diagonals.
-
-    Fold ``j`` (1..folds) drops the latest ``(j - 1) * horizon`` diagonals, then backtests on the next ``horizon``
-    diagonals, so every fold predicts only the future of its own training data.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The overall score row of each fold with a ``fold`` column.
-    """
-    cells = cellsmod.normalise(cells)
-    grain = grain_months or cellsmod.development_months(cells)
-    diagonal = cellsmod.diagonal(cells, grain)
-    rows = []
-    for fold in range(1, folds + 1):
-        past = cells[diagonal >= (fold - 1) * horizon]
-        result = backtest(past, spec, k=horizon, grain_months=grain)
-        rows.append(result.scores[result.scores["segment"] == OVERALL].assign(fold=fold))
-    return pd.concat(rows, ignore_index=True)
-
-
-def default_candidates() -> list[dict[str, Any]]:
-    """The small grid the training search tries: chain ladder variants, XGBoost settings and the blend."""
-    from include.reserving.models import METHODS
-
-    candidates = [
-        {"method": "chain_ladder", "params": {}},
-        {"method": "chain_ladder", "params": {"n_periods": 5}},
-        {"method": "chain_ladder", "params": {"average": "simple"}},
-    ]
-    for method in ("xgboost_development", "blend"):
-        if method in METHODS:
-            candidates.extend(METHODS[method].search_grid())
-    return candidates
-
-
-def select_spec(
-    cells: pd.DataFrame,
-    candidates: list[dict[str, Any]] | None = None,
-    folds: int = 3,
-    horizon: int = 1,
-    grain_months: int | None = None,
-) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The training search: the candidate spec with the best mean cross-validated score.
-
-    Returns
-    -------
-    best : dict
-        The winning spec (ties go to the earlier candidate, so chain ladder wins a draw).
-    table : pandas.DataFrame
-        ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` per candidate, best first.
-    """
-    rows = []
-    candidates = candidates or default_candidates()
-    for order, spec in enumerate(candidates):
-        folds_frame = cross_validate(cells, spec, folds=folds, horizon=horizon, grain_months=grain_months)
-        row = {
-            "order": order,
-            "spec": json.dumps(spec, sort_keys=True),
-            "mean_wape": float(folds_frame["wape"].mean()),
-            "mean_bias": float(folds_frame["bias"].mean()),
-            "mean_score": float(folds_frame["score"].mean()),
-        }
-        rows.append(row)
-        # the search runs for minutes on a large book: one line per candidate shows where it is
-        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), row["spec"], row["mean_score"])
-    table = pd.DataFrame(rows).sort_values(["mean_score", "order"], ascending=[False, True])
-    best = json.loads(table["spec"].iloc[0])
-    return best, table.drop(columns="order").reset_index(drop=True)
 
 
 def actual_vs_expected(cells: pd.DataFrame, spec: dict[str, Any], grain_months: int | None = None) -> pd.DataFrame:

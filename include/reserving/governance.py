@@ -22,6 +22,10 @@ SCORE_EPS = 1e-12  # a challenger exactly delta better (up to float noise) is no
 # made champion by it.
 FALLBACK_SPEC: dict[str, Any] = {"method": "chain_ladder", "params": {}}
 FALLBACK_NAME = "chain-ladder fallback"
+# "Materially" more biased than chain ladder: a backtest bias (expected less actual emergence over actual) further
+# from zero than chain ladder's by more than this is not promoted whatever its score. The default of the
+# ``promotion_bias_margin`` setting.
+BIAS_MARGIN = 0.05
 
 
 def canonical_spec(spec: dict[str, Any]) -> str:
@@ -87,6 +91,16 @@ class PromotionDecision:
     reason: str
 
 
+def materially_more_biased(bias: float, baseline_bias: float, margin: float = BIAS_MARGIN) -> bool:
+    """Whether a backtest ``bias`` is further from zero than chain ladder's ``baseline_bias`` by more than ``margin``.
+
+    An unknown bias (NaN: nothing emerged to compare with) is not evidence of bias.
+    """
+    if bias != bias or baseline_bias != baseline_bias:  # NaN
+        return False
+    return abs(bias) > abs(baseline_bias) + margin + SCORE_EPS
+
+
 def decide_promotion(
     valuation_date: dt.date,
     champion_version: str | None,
@@ -94,14 +108,31 @@ def decide_promotion(
     challenger_version: str | None,
     challenger_score: float | None,
     delta: float,
+    *,
+    challenger_bias: float | None = None,
+    baseline_bias: float | None = None,
+    bias_margin: float = BIAS_MARGIN,
 ) -> PromotionDecision:
-    """Promote iff score(challenger) > score(champion) + delta (scores: higher is better, e.g. -WAPE).
+    """Promote iff score(challenger) > score(champion) + delta (scores: higher is better, 1 - WAPE) and the
+    challenger's backtest bias is not materially worse than chain ladder's (``baseline_bias``; checked when both
+    biases are given).
 
     No challenger: nothing to decide. No champion yet: the challenger goes to approval like any other.
     """
+    biased = (
+        challenger_bias is not None
+        and baseline_bias is not None
+        and materially_more_biased(challenger_bias, baseline_bias, bias_margin)
+    )
     if challenger_version is None:
         decision = Promotion.NONE.value
         reason = "no challenger this month (no retraining, or the best spec is the champion's)"
+    elif biased:
+        decision = Promotion.KEEP.value
+        reason = (
+            f"challenger bias {challenger_bias:+.4f} is materially worse than chain ladder's {baseline_bias:+.4f} "
+            f"(margin {bias_margin})"
+        )
     elif champion_version is None:
         decision, reason = Promotion.PROMOTE.value, "no champion yet: the first challenger needs approval"
     elif challenger_score > champion_score + delta + SCORE_EPS:

@@ -29,3 +29,25 @@ def test_upper_triangle_keeps_cells_evaluated_by_2007():
         }
     )
     assert schedule_p.upper_triangle(cells)["development"].tolist() == [24, 12]
+
+
+def test_markdown_shows_the_search_beside_the_outcome():
+    table = pd.DataFrame(
+        {
+            "line": ["ppauto"] * 3,
+            "spec": ["chain_ladder", "blend", "xgboost_development(target=cl_residual)"],
+            "companies": [96] * 3,
+            "mape": [0.03, 0.024, 0.021],
+            "rmspe": [0.05, 0.04, 0.035],
+            "promoted": [False, True, False],
+            "backtest_score": [0.7586, 0.7825, np.nan],
+            "backtest_bias": [0.0774, 0.1555, np.nan],
+            "eligible": [True, False, np.nan],
+            "mape_ratio": [1.0, 0.8, 0.7],
+            "rmspe_ratio": [1.0, 0.8, 0.7],
+        }
+    )
+    rows = schedule_p.to_markdown(table).splitlines()
+    assert rows[2] == "| ppauto | `chain_ladder` | 96 | 0.0300 | 0.0500 | 1.000 | 1.000 | 0.759 | 0.077 |"
+    assert rows[3].endswith("| 0.800 | 0.800 | 0.782 | 0.155 (biased) |") and "**promoted**" in rows[3]
+    assert rows[4].endswith("| 0.700 | 0.700 |  |  |")  # not one of the search's candidates

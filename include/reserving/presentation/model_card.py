@@ -30,8 +30,8 @@ CANDIDATE_COLUMNS = ["spec", "mean_wape", "mean_bias", "mean_score"]  # the trai
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",
     "Development beyond the oldest observed age relies on the selected tail; no external benchmark is blended in.",
-    "The backtest scores incremental paid on the held-out latest diagonals only; calendar-year shocks (inflation, "
-    "legal changes) that are not in those diagonals are not tested.",
+    "The backtest scores the paid emerging after each of the last few valuations, not the tail beyond the oldest "
+    "age; calendar-year shocks (inflation, legal changes) that are not in those diagonals are not tested.",
     "Large or catastrophe claims are not separated: a single large loss moves the factors of its line.",
     "Standard errors describe parameter and process variance of the method, not model risk.",
 )

@@ -751,7 +751,10 @@ def _backtest(data: ReportData) -> list[Flowable]:
         )
     described = "; ".join(f"{role}: {', '.join(v) or NA}" for role, v in versions.items())
     return out + [
-        paragraph(f"Models: {described}. Scored on held-out calendar diagonals (incremental paid); lower is better."),
+        paragraph(
+            f"Models: {described}. Scored on the paid emerging since each of the last valuations, each refitted as "
+            "at that valuation (cumulative); lower is better."
+        ),
         Spacer(1, 4),
         pdf.table(header, rows, width=WIDTH),
     ]

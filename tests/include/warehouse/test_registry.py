@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from include.reserving import governance, schema
+from include.reserving.config import Settings
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from tests.conftest import model_entry
@@ -106,6 +107,21 @@ def test_promotion_rule_margin():
     assert governance.decide_promotion(V, "champ", -0.10, "chall", -0.09, 0.01).decision == "keep"  # not strictly >
     assert governance.decide_promotion(V, None, None, "chall", -0.5, 0.01).decision == "promote"
     assert governance.decide_promotion(V, "champ", -0.1, None, None, 0.01).decision == "none"
+
+
+def test_promotion_rule_bias_guard():
+    """A challenger far better on score is kept out when its bias exceeds chain ladder's by more than the margin."""
+    kwargs = {"baseline_bias": -0.02, "bias_margin": 0.05}
+    biased = governance.decide_promotion(V, "champ", 0.70, "chall", 0.90, 0.01, challenger_bias=0.0701, **kwargs)
+    assert biased.decision == "keep" and "bias +0.0701 is materially worse than chain ladder's -0.0200" in biased.reason
+    first = governance.decide_promotion(V, None, None, "chall", 0.90, 0.01, challenger_bias=-0.08, **kwargs)
+    assert first.decision == "keep"
+    within = governance.decide_promotion(V, "champ", 0.70, "chall", 0.90, 0.01, challenger_bias=-0.0699, **kwargs)
+    assert within.decision == "promote"
+    assert governance.materially_more_biased(0.08, 0.02, 0.05) and not governance.materially_more_biased(0.07, 0.02)
+    assert not governance.materially_more_biased(float("nan"), 0.0, 0.0)
+    # the setting's default is the rule's
+    assert Settings.model_fields["promotion_bias_margin"].default == governance.BIAS_MARGIN
 
 
 def test_near_equal_specs_alternating_never_flip_the_champion():
