@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     incremental_uniqueness: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
+    # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths
+    # (`package.module:ClassName`); the training search tries their search_grid() too (docs/ADDING_A_MODEL.md)
+    model_classes: StrList = ()
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
     plausibility_history_months: int = Field(12, ge=1)
@@ -112,7 +115,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _VariableSource(settings_cls), env_settings
 
-    @field_validator("report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", mode="before")
+    @field_validator(
+        "report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", "model_classes", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
