@@ -222,6 +222,21 @@ def as_dict(settings: Settings) -> dict[str, Any]:
 
 # The PostgreSQL drivers the warehouse runs on (both are tested); a connection naming none gets the first.
 POSTGRES_DRIVERS = ("psycopg2", "psycopg")
+# Extras that configure Airflow's PostgresHook, not the driver: left out of the URL, as the hook leaves them out
+HOOK_ONLY_EXTRAS = frozenset(
+    {
+        "iam",
+        "redshift",
+        "redshift-serverless",
+        "cursor",
+        "cluster-identifier",
+        "workgroup-name",
+        "aws_conn_id",
+        "sqlalchemy_scheme",
+        "sqlalchemy_query",
+        "azure_conn_id",
+    }
+)
 
 
 def connection_url(conn_id: str, default: str | None = None) -> str:
@@ -269,6 +284,8 @@ def _query(conn_id: str, extra: dict[str, Any]) -> dict[str, str]:
     """A connection's extras as URL query parameters (the driver's connection options, e.g. sslmode)."""
     query = {}
     for key, value in sorted(extra.items()):
+        if key in HOOK_ONLY_EXTRAS:
+            continue
         if isinstance(value, dict | list) or value is None:
             raise ValueError(
                 f"connection {conn_id!r}: extra {key!r} must be text or a number to pass to the driver, not {value!r}"

@@ -60,7 +60,14 @@ def test_connection_urls_keep_the_driver_and_the_driver_options(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_WH_D", "postgresql+psycopg://rs@db.example/reserving?sslmode=require")
     monkeypatch.setenv(
         "AIRFLOW_CONN_WH_E",
-        json.dumps({"conn_type": "postgres", "host": "db", "schema": "r", "extra": {"connect_timeout": 5}}),
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db",
+                "schema": "r",
+                "extra": {"connect_timeout": 5, "cursor": "dictcursor"},
+            }
+        ),
     )
     monkeypatch.setenv("AIRFLOW_CONN_WH_F", "postgresql+pg8000://rs@db.example/reserving")
     monkeypatch.setenv("AIRFLOW_CONN_WH_G", json.dumps({"conn_type": "postgres", "extra": {"options": ["-c"]}}))
