@@ -37,6 +37,7 @@ from pathlib import Path
 
 from benchmarks_md import write_section  # the script's own folder is on sys.path
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
 
     admin = create_engine(args.pg_admin_url, isolation_level="AUTOCOMMIT")
     name = f"bench_input_{uuid.uuid4().hex[:10]}"
-    url = args.pg_admin_url.rsplit("/", 1)[0] + f"/{name}"
+    url = make_url(args.pg_admin_url).set(database=name).render_as_string(hide_password=False)  # any query kept
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     scans, runs = [], []

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from benchmarks_md import write_section  # the script's own folder is on sys.path
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Synthetic book generation"
@@ -56,7 +57,7 @@ def run_postgres(claims: int, seed: int, admin_url: str) -> tuple[float, float, 
     name = f"bench_synth_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)  # any query kept
     try:
         seconds, rss, _ = _run_child(["--claims", str(claims), "--seed", str(seed), "--db", url, "--quiet"])
         return seconds, rss, _count_transactions(url)

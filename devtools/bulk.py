@@ -199,6 +199,23 @@ def _frame_parts(frame: pd.DataFrame) -> Iterator[pd.DataFrame]:
         yield frame.iloc[start : start + _ROWS_PER_BATCH]
 
 
+def _copy_from(cursor: Any, driver: str, statement: str, chunks: Iterator[bytes]) -> None:
+    """Stream ``chunks`` through ``COPY ... FROM STDIN`` with either driver a PostgreSQL URL may name (a plain
+    ``postgresql://`` gets psycopg 3 from SQLAlchemy 2.1, ``postgresql+psycopg2://`` psycopg2): their COPY APIs
+    differ."""
+    if driver == "psycopg2":
+        cursor.copy_expert(statement, _ByteStream(chunks), size=1 << 20)
+    elif driver == "psycopg":
+        with cursor.copy(statement) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+    else:
+        raise ValueError(
+            f"bulk loading into PostgreSQL needs the psycopg or psycopg2 driver, not {driver!r}: "
+            "use a postgresql://, postgresql+psycopg:// or postgresql+psycopg2:// URL"
+        )
+
+
 def bulk_insert(engine: Engine, table: Table, frame: pd.DataFrame) -> int:
     """Append the rows of ``frame`` (its columns name the target columns) to ``table``; returns the row count.
 
@@ -219,7 +236,7 @@ def bulk_insert(engine: Engine, table: Table, frame: pd.DataFrame) -> int:
         cur = raw.cursor()
         if is_postgres(engine):
             copy = f"COPY \"{table.name}\" ({cols}) FROM STDIN WITH (FORMAT csv, NULL '{_NULL}')"
-            cur.copy_expert(copy, _ByteStream(text), size=1 << 20)
+            _copy_from(cur, engine.dialect.driver, copy, text)
         else:
             placeholders = ", ".join("?" for _ in columns)
             cur.executemany(f'INSERT INTO "{table.name}" ({cols}) VALUES ({placeholders})', records)

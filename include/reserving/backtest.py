@@ -170,18 +170,10 @@ def backtest(
 
 
 def default_candidates() -> list[dict[str, Any]]:
-    """The small grid the training search tries: chain ladder variants, XGBoost settings and the blend."""
-    from include.reserving.models import METHODS
+    """The grid the training search tries: every registered method's ``search_grid()``, chain ladder's first."""
+    from include.reserving.models import registered_methods
 
-    candidates = [
-        {"method": "chain_ladder", "params": {}},
-        {"method": "chain_ladder", "params": {"n_periods": 5}},
-        {"method": "chain_ladder", "params": {"average": "simple"}},
-    ]
-    for method in ("xgboost_development", "blend"):
-        if method in METHODS:
-            candidates.extend(METHODS[method].search_grid())
-    return candidates
+    return [spec for cls in registered_methods().values() for spec in cls.search_grid()]
 
 
 def select_spec(

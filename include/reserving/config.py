@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     incremental_uniqueness: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
+    # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths
+    # (`package.module:ClassName`); the training search tries their search_grid() too (docs/ADDING_A_MODEL.md)
+    model_classes: StrList = ()
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
     plausibility_history_months: int = Field(12, ge=1)
@@ -118,7 +121,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, _VariableSource(settings_cls), env_settings
 
-    @field_validator("report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", mode="before")
+    @field_validator(
+        "report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", "model_classes", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -229,10 +234,31 @@ def as_dict(settings: Settings) -> dict[str, Any]:
     return settings.model_dump()
 
 
+# The PostgreSQL drivers the warehouse runs on (both are tested); a connection naming none gets the first.
+POSTGRES_DRIVERS = ("psycopg2", "psycopg")
+# Extras that configure Airflow's PostgresHook, not the driver: left out of the URL, as the hook leaves them out
+HOOK_ONLY_EXTRAS = frozenset(
+    {
+        "iam",
+        "redshift",
+        "redshift-serverless",
+        "cursor",
+        "cluster-identifier",
+        "workgroup-name",
+        "aws_conn_id",
+        "sqlalchemy_scheme",
+        "sqlalchemy_query",
+        "azure_conn_id",
+    }
+)
+
+
 def connection_url(conn_id: str, default: str | None = None) -> str:
     """SQLAlchemy URL of an Airflow connection (``AIRFLOW_CONN_*`` env vars work outside tasks).
 
-    Falls back to ``default`` when the connection is not defined; the password never reaches a log.
+    A PostgreSQL connection keeps the driver its URI names (``postgresql+psycopg://`` is psycopg 3), psycopg2 when
+    it names none, and its extras (a URI's query, e.g. ``?sslmode=require``) as the URL's query. Falls back to
+    ``default`` when the connection is not defined; the password never reaches a log.
     """
     from sqlalchemy.engine import URL
 
@@ -245,20 +271,41 @@ def connection_url(conn_id: str, default: str | None = None) -> str:
             raise LookupError(f"Airflow connection {conn_id!r} is not defined") from exc
         log.debug("connection %s not defined (%s); using the default", conn_id, type(exc).__name__)
         return default
-    conn_type = (conn.conn_type or "").lower().split("+")[0]  # a URI may name its driver: postgresql+psycopg2
-    if conn_type == "sqlite":
+    backend, _, driver = (conn.conn_type or "").lower().partition("+")  # a URI may name its driver
+    if backend == "sqlite":
         path = conn.host or conn.schema
         return f"sqlite:///{path}"
-    if conn_type in ("postgres", "postgresql"):
+    if backend in ("postgres", "postgresql"):
+        driver = driver or POSTGRES_DRIVERS[0]
+        if driver not in POSTGRES_DRIVERS:
+            raise ValueError(
+                f"connection {conn_id!r} names the driver {driver!r}; use postgresql:// (psycopg2), "
+                "postgresql+psycopg2:// or postgresql+psycopg:// (psycopg 3)"
+            )
         return URL.create(
-            "postgresql+psycopg2",
+            f"postgresql+{driver}",
             username=conn.login or None,
             password=conn.password or None,
             host=conn.host or None,
             port=conn.port or None,
             database=conn.schema or None,
+            query=_query(conn_id, conn.extra_dejson),
         ).render_as_string(hide_password=False)
     raise ValueError(f"connection {conn_id!r} has type {conn.conn_type!r}; use postgres or sqlite")
+
+
+def _query(conn_id: str, extra: dict[str, Any]) -> dict[str, str]:
+    """A connection's extras as URL query parameters (the driver's connection options, e.g. sslmode)."""
+    query = {}
+    for key, value in sorted(extra.items()):
+        if key in HOOK_ONLY_EXTRAS:
+            continue
+        if isinstance(value, dict | list) or value is None:
+            raise ValueError(
+                f"connection {conn_id!r}: extra {key!r} must be text or a number to pass to the driver, not {value!r}"
+            )
+        query[key] = str(int(value)) if isinstance(value, bool) else str(value)
+    return query
 
 
 def warehouse_url(settings: Settings | None = None) -> str:

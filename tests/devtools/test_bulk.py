@@ -1,4 +1,5 @@
-"""The fast COPY loader: its vectorised and per-value encodings load the same values on SQLite and PostgreSQL."""
+"""The fast COPY loader: its vectorised and per-value encodings load the same values on SQLite and PostgreSQL, through
+psycopg2 and psycopg 3 alike (their COPY APIs differ)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import Column, Date, DateTime, Integer, MetaData, String, Table, select
 
-from devtools.bulk import bulk_insert
+from devtools.bulk import _copy_from, bulk_insert
 from include.reserving.schema import Money
+from include.reserving.warehouse.core import is_postgres, make_engine
 
 metadata = MetaData()
 rows_table = Table(
@@ -52,9 +54,28 @@ def _frame(rows) -> pd.DataFrame:
     )
 
 
+def _drivers(warehouse):
+    """The fixture's engine, plus psycopg 3 on PostgreSQL (the fixture's URL is psycopg2)."""
+    yield warehouse
+    if is_postgres(warehouse):
+        engine = make_engine(warehouse.url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
+        yield engine
+        engine.dispose()
+
+
 @pytest.mark.parametrize("rows", [CLEAN, AWKWARD], ids=["vectorised", "per-value"])
 def test_values_arrive_exactly(warehouse, rows):
-    metadata.create_all(warehouse)
-    assert bulk_insert(warehouse, rows_table, _frame(rows)) == len(rows)
-    with warehouse.connect() as conn:
-        assert [tuple(r) for r in conn.execute(select(rows_table).order_by(rows_table.c.id))] == rows
+    for engine in _drivers(warehouse):
+        metadata.create_all(engine)
+        try:
+            assert bulk_insert(engine, rows_table, _frame(rows)) == len(rows)
+            with engine.connect() as conn:
+                got = [tuple(r) for r in conn.execute(select(rows_table).order_by(rows_table.c.id))]
+            assert got == rows, engine.dialect.driver
+        finally:
+            metadata.drop_all(engine)
+
+
+def test_another_postgres_driver_is_refused_by_name():
+    with pytest.raises(ValueError, match="needs the psycopg or psycopg2 driver, not 'pg8000'"):
+        _copy_from(None, "pg8000", "COPY bulk_check FROM STDIN", iter([b""]))

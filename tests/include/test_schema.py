@@ -1,4 +1,5 @@
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -51,6 +52,31 @@ def test_connection_urls_from_airflow_connections(monkeypatch, tmp_path):
     assert connection_url("wh_b") == "postgresql+psycopg2://rs@db.example/reserving"
     assert connection_url("wh_c") == f"sqlite:///{tmp_path}/w.db"
     assert connection_url("undefined_conn", default="sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_connection_urls_keep_the_driver_and_the_driver_options(monkeypatch):
+    from include.reserving.config import connection_url
+
+    monkeypatch.setenv("AIRFLOW_CONN_WH_D", "postgresql+psycopg://rs@db.example/reserving?sslmode=require")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_WH_E",
+        json.dumps(
+            {
+                "conn_type": "postgres",
+                "host": "db",
+                "schema": "r",
+                "extra": {"connect_timeout": 5, "cursor": "dictcursor"},
+            }
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_WH_F", "postgresql+pg8000://rs@db.example/reserving")
+    monkeypatch.setenv("AIRFLOW_CONN_WH_G", json.dumps({"conn_type": "postgres", "extra": {"options": ["-c"]}}))
+    assert connection_url("wh_d") == "postgresql+psycopg://rs@db.example/reserving?sslmode=require"
+    assert connection_url("wh_e") == "postgresql+psycopg2://db/r?connect_timeout=5"
+    with pytest.raises(ValueError, match="connection 'wh_f' names the driver 'pg8000'; use postgresql://"):
+        connection_url("wh_f")
+    with pytest.raises(ValueError, match="connection 'wh_g': extra 'options' must be text or a number"):
+        connection_url("wh_g")
 
 
 # --- Migration of a warehouse built before issue 13: ``ibnr`` held ultimate - paid (the unpaid) -------------------

@@ -51,10 +51,17 @@ class ReservingModel(BaseEstimator):
     ``method``, store their keyword-only hyperparameters in ``__init__`` under their own names and nothing else
     (validation belongs in ``fit``), and implement ``fit(cells)`` (returning ``self``, learned attributes ending in
     ``_``, ``training_cells_`` set last), ``predict(cells)`` and ``_std_err(cells, prediction)``. Models with state
-    beyond their training cells override ``_save_state`` and ``_load_state``.
+    beyond their training cells override ``_save_state`` and ``_load_state``; ``search_grid`` lists the specs the
+    training search tries. A subclass is buildable from a spec once registered
+    (:func:`include.reserving.models.register_method`; docs/ADDING_A_MODEL.md).
     """
 
     method: ClassVar[str]
+
+    @classmethod
+    def search_grid(cls) -> list[dict[str, Any]]:
+        """The specs the training search tries for this method (``backtest.default_candidates``): its defaults."""
+        return [{"method": cls.method, "params": {}}]
 
     def get_spec(self) -> dict[str, Any]:
         """The JSON-able spec ``{"method": ..., "params": {...}}`` that :func:`build_model` turns back into a model."""

@@ -89,15 +89,11 @@ class Blend(ReservingModel):
         self.credibility = credibility
         self.random_state = random_state
 
-    @classmethod
-    def search_grid(cls) -> list[dict[str, Any]]:
-        """The small set of specs the training search tries for this method."""
-        return [{"method": cls.method, "params": {}}]
-
     def component_specs(self) -> dict[str, dict[str, Any]]:
         """The base and challenger specs, defaults filled in and the seed passed on."""
-        from include.reserving.models import METHODS
+        from include.reserving.models import registered_methods
 
+        methods = registered_methods()
         specs = {}
         for name, spec, default in zip(
             COMPONENTS, (self.base, self.challenger), (DEFAULT_BASE, DEFAULT_CHALLENGER), strict=True
@@ -105,10 +101,10 @@ class Blend(ReservingModel):
             spec = json.loads(json.dumps(spec or default))
             if spec.get("method") == self.method:
                 raise ValueError(f"{name}: a blend cannot have a blend as a component")
-            if spec.get("method") not in METHODS:
+            if spec.get("method") not in methods:
                 raise ValueError(f"{name}: unknown model method {spec.get('method')!r}")
             params = spec.setdefault("params", {})
-            if "random_state" in METHODS[spec["method"]]().get_params(deep=False):
+            if "random_state" in methods[spec["method"]]().get_params(deep=False):
                 params.setdefault("random_state", self.random_state)
             specs[name] = spec
         return specs

@@ -98,6 +98,15 @@ class ChainLadder(ReservingModel):
         self.sigma_interpolation = sigma_interpolation
         self.tail = tail
 
+    @classmethod
+    def search_grid(cls) -> list[dict[str, Any]]:
+        """All origins volume-weighted, the latest five origins, and simple averages."""
+        return [
+            {"method": cls.method, "params": {}},
+            {"method": cls.method, "params": {"n_periods": 5}},
+            {"method": cls.method, "params": {"average": "simple"}},
+        ]
+
     def _develop(self, group: int, triangle: cl.Triangle) -> cl.Triangle:
         developed = self.development_[group].transform(triangle)
         tail = self.tail_[group]

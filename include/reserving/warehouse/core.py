@@ -34,7 +34,8 @@ def redact(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for the warehouse; SQLite files get their folder created, WAL and a busy timeout."""
+    """An engine for the warehouse; SQLite files get their folder created, WAL and a busy timeout. PostgreSQL works
+    through psycopg2 and psycopg 3 alike."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -49,6 +50,18 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
+    if parsed.get_driver_name() == "psycopg":  # psycopg 3: what a plain postgresql:// URL gets
+        from psycopg import ClientCursor
+
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            # it binds parameters on the server, each occurrence its own $n: a parametrised expression in both
+            # SELECT and GROUP BY no longer matches. Bind on the client, as psycopg2 does.
+            connect_args={"cursor_factory": ClientCursor},
+            # its cursor forgets the rowcount on close, before an INSERT ... SELECT's count is read (swap_staged)
+            execution_options={"preserve_rowcount": True},
+        )
     return create_engine(url, pool_pre_ping=True)
 
 
