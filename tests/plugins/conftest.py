@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert
 
-from include.reserving import artifacts, governance, schema
+from include.reserving import artifacts, governance, movement, schema
 from include.reserving.publish import PublishResult, reserve_rows
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import registry, reserves, runs
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import publish_reserves
 from tests.conftest import model_entry
@@ -56,6 +55,28 @@ def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     diagonal = ultimates[["segment", "origin"]].assign(paid=latest, incurred=[x * 1.5 for x in latest])
     return ultimates, diagonal
 
+
+DAG_ID = "monthly_reserving_pipeline"
+# Pipeline health as the DAG's callbacks record it: run, V, clear number, state, start, minutes, failed task. The
+# pending run failed its gate, was cleared and then succeeded: both executions stay on record.
+HEALTH = [
+    ("scheduled__2024-02-01T00:00:00+00:00", V1, 0, "success", dt.datetime(2024, 2, 1, 0, 0, 5), 12.5, None),
+    ("manual__first", V2, 0, "failed", dt.datetime(2024, 3, 1, 0, 0, 5), 3, "quality.validate"),
+    (PENDING_RUN, V2, 0, "failed", dt.datetime(2024, 3, 1, 1, 0, 0), 2, "input.validate"),
+    (PENDING_RUN, V2, 1, "success", dt.datetime(2024, 3, 1, 2, 0, 0), 15, None),
+]
+# The pending run's analysis of change (reserve_movements rows, hand-made): each line ties, Liability
+# 1,000 - 200 + 50 + 0 + 130 = 980 and Motor 500 - 100 + 0 + 20 - 10 = 410; A/E = 200 / 250 and 100 / 80.
+_AOC = {"Liability": ([1_000, -200, 50, 0, 130, 980, 250], 0.8), "Motor": ([500, -100, 0, 20, -10, 410, 80], 1.25)}
+MOVEMENTS = pd.DataFrame(
+    [
+        (segment, order, step, kind, amount, None, movement.EXPECTED_NOTE if step == movement.EXPECTED else None)
+        for segment, (amounts, _) in _AOC.items()
+        for (order, step, kind), amount in zip(movement.STEPS, amounts, strict=False)
+    ]
+    + [(segment, 8, movement.AE, movement.MEMO, None, ratio, None) for segment, (_, ratio) in _AOC.items()],
+    columns=movement.COLUMNS,
+)
 
 # the restated February version's ranges (reserve_ranges rows; hand-made: the view only reads them back)
 RANGES = pd.DataFrame(
@@ -110,31 +131,10 @@ def populate(url: str, artifact_root: Path) -> Book:
         governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
         run_id=PENDING_RUN,
     )
-    with engine.begin() as conn:
-        conn.execute(
-            insert(schema.pipeline_runs),
-            [
-                {
-                    "run_id": "scheduled__2024-02-01T00:00:00+00:00",
-                    "dag_id": "monthly_reserving_pipeline",
-                    "valuation_date": V1,
-                    "state": "success",
-                    "started_at": dt.datetime(2024, 2, 1, 0, 0, 5),
-                    "ended_at": dt.datetime(2024, 2, 1, 0, 12, 40),
-                    "duration_seconds": 755.0,
-                    "failed_task": None,
-                },
-                {
-                    "run_id": "manual__first",
-                    "dag_id": "monthly_reserving_pipeline",
-                    "valuation_date": V2,
-                    "state": "failed",
-                    "started_at": dt.datetime(2024, 3, 1, 0, 0, 5),
-                    "ended_at": dt.datetime(2024, 3, 1, 0, 3, 0),
-                    "duration_seconds": 175.0,
-                    "failed_task": "quality.validate",
-                },
-            ],
+    reserves.store_movements(engine, V2, "restated", PENDING_RUN, MOVEMENTS)
+    for run_id, v, clear_number, state, started, minutes, failed in HEALTH:
+        runs.record_run(
+            engine, run_id, DAG_ID, v, state, started, started + dt.timedelta(minutes=minutes), failed, clear_number
         )
     engine.dispose()
 
