@@ -23,10 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    column,
     func,
     inspect,
     or_,
     select,
+    table,
     text,
     update,
 )
@@ -631,7 +633,8 @@ def _key_runs_by_execution(conn) -> list[str]:
     columns = _columns(conn, pipeline_runs.name)
     if columns is None or "clear_number" in columns:
         return []
-    kept = [dict(row) for row in conn.execute(text(f"SELECT * FROM {pipeline_runs.name}")).mappings()]
+    old = table(pipeline_runs.name, *[column(name, pipeline_runs.c[name].type) for name in sorted(columns)])
+    kept = [dict(row) for row in conn.execute(select(old)).mappings()]  # typed: SQLite's dates come back as dates
     conn.exec_driver_sql(f"DROP TABLE {pipeline_runs.name}")
     pipeline_runs.create(conn)
     if kept:

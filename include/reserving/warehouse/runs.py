@@ -60,7 +60,14 @@ def latest_runs(engine: Engine, limit: int = 24) -> list[dict]:
     """The latest executions of pipeline runs, newest first, failed ones included (the Reserving view's health)."""
     pr = schema.pipeline_runs
     query = (
-        select(pr).order_by(pr.c.valuation_date.desc(), pr.c.started_at.desc(), pr.c.clear_number.desc()).limit(limit)
+        select(pr)
+        .order_by(
+            pr.c.valuation_date.desc(),
+            pr.c.started_at.desc().nulls_last(),  # as on SQLite: PostgreSQL puts NULLs first when descending
+            pr.c.run_id.desc(),
+            pr.c.clear_number.desc(),
+        )
+        .limit(limit)
     )
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings().all()]
