@@ -74,3 +74,28 @@ def test_an_older_health_table_is_rekeyed_with_its_rows_kept(warehouse_url):
         ("manual__a", 0),
     ]
     engine.dispose()
+
+
+def test_the_run_callbacks_record_each_execution_by_airflows_clear_number(sqlite_url, monkeypatch):
+    """RunHealth, as the dag-processor calls it (its context's dag_run is the execution API's DagRun): the failed
+    first execution and the success after a clear are two rows."""
+    from airflow.sdk.api.datamodels._generated import DagRun
+
+    from include.reserving.notify import RunHealth
+
+    engine = make_engine(sqlite_url)
+    schema.create_all(engine)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", sqlite_url)
+    interval_end = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    for clear_number, state, start in ((0, "failed", _at(0)), (1, "success", _at(1))):
+        end = start + dt.timedelta(minutes=5)
+        run = DagRun.model_construct(
+            dag_id=DAG, run_id=RUN, clear_number=clear_number, start_date=start, end_date=end,
+            data_interval_end=interval_end,
+        )  # fmt: skip
+        RunHealth(state).notify({"dag_run": run, "params": {}, "ti": None})
+    assert [(r["clear_number"], r["state"], r["valuation_date"]) for r in latest_runs(engine)] == [
+        (1, "success", V),
+        (0, "failed", V),
+    ]
+    engine.dispose()
