@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts
+from include.reserving.dates import previous_month_end
 from include.reserving.presentation.formatting import as_date, money_total, origin_labels
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.publish import total
@@ -105,9 +106,11 @@ def publication_history(engine: Engine) -> list[dict[str, Any]]:
     return _records(frame[keep])
 
 
-def movement_table(movements: list[dict[str, Any]]) -> dict[str, Any]:
+def movement_table(movements: list[dict[str, Any]], valuation_date: dt.date) -> dict[str, Any]:
     """The analysis of change laid out as the report prints it: one row per step, one column per line and a total
-    (none on the ratio row); the notes with the lines they concern. Empty lists when nothing was analysed."""
+    (none on the ratio row), the opening named by V-1's date; the notes with the lines they concern. Empty lists when
+    nothing was analysed."""
+    before = previous_month_end(valuation_date).isoformat()  # the analysis runs from V-1's publication
     lines = sorted({m["segment"] for m in movements})
     steps, notes = [], {}
     for order in sorted({m["step_order"] for m in movements}):
@@ -117,12 +120,11 @@ def movement_table(movements: list[dict[str, Any]]) -> dict[str, Any]:
         values = [(at.get(line) or {}).get("ratio" if ratio_row else "amount") for line in lines]
         known = [v for v in values if v is not None]
         total = None if ratio_row or not known else money_total(known)
-        steps.append(
-            {"step": first["step"], "kind": first["kind"], "ratio": ratio_row, "values": values, "total": total}
-        )
+        label = f"unpaid at {before}" if first["kind"] == "opening" else first["step"]
+        steps.append({"step": label, "kind": first["kind"], "ratio": ratio_row, "values": values, "total": total})
         for line, m in at.items():
             if m["note"]:
-                notes.setdefault(m["note"], []).append(line)
+                notes.setdefault(m["note"].replace("V-1", before), []).append(line)
     return {"lines": lines, "steps": steps, "notes": [{"note": n, "lines": ls} for n, ls in notes.items()]}
 
 

@@ -54,6 +54,7 @@ from sqlalchemy.exc import DBAPIError
 
 from include.reserving import views
 from include.reserving.dates import parse_valuation_date
+from include.reserving.presentation.formatting import as_date
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.presentation.templating import render
 from include.reserving.quality import data_docs
@@ -276,7 +277,9 @@ def render_page(
         api=str(request.url_for("reserves")),
         page_url=page_url,
         reserves=reserves,
-        movements=views.movement_table(reserves["movements"]) if reserves else None,
+        movements=views.movement_table(reserves["movements"], as_date(reserves["valuation_date"]))
+        if reserves
+        else None,
         problem=problem,
         refused=refused,
         valuations=sorted({h["valuation_date"] for h in history if h["is_current"]}, reverse=True),

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
@@ -233,6 +233,21 @@ def test_the_view_renders_in_chromium_after_an_airflow_login(api_server, browser
     ui_shot = ARTIFACTS / "reserving_in_airflow_ui.png"
     browser.screenshot(ui_shot)
     assert ui_shot.stat().st_size > 20_000
+
+    # The gate's Data Docs, opened from the health table, render from this server alone (no CDN reachable or asked).
+    browser.open(f"{base}/reserving/")
+    links = "[...document.querySelectorAll('a')].filter(a => a.textContent === 'Data Docs').map(a => a.href)"
+    assert {unquote(href) for href in browser.evaluate(links)} == {unquote(f"{base}{DOCS}/")}
+    browser.open(f"{base}{DOCS}/")
+    assert "reserving_snapshot_claims_v2" in browser.evaluate("document.body.innerText")
+    browser.open(f"{base}{DOCS}/{_a_validation_page(api_server)}")
+    text = browser.evaluate("document.body.innerText")
+    assert "claimant_age" in text and "Unsuccessful Expectations" in text, text[:500]
+    elsewhere = "performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin))"
+    assert browser.evaluate(elsewhere) == []
+    docs_shot = ARTIFACTS / "reserving_data_docs.png"
+    browser.screenshot(docs_shot)
+    assert docs_shot.stat().st_size > 20_000
 
 
 def test_bad_paths_get_4xx_and_no_server_path_through_the_real_server(api_server):

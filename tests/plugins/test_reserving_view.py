@@ -415,7 +415,8 @@ def test_ranges_and_the_analysis_of_change_of_the_shown_valuation(book):
         '<td>memo: actual / expected emergence</td><td class="num">0.80</td><td class="num">1.25</td>'
         '<td class="num"></td>' in html
     )
-    assert '<p class="meta">Liability, Motor: previous model&#39;s projection from V-1' in html
+    assert '<td>unpaid at 2024-01-31</td><td class="num">1,000.00</td><td class="num">500.00</td>' in html
+    assert '<p class="meta">Liability, Motor: previous model&#39;s projection from 2024-01-31' in html
     assert (
         '<tr class="total"><td>All lines</td><td>independent lines</td><td></td><td class="num">1,300.00</td>'
         '<td class="num">50.00</td><td class="num">0.0385</td><td class="num">1,333.00</td>'
