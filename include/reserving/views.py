@@ -66,7 +66,8 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid. Each row names the ``method`` that set its
     ultimate and carries every method's ultimate and the diagnostic ``flags``; ``origin`` is the origin's label as
     the report prints it (``2023Q1``), ``origin_start`` its first day; ``ranges`` holds the selection rule
-    and the range of the unpaid per line and in total (empty for versions published before the methods).
+    and the range of the unpaid per line and in total (empty for versions published before the methods);
+    ``movements`` the analysis of change the publishing run stored, line by line in step order (empty if none).
     """
     latest = reserves.latest_valuation_date(engine)
     if latest is None:

@@ -168,10 +168,7 @@ def create_app(engine: Engine | None = None, artifact_root: str | None = None) -
         valuation_date: Annotated[str | None, Query(description="A month end; default: the latest")] = None,
     ) -> dict[str, Any]:
         day = _date_or_400(valuation_date) if valuation_date else None
-        try:
-            return views.published_reserves(wh.engine, day)
-        except views.NotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return _or_4xx(views.published_reserves, wh.engine, day)
 
     @app.get("/api/champion", name="champion")
     def champion(wh: WarehouseDep) -> dict[str, Any]:
@@ -184,12 +181,7 @@ def create_app(engine: Engine | None = None, artifact_root: str | None = None) -
     @app.get("/model-cards/{valuation_date}/{model_version}.{fmt}", name="model_card")
     def model_card(valuation_date: str, model_version: str, fmt: str, wh: WarehouseDep):
         day = _date_or_400(valuation_date)
-        try:
-            path = views.model_card_path(wh.engine, wh.artifact_root, day, model_version, fmt)
-        except views.BadRequest as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        except views.NotFound as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        path = _or_4xx(views.model_card_path, wh.engine, wh.artifact_root, day, model_version, fmt)
         media = "application/pdf" if fmt == "pdf" else "text/plain; charset=utf-8"
         return FileResponse(path, media_type=media, content_disposition_type="inline", filename=path.name)
 
