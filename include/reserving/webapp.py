@@ -107,7 +107,10 @@ class Warehouse:
 
 
 def _site(request: Request) -> Site:
-    return request.app.state.warehouse.current()
+    try:
+        return request.app.state.warehouse.current()
+    except ValueError as exc:  # the settings Variable or the connection cannot be used: say which and why
+        raise HTTPException(status_code=503, detail=f"the Reserving view cannot find its warehouse: {exc}") from None
 
 
 WarehouseDep = Annotated[Site, Depends(_site)]

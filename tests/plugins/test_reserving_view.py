@@ -583,3 +583,22 @@ def test_the_gate_alert_links_data_docs_the_view_serves(docs_book, monkeypatch):
     assert served.status_code == 200 and "reserving_snapshot_claims_v2" in served.text
     report.artifact_uri = "s3://bucket/runs/2024-02-29/x/quality"  # the view cannot serve a remote root
     assert "Data Docs:" not in failure_message(context)
+
+
+def test_a_broken_connection_or_settings_variable_is_a_503_saying_which(book, monkeypatch):
+    app = webapp.create_app()
+    app.dependency_overrides[webapp.authenticated] = lambda: None
+    client = TestClient(app)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", "http://warehouse.example.com")
+    response = client.get("/api/reserves")
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        "the Reserving view cannot find its warehouse: "
+        "connection 'reserving_db' has type 'http'; use postgres or sqlite"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
+    monkeypatch.setenv("AIRFLOW_VAR_RESERVING_SETTINGS", "{not json")
+    response = client.get("/api/reserves")
+    assert response.status_code == 503 and "Variable reserving_settings cannot be used: it is not JSON" in response.text
+    monkeypatch.delenv("AIRFLOW_VAR_RESERVING_SETTINGS")
+    assert client.get("/api/reserves").status_code == 200  # fixed: the next request works, no restart
