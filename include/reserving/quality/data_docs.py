@@ -37,11 +37,12 @@ _SCRIPT = re.compile(r"<script\b[^>]*>.*?</script\s*>", re.IGNORECASE | re.DOTAL
 _EXTERNAL_TAG = re.compile(r"<(?:link|img|iframe|source)\b[^>]*\b(?:href|src)\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.I)
 _EXTERNAL_CSS_URL = re.compile(r"url\(\s*[\"']?(?:https?:)?//[^)]*\)", re.IGNORECASE)
 _HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
-# Enough of Bootstrap's layout for GX's pages to read: tables ruled, badges and alerts coloured, the navigation and
-# the sticky footer out of the way.
+# Enough of Bootstrap's layout for GX's pages to read: tables ruled, badges and alerts coloured; GX's top bar and
+# sticky footer (a logo and a newsletter) and its result filter (it needs GX's scripts) out of the way.
 STYLE = """<style id="reserving-data-docs">
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 16px 24px; color: #1f2933; }
-nav, footer, #ge-cta-footer, .navbar { display: none !important; }
+body > nav, footer, #ge-cta-footer { display: none !important; }
+.card:has(.btn-group-toggle) { display: none; } .nav { list-style: none; padding-left: 8px; }
 table { border-collapse: collapse; margin: 6px 0 12px; font-size: 13px; }
 th, td { border: 1px solid #d9dee3; padding: 4px 8px; vertical-align: top; text-align: left; }
 th { background: #f5f7fa; } .alert { padding: 6px 10px; border-radius: 4px; background: #f5f7fa; margin: 8px 0; }
