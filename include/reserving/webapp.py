@@ -269,7 +269,7 @@ def render_page(
     ]
     return render(
         "page.html",
-        api=str(request.url_for("reserves")),
+        api=str(request.url_for("reserves")) + (f"?valuation_date={reserves['valuation_date']}" if reserves else ""),
         page_url=page_url,
         reserves=reserves,
         movements=views.movement_table(reserves["movements"], as_date(reserves["valuation_date"]))

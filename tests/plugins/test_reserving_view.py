@@ -366,6 +366,7 @@ def test_the_page_shows_the_valuation_asked_for_and_lists_the_published_ones(boo
     assert f'<td class="num">{january.unpaid_total:,.2f}</td>' in html
     assert "No ranges were stored with this version" in html and "No analysis of change was recorded" in html
     assert '<option value="2024-01-31" selected>' in html
+    assert 'JSON: <a href="http://testserver/reserving/api/reserves?valuation_date=2024-01-31">' in html
     # the history: every version, newest first; February's first version is on record, no longer current
     assert [
         (h["valuation_date"], h["version"], h["is_current"]) for h in views.publication_history(make_engine(book.url))
