@@ -633,7 +633,7 @@ def _key_runs_by_execution(conn) -> list[str]:
     columns = _columns(conn, pipeline_runs.name)
     if columns is None or "clear_number" in columns:
         return []
-    old = table(pipeline_runs.name, *[column(name, pipeline_runs.c[name].type) for name in sorted(columns)])
+    old = table(pipeline_runs.name, *[column(c.name, c.type) for c in pipeline_runs.columns if c.name in columns])
     kept = [dict(row) for row in conn.execute(select(old)).mappings()]  # typed: SQLite's dates come back as dates
     conn.exec_driver_sql(f"DROP TABLE {pipeline_runs.name}")
     pipeline_runs.create(conn)

@@ -33,7 +33,7 @@ Authentication (checked on Airflow 3.3.2, simple auth manager, see tests/plugins
   sends the cookie with the iframe's request, and links opened from the page (model cards) carry it too.
 
 No token gives 401 ("Not authenticated"), a malformed or foreign token 403 ("Invalid JWT token"), an expired one
-401. The page answers a browser without a session with a 401 page linking to Airflow's login. Both pages render from
+401. The page answers a browser without a session with a 401 page linking to Airflow's login. The pages render from
 autoescaped templates (``presentation/templates/page.html``, ``data_docs.html``, ``login.html``).
 """
 
