@@ -172,7 +172,8 @@ def failure_message(context: Mapping[str, Any]) -> str:
     """The Slack text for a failed task.
 
     ``Task '<task>' failed in <dag> for valuation <V> (try n of m). Error: <first line of the exception>. Log: <url>``
-    followed, for a failed quality gate (or contract check, or reconciliation), by one line per failure.
+    followed, for a failed quality gate (or contract check, or reconciliation), by one line per failure, and for a
+    failed gate by the link to its Data Docs in the Reserving view (under ``[api] base_url``).
     """
     ti = context.get("ti") or context.get("task_instance")
     task = context.get("task") or _get(ti, "task")
@@ -199,7 +200,34 @@ def failure_message(context: Mapping[str, Any]) -> str:
         # the contract check and the reconciliation carry reports of their own kind, each naming its heading
         heading = getattr(getattr(exc, "report", None), "failure_heading", "Failed expectations")
         text += f"\n{heading}:\n" + "\n".join(f"- {line}" for line in failed)
+    docs = _data_docs_link(exc)
+    if docs:
+        text += f"\nData Docs: {docs}"
     return text
+
+
+def _base_url() -> str:
+    """Airflow's ``[api] base_url`` (the address operators open the UI at), as the task's own log link uses it."""
+    from airflow.sdk.configuration import conf
+
+    return conf.get("api", "base_url", fallback="http://localhost:8080/")
+
+
+def _data_docs_link(exc: Any) -> str | None:
+    """The Reserving view's address of a failed gate's Data Docs (served to logged-in Airflow users); None for other
+    errors and for a remote artifact root (the summary names that folder)."""
+    report = getattr(exc, "report", None)
+    if report is None or not all(getattr(report, a, None) for a in ("artifact_uri", "run_id", "valuation_date")):
+        return None
+    from include.reserving.artifacts import is_local
+    from include.reserving.quality.data_docs import docs_url
+
+    if not is_local(report.artifact_uri):
+        return None
+    try:
+        return docs_url(_base_url(), report.valuation_date, report.run_id)
+    except Exception:  # a broken config must not stop the alert
+        return None
 
 
 class _Notifier(BaseNotifier):
@@ -226,7 +254,8 @@ class TaskFailureAlert(_Notifier):
 
 
 class RunHealth(_Notifier):
-    """A DAG-level callback: record the run's outcome in ``pipeline_runs``. Never raises (health must not break a run).
+    """A DAG-level callback: record the outcome of this execution of the run in ``pipeline_runs`` (a run cleared and run
+    again adds a row; the earlier execution's stays). Never raises (health must not break a run).
 
     Parameters
     ----------
@@ -260,6 +289,7 @@ class RunHealth(_Notifier):
                 dag_run.start_date,
                 dag_run.end_date or dt.datetime.now(dt.UTC),
                 _failed_tasks(context) if self.state == "failed" else None,
+                clear_number=getattr(dag_run, "clear_number", None) or 0,  # each clearing: a new execution's row
             )
         except Exception as exc:
             log.warning("pipeline health not recorded: %s: %s", type(exc).__name__, exc)

@@ -23,10 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    column,
     func,
     inspect,
     or_,
     select,
+    table,
     text,
     update,
 )
@@ -500,12 +502,15 @@ decision_codes = Table(
     Index("ux_decision_codes_key", "kind", "valuation_date", "version", "run_id", unique=True),
 )
 
-# --- Pipeline health: one row per DAG run ---------------------------------------------------------------------
+# --- Pipeline health: one row per execution of a DAG run -------------------------------------------------------
 
+# A run cleared and run again is a new execution (Airflow's clear_number: 0 the first time): a later success keeps
+# the failed execution's row beside its own.
 pipeline_runs = Table(
     "pipeline_runs",
     metadata,
     Column("run_id", String(250), primary_key=True),
+    Column("clear_number", Integer, primary_key=True, autoincrement=False),
     Column("dag_id", String(250), nullable=False),
     Column("valuation_date", Date),
     Column("state", String(16), nullable=False),
@@ -560,7 +565,8 @@ def migrate(engine: Engine) -> list[str]:
     selection columns are added; rows published before them were the model's (``method`` 'model'); their versions
     have no ``reserve_ranges`` rows (create_all creates that table).
 
-    Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``.
+    Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``. Issue 16 keeps the health of
+    every execution of a run: ``pipeline_runs`` is keyed by (run_id, clear_number).
 
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
@@ -617,7 +623,23 @@ def migrate(engine: Engine) -> list[str]:
             if renamed:
                 done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
         done += _key_approvals_by_run(conn)
+        done += _key_runs_by_execution(conn)
     return done
+
+
+def _key_runs_by_execution(conn) -> list[str]:
+    """Re-key ``pipeline_runs`` from run_id to (run_id, clear_number): the table is rebuilt (a primary key cannot be
+    altered on SQLite) and its rows kept as first executions (clear_number 0)."""
+    columns = _columns(conn, pipeline_runs.name)
+    if columns is None or "clear_number" in columns:
+        return []
+    old = table(pipeline_runs.name, *[column(c.name, c.type) for c in pipeline_runs.columns if c.name in columns])
+    kept = [dict(row) for row in conn.execute(select(old)).mappings()]  # typed: SQLite's dates come back as dates
+    conn.exec_driver_sql(f"DROP TABLE {pipeline_runs.name}")
+    pipeline_runs.create(conn)
+    if kept:
+        conn.execute(pipeline_runs.insert(), [{**row, "clear_number": 0} for row in kept])
+    return [f"pipeline_runs: keyed by (run_id, clear_number); {len(kept)} runs kept as their first execution"]
 
 
 def _key_approvals_by_run(conn) -> list[str]:

@@ -15,9 +15,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts
-from include.reserving.presentation.formatting import as_date, origin_labels
+from include.reserving.dates import previous_month_end
+from include.reserving.presentation.formatting import as_date, money_total, origin_labels
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.publish import total
+from include.reserving.quality import data_docs
 from include.reserving.warehouse import decisions, registry, reserves, runs
 from include.reserving.warehouse.cells import origin_months
 
@@ -64,7 +66,8 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     is unknown. ``std_err``, ``p75`` and ``p95`` are of the unpaid. Each row names the ``method`` that set its
     ultimate and carries every method's ultimate and the diagnostic ``flags``; ``origin`` is the origin's label as
     the report prints it (``2023Q1``), ``origin_start`` its first day; ``ranges`` holds the selection rule
-    and the range of the unpaid per line and in total (empty for versions published before the methods).
+    and the range of the unpaid per line and in total (empty for versions published before the methods);
+    ``movements`` the analysis of change the publishing run stored, line by line in step order (empty if none).
     """
     latest = reserves.latest_valuation_date(engine)
     if latest is None:
@@ -83,6 +86,7 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
         for segment, group in rows.groupby("segment", sort=True)
     ]
     meta = {k: _plain(v) for k, v in version.items() if k != "is_current"}
+    movements = reserves.movements(engine, valuation_date, version["run_id"])
     return {
         **meta,
         "rows": _records(rows.drop(columns=["valuation_date", "version", "model_version", "approval_ref"])),
@@ -91,7 +95,38 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
         "ranges": _records(
             reserves.ranges_of(engine, valuation_date, version["version"]).drop(columns=["valuation_date", "version"])
         ),
+        "movements": _records(movements.drop(columns=["valuation_date", "run_id"])),
     }
+
+
+def publication_history(engine: Engine) -> list[dict[str, Any]]:
+    """Every published version, newest valuation date first and, within one, newest version first: current ones,
+    the versions they replaced and held ones (the view's picker and history)."""
+    frame = reserves.versions(engine).sort_values(["valuation_date", "version"], ascending=False)
+    keep = ["valuation_date", "version", "basis", "status", "is_current", "unpaid_total", "published_at", "run_id"]
+    return _records(frame[keep])
+
+
+def movement_table(movements: list[dict[str, Any]], valuation_date: dt.date) -> dict[str, Any]:
+    """The analysis of change laid out as the report prints it: one row per step, one column per line and a total
+    (none on the ratio row), the opening named by V-1's date; the notes with the lines they concern. Empty lists when
+    nothing was analysed."""
+    before = previous_month_end(valuation_date).isoformat()  # the analysis runs from V-1's publication
+    lines = sorted({m["segment"] for m in movements})
+    steps, notes = [], {}
+    for order in sorted({m["step_order"] for m in movements}):
+        at = {m["segment"]: m for m in movements if m["step_order"] == order}
+        first = next(iter(at.values()))
+        ratio_row = first["kind"] == "memo" and all(m["amount"] is None for m in at.values())
+        values = [(at.get(line) or {}).get("ratio" if ratio_row else "amount") for line in lines]
+        known = [v for v in values if v is not None]
+        total = None if ratio_row or not known else money_total(known)
+        label = f"unpaid at {before}" if first["kind"] == "opening" else first["step"]
+        steps.append({"step": label, "kind": first["kind"], "ratio": ratio_row, "values": values, "total": total})
+        for line, m in at.items():
+            if m["note"]:
+                notes.setdefault(m["note"].replace("V-1", before), []).append(line)
+    return {"lines": lines, "steps": steps, "notes": [{"note": n, "lines": ls} for n, ls in notes.items()]}
 
 
 def champion(engine: Engine) -> dict[str, Any]:
@@ -131,7 +166,8 @@ def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
 
 
 def pipeline_health(engine: Engine, limit: int = 24) -> list[dict[str, Any]]:
-    """The latest pipeline runs, newest first (the table may be empty)."""
+    """The latest executions of pipeline runs, newest first; a failed execution stays beside the later success of
+    the same run (the table may be empty)."""
     return [{k: _plain(v) for k, v in row.items()} for row in runs.latest_runs(engine, limit)]
 
 
@@ -160,3 +196,49 @@ def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date,
     if not path.is_file():
         raise NotFound(f"model card of {model_version!r} for {valuation_date} has not been written ({path.name})")
     return path
+
+
+def _data_docs_dir(artifact_root: str, valuation_date: dt.date, run_id: str) -> tuple[Path, Path]:
+    """The artifact root and a gate run's Data Docs folder, both resolved; the folder must lie under the root."""
+    if not data_docs.is_run_id(run_id):
+        raise BadRequest(f"{run_id!r} is not an Airflow run id (letters, digits, '_.~:+-')")
+    if not artifacts.is_local(artifact_root):
+        raise NotFound("the artifact root is remote: open the Data Docs there")
+    root = Path(artifact_root.removeprefix("file://")).resolve()
+    docs = Path(artifacts.run_dir(str(root), valuation_date, run_id), *data_docs.DOCS_FOLDER).resolve()
+    if not docs.is_relative_to(root) or not docs.is_dir():
+        raise NotFound(f"no Data Docs for run {run_id!r} at valuation date {valuation_date}")
+    return root, docs
+
+
+def data_docs_pages(artifact_root: str, valuation_date: dt.date, run_id: str) -> list[data_docs.Page]:
+    """The pages of a gate run's Data Docs (validations with their outcome, expectation suites)."""
+    _, docs = _data_docs_dir(artifact_root, valuation_date, run_id)
+    return data_docs.pages(docs, docs.parent.parent.joinpath(*data_docs.RESULTS_FILE))
+
+
+def data_docs_file(artifact_root: str, valuation_date: dt.date, run_id: str, page: str) -> Path:
+    """A file of a gate run's Data Docs, checked to lie inside that run's Data Docs folder (no traversal through
+    ``..``, odd characters or symlinks) and to be of a kind GX writes there."""
+    if "\x00" in page:
+        raise BadRequest("a Data Docs page name cannot contain a NUL byte")
+    if Path(page).suffix.lower() not in data_docs.SERVED:
+        raise NotFound(f"Data Docs serve {', '.join(sorted(data_docs.SERVED))} files, not {Path(page).name!r}")
+    _, docs = _data_docs_dir(artifact_root, valuation_date, run_id)
+    path = (docs / page).resolve()
+    if not path.is_relative_to(docs):
+        raise NotFound("that page is outside the run's Data Docs")
+    if not path.is_file():
+        raise NotFound(f"the run's Data Docs have no page {page!r}")
+    return path
+
+
+def has_data_docs(artifact_root: str, valuation_date: dt.date | str | None, run_id: str) -> bool:
+    """Whether the view can serve Data Docs for this run (a health row links them then)."""
+    if valuation_date is None:
+        return False
+    try:
+        _data_docs_dir(artifact_root, as_date(valuation_date), run_id)
+    except (NotFound, BadRequest):
+        return False
+    return True

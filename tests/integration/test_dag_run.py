@@ -10,11 +10,12 @@ import threading
 import time
 from email import policy
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import select
 
-from include.reserving import methods, schema
+from include.reserving import artifacts, methods, schema
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.cells import latest_diagonal
 from include.reserving.config import load_settings
@@ -173,6 +174,11 @@ def test_bad_data_stops_the_run_and_pages_once(pipeline_dag, tmp_path, slack_rec
         "(try 1 of 1). Error: QualityGateError"
     )
     assert "claimant_age" in message and "claim_type" in message
+    # the alert links the gate's Data Docs in the Reserving view, which serves them from the run's quality folder
+    link = message.splitlines()[-1]
+    assert link.startswith("Data Docs: http") and link.endswith(f"/data-docs/2023-12-31/{quote(run.run_id, safe='')}/")
+    docs = Path(artifacts.run_dir(str(tmp_path / "artifacts"), V, run.run_id), "quality", "data_docs", "index.html")
+    assert docs.is_file()
 
 
 def test_a_quiet_month_skips_training_and_reserves_with_the_champion(

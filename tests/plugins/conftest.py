@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -16,15 +17,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import insert
 
-from include.reserving import artifacts, governance, schema
+from include.reserving import artifacts, governance, movement, schema
 from include.reserving.publish import PublishResult, reserve_rows
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import registry, reserves, runs
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import publish_reserves
 from tests.conftest import model_entry
-from tests.servers import running_api_server
+from tests.servers import AirflowApi, running_api_server
 
 PROJECT = Path(__file__).resolve().parents[2]
 V1, V2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
@@ -56,6 +56,28 @@ def _model_output(scale: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     diagonal = ultimates[["segment", "origin"]].assign(paid=latest, incurred=[x * 1.5 for x in latest])
     return ultimates, diagonal
 
+
+DAG_ID = "monthly_reserving_pipeline"
+# Pipeline health as the DAG's callbacks record it: run, V, clear number, state, start, minutes, failed task. The
+# pending run failed its gate, was cleared and then succeeded: both executions stay on record.
+HEALTH = [
+    ("scheduled__2024-02-01T00:00:00+00:00", V1, 0, "success", dt.datetime(2024, 2, 1, 0, 0, 5), 12.5, None),
+    ("manual__first", V2, 0, "failed", dt.datetime(2024, 3, 1, 0, 0, 5), 3, "quality.validate"),
+    (PENDING_RUN, V2, 0, "failed", dt.datetime(2024, 3, 1, 1, 0, 0), 2, "input.validate"),
+    (PENDING_RUN, V2, 1, "success", dt.datetime(2024, 3, 1, 2, 0, 0), 15, None),
+]
+# The pending run's analysis of change (reserve_movements rows, hand-made): each line ties, Liability
+# 1,000 - 200 + 50 + 0 + 130 = 980 and Motor 500 - 100 + 0 + 20 - 10 = 410; A/E = 200 / 250 and 100 / 80.
+_AOC = {"Liability": ([1_000, -200, 50, 0, 130, 980, 250], 0.8), "Motor": ([500, -100, 0, 20, -10, 410, 80], 1.25)}
+MOVEMENTS = pd.DataFrame(
+    [
+        (segment, order, step, kind, amount, None, movement.EXPECTED_NOTE if step == movement.EXPECTED else None)
+        for segment, (amounts, _) in _AOC.items()
+        for (order, step, kind), amount in zip(movement.STEPS, amounts, strict=False)
+    ]
+    + [(segment, 8, movement.AE, movement.MEMO, None, ratio, None) for segment, (_, ratio) in _AOC.items()],
+    columns=movement.COLUMNS,
+)
 
 # the restated February version's ranges (reserve_ranges rows; hand-made: the view only reads them back)
 RANGES = pd.DataFrame(
@@ -110,31 +132,10 @@ def populate(url: str, artifact_root: Path) -> Book:
         governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
         run_id=PENDING_RUN,
     )
-    with engine.begin() as conn:
-        conn.execute(
-            insert(schema.pipeline_runs),
-            [
-                {
-                    "run_id": "scheduled__2024-02-01T00:00:00+00:00",
-                    "dag_id": "monthly_reserving_pipeline",
-                    "valuation_date": V1,
-                    "state": "success",
-                    "started_at": dt.datetime(2024, 2, 1, 0, 0, 5),
-                    "ended_at": dt.datetime(2024, 2, 1, 0, 12, 40),
-                    "duration_seconds": 755.0,
-                    "failed_task": None,
-                },
-                {
-                    "run_id": "manual__first",
-                    "dag_id": "monthly_reserving_pipeline",
-                    "valuation_date": V2,
-                    "state": "failed",
-                    "started_at": dt.datetime(2024, 3, 1, 0, 0, 5),
-                    "ended_at": dt.datetime(2024, 3, 1, 0, 3, 0),
-                    "duration_seconds": 175.0,
-                    "failed_task": "quality.validate",
-                },
-            ],
+    reserves.store_movements(engine, V2, "restated", PENDING_RUN, MOVEMENTS)
+    for run_id, v, clear_number, state, started, minutes, failed in HEALTH:
+        runs.record_run(
+            engine, run_id, DAG_ID, v, state, started, started + dt.timedelta(minutes=minutes), failed, clear_number
         )
     engine.dispose()
 
@@ -152,6 +153,29 @@ def book(tmp_path) -> Book:
     return populate(f"sqlite:///{tmp_path / 'warehouse.db'}", tmp_path / "artifacts")
 
 
+@pytest.fixture(scope="session")
+def gate_artifacts(tmp_path_factory) -> Path:
+    """A real gate run's quality folder (validation_results.json, GX Data Docs): the quality tests' book with a
+    negative claimant age, so one check fails. Built once (GX takes seconds to import)."""
+    from tests.include.quality.book import defective_book, gate, load
+
+    root = tmp_path_factory.mktemp("gate")
+    engine = make_engine(f"sqlite:///{root / 'gate.db'}")
+    schema.create_all(engine)
+    load(engine, *defective_book("negative_age"))
+    report = gate(engine, root, folder="quality")
+    assert [c.key for c in report.failures] == ["snapshot_claims.claimant_age.between"], report.summary()
+    engine.dispose()
+    return root / "quality"
+
+
+def install_data_docs(book: Book, quality: Path) -> Path:
+    """Copy a gate run's quality folder to where the pending run's gate writes it; returns the run's folder."""
+    folder = Path(artifacts.run_dir(str(book.artifact_root), V2, PENDING_RUN))
+    shutil.copytree(quality, folder / "quality")
+    return folder
+
+
 # --- a real api-server ---------------------------------------------------------------------------------------------
 
 
@@ -163,6 +187,7 @@ class Server:
     password: str
     book: Book
     log: Path
+    api: AirflowApi  # the same server's REST API, for the operator's (admin's) changes
 
     def token(self) -> str:
         """A JWT the way the UI's login page gets one: POST /auth/token with username and password."""
@@ -173,18 +198,38 @@ class Server:
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())["access_token"]
 
+    def point_warehouse_at(self, sqlite_file: str) -> None:
+        """Set the ``reserving_db`` connection in Airflow's metadata database as an operator does (Admin >
+        Connections, i.e. the REST API), to a SQLite warehouse file."""
+        body = {"connection_id": "reserving_db", "conn_type": "sqlite", "host": sqlite_file}
+        with self.api.client(OPERATOR) as api:
+            done = api.patch("/connections/reserving_db", json=body)
+            if done.status_code == 404:
+                done = api.post("/connections", json=body)
+            done.raise_for_status()
+
+
+OPERATOR = "operator"
+
 
 @pytest.fixture(scope="module")
-def api_server(tmp_path_factory) -> Server:
-    """``airflow api-server`` on 127.0.0.1 with the project's plugins, its own Airflow home and a published book."""
+def api_server(tmp_path_factory, gate_artifacts) -> Server:
+    """``airflow api-server`` on 127.0.0.1 with the project's plugins, its own Airflow home and a published book with
+    the pending run's Data Docs. The warehouse connection lives in the server's metadata database (not in its
+    environment), so a test can switch it while the server runs."""
     root = tmp_path_factory.mktemp("reserving-api")
     home = root / "airflow-home"
     (home / "dags").mkdir(parents=True)
     book = populate(f"sqlite:///{root / 'warehouse.db'}", root / "artifacts")
+    install_data_docs(book, gate_artifacts)
     settings = {
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
-        "AIRFLOW_CONN_RESERVING_DB": book.url,
         "RESERVING_ARTIFACT_ROOT": str(book.artifact_root),
     }
-    with running_api_server(home, "actuary:viewer", settings, timeout=SERVER_START_TIMEOUT) as (base, passwords):
-        yield Server(base, home, "actuary", passwords["actuary"], book, home / "api-server.log")
+    users = f"actuary:viewer,{OPERATOR}:admin"
+    with running_api_server(home, users, settings, timeout=SERVER_START_TIMEOUT) as (base, passwords):
+        server = Server(
+            base, home, "actuary", passwords["actuary"], book, home / "api-server.log", AirflowApi(base, passwords)
+        )
+        server.point_warehouse_at(str(root / "warehouse.db"))
+        yield server

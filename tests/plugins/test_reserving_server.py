@@ -6,6 +6,7 @@ in through Airflow's own login page and renders the view, alone and inside the A
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import shutil
@@ -14,10 +15,15 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 
-from tests.plugins.conftest import PROJECT, V2
+from include.reserving import artifacts, schema
+from include.reserving.publish import reserve_rows
+from include.reserving.warehouse.core import make_engine
+from include.reserving.warehouse.reserves import publish_reserves
+from tests.plugins.conftest import PENDING_RUN, PROJECT, V2, _model_output
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +49,20 @@ def _routes(server) -> list[str]:
         "/reserving/api/champion",
         "/reserving/api/approvals/pending",
         f"/reserving/model-cards/2024-02-29/{server.book.challenger}.pdf",
+        "/reserving/?valuation_date=2024-01-31",
+        f"{DOCS}/",
+        f"{DOCS}/{_a_validation_page(server)}",
     ]
+
+
+DOCS = f"/reserving/data-docs/2024-02-29/{quote(PENDING_RUN, safe='')}"
+
+
+def _a_validation_page(server) -> str:
+    """The failed validation's GX page, relative to the run's Data Docs folder."""
+    docs = Path(artifacts.run_dir(str(server.book.artifact_root), V2, PENDING_RUN), "quality", "data_docs")
+    (page,) = (docs / "validations").glob("reserving_snapshot_claims_v*[0-9]/*/*/*.html")
+    return page.relative_to(docs).as_posix()
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -215,6 +234,21 @@ def test_the_view_renders_in_chromium_after_an_airflow_login(api_server, browser
     browser.screenshot(ui_shot)
     assert ui_shot.stat().st_size > 20_000
 
+    # The gate's Data Docs, opened from the health table, render from this server alone (no CDN reachable or asked).
+    browser.open(f"{base}/reserving/")
+    links = "[...document.querySelectorAll('a')].filter(a => a.textContent === 'Data Docs').map(a => a.href)"
+    assert {unquote(href) for href in browser.evaluate(links)} == {unquote(f"{base}{DOCS}/")}
+    browser.open(f"{base}{DOCS}/")
+    assert "reserving_snapshot_claims_v2" in browser.evaluate("document.body.innerText")
+    browser.open(f"{base}{DOCS}/{_a_validation_page(api_server)}")
+    text = browser.evaluate("document.body.innerText")
+    assert "claimant_age" in text and "Unsuccessful Expectations" in text, text[:500]
+    elsewhere = "performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin))"
+    assert browser.evaluate(elsewhere) == []
+    docs_shot = ARTIFACTS / "reserving_data_docs.png"
+    browser.screenshot(docs_shot)
+    assert docs_shot.stat().st_size > 20_000
+
 
 def test_bad_paths_get_4xx_and_no_server_path_through_the_real_server(api_server):
     """The in-process tests (test_reserving_view) cover the cases; this checks the api-server's stack passes them on."""
@@ -229,3 +263,68 @@ def test_bad_paths_get_4xx_and_no_server_path_through_the_real_server(api_server
         assert status == want and root not in body.decode("utf-8", "replace"), (path, status, body[:300])
     status, body = _get(api_server.base + "/reserving/api/champion", auth)
     assert status == 200 and "artifact_uri" not in json.loads(body)["champion"] and root not in body.decode()
+
+
+def test_switching_reserving_db_is_seen_without_a_restart(api_server, tmp_path):
+    """An operator points reserving_db at another warehouse (a run waits there, and March is published): the next
+    request reads it; pointed back, the first warehouse answers again. The api-server keeps running throughout."""
+    other = tmp_path / "other-warehouse.db"
+    engine = make_engine(f"sqlite:///{other}")
+    schema.create_all(engine)
+    march = publish_reserves(
+        engine, dt.date(2024, 3, 31), "scheduled__2024-04-01T00:00:00+00:00", reserve_rows(*_model_output(1.2)), "m-cl"
+    )
+    engine.dispose()
+    auth = {"Authorization": f"Bearer {api_server.token()}"}
+
+    def latest() -> tuple[str, float, int]:
+        status, body = _get(api_server.base + "/reserving/api/reserves", auth)
+        assert status == 200, body[:300]
+        reserves = json.loads(body)
+        pending = json.loads(_get(api_server.base + "/reserving/api/approvals/pending", auth)[1])
+        return reserves["valuation_date"], reserves["unpaid_total"], len(pending)
+
+    first = api_server.book.published[V2][0]
+    assert latest() == ("2024-02-29", first.unpaid_total, 1)
+    try:
+        api_server.point_warehouse_at(str(other))
+        assert latest() == ("2024-03-31", march.unpaid_total, 0)
+        status, body = _get(api_server.base + "/reserving/?valuation_date=2024-03-31", auth)
+        assert status == 200 and "Valuation date <b>2024-03-31</b>" in body.decode()
+    finally:
+        api_server.point_warehouse_at(api_server.book.url.removeprefix("sqlite:///"))
+    assert latest() == ("2024-02-29", first.unpaid_total, 1)
+
+
+def test_the_page_honours_valuation_date(api_server):
+    auth = {"Authorization": f"Bearer {api_server.token()}", "Accept": "text/html"}
+    january = api_server.book.published[dt.date(2024, 1, 31)][0]
+    status, body = _get(api_server.base + "/reserving/?valuation_date=2024-01-31", auth)
+    page = body.decode()
+    assert status == 200 and "Valuation date <b>2024-01-31</b> · version 1 (current)" in page
+    assert f"{january.unpaid_total:,.2f}" in page and '<option value="2024-01-31" selected>' in page
+    status, body = _get(api_server.base + "/reserving/?valuation_date=2023-12-31", auth)
+    assert status == 404 and "no reserves are published for valuation date 2023-12-31" in body.decode()
+    status, body = _get(api_server.base + "/reserving/?valuation_date=2024-01-30", auth)
+    assert status == 400 and "2024-01-30 is not a month end: use a month end such as 2024-01-31" in body.decode()
+
+
+def test_data_docs_are_served_self_contained_only_to_an_authenticated_user(api_server):
+    """The gate's Data Docs through the api-server: no session, no page (a browser is sent to the login); with one,
+    the index and GX's pages arrive without a script or anything from another server, and nothing outside the run's
+    Data Docs folder can be reached."""
+    index_url = f"{api_server.base}{DOCS}/"
+    status, body = _get(index_url, {"Accept": "text/html"})
+    assert status == 401 and "Log in to Airflow" in body.decode()
+    auth = {"Authorization": f"Bearer {api_server.token()}"}
+    status, body = _get(index_url, auth)
+    index = body.decode()
+    page = _a_validation_page(api_server)
+    assert status == 200 and f'href="{page}"' in index and "failed" in index
+    status, body = _get(f"{api_server.base}{DOCS}/{page}", auth)
+    html = body.decode()
+    assert status == 200 and "claimant_age" in html
+    assert "<script" not in html and "cdn" not in html.lower() and "https://" not in html.split("</head>")[0]
+    for path in (f"{DOCS}/..%2F..%2F..%2Fwarehouse.db", f"{DOCS}/%2E%2E/%2E%2E/model_card.md", f"{DOCS}/x%00.html"):
+        status, body = _get(api_server.base + path, auth)
+        assert status in (400, 404) and str(api_server.book.artifact_root) not in body.decode(), (path, status)

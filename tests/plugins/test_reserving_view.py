@@ -6,24 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sys
 from decimal import Decimal
+from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
 
-from include.reserving import approval, governance, webapp
+from include.reserving import approval, artifacts, governance, views, webapp
 from include.reserving.presentation.emails import model_card_email
 from include.reserving.presentation.instruction import ApprovalInstruction
 from include.reserving.presentation.model_card import ModelCardData, card_markdown
 from include.reserving.publish import reserve_rows
 from include.reserving.stages import RunFacts
 from include.reserving.stages.governance import apply_approval
-from include.reserving.warehouse import registry
+from include.reserving.warehouse import registry, runs
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import publish_reserves
-from tests.plugins.conftest import PENDING_RUN, PROJECT, V1, V2, _model_output
+from tests.plugins.conftest import PENDING_RUN, PROJECT, V1, V2, _model_output, install_data_docs
 
 ENDPOINTS = ["/", "/api/reserves", "/api/champion", "/api/approvals/pending"]
 # the book's origins and their labels in the report, the page and the API (the quarterly origin grain)
@@ -346,3 +349,257 @@ def test_parse_valuation_date():
     assert parse_valuation_date("2024-02-29") == dt.date(2024, 2, 29)
     with pytest.raises(ValueError, match="2023-02-28"):
         parse_valuation_date("2023-02-27")
+
+
+# --- issue 16: the valuation picker, ranges and movements, every execution's health, Data Docs, the warehouse -------
+
+
+def test_the_page_shows_the_valuation_asked_for_and_lists_the_published_ones(book):
+    client = _client(book)
+    latest = client.get("/").text
+    assert '<option value="2024-02-29" selected>2024-02-29</option><option value="2024-01-31">' in latest
+    page = client.get("/", params={"valuation_date": "2024-01-31"})
+    html = page.text
+    january = book.published[V1][0]
+    assert page.status_code == 200 and "Valuation date <b>2024-01-31</b> · version 1 (current)" in html
+    assert '<tr class="total"><td>All lines</td><td class="num">725,000.00</td>' in html  # paid as in February
+    assert f'<td class="num">{january.unpaid_total:,.2f}</td>' in html
+    assert "No ranges were stored with this version" in html and "No analysis of change was recorded" in html
+    assert '<option value="2024-01-31" selected>' in html
+    assert 'JSON: <a href="http://testserver/reserving/api/reserves?valuation_date=2024-01-31">' in html
+    # the history: every version, newest first; February's first version is on record, no longer current
+    assert [
+        (h["valuation_date"], h["version"], h["is_current"]) for h in views.publication_history(make_engine(book.url))
+    ] == [
+        ("2024-02-29", 2, True),
+        ("2024-02-29", 1, False),
+        ("2024-01-31", 1, True),
+    ]
+    assert "<td>approved (current)</td>" in html and "<td>manual__first</td>" not in html  # runs are <code>
+    assert 'href="http://testserver/reserving/?valuation_date=2024-01-31">2024-01-31</a>' in html
+
+
+@pytest.mark.parametrize(
+    ("value", "status", "message"),
+    [
+        ("2023-12-31", 404, "no reserves are published for valuation date 2023-12-31 (latest published: 2024-02-29)"),
+        ("2024-01-30", 400, "valuation_date 2024-01-30 is not a month end: use a month end such as 2024-01-31"),
+        ("Jan 2024", 400, "valuation_date &#39;Jan 2024&#39; is not a date: use YYYY-MM-DD, e.g. 2024-01-31"),
+    ],
+)
+def test_the_page_refuses_a_valuation_it_cannot_show_with_a_page_saying_why(book, value, status, message):
+    page = _client(book).get("/", params={"valuation_date": value})
+    assert page.status_code == status and page.headers["content-type"].startswith("text/html")
+    assert f'<p class="bad">{message}.</p>' in page.text
+    assert '<option value="2024-02-29">' in page.text  # the picker offers what can be shown
+
+
+def test_ranges_and_the_analysis_of_change_of_the_shown_valuation(book):
+    from tests.plugins.conftest import MOVEMENTS
+
+    client = _client(book)
+    body = client.get("/api/reserves").json()
+    ordered = MOVEMENTS.sort_values(["segment", "step_order"])  # line by line in step order, as stored
+    stored = ordered.astype(object).where(ordered.notna(), None).to_dict("records")
+    assert [{k: m[k] for k in stored[0]} for m in body["movements"]] == stored
+    assert {m["basis"] for m in body["movements"]} == {"restated"}
+    html = client.get("/").text
+    # each line ties (1,000 - 200 + 50 + 0 + 130 = 980; 500 - 100 + 0 + 20 - 10 = 410); all lines add up
+    assert (
+        '<td>this unpaid</td><td class="num">980.00</td><td class="num">410.00</td><td class="num">1,390.00</td>'
+        in html
+    )
+    assert (
+        '<td>actual emergence (paid in the month)</td><td class="num">-200.00</td><td class="num">-100.00</td>' in html
+    )
+    assert (
+        '<td>memo: actual / expected emergence</td><td class="num">0.80</td><td class="num">1.25</td>'
+        '<td class="num"></td>' in html
+    )
+    assert '<td>unpaid at 2024-01-31</td><td class="num">1,000.00</td><td class="num">500.00</td>' in html
+    assert '<p class="meta">Liability, Motor: previous model&#39;s projection from 2024-01-31' in html
+    assert (
+        '<tr class="total"><td>All lines</td><td>independent lines</td><td></td><td class="num">1,300.00</td>'
+        '<td class="num">50.00</td><td class="num">0.0385</td><td class="num">1,333.00</td>'
+        '<td class="num">1,383.00</td>'
+    ) in html
+
+
+def test_every_execution_of_a_run_keeps_its_health_row(book):
+    """The pending run failed its gate, was cleared and succeeded: both executions show; recording the success
+    again (a retried callback) replaces only its own row."""
+    engine = make_engine(book.url)
+    runs.record_run(
+        engine, PENDING_RUN, "monthly_reserving_pipeline", V2, "success",
+        dt.datetime(2024, 3, 1, 2), dt.datetime(2024, 3, 1, 2, 15), None, clear_number=1,
+    )  # fmt: skip
+    health = [(r["run_id"], r["clear_number"], r["state"], r["failed_task"]) for r in views.pipeline_health(engine)]
+    assert health == [
+        (PENDING_RUN, 1, "success", None),
+        (PENDING_RUN, 0, "failed", "input.validate"),
+        ("manual__first", 0, "failed", "quality.validate"),
+        ("scheduled__2024-02-01T00:00:00+00:00", 0, "success", None),
+    ]
+    html = _client(book).get("/").text
+    assert '<td><span class="bad">failed</span></td><td>2024-03-01T01:00:00</td>' in html
+    assert (
+        '<td>input.validate</td><td><code>scheduled__2024-03-01T00:00:00+00:00</code></td><td class="num">1</td>'
+        in html
+    )
+    assert '<td><code>scheduled__2024-03-01T00:00:00+00:00</code></td><td class="num">2</td>' in html
+
+
+def test_the_view_follows_the_reserving_db_connection_between_requests(book, tmp_path, monkeypatch):
+    """Without an engine given, every request resolves reserving_db: pointed elsewhere, the next request reads there."""
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    engine = make_engine(other)
+    from include.reserving import schema
+
+    schema.create_all(engine)
+    publish_reserves(engine, dt.date(2024, 3, 31), "manual__march", reserve_rows(*_model_output(1.3)), "m-cl")
+    monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(book.artifact_root))
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
+    app = webapp.create_app()
+    app.dependency_overrides[webapp.authenticated] = lambda: None
+    client = TestClient(app)
+    assert client.get("/api/reserves").json()["valuation_date"] == "2024-02-29"
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", other)
+    assert client.get("/api/reserves").json()["valuation_date"] == "2024-03-31"
+    assert client.get("/api/approvals/pending").json() == []
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
+    assert len(client.get("/api/approvals/pending").json()) == 1
+
+
+@pytest.fixture
+def docs_book(book, gate_artifacts):
+    """The book with a real gate run's Data Docs in the pending run's folder."""
+    install_data_docs(book, gate_artifacts)
+    return book
+
+
+DOCS = f"/data-docs/2024-02-29/{quote(PENDING_RUN, safe='')}"
+
+
+def test_data_docs_index_lists_each_validation_with_its_outcome(docs_book, gate_artifacts):
+    client = _client(docs_book)
+    response = client.get(f"{DOCS}/")
+    assert response.status_code == 200
+    assert response.headers["content-security-policy"].startswith("default-src 'none'")
+    results = json.loads((gate_artifacts / "validation_results.json").read_text())
+    suites = {v["suite_name"]: v for v in results["validations"] + results["failure_examples"]}
+    rows = re.findall(
+        r"<tr><td>(\w+)</td><td>(.*?)</td><td class=\"num\">(\d+)</td><td class=\"num\">(\d+)</td>", response.text
+    )
+    # the failed ones first: the snapshot's suite (the negative age) and its failure-examples pass
+    assert [(name, "failed" in outcome, int(failed)) for name, outcome, _, failed in rows[:2]] == [
+        ("reserving_snapshot_claims_v2", True, 1),
+        ("reserving_snapshot_claims_v2_failure_examples", True, 1),
+    ]
+    assert sorted(name for name, *_ in rows) == sorted(suites)
+    for name, _, evaluated, failed in rows:
+        stats = suites[name]["statistics"]
+        assert (int(evaluated), int(failed)) == (stats["evaluated_expectations"], stats["unsuccessful_expectations"])
+    assert client.get(f"{DOCS}/index.html").text == response.text  # GX's own index needs CDN scripts: ours instead
+    # the health row of the run links it; runs without Data Docs do not
+    page = client.get("/").text
+    assert page.count(f'href="http://testserver/reserving/data-docs/2024-02-29/{PENDING_RUN}/"') == 2
+    assert page.count(">Data Docs</a>") == 2
+
+
+def test_data_docs_pages_are_self_contained(docs_book):
+    client = _client(docs_book)
+    docs = Path(artifacts.run_dir(str(docs_book.artifact_root), V2, PENDING_RUN), "quality", "data_docs")
+    (original,) = (docs / "validations").glob("reserving_snapshot_claims_v2/*/*/*.html")
+    gx = original.read_text()
+    assert "https://maxcdn.bootstrapcdn.com" in gx and "<script" in gx  # what GX renders
+    response = client.get(f"{DOCS}/{original.relative_to(docs).as_posix()}")
+    html = response.text
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in response.headers
+    assert "<script" not in html.lower()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'>]*\.(?:css|js|png)""", html)
+    assert not re.search(r"url\(\s*['\"]?https?:", html)
+    assert 'id="reserving-data-docs"' in html and "claimant_age" in html and "-3" in html  # the content stays
+    favicon = client.get(f"{DOCS}/static/images/favicon.ico")
+    assert favicon.status_code == 200 and favicon.content == (docs / "static/images/favicon.ico").read_bytes()
+
+
+DOCS_REFUSALS = [
+    ("/data-docs/2024-02-29/no-such-run/", 404, "no Data Docs for run 'no-such-run' at valuation date 2024-02-29"),
+    ("/data-docs/2024-02-30/{run}/", 400, "is not a date"),
+    ("/data-docs/2024-02-29/%2E%2E/", 400, "is not an Airflow run id"),
+    ("/data-docs/2024-02-29/a%00b/", 400, "is not an Airflow run id"),
+    ("/data-docs/2024-02-29/{run}/..%2F..%2Foutside.html", 404, "outside the run's Data Docs"),
+    ("/data-docs/2024-02-29/{run}/..%2F..%2Freserves.db", 404, "not 'reserves.db'"),
+    ("/data-docs/2024-02-29/{run}/linked.html", 404, "outside the run's Data Docs"),  # a symlink out
+    ("/data-docs/2024-02-29/{run}/x%00.html", 400, "NUL"),
+    ("/data-docs/2024-02-29/{run}/missing.html", 404, "no page 'missing.html'"),
+]
+
+
+def test_data_docs_serve_nothing_outside_the_run_folder(docs_book, tmp_path):
+    run = Path(artifacts.run_dir(str(docs_book.artifact_root), V2, PENDING_RUN))
+    (run / "outside.html").write_text("<p>not Data Docs</p>")
+    (run / "reserves.db").write_text("secret")
+    secret = tmp_path / "secret.html"
+    secret.write_text("<p>secret</p>")
+    (run / "quality" / "data_docs" / "linked.html").symlink_to(secret)
+    client = _client(docs_book)
+    for path, status, says in DOCS_REFUSALS:
+        response = client.get(path.format(run=quote(PENDING_RUN, safe="")))
+        assert response.status_code == status, (path, response.text)
+        assert "secret" not in response.text and str(docs_book.artifact_root) not in response.text
+        assert says in response.json()["detail"], (path, response.text)
+
+
+def test_data_docs_need_a_session_and_a_local_root(docs_book):
+    anonymous = _client(docs_book, authenticated=False)
+    for path in (f"{DOCS}/", f"{DOCS}/static/images/favicon.ico"):
+        assert anonymous.get(path).status_code == 401
+    assert "Log in to Airflow" in anonymous.get(f"{DOCS}/", headers={"Accept": "text/html"}).text
+    remote = webapp.create_app(make_engine(docs_book.url), "s3://private-bucket/reserving")
+    remote.dependency_overrides[webapp.authenticated] = lambda: None
+    response = TestClient(remote).get(f"{DOCS}/")
+    assert response.status_code == 404 and "private-bucket" not in response.text
+
+
+def test_the_gate_alert_links_data_docs_the_view_serves(docs_book, monkeypatch):
+    from include.reserving.notify import failure_message
+    from include.reserving.quality.report import CheckResult, QualityGateError, QualityReport
+
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.com/")
+    check = CheckResult(
+        "snapshot_claims.claimant_age.between", "snapshot_claims", "expect_column_values_to_be_between",
+        "claimant_age", "claimant age between 0 and 120", False, 1, 3, [-3],
+    )  # fmt: skip
+    run = artifacts.run_dir(str(docs_book.artifact_root), V2, PENDING_RUN)
+    report = QualityReport(V2, "restated", "2", [check], 5, 3, artifact_uri=f"{run}/quality", run_id=PENDING_RUN)
+    context = {"dag_run": None, "params": {"valuation_date": "2024-02-29"}, "exception": QualityGateError("x", report)}
+    link = failure_message(context).splitlines()[-1]
+    assert link == (
+        "Data Docs: https://airflow.example.com/reserving/data-docs/2024-02-29/"
+        "scheduled__2024-03-01T00%3A00%3A00%2B00%3A00/"
+    )
+    served = _client(docs_book).get(link.removeprefix("Data Docs: https://airflow.example.com/reserving"))
+    assert served.status_code == 200 and "reserving_snapshot_claims_v2" in served.text
+    report.artifact_uri = "s3://bucket/runs/2024-02-29/x/quality"  # the view cannot serve a remote root
+    assert "Data Docs:" not in failure_message(context)
+
+
+def test_a_broken_connection_or_settings_variable_is_a_503_saying_which(book, monkeypatch):
+    app = webapp.create_app()
+    app.dependency_overrides[webapp.authenticated] = lambda: None
+    client = TestClient(app)
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", "http://warehouse.example.com")
+    response = client.get("/api/reserves")
+    assert response.status_code == 503
+    assert response.json()["detail"] == (
+        "the Reserving view cannot find its warehouse: "
+        "connection 'reserving_db' has type 'http'; use postgres or sqlite"
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
+    monkeypatch.setenv("AIRFLOW_VAR_RESERVING_SETTINGS", "{not json")
+    response = client.get("/api/reserves")
+    assert response.status_code == 503 and "Variable reserving_settings cannot be used: it is not JSON" in response.text
+    monkeypatch.delenv("AIRFLOW_VAR_RESERVING_SETTINGS")
+    assert client.get("/api/reserves").status_code == 200  # fixed: the next request works, no restart

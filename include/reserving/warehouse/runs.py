@@ -1,4 +1,5 @@
-"""Pipeline health: one row per DAG run (its state, duration and failed task), written by the DAG's callbacks."""
+"""Pipeline health: one row per execution of a DAG run (its state, duration and failed task), written by the DAG's
+callbacks. A run cleared and run again is a new execution (Airflow's ``clear_number``): its failure stays on record."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ def record_run(
     started_at: dt.datetime | None,
     ended_at: dt.datetime | None,
     failed_task: str | None = None,
+    clear_number: int = 0,
 ) -> None:
-    """Write (or replace) one run's outcome, duration and failed task."""
+    """Write (or replace) the outcome, duration and failed task of one execution of a run (``clear_number``: how
+    often the run had been cleared, 0 the first time); the run's other executions keep their rows."""
     duration = (ended_at - started_at).total_seconds() if started_at and ended_at else None
     naive = [d.replace(tzinfo=None) if d is not None and d.tzinfo else d for d in (started_at, ended_at)]
     row = {
@@ -37,7 +40,7 @@ def record_run(
         "duration_seconds": duration,
         "failed_task": failed_task,
     }
-    replace_rows(engine, schema.pipeline_runs, {"run_id": run_id}, [row])
+    replace_rows(engine, schema.pipeline_runs, {"run_id": run_id, "clear_number": clear_number}, [row])
 
 
 def runs_up_to(engine: Engine, valuation_date: dt.date, last: int = 12) -> pd.DataFrame:
@@ -47,15 +50,24 @@ def runs_up_to(engine: Engine, valuation_date: dt.date, last: int = 12) -> pd.Da
         engine,
         select(pr.c.run_id, pr.c.valuation_date, pr.c.state, pr.c.duration_seconds, pr.c.failed_task)
         .where(pr.c.valuation_date <= valuation_date)
-        .order_by(pr.c.valuation_date.desc(), pr.c.run_id.desc())
+        .order_by(pr.c.valuation_date.desc(), pr.c.run_id.desc(), pr.c.clear_number.desc())
         .limit(last),
     )
     return frame.iloc[::-1].reset_index(drop=True)
 
 
 def latest_runs(engine: Engine, limit: int = 24) -> list[dict]:
-    """The latest pipeline runs, newest first (the Reserving view's health table)."""
+    """The latest executions of pipeline runs, newest first, failed ones included (the Reserving view's health)."""
     pr = schema.pipeline_runs
-    query = select(pr).order_by(pr.c.valuation_date.desc(), pr.c.started_at.desc()).limit(limit)
+    query = (
+        select(pr)
+        .order_by(
+            pr.c.valuation_date.desc(),
+            pr.c.started_at.desc().nulls_last(),  # as on SQLite: PostgreSQL puts NULLs first when descending
+            pr.c.run_id.desc(),
+            pr.c.clear_number.desc(),
+        )
+        .limit(limit)
+    )
     with engine.connect() as conn:
         return [dict(row) for row in conn.execute(query).mappings().all()]
