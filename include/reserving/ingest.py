@@ -1,18 +1,25 @@
 """Point-in-time ingest: the claims book as it stood at valuation date V, aggregated in SQL (warehouse/cells.py),
 cumulated here.
 
-Two partitions are written for (V, basis) in one transaction, so readers see both old or both new:
+Three partitions are written for (V, basis) in one transaction, so readers see all old or all new:
 
 * ``snapshot_claims``: one row per claim reported by V with the claim-level features the quality gate and drift
   need, by ``INSERT ... SELECT`` inside that transaction (no transaction row reaches Python, and the 1M-row
   partition is written once);
-* ``triangle_cells``: the long-format cells frame (see schema.py), from an aggregate query whose result has one row
-  per (segment, origin, evaluation period); cumulation and the dense grid are done on that small result, which is
-  bulk-loaded into a staging table first and swapped in by the same transaction. On PostgreSQL the cells aggregate
-  runs on a second connection while the snapshot is written, so the two passes share the wall time.
+* ``cell_increments``: the book per (segment, accident month, calendar month), what each month added; small;
+* ``triangle_cells``: the long-format cells frame (see schema.py), the increments summed to the origin and
+  development grains and cumulated, bulk-loaded into a staging table first and swapped in by the same transaction.
+  On PostgreSQL the increments' aggregate runs on a second connection while the snapshot is written, so the two
+  passes share the wall time.
+
+Two paths, the same rows. The **full path** reads the whole book. The **incremental path** reads only what the
+book as recorded gained since the previous month end P (the rows recorded since, late recordings and corrections
+dated in earlier periods among them, which land in their own earlier cells) and adds it to P's increments and
+snapshot; it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
+(:func:`incremental_premise`), and the log says which path ran and why.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
-numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
+numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge: the full path).
 """
 
 from __future__ import annotations
@@ -71,17 +78,12 @@ INCREMENT_COUNTS = ["closed_count", "transaction_count", "reported_count"]
 def increments_frame(txn: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
     """The increments (see schema.cell_increments) from the aggregates of :func:`warehouse.cells.book_increments`:
     one row per (segment, accident month, calendar month), amounts to the cent, counts as integers, sorted."""
-    merged = txn.merge(rep, on=INCREMENT_KEYS, how="outer")
-    return _canonical(merged)
+    return canonical_increments(txn.merge(rep, on=INCREMENT_KEYS, how="outer"))
 
 
-def add_increments(previous: pd.DataFrame, since: pd.DataFrame) -> pd.DataFrame:
-    """The previous month end's increments plus what the book gained since: the increments as at V."""
-    return _canonical(pd.concat([previous, since], ignore_index=True).groupby(INCREMENT_KEYS, as_index=False).sum())
-
-
-def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
-    # amounts to the cent, as stored (numeric(18,2)): both paths cumulate the very same values
+def canonical_increments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Increments as both paths cumulate them: amounts to the cent (as stored, numeric(18,2)), integer counts,
+    sorted by key, so the sums are taken in the same order."""
     frame = frame.reindex(columns=INCREMENT_KEYS + INCREMENT_MONEY + INCREMENT_COUNTS)
     frame[["accident_m", "month_m"]] = frame[["accident_m", "month_m"]].astype("int64")
     frame[INCREMENT_MONEY] = frame[INCREMENT_MONEY].astype("float64").fillna(0.0).round(2)
@@ -223,33 +225,37 @@ def ingest(
     )
     prefix, load_id = staging_load_id(f"cells|{valuation_date}|{basis}|{run_id}")
     store.clear_staged_cells(engine, prefix)
+    mv = month_index(valuation_date)
 
-    def stage_cells() -> tuple[pd.DataFrame, pd.DataFrame]:
-        log.info("ingest V=%s: aggregating transactions to increments in the database (%s path)", valuation_date, path)
-        if full_because:
-            increments = increments_frame(*store.book_increments(engine, valuation_date, basis))
-        else:
-            since = increments_frame(*store.increments_since(engine, previous, valuation_date))
-            increments = add_increments(store.load_increments(engine, previous, basis), since)
-        exposure = store.exposure_aggregates(engine, valuation_date, origin_months)
-        cells = cumulate_cells(increments, exposure, month_index(valuation_date), origin_months, development_months)
-        store.stage_cells(engine, cells, key, load_id)
-        return increments, cells
+    def stage_cells(bind, increments: pd.DataFrame) -> pd.DataFrame:
+        exposure = store.exposure_aggregates(bind, valuation_date, origin_months)
+        cells = cumulate_cells(increments, exposure, mv, origin_months, development_months)
+        store.stage_cells(bind, cells, key, load_id)
+        return cells
 
-    # Both passes over the transactions at once where the database has more than one writer: the cells aggregate
-    # runs on its own connection while this transaction writes the snapshot (PostgreSQL runs the INSERT ... SELECT
-    # on one core).
+    def full_pass() -> tuple[pd.DataFrame, pd.DataFrame]:
+        log.info("ingest V=%s: aggregating the book to increments in the database", valuation_date)
+        increments = increments_frame(*store.book_increments(engine, valuation_date, basis))
+        return increments, stage_cells(engine, increments)
+
+    # The full path's two passes over the transactions at once where the database has more than one writer: the
+    # increments' aggregate runs on its own connection while this transaction writes the snapshot (PostgreSQL runs
+    # the INSERT ... SELECT on one core). The incremental path reads a month's rows: all of it in this transaction.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-cells") as pool:
-        staged = pool.submit(stage_cells)
-        if engine.dialect.name == "sqlite":
+        staged = pool.submit(full_pass) if full_because else None
+        if staged is not None and engine.dialect.name == "sqlite":
             staged.result()  # a single writer: the cells are staged before the snapshot's transaction opens
         with engine.begin() as conn:
             log.info("ingest V=%s basis=%s: writing the claim snapshot", valuation_date, basis)
-            if full_because:
+            if staged is not None:
                 store.write_claim_snapshot(conn, valuation_date, basis)
+                increments, cells = staged.result()
+                store.write_increments(conn, key, increments)
             else:
                 store.write_claim_snapshot_since(conn, valuation_date, previous)
-            increments, cells = staged.result()
+                store.write_increments_since(conn, valuation_date, previous)
+                increments = canonical_increments(store.load_increments(conn, valuation_date, basis))
+                cells = stage_cells(conn, increments)
             n_txn = int(increments["transaction_count"].sum())
             latest = cells_module.latest_diagonal(cells) if len(cells) else cells
             paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
@@ -257,7 +263,6 @@ def ingest(
             if before_swap is not None:
                 before_swap()
             log.info("ingest V=%s basis=%s: swapping in the cells", valuation_date, basis)
-            store.write_increments(conn, key, increments)
             store.swap_cells(conn, key, load_id, len(cells))
             n_claims = store.snapshot_claim_count(conn, key)
             store.record_snapshot(

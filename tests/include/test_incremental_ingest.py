@@ -214,40 +214,43 @@ def _restated_only(engine):
     record_gate(engine, P, basis="restated")
 
 
-# fault -> (what happened to P, P ingested and gated clean first, the reason the log gives)
-FAULTS = {
-    "previous month failed its gate": (_fail_gate, True, f"{P} failed its quality gate"),
-    "previous month killed mid-ingest": (_killed_first_ingest, False, f"{P} was not ingested on basis as_recorded"),
-    "previous month on another basis": (_restated_only, False, f"{P} was not ingested on basis as_recorded"),
-    "history rewritten at the source": (_rewritten_history, True, f"the transactions recorded by {P} changed"),
-    "claims added to the past": (_late_claim, True, f"the claims reported by {P} changed"),
-}
-
-
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_a_broken_premise_takes_the_full_path_and_equals_it(loaded, fault, caplog):
-    make, clean_first, reason = FAULTS[fault]
-    if clean_first:
-        ingest(loaded, P)
-        record_gate(loaded, P)
-    make(loaded)
-    with caplog.at_level(logging.INFO, logger="include.reserving.ingest"):
-        result, actual, expected = full_then_incremental(loaded, V)
-    assert result.path == "full"
-    assert any(reason in r.getMessage() and "full path" in r.getMessage() for r in caplog.records)
-    assert_same(actual, expected)
-    if fault == "previous month killed mid-ingest":  # the killed try's staged cells were cleared by the next try
-        left = read_frame(loaded, select(schema.triangle_cells_staging.c.load_id))
-        assert len(left) > 0  # P's own leftovers stay until P is ingested again (its scope), V's never exist
-        ingest(loaded, P)
-        assert read_frame(loaded, select(schema.triangle_cells_staging.c.load_id)).empty
-
-
-def test_a_killed_rerun_of_the_previous_month_leaves_its_clean_partition_and_the_next_month_goes_incremental(loaded):
-    ingest(loaded, P)
-    record_gate(loaded, P)
+def _rerun_killed(engine):
     with pytest.raises(KeyboardInterrupt):
-        ingest(loaded, P, before_swap=_killed, run_id="rerun")
-    result, actual, expected = full_then_incremental(loaded, V)
-    assert result.path == "incremental"
-    assert_same(actual, expected)
+        ingest(engine, P, before_swap=_killed, run_id="rerun")
+
+
+# what happened to P -> (P ingested and gated clean first, the path V takes, what the log says); the faults that
+# change the source come last (each case starts from empty pipeline tables, not from a fresh source)
+CASES = {
+    "a killed re-run of P (its clean partition stays)": (_rerun_killed, True, "incremental", f"{P} was ingested"),
+    "P failed its gate": (_fail_gate, True, "full", f"{P} failed its quality gate"),
+    "P killed mid-ingest": (_killed_first_ingest, False, "full", f"{P} was not ingested on basis as_recorded"),
+    "P on another basis only": (_restated_only, False, "full", f"{P} was not ingested on basis as_recorded"),
+    "rows recorded by P added since": (_rewritten_history, True, "full", f"the transactions recorded by {P} changed"),
+    "claims reported by P added since": (_late_claim, True, "full", f"the claims reported by {P} changed"),
+}
+PIPELINE_TABLES = ("snapshots", "snapshot_claims", "triangle_cells", "triangle_cells_staging", "cell_increments")
+
+
+def test_a_broken_premise_takes_the_full_path_and_equals_it(loaded, caplog):
+    """Each case on one warehouse (emptied of what ingest and the gate wrote): the path V takes, the log's reason,
+    and V's partition equal to the full recomputation."""
+    for case, (make, clean_first, path, reason) in CASES.items():
+        with loaded.begin() as conn:
+            for name in (*PIPELINE_TABLES, "quality_results"):
+                conn.execute(schema.metadata.tables[name].delete())
+        if clean_first:
+            ingest(loaded, P)
+            record_gate(loaded, P)
+        make(loaded)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="include.reserving.ingest"):
+            result, actual, expected = full_then_incremental(loaded, V)
+        assert result.path == path, case
+        said = [r.getMessage() for r in caplog.records if f"{path} path (" in r.getMessage()]
+        assert len(said) == 1 + (path == "full") and reason in said[-1], (case, said)
+        assert_same(actual, expected)
+        if case == "P killed mid-ingest":  # its staged rows wait for P's next try (its scope), which clears them
+            assert not read_frame(loaded, select(schema.triangle_cells_staging.c.load_id)).empty
+            ingest(loaded, P)
+            assert read_frame(loaded, select(schema.triangle_cells_staging.c.load_id)).empty

@@ -1,4 +1,6 @@
-"""Triangle cells, the claim snapshot and its metadata, keyed by (V, basis); the point-in-time reads of the book.
+"""Triangle cells, cell increments, the claim snapshot and its metadata, keyed by (V, basis); the point-in-time reads
+of the book: the whole book as at V (the full path), or what the as-recorded book gained since the previous month end
+(the incremental path) with the stored facts that say whether that path may run (:func:`previous_ingest`).
 
 Basis ``as_recorded`` keeps transactions dated and recorded by V, so a re-run next year reproduces the numbers;
 ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select, union_all
+from sqlalchemy import Date, Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select, union_all
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
@@ -115,17 +117,13 @@ def _claim_totals(dialect: str, rows):
     amount = func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0)
     initial_window = rows.c.transaction_date <= _plus_days_sql(dialect, rows.c.report_date, INITIAL_INCURRED_DAYS)
     closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
-    return (
-        select(
-            rows.c.claim_id,
-            func.sum(func.coalesce(rows.c.paid_amount, 0)).label("paid"),
-            func.sum(amount).label("incurred"),
-            func.sum(case((initial_window, amount), else_=0)).label("initial_incurred"),
-            func.sum(closure).label("net_closures"),
-        )
-        .group_by(rows.c.claim_id)
-        .subquery("claim_totals")
-    )
+    return select(
+        rows.c.claim_id,
+        func.sum(func.coalesce(rows.c.paid_amount, 0)).label("paid"),
+        func.sum(amount).label("incurred"),
+        func.sum(case((initial_window, amount), else_=0)).label("initial_incurred"),
+        func.sum(closure).label("net_closures"),
+    ).group_by(rows.c.claim_id)
 
 
 SNAPSHOT_COLUMNS = [c.name for c in schema.snapshot_claims.columns]
@@ -192,7 +190,7 @@ def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) 
     """
     dialect = conn.dialect.name
     claim_filter, _ = extract_filters(valuation_date, basis)
-    totals = _claim_totals(dialect, _book_rows(valuation_date, basis))
+    totals = _claim_totals(dialect, _book_rows(valuation_date, basis)).subquery("claim_totals")
     attributes = _claim_attributes(dialect, claim_filter)
     _replace_snapshot(conn, valuation_date, basis, _snapshot_select(valuation_date, basis, attributes, totals))
 
@@ -203,7 +201,8 @@ def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previo
     dialect = conn.dialect.name
     basis = Basis.AS_RECORDED
     s, c = schema.snapshot_claims, schema.claims
-    totals = _claim_totals(dialect, _rows_since(previous, valuation_date))
+    # a CTE: both parts join the month's totals, computed once
+    totals = _claim_totals(dialect, _rows_since(previous, valuation_date)).cte("claim_totals")
     carried = select(s).where(s.c.valuation_date == previous, s.c.basis == basis).subquery("carried")
     moved_on = _snapshot_select(valuation_date, basis, carried, totals, carried=carried)
     reported_since = _claim_attributes(dialect, c.c.report_date > previous, c.c.report_date <= valuation_date)
@@ -211,7 +210,7 @@ def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previo
     _replace_snapshot(conn, valuation_date, str(basis), union_all(moved_on, new))
 
 
-def _increments(engine: Engine, rows, reported) -> pd.DataFrame:
+def _increments(engine: Engine, rows, reported) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per (segment, accident month, calendar month): the sums of ``rows`` (transactions) and the claims of
     ``reported``, as month indices (``accident_m``, ``month_m``)."""
     acc_m = _month_index_sql(rows.c.accident_date)
@@ -249,15 +248,62 @@ def book_increments(engine: Engine, valuation_date: dt.date, basis: str) -> tupl
     return _increments(engine, _book_rows(valuation_date, basis), claim_filter)
 
 
-def increments_since(engine: Engine, previous: dt.date, valuation_date: dt.date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """What the as-recorded book gained from the previous month end P to V, per (segment, accident month, calendar
-    month): the sums of the rows of V not in P, the claims reported since P."""
-    c = schema.claims
-    reported = and_(c.c.report_date > previous, c.c.report_date <= valuation_date)
-    return _increments(engine, _rows_since(previous, valuation_date), reported)
+INCREMENT_VALUES = ["paid", "incurred", "closed_count", "transaction_count", "reported_count"]
 
 
-def exposure_aggregates(engine: Engine, valuation_date: dt.date, origin_months: int) -> pd.DataFrame:
+def _month_start_sql(dialect: str, col):
+    if dialect == "sqlite":
+        return func.date(col, "start of month")  # the text form SQLite keeps dates in
+    return cast(func.date_trunc("month", col), Date)
+
+
+def write_increments_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
+    """Replace V's as-recorded increments by the previous month end P's plus what the book gained since (the rows of
+    V not in P, the claims reported since P), summed in the database inside the caller's transaction."""
+    dialect = conn.dialect.name
+    basis = Basis.AS_RECORDED
+    ci, c = schema.cell_increments, schema.claims
+    rows = _rows_since(previous, valuation_date)
+    closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
+    carried = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
+        ci.c.valuation_date == previous, ci.c.basis == basis
+    )
+    moved = select(
+        rows.c.line_of_business,
+        _month_start_sql(dialect, rows.c.accident_date),
+        _month_start_sql(dialect, rows.c.transaction_date),
+        func.coalesce(rows.c.paid_amount, 0),
+        func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0),
+        closure,
+        literal(1),
+        literal(0),
+    )
+    reported = select(
+        c.c.line_of_business,
+        _month_start_sql(dialect, c.c.accident_date),
+        _month_start_sql(dialect, c.c.report_date),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(1),
+    ).where(c.c.report_date > previous, c.c.report_date <= valuation_date)
+    parts = union_all(carried, moved, reported).subquery("parts")
+    keys = [parts.c.segment, parts.c.accident_month, parts.c.month]
+    query = select(
+        literal(valuation_date),
+        literal(str(basis)),
+        *keys,
+        func.round(func.sum(parts.c.paid), 2),
+        func.round(func.sum(parts.c.incurred), 2),
+        *[func.sum(parts.c[n]) for n in INCREMENT_VALUES[2:]],
+    ).group_by(*keys)
+    cols = ["valuation_date", "basis", "segment", "accident_month", "month", *INCREMENT_VALUES]
+    conn.execute(delete(ci).where(ci.c.valuation_date == valuation_date, ci.c.basis == basis))
+    conn.execute(insert(ci).from_select(cols, query))
+
+
+def exposure_aggregates(bind: Engine | Connection, valuation_date: dt.date, origin_months: int) -> pd.DataFrame:
     """Earned premium and exposure per (segment, origin month) for the months by V."""
     e = schema.earned_exposure
     exp_m = _month_index_sql(e.c.month)
@@ -272,19 +318,16 @@ def exposure_aggregates(engine: Engine, valuation_date: dt.date, origin_months: 
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exp_origin_m)
     )
-    return read_frame(engine, query)
+    return read_frame(bind, query)
 
 
-INCREMENT_VALUES = ["paid", "incurred", "closed_count", "transaction_count", "reported_count"]
-
-
-def load_increments(engine: Engine, valuation_date: dt.date, basis: str) -> pd.DataFrame:
+def load_increments(bind: Engine | Connection, valuation_date: dt.date, basis: str) -> pd.DataFrame:
     """The stored increments of (V, basis) with month indices (``accident_m``, ``month_m``)."""
     ci = schema.cell_increments
     query = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
         ci.c.valuation_date == valuation_date, ci.c.basis == basis
     )
-    frame = read_frame(engine, query)
+    frame = read_frame(bind, query)
     frame["accident_m"] = [month_index(d) for d in frame.pop("accident_month")]
     frame["month_m"] = [month_index(d) for d in frame.pop("month")]
     return frame
@@ -361,9 +404,9 @@ def clear_staged_cells(engine: Engine, prefix: str) -> None:
     clear_staged(engine, schema.triangle_cells_staging, prefix)
 
 
-def stage_cells(engine: Engine, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
-    """Load the cells of ``key`` into the staging table under ``load_id`` (its own transaction)."""
-    insert_rows(engine, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
+def stage_cells(bind: Engine | Connection, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
+    """Load the cells of ``key`` into the staging table under ``load_id`` (its own transaction given an engine)."""
+    insert_rows(bind, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
 
 
 def swap_cells(conn: Connection, key: Mapping[str, Any], load_id: str, expected: int) -> None:
