@@ -254,3 +254,26 @@ def test_a_broken_premise_takes_the_full_path_and_equals_it(loaded, caplog):
             assert not read_frame(loaded, select(schema.triangle_cells_staging.c.load_id)).empty
             ingest(loaded, P)
             assert read_frame(loaded, select(schema.triangle_cells_staging.c.load_id)).empty
+
+
+def test_an_older_warehouse_is_migrated_and_its_partitions_take_the_full_path(loaded, caplog):
+    """A warehouse from before incremental ingest: create_all adds the snapshot's net closures and the index on
+    recorded_at (once); a month end ingested then (no increments kept) makes the next one take the full path."""
+    with loaded.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_claim_transactions_recorded_at")
+        conn.exec_driver_sql("ALTER TABLE snapshot_claims DROP COLUMN net_closures")
+    assert schema.create_all(loaded) == [
+        "snapshot_claims.net_closures added",
+        "claim_transactions: index on recorded_at created",
+    ]
+    assert schema.create_all(loaded) == []
+    ingest(loaded, P)
+    record_gate(loaded, P)
+    with loaded.begin() as conn:  # P as an older version left it: no increments, no net closures
+        conn.execute(schema.cell_increments.delete())
+        conn.execute(schema.snapshot_claims.update().values(net_closures=None))
+    with caplog.at_level(logging.INFO, logger="include.reserving.ingest"):
+        result, actual, expected = full_then_incremental(loaded, V)
+    assert result.path == "full"
+    assert f"{P}'s stored increments (0 transactions, 0 claims) do not tie to its snapshot" in caplog.text
+    assert_same(actual, expected)
