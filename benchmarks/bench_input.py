@@ -13,7 +13,9 @@ A fresh PostgreSQL database is created for the run (and dropped after it) and a 
     ``monthly_aggregates``, ``plausibility.evaluate``, its ``store_results``; ``drift_report``,
     ``store_drift_metrics``), after (c) the same for the month end before V on the empty warehouse (the first
     valuation: no baseline, so uniqueness is checked over every row). Both in one child process whose peak
-    resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``.
+    resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``. V's ingest takes the incremental path
+    (the month end before it was ingested and gated clean); (b') then times V's ingest again by the full path,
+    what every month cost before incremental ingest.
 
 Medians over the repeats, the ratio b/a (aim: at most 3), c/a and the peak RSS (aim: under 1 GB) go to the section
 "Ingest, gate and drift" of BENCHMARKS.md (other sections are kept).
