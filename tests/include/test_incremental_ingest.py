@@ -25,6 +25,7 @@ from include.reserving.dates import add_months, end_of_day
 from include.reserving.ingest import ingest
 from include.reserving.quality.report import CheckResult, QualityReport
 from include.reserving.quality.suite import EXTRACT, ROW_COUNT, ROW_COUNT_CHECK, SUITE_VERSION
+from include.reserving.stages.input import drift_report_at
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import insert_rows, read_frame
 from include.reserving.warehouse.quality import store_results, transactions_recorded_by
@@ -77,8 +78,9 @@ def record_gate(engine, valuation_date, success=True, basis=AS_RECORDED):
     store_results(engine, QualityReport(valuation_date, basis, SUITE_VERSION, [check], row_count=n, claim_count=None))
 
 
-def state(engine, valuation_date, basis=AS_RECORDED):
-    """Everything ingest wrote for (V, basis): cells, increments, the snapshot's claims, the snapshot row."""
+def state(engine, valuation_date, basis=AS_RECORDED, drift=False):
+    """Everything ingest wrote for (V, basis): cells, increments, the snapshot's claims, the snapshot row; with
+    ``drift`` also the drift report read from that snapshot (every feature's counts, PSI and KS)."""
     key = {"valuation_date": valuation_date, "basis": basis}
 
     def rows(table, order):
@@ -86,12 +88,18 @@ def state(engine, valuation_date, basis=AS_RECORDED):
         return read_frame(engine, select(table).where(*where).order_by(*[table.c[c] for c in order]))
 
     snap = rows(schema.snapshots, ["valuation_date"]).drop(columns="run_id")
-    return {
+    found = {
         "cells": load_cells(engine, valuation_date, basis),
         "increments": rows(schema.cell_increments, ["segment", "accident_month", "month"]),
         "claims": rows(schema.snapshot_claims, ["claim_id"]),
         "snapshot": snap,
     }
+    if drift:
+        report = drift_report_at(engine, valuation_date, basis, psi_threshold=0.2, min_sample=5)
+        found["drift"] = pd.DataFrame(
+            [(f.feature, f.reference_count, f.current_count, f.psi, f.ks_statistic) for f in report.features]
+        )
+    return found
 
 
 def assert_same(actual, expected):
@@ -99,12 +107,12 @@ def assert_same(actual, expected):
         pd.testing.assert_frame_equal(actual[name], expected[name], check_exact=True, obj=name)
 
 
-def full_then_incremental(engine, valuation_date, **kwargs):
+def full_then_incremental(engine, valuation_date, drift=False, **kwargs):
     """V ingested in full (the reference), then again by the default path: (result, what each wrote)."""
     ingest(engine, valuation_date, incremental=False, **kwargs)
-    expected = state(engine, valuation_date)
+    expected = state(engine, valuation_date, drift=drift)
     result = ingest(engine, valuation_date, **kwargs)
-    return result, state(engine, valuation_date), expected
+    return result, state(engine, valuation_date, drift=drift), expected
 
 
 def test_24_month_ends_incremental_equals_full(loaded):
@@ -113,8 +121,10 @@ def test_24_month_ends_incremental_equals_full(loaded):
     started = time.perf_counter()
     paths = []
     for i, v in enumerate(MONTHS):
-        result, actual, expected = full_then_incremental(loaded, v)
+        # drift reads the snapshot: its report (every sixth month, to keep the test short) is the same too
+        result, actual, expected = full_then_incremental(loaded, v, drift=i % 6 == 5)
         assert_same(actual, expected)
+        assert ("drift" in actual) == (i % 6 == 5)
         paths.append(result.path)
         record_gate(loaded, v)
         if i == 11:  # a restated backfill of the year end: full path, and the as-recorded chain goes on
