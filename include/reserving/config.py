@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     amount_max: float = 10_000_000.0
     volume_tolerance: float = 0.5
     incremental_uniqueness: bool = True
+    # after a clean ingest and gate of the previous month end, ingest adds the rows recorded since to its cells and
+    # snapshot; false: every month re-reads the whole book (a claims system that edits rows in place)
+    incremental_ingest: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
     # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths

@@ -1,18 +1,25 @@
 """Point-in-time ingest: the claims book as it stood at valuation date V, aggregated in SQL (warehouse/cells.py),
 cumulated here.
 
-Two partitions are written for (V, basis) in one transaction, so readers see both old or both new:
+Three partitions are written for (V, basis) in one transaction, so readers see all old or all new:
 
 * ``snapshot_claims``: one row per claim reported by V with the claim-level features the quality gate and drift
   need, by ``INSERT ... SELECT`` inside that transaction (no transaction row reaches Python, and the 1M-row
   partition is written once);
-* ``triangle_cells``: the long-format cells frame (see schema.py), from an aggregate query whose result has one row
-  per (segment, origin, evaluation period); cumulation and the dense grid are done on that small result, which is
-  bulk-loaded into a staging table first and swapped in by the same transaction. On PostgreSQL the cells aggregate
-  runs on a second connection while the snapshot is written, so the two passes share the wall time.
+* ``cell_increments``: the book per (segment, accident month, calendar month), what each month added; small;
+* ``triangle_cells``: the long-format cells frame (see schema.py), the increments summed to the origin and
+  development grains and cumulated, bulk-loaded into a staging table first and swapped in by the same transaction.
+  On PostgreSQL the increments' aggregate runs on a second connection while the snapshot is written, so the two
+  passes share the wall time.
+
+Two paths, the same rows. The **full path** reads the whole book. The **incremental path** reads only what the
+book as recorded gained since the previous month end P (the rows recorded since, late recordings and corrections
+dated in earlier periods among them, which land in their own earlier cells) and adds it to P's increments and
+snapshot; it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
+(:func:`incremental_premise`), and the log says which path ran and why.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
-numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
+numbers; ``restated`` keeps everything dated by V whatever its recording time (latest knowledge: the full path).
 """
 
 from __future__ import annotations
@@ -29,8 +36,9 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import cells as cells_module
 from include.reserving.cells import CELL_COLUMNS
-from include.reserving.dates import month_index, month_start, parse_valuation_date
+from include.reserving.dates import month_index, month_start, parse_valuation_date, previous_month_end
 from include.reserving.domain import Basis
+from include.reserving.quality.suite import ROW_COUNT_CHECK
 from include.reserving.warehouse import cells as store
 from include.reserving.warehouse.core import staging_load_id
 
@@ -46,6 +54,7 @@ class IngestResult:
     cell_count: int
     paid_total: float
     cells_hash: str
+    path: str  # "incremental" (the previous month end's plus the rows recorded since) or "full"
 
     def as_xcom(self) -> dict:
         """What downstream tasks need to find the partition (by reference, never the data)."""
@@ -57,24 +66,52 @@ class IngestResult:
             "cell_count": self.cell_count,
             "paid_total": self.paid_total,
             "cells_hash": self.cells_hash,
+            "path": self.path,
         }
 
 
-def cumulate_cells(txn: pd.DataFrame, rep: pd.DataFrame, exp: pd.DataFrame, mv: int, dev_m: int) -> pd.DataFrame:
-    """The cells frame from the aggregates of :func:`warehouse.cells.cell_aggregates` (V's month index ``mv``, the
-    development grain ``dev_m``): a dense grid of evaluation periods per (segment, origin), cumulative sums, ages."""
+INCREMENT_KEYS = ["segment", "accident_m", "month_m"]
+INCREMENT_MONEY = ["paid", "incurred"]
+INCREMENT_COUNTS = ["closed_count", "transaction_count", "reported_count"]
+
+
+def increments_frame(txn: pd.DataFrame, rep: pd.DataFrame) -> pd.DataFrame:
+    """The increments (see schema.cell_increments) from the aggregates of :func:`warehouse.cells.book_increments`:
+    one row per (segment, accident month, calendar month), amounts to the cent, counts as integers, sorted."""
+    return canonical_increments(txn.merge(rep, on=INCREMENT_KEYS, how="outer"))
+
+
+def canonical_increments(frame: pd.DataFrame) -> pd.DataFrame:
+    """Increments as both paths cumulate them: amounts to the cent (as stored, numeric(18,2)), integer counts,
+    sorted by key, so the sums are taken in the same order."""
+    frame = frame.reindex(columns=INCREMENT_KEYS + INCREMENT_MONEY + INCREMENT_COUNTS)
+    frame[["accident_m", "month_m"]] = frame[["accident_m", "month_m"]].astype("int64")
+    frame[INCREMENT_MONEY] = frame[INCREMENT_MONEY].astype("float64").fillna(0.0).round(2)
+    frame[INCREMENT_COUNTS] = frame[INCREMENT_COUNTS].astype("float64").fillna(0).astype("int64")
+    return frame.sort_values(INCREMENT_KEYS).reset_index(drop=True)
+
+
+def cumulate_cells(increments: pd.DataFrame, exp: pd.DataFrame, mv: int, origin_m: int, dev_m: int) -> pd.DataFrame:
+    """The cells frame from the increments (:func:`increments_frame`) and the exposure per (segment, origin month),
+    given V's month index ``mv`` and the origin and development grains in months: a dense grid of evaluation
+    periods per (segment, origin), cumulative sums, ages."""
     keys = ["segment", "origin_m", "bucket"]
-    for frame in (txn, rep):
-        for col in ("origin_m", "bucket"):
-            frame[col] = frame[col].astype("int64")
-    merged = txn.drop(columns="n_txn").merge(rep, on=keys, how="outer")
-    if merged.empty:
+    if increments.empty:
         return pd.DataFrame(columns=CELL_COLUMNS)
+    # evaluation period j: (V - (j+1) grains, V - j grains], counted back from V
+    merged = (
+        increments.assign(
+            origin_m=increments["accident_m"] - increments["accident_m"] % origin_m,
+            bucket=(mv - increments["month_m"]) // dev_m,
+        )
+        .groupby(keys, as_index=False)[["paid", "incurred", "closed_count", "reported_count"]]
+        .sum()
+    )
     grid = []
-    for (segment, origin_m), _ in merged.groupby(["segment", "origin_m"]):
+    for (segment, origin), _ in merged.groupby(["segment", "origin_m"]):
         # evaluation periods from the one holding the origin start up to V (bucket 0)
-        first_bucket = (mv - int(origin_m)) // dev_m
-        grid.extend((segment, origin_m, b) for b in range(first_bucket, -1, -1))
+        first_bucket = (mv - int(origin)) // dev_m
+        grid.extend((segment, origin, b) for b in range(first_bucket, -1, -1))
     dense = pd.DataFrame(grid, columns=keys).merge(merged, on=keys, how="left")
     outside = len(merged) - int(merged.merge(dense[keys], on=keys).shape[0])
     if outside:  # dated before the accident: the quality gate names these rows; say here they are not in cells
@@ -106,6 +143,46 @@ def cells_hash(cells: pd.DataFrame) -> str:
     return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
 
 
+def incremental_premise(basis: str, previous: store.PreviousIngest) -> str | None:
+    """Why V must be ingested in full (a sentence for the log), or None when V's cells and snapshot may be derived
+    from the previous month end P's plus the rows recorded since.
+
+    The book as recorded at V is P's plus the rows recorded since (and rows of P's dates on claims reported since);
+    that holds for what the warehouse holds of P when P was ingested on this basis, passed its gate, and the source
+    still has the rows P's gate counted and the claims P's snapshot held (the recount guard of the gate's
+    incremental uniqueness check, extended to the claims).
+    """
+    p = previous.valuation_date
+    if basis != Basis.AS_RECORDED:
+        return f"basis {basis}: rows of any past date may have been recorded since {p}"
+    if previous.snapshot is None:
+        return f"{p} was not ingested on basis {basis}"
+    if previous.gate is None or previous.gate["element_count"] is None:
+        return f"{p} has no quality gate result on basis {basis}"
+    if not previous.gate["gate_success"]:
+        return f"{p} failed its quality gate"
+    stored = (previous.increment_totals["transaction_count"], previous.increment_totals["reported_count"])
+    expected = (previous.snapshot["transaction_count"], previous.snapshot["claim_count"])
+    if tuple(int(v) for v in stored) != tuple(int(v) for v in expected):
+        return (
+            f"{p}'s stored increments ({stored[0]} transactions, {stored[1]} claims) do not tie to its snapshot "
+            f"({expected[0]}, {expected[1]}): it was ingested before increments were kept"
+        )
+    recorded = previous.recorded_by()
+    if recorded != previous.gate["element_count"]:
+        return (
+            f"the transactions recorded by {p} changed since its gate ({previous.gate['element_count']} then, "
+            f"{recorded} now): history was rewritten at the source"
+        )
+    reported = previous.reported_by()
+    if reported != previous.snapshot["claim_count"]:
+        return (
+            f"the claims reported by {p} changed since its ingest ({previous.snapshot['claim_count']} then, "
+            f"{reported} now): history was rewritten at the source"
+        )
+    return None
+
+
 def ingest(
     engine: Engine,
     valuation_date: dt.date | str,
@@ -115,11 +192,17 @@ def ingest(
     run_id: str | None = None,
     source_engine: Engine | None = None,
     before_swap: Callable[[], None] | None = None,
+    incremental: bool = True,
 ) -> IngestResult:
-    """Snapshot the book as at V into ``snapshot_claims`` and ``triangle_cells`` for (V, basis), idempotently.
+    """Snapshot the book as at V into ``snapshot_claims``, ``cell_increments`` and ``triangle_cells`` for
+    (V, basis), idempotently.
 
-    ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the cells are
-    staged and the snapshot written, before the swap commits: tests use it to kill the task at the worst moment.
+    With ``incremental`` (the default) and the previous month end P ingested and gated clean (see
+    :func:`incremental_premise`), V's increments and snapshot are P's plus the rows recorded since: the same rows
+    the full path writes, for a read of the month's rows instead of the whole book. The log says which path ran
+    and why. ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the
+    cells are staged and the snapshot written, before the swap commits: tests use it to kill the task at the worst
+    moment.
     """
     valuation_date = parse_valuation_date(valuation_date)
     if basis not in tuple(Basis):
@@ -127,27 +210,53 @@ def ingest(
     if source_engine is not None and source_engine.url != engine.url:
         raise NotImplementedError("a claims source outside the warehouse needs the extract copied in first")
     key = {"valuation_date": valuation_date, "basis": str(basis)}
+    previous = previous_month_end(valuation_date)
+    if incremental:
+        full_because = incremental_premise(basis, store.previous_ingest(engine, previous, basis, ROW_COUNT_CHECK))
+    else:
+        full_because = "incremental ingest is switched off (setting incremental_ingest)"
+    path = "full" if full_because else "incremental"
+    log.info(
+        "ingest V=%s basis=%s: %s path (%s)",
+        valuation_date,
+        basis,
+        path,
+        full_because or f"{previous} was ingested and gated clean: adding the rows recorded since",
+    )
     prefix, load_id = staging_load_id(f"cells|{valuation_date}|{basis}|{run_id}")
     store.clear_staged_cells(engine, prefix)
+    mv = month_index(valuation_date)
 
-    def stage_cells() -> tuple[pd.DataFrame, int]:
-        log.info("ingest V=%s: aggregating transactions to triangle cells in the database", valuation_date)
-        txn, rep, exp = store.cell_aggregates(engine, valuation_date, basis, origin_months, development_months)
-        cells = cumulate_cells(txn, rep, exp, month_index(valuation_date), development_months)
-        store.stage_cells(engine, cells, key, load_id)
-        return cells, int(txn["n_txn"].sum()) if len(txn) else 0
+    def stage_cells(bind, increments: pd.DataFrame) -> pd.DataFrame:
+        exposure = store.exposure_aggregates(bind, valuation_date, origin_months)
+        cells = cumulate_cells(increments, exposure, mv, origin_months, development_months)
+        store.stage_cells(bind, cells, key, load_id)
+        return cells
 
-    # Both passes over the transactions at once where the database has more than one writer: the cells aggregate
-    # runs on its own connection while this transaction writes the snapshot (PostgreSQL runs the INSERT ... SELECT
-    # on one core).
+    def full_pass() -> tuple[pd.DataFrame, pd.DataFrame]:
+        log.info("ingest V=%s: aggregating the book to increments in the database", valuation_date)
+        increments = increments_frame(*store.book_increments(engine, valuation_date, basis))
+        return increments, stage_cells(engine, increments)
+
+    # The full path's two passes over the transactions at once where the database has more than one writer: the
+    # increments' aggregate runs on its own connection while this transaction writes the snapshot (PostgreSQL runs
+    # the INSERT ... SELECT on one core). The incremental path reads a month's rows: all of it in this transaction.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-cells") as pool:
-        staged = pool.submit(stage_cells)
-        if engine.dialect.name == "sqlite":
+        staged = pool.submit(full_pass) if full_because else None
+        if staged is not None and engine.dialect.name == "sqlite":
             staged.result()  # a single writer: the cells are staged before the snapshot's transaction opens
         with engine.begin() as conn:
             log.info("ingest V=%s basis=%s: writing the claim snapshot", valuation_date, basis)
-            store.write_claim_snapshot(conn, valuation_date, basis)
-            cells, n_txn = staged.result()
+            if staged is not None:
+                store.write_claim_snapshot(conn, valuation_date, basis)
+                increments, cells = staged.result()
+                store.write_increments(conn, key, increments)
+            else:
+                store.write_claim_snapshot_since(conn, valuation_date, previous)
+                store.write_increments_since(conn, valuation_date, previous)
+                increments = canonical_increments(store.load_increments(conn, valuation_date, basis))
+                cells = stage_cells(conn, increments)
+            n_txn = int(increments["transaction_count"].sum())
             latest = cells_module.latest_diagonal(cells) if len(cells) else cells
             paid_total = round(float(latest["paid"].sum()), 2) if len(latest) else 0.0
             digest = cells_hash(cells)
@@ -167,11 +276,12 @@ def ingest(
                 cells_hash=digest,
                 run_id=run_id,
             )
-    result = IngestResult(valuation_date, str(basis), n_claims, n_txn, len(cells), paid_total, digest)
+    result = IngestResult(valuation_date, str(basis), n_claims, n_txn, len(cells), paid_total, digest, path)
     log.info(
-        "ingest V=%s basis=%s: %d claims, %d transactions, %d cells, paid to date %.2f",
+        "ingest V=%s basis=%s (%s path): %d claims, %d transactions, %d cells, paid to date %.2f",
         valuation_date,
         basis,
+        path,
         n_claims,
         n_txn,
         len(cells),

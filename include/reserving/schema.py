@@ -67,6 +67,8 @@ claim_transactions = Table(
     Column("status", String(16)),
     Index("ix_claim_transactions_claim_id", "claim_id"),
     Index("ix_claim_transactions_transaction_date", "transaction_date"),
+    # the monthly ingest reads the rows recorded since the previous month end, and the gate recounts those before it
+    Index("ix_claim_transactions_recorded_at", "recorded_at"),
 )
 
 earned_exposure = Table(
@@ -161,6 +163,8 @@ def _snapshot_claim_columns() -> list[Column]:
         Column("incurred_to_date", Money, nullable=False),
         Column("initial_incurred", Money),
         Column("is_closed", Boolean, nullable=False),
+        # closures less reopenings by V (is_closed: above zero), so next month's ingest can add the month's events
+        Column("net_closures", Integer),
     ]
 
 
@@ -169,6 +173,25 @@ snapshot_claims = Table(
     metadata,
     *_snapshot_claim_columns(),
     Index("ux_snapshot_claims_key", "valuation_date", "basis", "claim_id", unique=True),
+)
+
+# The book as at V per accident month and calendar month: what each month added (paid, incurred movement, closures
+# less reopenings, transactions, claims reported). Triangle cells at any grain are sums of these; the next month end's
+# ingest derives its own from them plus the rows recorded since (ingest.py).
+cell_increments = Table(
+    "cell_increments",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("segment", String(32), nullable=False),
+    Column("accident_month", Date, nullable=False),
+    Column("month", Date, nullable=False),
+    Column("paid", Money, nullable=False),
+    Column("incurred", Money, nullable=False),
+    Column("closed_count", Integer, nullable=False),
+    Column("transaction_count", Integer, nullable=False),
+    Column("reported_count", Integer, nullable=False),
+    Index("ux_cell_increments_key", "valuation_date", "basis", "segment", "accident_month", "month", unique=True),
 )
 
 # One row per expectation of a quality-gate run for (V, basis); a re-run replaces the rows of (V, basis).
@@ -568,6 +591,9 @@ def migrate(engine: Engine) -> list[str]:
     Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``. Issue 16 keeps the health of
     every execution of a run: ``pipeline_runs`` is keyed by (run_id, clear_number).
 
+    Issue 17 (incremental ingest): ``snapshot_claims`` gains ``net_closures`` (NULL on older partitions: the next
+    ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``.
+
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
     """
@@ -624,6 +650,21 @@ def migrate(engine: Engine) -> list[str]:
                 done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
         done += _key_approvals_by_run(conn)
         done += _key_runs_by_execution(conn)
+        done += _incremental_ingest_columns(conn)
+    return done
+
+
+def _incremental_ingest_columns(conn) -> list[str]:
+    """What the monthly ingest reads: the snapshot's net closures and the index on the transactions' recording time."""
+    done = []
+    if "net_closures" not in (_columns(conn, snapshot_claims.name) or {"net_closures"}):
+        _add_column(conn, snapshot_claims, "net_closures")
+        done.append("snapshot_claims.net_closures added")
+    if claim_transactions.name in inspect(conn).get_table_names():  # a view of the claims system gets no index
+        index = next(i for i in claim_transactions.indexes if i.name == "ix_claim_transactions_recorded_at")
+        if index.name not in {i["name"] for i in inspect(conn).get_indexes(claim_transactions.name)}:
+            index.create(conn)
+            done.append("claim_transactions: index on recorded_at created")
     return done
 
 

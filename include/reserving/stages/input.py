@@ -115,6 +115,7 @@ def ingest(facts: RunFacts) -> dict:
         origin_months=facts.settings.origin_months,
         development_months=facts.settings.development_months,
         run_id=facts.run_id,
+        incremental=facts.settings.incremental_ingest,
     )
     return result.as_xcom()
 

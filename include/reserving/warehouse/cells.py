@@ -1,4 +1,6 @@
-"""Triangle cells, the claim snapshot and its metadata, keyed by (V, basis); the point-in-time reads of the book.
+"""Triangle cells, cell increments, the claim snapshot and its metadata, keyed by (V, basis); the point-in-time reads
+of the book: the whole book as at V (the full path), or what the as-recorded book gained since the previous month end
+(the incremental path) with the stored facts that say whether that path may run (:func:`previous_ingest`).
 
 Basis ``as_recorded`` keeps transactions dated and recorded by V, so a re-run next year reproduces the numbers;
 ``restated`` keeps everything dated by V whatever its recording time (latest knowledge).
@@ -7,16 +9,17 @@ Basis ``as_recorded`` keeps transactions dated and recorded by V, so a re-run ne
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select
+from sqlalchemy import Date, Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select, union_all
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
 from include.reserving.cells import CELL_COLUMNS
-from include.reserving.dates import end_of_day, month_index, parse_valuation_date
+from include.reserving.dates import end_of_day, month_index, month_start, parse_valuation_date
 from include.reserving.domain import INITIAL_INCURRED_DAYS, Basis
 from include.reserving.warehouse.core import (
     clear_staged,
@@ -57,35 +60,108 @@ def extract_filters(valuation_date: dt.date, basis: str):
     return claim_filter, txn_filter
 
 
-def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) -> None:
-    """Replace V's claim snapshot by INSERT ... SELECT inside the caller's transaction.
-
-    The rows never leave the database, so the transaction itself is the staging: a kill rolls it back whole, and
-    the partition is written once instead of staged and copied again.
-    """
-    c, t, s = schema.claims, schema.claim_transactions, schema.snapshot_claims
-    dialect = conn.dialect.name
-    claim_filter, txn_filter = extract_filters(valuation_date, basis)
-    amount = func.coalesce(t.c.paid_amount, 0) + func.coalesce(t.c.case_reserve_change, 0)
-    initial_window = t.c.transaction_date <= _plus_days_sql(dialect, c.c.report_date, INITIAL_INCURRED_DAYS)
-    closure = case((t.c.status == "closed", 1), (t.c.status == "reopened", -1), else_=0)
-    txn_totals = (
+def _transaction_rows(*conditions):
+    """The transactions meeting ``conditions`` with the claim columns ingest needs."""
+    c, t = schema.claims, schema.claim_transactions
+    return (
         select(
             t.c.claim_id,
-            func.sum(func.coalesce(t.c.paid_amount, 0)).label("paid_to_date"),
-            func.sum(amount).label("incurred_to_date"),
-            func.sum(case((initial_window, amount), else_=0)).label("initial_incurred"),
-            func.sum(closure).label("net_closures"),
+            t.c.transaction_date,
+            t.c.paid_amount,
+            t.c.case_reserve_change,
+            t.c.status,
+            c.c.line_of_business,
+            c.c.accident_date,
+            c.c.report_date,
         )
         .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
-        .where(txn_filter, claim_filter)
-        .group_by(t.c.claim_id)
-        .subquery("txn_totals")
+        .where(*conditions)
     )
-    query = (
+
+
+def _book_rows(valuation_date: dt.date, basis: str):
+    """Every transaction of the book as at V (the full path)."""
+    claim_filter, txn_filter = extract_filters(valuation_date, basis)
+    return _transaction_rows(txn_filter, claim_filter).subquery("book_rows")
+
+
+def _rows_since(previous: dt.date, valuation_date: dt.date):
+    """The transactions as recorded at V that were not in the book as recorded at the previous month end P.
+
+    The book as at V only grows with V (each filter is "by V"), so these are exactly the rows of V less those of P,
+    in three disjoint parts: recorded since P (late-recorded rows dated in earlier periods among them); recorded by P
+    but dated after it; recorded and dated by P on a claim reported since P. The first reads the index on
+    ``recorded_at``, the second the one on ``transaction_date``, the third the claims reported in the month.
+    """
+    c, t = schema.claims, schema.claim_transactions
+    since, by = end_of_day(previous), end_of_day(valuation_date)
+    reported_by_v = c.c.report_date <= valuation_date
+    recorded_since = _transaction_rows(
+        t.c.recorded_at >= since, t.c.recorded_at < by, t.c.transaction_date <= valuation_date, reported_by_v
+    )
+    dated_since = _transaction_rows(
+        t.c.recorded_at < since, t.c.transaction_date > previous, t.c.transaction_date <= valuation_date, reported_by_v
+    )
+    newly_reported = _transaction_rows(
+        t.c.recorded_at < since,
+        t.c.transaction_date <= previous,
+        c.c.report_date > previous,
+        reported_by_v,
+    )
+    return union_all(recorded_since, dated_since, newly_reported).subquery("rows_since")
+
+
+def _claim_totals(dialect: str, rows):
+    """Per claim of ``rows``: paid, incurred, initial incurred (booked within the initial window of the report) and
+    closures less reopenings."""
+    amount = func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0)
+    initial_window = rows.c.transaction_date <= _plus_days_sql(dialect, rows.c.report_date, INITIAL_INCURRED_DAYS)
+    closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
+    return select(
+        rows.c.claim_id,
+        func.sum(func.coalesce(rows.c.paid_amount, 0)).label("paid"),
+        func.sum(amount).label("incurred"),
+        func.sum(case((initial_window, amount), else_=0)).label("initial_incurred"),
+        func.sum(closure).label("net_closures"),
+    ).group_by(rows.c.claim_id)
+
+
+SNAPSHOT_COLUMNS = [c.name for c in schema.snapshot_claims.columns]
+CARRIED = {"paid": "paid_to_date", "incurred": "incurred_to_date"}  # claim totals -> snapshot columns
+
+
+def _snapshot_select(valuation_date: dt.date, basis: str, attributes, totals, carried=None):
+    """Snapshot rows: ``attributes`` (claims, or the previous snapshot) plus ``totals`` (their transactions' sums,
+    outer-joined: a claim without rows has zeros); ``carried`` the previous snapshot's figures the totals add to."""
+
+    def add(name):
+        more = func.coalesce(totals.c[name], 0)
+        return more if carried is None else carried.c[CARRIED.get(name, name)] + more
+
+    net_closures = add("net_closures")
+    return select(
+        literal(valuation_date).label("valuation_date"),
+        literal(basis).label("basis"),
+        attributes.c.claim_id,
+        attributes.c.line_of_business,
+        attributes.c.claim_type,
+        attributes.c.region,
+        attributes.c.accident_date,
+        attributes.c.report_date,
+        attributes.c.claimant_age,
+        attributes.c.report_delay_days,
+        func.round(add("paid"), 2).label("paid_to_date"),
+        func.round(add("incurred"), 2).label("incurred_to_date"),
+        func.round(add("initial_incurred"), 2).label("initial_incurred"),
+        (net_closures > 0).label("is_closed"),
+        net_closures.label("net_closures"),
+    ).select_from(attributes.outerjoin(totals, totals.c.claim_id == attributes.c.claim_id))
+
+
+def _claim_attributes(dialect: str, *conditions):
+    c = schema.claims
+    return (
         select(
-            literal(valuation_date).label("valuation_date"),
-            literal(basis).label("basis"),
             c.c.claim_id,
             c.c.line_of_business,
             c.c.claim_type,
@@ -94,76 +170,145 @@ def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) 
             c.c.report_date,
             c.c.claimant_age,
             _days_between_sql(dialect, c.c.accident_date, c.c.report_date).label("report_delay_days"),
-            func.round(func.coalesce(txn_totals.c.paid_to_date, 0), 2).label("paid_to_date"),
-            func.round(func.coalesce(txn_totals.c.incurred_to_date, 0), 2).label("incurred_to_date"),
-            func.round(func.coalesce(txn_totals.c.initial_incurred, 0), 2).label("initial_incurred"),
-            (func.coalesce(txn_totals.c.net_closures, 0) > 0).label("is_closed"),
         )
-        .select_from(c.outerjoin(txn_totals, txn_totals.c.claim_id == c.c.claim_id))
-        .where(claim_filter)
+        .where(*conditions)
+        .subquery("claim_attributes")
     )
-    cols = [
-        "valuation_date",
-        "basis",
-        "claim_id",
-        "line_of_business",
-        "claim_type",
-        "region",
-        "accident_date",
-        "report_date",
-        "claimant_age",
-        "report_delay_days",
-        "paid_to_date",
-        "incurred_to_date",
-        "initial_incurred",
-        "is_closed",
-    ]
+
+
+def _replace_snapshot(conn: Connection, valuation_date: dt.date, basis: str, query) -> None:
+    s = schema.snapshot_claims
     conn.execute(delete(s).where(s.c.valuation_date == valuation_date, s.c.basis == basis))
-    conn.execute(insert(s).from_select(cols, query))
+    conn.execute(insert(s).from_select(SNAPSHOT_COLUMNS, query))
 
 
-def cell_aggregates(
-    engine: Engine, valuation_date: dt.date, basis: str, origin_months: int, development_months: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The book as at V aggregated per (segment, origin month, evaluation period): transactions (paid, incurred,
-    closures, count), reported claims, and earned premium and exposure per (segment, origin month)."""
-    c, t, e = schema.claims, schema.claim_transactions, schema.earned_exposure
-    claim_filter, txn_filter = extract_filters(valuation_date, basis)
-    mv = month_index(valuation_date)
-    acc_m = _month_index_sql(c.c.accident_date)
-    origin_m = acc_m - (acc_m % origin_months)
+def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) -> None:
+    """Replace V's claim snapshot by INSERT ... SELECT inside the caller's transaction.
 
-    def bucket(col):  # evaluation period j: (V - (j+1) grains, V - j grains], counted back from V
-        return (mv - _month_index_sql(col)) // development_months
+    The rows never leave the database, so the transaction itself is the staging: a kill rolls it back whole, and
+    the partition is written once instead of staged and copied again.
+    """
+    dialect = conn.dialect.name
+    claim_filter, _ = extract_filters(valuation_date, basis)
+    totals = _claim_totals(dialect, _book_rows(valuation_date, basis)).subquery("claim_totals")
+    attributes = _claim_attributes(dialect, claim_filter)
+    _replace_snapshot(conn, valuation_date, basis, _snapshot_select(valuation_date, basis, attributes, totals))
 
-    closure = case((t.c.status == "closed", 1), (t.c.status == "reopened", -1), else_=0)
-    txn_agg = (
-        select(
-            c.c.line_of_business.label("segment"),
-            origin_m.label("origin_m"),
-            bucket(t.c.transaction_date).label("bucket"),
-            func.sum(func.coalesce(t.c.paid_amount, 0)).label("paid"),
-            func.sum(func.coalesce(t.c.paid_amount, 0) + func.coalesce(t.c.case_reserve_change, 0)).label("incurred"),
-            func.sum(closure).label("closed_count"),
-            func.count().label("n_txn"),
-        )
-        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
-        .where(txn_filter, claim_filter)
-        .group_by(c.c.line_of_business, origin_m, bucket(t.c.transaction_date))
-    )
+
+def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
+    """Replace V's as-recorded claim snapshot by the previous month end's plus the rows recorded since (inside the
+    caller's transaction): its claims with their figures moved on, then the claims reported since."""
+    dialect = conn.dialect.name
+    basis = Basis.AS_RECORDED
+    s, c = schema.snapshot_claims, schema.claims
+    # a CTE: both parts join the month's totals, computed once
+    totals = _claim_totals(dialect, _rows_since(previous, valuation_date)).cte("claim_totals")
+    carried = select(s).where(s.c.valuation_date == previous, s.c.basis == basis).subquery("carried")
+    moved_on = _snapshot_select(valuation_date, basis, carried, totals, carried=carried)
+    reported_since = _claim_attributes(dialect, c.c.report_date > previous, c.c.report_date <= valuation_date)
+    new = _snapshot_select(valuation_date, basis, reported_since, totals)
+    _replace_snapshot(conn, valuation_date, str(basis), union_all(moved_on, new))
+
+
+def _increments(engine: Engine, rows, reported) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per (segment, accident month, calendar month): the sums of ``rows`` (transactions) and the claims of
+    ``reported``, as month indices (``accident_m``, ``month_m``)."""
+    acc_m = _month_index_sql(rows.c.accident_date)
+    txn_m = _month_index_sql(rows.c.transaction_date)
+    closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
+    txn_agg = select(
+        rows.c.line_of_business.label("segment"),
+        acc_m.label("accident_m"),
+        txn_m.label("month_m"),
+        func.sum(func.coalesce(rows.c.paid_amount, 0)).label("paid"),
+        func.sum(func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0)).label("incurred"),
+        func.sum(closure).label("closed_count"),
+        func.count().label("transaction_count"),
+    ).group_by(rows.c.line_of_business, acc_m, txn_m)
+    c = schema.claims
+    rep_acc_m, rep_m = _month_index_sql(c.c.accident_date), _month_index_sql(c.c.report_date)
     rep_agg = (
         select(
             c.c.line_of_business.label("segment"),
-            origin_m.label("origin_m"),
-            bucket(c.c.report_date).label("bucket"),
+            rep_acc_m.label("accident_m"),
+            rep_m.label("month_m"),
             func.count().label("reported_count"),
         )
-        .where(claim_filter)
-        .group_by(c.c.line_of_business, origin_m, bucket(c.c.report_date))
+        .where(reported)
+        .group_by(c.c.line_of_business, rep_acc_m, rep_m)
     )
+    with engine.connect() as conn:
+        txn, rep = (read_frame(conn, query) for query in (txn_agg, rep_agg))
+    return txn, rep
+
+
+def book_increments(engine: Engine, valuation_date: dt.date, basis: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The book as at V per (segment, accident month, calendar month): transactions' sums, claims reported."""
+    claim_filter, _ = extract_filters(valuation_date, basis)
+    return _increments(engine, _book_rows(valuation_date, basis), claim_filter)
+
+
+INCREMENT_VALUES = ["paid", "incurred", "closed_count", "transaction_count", "reported_count"]
+
+
+def _month_start_sql(dialect: str, col):
+    if dialect == "sqlite":
+        return func.date(col, "start of month")  # the text form SQLite keeps dates in
+    return cast(func.date_trunc("month", col), Date)
+
+
+def write_increments_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
+    """Replace V's as-recorded increments by the previous month end P's plus what the book gained since (the rows of
+    V not in P, the claims reported since P), summed in the database inside the caller's transaction."""
+    dialect = conn.dialect.name
+    basis = Basis.AS_RECORDED
+    ci, c = schema.cell_increments, schema.claims
+    rows = _rows_since(previous, valuation_date)
+    closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
+    carried = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
+        ci.c.valuation_date == previous, ci.c.basis == basis
+    )
+    moved = select(
+        rows.c.line_of_business,
+        _month_start_sql(dialect, rows.c.accident_date),
+        _month_start_sql(dialect, rows.c.transaction_date),
+        func.coalesce(rows.c.paid_amount, 0),
+        func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0),
+        closure,
+        literal(1),
+        literal(0),
+    )
+    reported = select(
+        c.c.line_of_business,
+        _month_start_sql(dialect, c.c.accident_date),
+        _month_start_sql(dialect, c.c.report_date),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(0),
+        literal(1),
+    ).where(c.c.report_date > previous, c.c.report_date <= valuation_date)
+    parts = union_all(carried, moved, reported).subquery("parts")
+    keys = [parts.c.segment, parts.c.accident_month, parts.c.month]
+    query = select(
+        literal(valuation_date),
+        literal(str(basis)),
+        *keys,
+        func.round(func.sum(parts.c.paid), 2),
+        func.round(func.sum(parts.c.incurred), 2),
+        *[func.sum(parts.c[n]) for n in INCREMENT_VALUES[2:]],
+    ).group_by(*keys)
+    cols = ["valuation_date", "basis", "segment", "accident_month", "month", *INCREMENT_VALUES]
+    conn.execute(delete(ci).where(ci.c.valuation_date == valuation_date, ci.c.basis == basis))
+    conn.execute(insert(ci).from_select(cols, query))
+
+
+def exposure_aggregates(bind: Engine | Connection, valuation_date: dt.date, origin_months: int) -> pd.DataFrame:
+    """Earned premium and exposure per (segment, origin month) for the months by V."""
+    e = schema.earned_exposure
     exp_m = _month_index_sql(e.c.month)
     exp_origin_m = exp_m - (exp_m % origin_months)
-    exp_agg = (
+    query = (
         select(
             e.c.line_of_business.label("segment"),
             exp_origin_m.label("origin_m"),
@@ -173,8 +318,85 @@ def cell_aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exp_origin_m)
     )
+    return read_frame(bind, query)
+
+
+def load_increments(bind: Engine | Connection, valuation_date: dt.date, basis: str) -> pd.DataFrame:
+    """The stored increments of (V, basis) with month indices (``accident_m``, ``month_m``)."""
+    ci = schema.cell_increments
+    query = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
+        ci.c.valuation_date == valuation_date, ci.c.basis == basis
+    )
+    frame = read_frame(bind, query)
+    frame["accident_m"] = [month_index(d) for d in frame.pop("accident_month")]
+    frame["month_m"] = [month_index(d) for d in frame.pop("month")]
+    return frame
+
+
+def write_increments(conn: Connection, key: Mapping[str, Any], increments: pd.DataFrame) -> None:
+    """Replace the increments of ``key`` (inside the caller's transaction)."""
+    ci = schema.cell_increments
+    rows = increments.assign(
+        accident_month=[month_start(int(m)) for m in increments["accident_m"]],
+        month=[month_start(int(m)) for m in increments["month_m"]],
+    ).drop(columns=["accident_m", "month_m"])
+    conn.execute(delete(ci).where(key_clause(ci, key)))
+    insert_rows(conn, ci, rows.assign(**key))
+
+
+@dataclass(frozen=True)
+class PreviousIngest:
+    """What the warehouse holds for the month end P before V, and what the source says now: the premises of the
+    incremental ingest (ingest.incremental_premise judges them)."""
+
+    valuation_date: dt.date
+    snapshot: Mapping[str, Any] | None  # snapshots row (claim_count, transaction_count); None: P not ingested
+    increment_totals: Mapping[str, Any]  # sums of P's stored increments (transaction_count, reported_count)
+    gate: Mapping[str, Any] | None  # P's row-count check (gate_success, element_count); None: P not gated
+    recorded_by: Callable[[], int]  # rows of claim_transactions recorded by P now (asked only when needed)
+    reported_by: Callable[[], int]  # claims reported by P now
+
+
+def previous_ingest(engine: Engine, previous: dt.date, basis: str, row_count_check: str) -> PreviousIngest:
+    """The stored facts about the ingest and gate of the month end P (``row_count_check``: the gate's key of its
+    extract row count, whose element count is the rows recorded by P it saw)."""
+    from include.reserving.warehouse.quality import check_row, transactions_recorded_by
+
+    s, ci, c = schema.snapshots, schema.cell_increments, schema.claims
     with engine.connect() as conn:
-        return tuple(read_frame(conn, query) for query in (txn_agg, rep_agg, exp_agg))
+        snapshot = (
+            conn.execute(
+                select(s.c.claim_count, s.c.transaction_count).where(s.c.valuation_date == previous, s.c.basis == basis)
+            )
+            .mappings()
+            .first()
+        )
+        totals = (
+            conn.execute(
+                select(
+                    func.count().label("rows"),
+                    func.coalesce(func.sum(ci.c.transaction_count), 0).label("transaction_count"),
+                    func.coalesce(func.sum(ci.c.reported_count), 0).label("reported_count"),
+                ).where(ci.c.valuation_date == previous, ci.c.basis == basis)
+            )
+            .mappings()
+            .one()
+        )
+    gate = check_row(engine, previous, basis, row_count_check)
+
+    def reported_by() -> int:
+        query = select(func.count()).select_from(c).where(c.c.report_date <= previous)
+        with engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    return PreviousIngest(
+        previous,
+        None if snapshot is None else dict(snapshot),
+        dict(totals),
+        gate,
+        lambda: transactions_recorded_by(engine, previous),
+        reported_by,
+    )
 
 
 def clear_staged_cells(engine: Engine, prefix: str) -> None:
@@ -182,9 +404,9 @@ def clear_staged_cells(engine: Engine, prefix: str) -> None:
     clear_staged(engine, schema.triangle_cells_staging, prefix)
 
 
-def stage_cells(engine: Engine, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
-    """Load the cells of ``key`` into the staging table under ``load_id`` (its own transaction)."""
-    insert_rows(engine, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
+def stage_cells(bind: Engine | Connection, cells: pd.DataFrame, key: Mapping[str, Any], load_id: str) -> None:
+    """Load the cells of ``key`` into the staging table under ``load_id`` (its own transaction given an engine)."""
+    insert_rows(bind, schema.triangle_cells_staging, cells.assign(load_id=load_id, **key))
 
 
 def swap_cells(conn: Connection, key: Mapping[str, Any], load_id: str, expected: int) -> None:
