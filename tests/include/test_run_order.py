@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 
 from devtools.synth import BookSpec, write_book
 from include.reserving import schema
+from include.reserving.dates import valuation_date_of_run
 from include.reserving.publish import reserve_rows
 from include.reserving.quality.report import QualityGateError
 from include.reserving.run_order import RunOrderError, exemption, later_valuation_refusal
@@ -26,6 +27,20 @@ from tests.conftest import PG_ADMIN_URL, _pg_admin_engine
 BOOK = BookSpec(claims=400, start="2022-01", end="2023-12", seed=5, control_totals=False)
 V = dt.date(2023, 11, 30)
 LATER = dt.date(2023, 12, 31)
+
+
+def test_valuation_date_from_the_data_interval_or_the_param_and_a_run_without_either_fails_by_name():
+    from include.reserving.dag_groups import run_facts
+
+    end = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    assert valuation_date_of_run(end) == dt.date(2024, 2, 29)
+    assert valuation_date_of_run(end, "2023-12-31") == dt.date(2023, 12, 31)  # the param wins
+    assert valuation_date_of_run(None, "2024-12-31") == dt.date(2024, 12, 31)  # a manual run without logical date
+    assert run_facts({"valuation_date": "2024-12-31"}, "manual__x", None).valuation_date == dt.date(2024, 12, 31)
+    with pytest.raises(ValueError, match="no logical date, so no data interval .* the valuation_date param"):
+        run_facts({"valuation_date": None}, "manual__x", None)
+    with pytest.raises(ValueError, match="not a month end: use a month end such as 2024-12-31"):
+        valuation_date_of_run(None, "2024-12-30")
 
 
 def test_exemption_names_why_a_run_may_publish_under_a_later_month():
