@@ -49,10 +49,9 @@ def contract(facts: RunFacts) -> dict:
 
 def run_order(facts: RunFacts, exemption: str | None = None) -> dict:
     """May this run value V? Raises RunOrderError when the book shows no activity in V's month (the plausibility
-    check ``extract_stalled``, or no earned exposure for the month: the extract ends before V) or,
-    unless ``exemption`` (see
-    :func:`include.reserving.run_order.exemption`) says why it may, when a later valuation is current on the basis.
-    Runs before anything is ingested, so a refused run costs seconds."""
+    check ``extract_stalled``, or no earned exposure for the month: the extract ends before V) or when a later
+    valuation is current on the basis, unless ``exemption`` (:func:`include.reserving.run_order.exemption`) says
+    why the run may. Runs before anything is ingested, so a refused run costs seconds."""
     from include.reserving import plausibility
     from include.reserving import run_order as rules
     from include.reserving.dates import month_index
