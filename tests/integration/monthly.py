@@ -10,6 +10,7 @@ def run_month(facts: RunFacts) -> dict:
     """The month's tasks in DAG order, without training: a challenger needs an approval before it reserves
     anything, so the champion's refit is what publishes."""
     input.contract(facts)
+    input.run_order(facts)
     input.reconcile(facts)
     input.ingest(facts)
     input.validate(facts)
