@@ -58,8 +58,13 @@ def book_ends_before(exposure_rows: int, last_exposure: str | None) -> str | Non
 def stale_book_refusal(valuation_date: dt.date, basis: str, why: str) -> str:
     """The refusal's message for a book that shows no activity in V's month (``why``: the failed
     ``extract_stalled`` check, explained, or :func:`book_ends_before`)."""
+    # a month's rows arrive by recorded_at (as recorded) or transaction_date (restated): wrong values there look
+    # exactly like a stalled feed
+    arrival = "recorded_at" if basis == "as_recorded" else "transaction_date"
     return (
         f"refusing to value {valuation_date} ({basis}): the book shows no activity in the month ({why}). "
         "A run started by unpausing the DAG values the last closed month: to value an earlier month, trigger a run "
-        "with the param valuation_date (a month end). Nothing was ingested or published"
+        f"with the param valuation_date (a month end). If the month's rows are in the extract, check their "
+        f"{arrival} (a row belongs to the month it was {'recorded' if arrival == 'recorded_at' else 'dated'} in). "
+        "Nothing was ingested or published"
     )
