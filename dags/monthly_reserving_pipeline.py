@@ -9,6 +9,7 @@ Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last
 | --- | --- | --- |
 | input | `contract` | the source tables against `docs/DATA_CONTRACT.md`; a breach stops the run before any read |
 | input | `land` | a claims system of its own (`claims_source`, `source_mapping`): new rows copied to the warehouse |
+| input | `run_order` | refuses a month the book shows no activity in (stale) or a later current month follows |
 | input | `reconcile` | the month's extract against the finance control totals, when provided (no retries) |
 | input | `ingest` | the book as it stood at V, aggregated in the warehouse into triangle cells and a claim snapshot |
 | input | `validate` | Great Expectations gate in the warehouse; bad data stops the run here (no retries) |
@@ -30,8 +31,9 @@ Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last
 Every task failure posts to Slack (connection `reserving_slack`); each run's outcome goes to `pipeline_runs`.
 The groups are built in `include/reserving/dag_groups.py`; each task calls one function of `include/reserving/stages/`.
 
-Runs execute oldest first, one at a time. Params: `valuation_date` (a month end) for a manual run, `restated`
-(latest knowledge instead of what was recorded by V), `force_retrain`, `approval_timeout_seconds`,
+Runs execute oldest first, one at a time. Params: `valuation_date` (a month end; required for a manual run without
+a logical date, the way to trigger one), `restated` (latest knowledge instead of what was recorded by V),
+`rerun_earlier_month` (publish V although a later month is current), `force_retrain`, `approval_timeout_seconds`,
 `signoff_timeout_seconds`.
 """
 
@@ -76,13 +78,25 @@ from include.reserving.notify import RunHealth, TaskFailureAlert
             type=["null", "string"],
             format="date",
             title="Valuation date",
-            description="Month end to value as at (YYYY-MM-DD). Empty: the day before the data interval end.",
+            description=(
+                "Month end to value as at (YYYY-MM-DD). Empty: the day before the data interval end. Required when "
+                "the run has no logical date (the way to trigger a manual run)."
+            ),
         ),
         "restated": Param(
             False,
             type="boolean",
             title="Restated data",
             description="Use everything known now instead of only what was recorded by the valuation date.",
+        ),
+        "rerun_earlier_month": Param(
+            False,
+            type="boolean",
+            title="Re-run an earlier month",
+            description=(
+                "Publish this month even though a later month is already current (an intentional re-run). Without "
+                "it such a run stops at input.run_order; backfills and restated runs need no flag."
+            ),
         ),
         "force_retrain": Param(
             False,

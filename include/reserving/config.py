@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     plausibility_relative_floor: float = Field(0.5, ge=0)
     plausibility_amount_floor: float = Field(3.0, ge=0)
     plausibility_stall_days: int = Field(7, ge=0)
+    book_in_run_off: bool = (
+        False  # no premium earned any more: input.run_order does not read a month without exposure as stale
+    )
     admitted_new_lines: StrList = ()
     # Reserve-movement hold (separate from ave_tolerance, which only asks for retraining). Measured with
     # benchmarks/bench_movements.py on clean synthetic books over 24 month ends (10k claims seeds 7 and 3, 40k seed

@@ -27,6 +27,15 @@ def run_facts(params: dict[str, Any], run_id: str, data_interval_end: dt.datetim
     return RunFacts.create(valuation_date, run_id, restated=bool(params.get("restated")))
 
 
+def later_valuation_exemption(params: dict[str, Any], dag_run) -> str | None:
+    """Why this run may publish V over a later current valuation (a backfill, a restatement, the
+    ``rerun_earlier_month`` param), or None."""
+    from include.reserving.run_order import RERUN_PARAM, exemption
+
+    run_type = getattr(dag_run, "run_type", None)
+    return exemption(run_type, bool(params.get("restated")), bool(params.get(RERUN_PARAM)))
+
+
 @task_group(group_id="input")
 def input_group():
     """The book as at V, checked, and whether anything moved."""
@@ -46,6 +55,15 @@ def input_group():
         return input.land(run_facts(params, run_id, data_interval_end))
 
     @task(**NO_RETRY)
+    def run_order(checked: dict, params=None, run_id=None, data_interval_end=None, dag_run=None) -> dict:
+        """Refuse a month the run may not value: a book with no activity in V's month, or a later valuation already
+        current on the basis (unless a backfill, restatement or intended re-run); before anything is ingested."""
+        from include.reserving.stages import input
+
+        facts = run_facts(params, run_id, data_interval_end)
+        return input.run_order(facts, later_valuation_exemption(params, dag_run))
+
+    @task(**NO_RETRY)
     def reconcile(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The month's extract against the finance control totals (passes with a note when there are none)."""
         from include.reserving.stages import input
@@ -60,11 +78,13 @@ def input_group():
         return input.ingest(run_facts(params, run_id, data_interval_end))
 
     @task(**NO_RETRY)
-    def validate(ingested: dict, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Great Expectations gate: a failed check stops the run and names what is wrong."""
+    def validate(ingested: dict, params=None, run_id=None, data_interval_end=None, ti=None) -> dict:
+        """Great Expectations gate: a failed check stops the run and names what is wrong. Cleared and run again
+        (it has no retries, so a later try is a clear), it takes V's snapshot again first: the source was fixed."""
         from include.reserving.stages import input
 
-        return input.validate(run_facts(params, run_id, data_interval_end))
+        reingest = ti is not None and ti.try_number > 1
+        return input.validate(run_facts(params, run_id, data_interval_end), reingest=reingest)
 
     @task(**NO_RETRY)
     def plausibility(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
@@ -81,7 +101,7 @@ def input_group():
         facts = run_facts(params, run_id, data_interval_end)
         return input.drift(facts, force_retrain=bool(params.get("force_retrain")))
 
-    return drift(plausibility(validate(ingest(reconcile(land(contract()))))))
+    return drift(plausibility(validate(ingest(reconcile(run_order(land(contract())))))))
 
 
 @task_group(group_id="training")
@@ -186,14 +206,30 @@ def reserving_group(after: list):
 
     @task
     def publish(
-        refitted: dict, reserved: list[dict], analysis: dict, params=None, run_id=None, data_interval_end=None
+        refitted: dict,
+        reserved: list[dict],
+        analysis: dict,
+        params=None,
+        run_id=None,
+        data_interval_end=None,
+        dag_run=None,
     ) -> dict:
-        """Atomic, versioned publication of all lines for V: current, or HELD for sign-off (Slack alert)."""
+        """Atomic, versioned publication of all lines for V: current, or HELD for sign-off (Slack alert); refused
+        if a later valuation became current meanwhile (unless a backfill, restatement or intended re-run)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
         from include.reserving import notify
+        from include.reserving.run_order import RunOrderError
         from include.reserving.stages import reserving
 
         facts = run_facts(params, run_id, data_interval_end)
-        return reserving.publish(facts, refitted, list(reserved), analysis, alert=notify.post_event)
+        refuse = later_valuation_exemption(params, dag_run) is None
+        try:
+            return reserving.publish(
+                facts, refitted, list(reserved), analysis, alert=notify.post_event, refuse_over_later=refuse
+            )
+        except RunOrderError as exc:  # a retry would be refused the same way: fail now, alert once
+            raise AirflowFailException(str(exc)) from exc
 
     refitted = refit()
     after >> refitted

@@ -68,11 +68,15 @@ def parse_valuation_date(value: dt.date | str) -> dt.date:
 def valuation_date_of_run(data_interval_end: dt.datetime | None, param: str | dt.date | None = None) -> dt.date:
     """V of an Airflow run: the ``valuation_date`` param when given, else the day before the data interval's end.
 
-    The @monthly run for [2024-01-01, 2024-02-01) values as at 2024-01-31. A manual run without a data interval
-    must pass the param. Never the wall clock.
+    The @monthly run for [2024-01-01, 2024-02-01) values as at 2024-01-31. A manual run without a logical date (the
+    way to trigger one: it takes no logical date the schedule or a backfill needs) has no data interval and must
+    pass the param. Never the wall clock.
     """
     if param:
         return parse_valuation_date(param)
     if data_interval_end is None:
-        raise ValueError("this run has no data interval: trigger it with the valuation_date param (a month end)")
+        raise ValueError(
+            "this run has no logical date, so no data interval to value: trigger it with the valuation_date param "
+            "(a month end, e.g. 2024-12-31)"
+        )
     return parse_valuation_date(data_interval_end.date() - dt.timedelta(days=1))

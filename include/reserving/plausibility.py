@@ -206,7 +206,7 @@ def evaluate(
     with_exposure = set(metrics[(months == mv) & metrics["earned_premium"].notna()].index.get_level_values("segment"))
     with_exposure |= set(exposure.loc[exposure["month"] == mv, "segment"])
     admitted = set(settings.admitted_new_lines)
-    checks = [_stall_check(txn, mv, valuation_date, settings.plausibility_stall_days)]
+    checks = [stall_check(txn, mv, valuation_date, settings.plausibility_stall_days)]
     for segment in sorted(current | previous | with_exposure):
         checks.extend(_line_set_checks(segment, metrics, mv, current, previous, admitted))
         if segment in current:
@@ -216,7 +216,9 @@ def evaluate(
     return checks
 
 
-def _stall_check(txn: pd.DataFrame, mv: int, valuation_date: dt.date, stall_days: int) -> PlausibilityCheck:
+def stall_check(txn: pd.DataFrame, mv: int, valuation_date: dt.date, stall_days: int) -> PlausibilityCheck:
+    """The ``extract_stalled`` check (the month with index ``mv``); ``input.run_order`` applies it too, before
+    ingest, to ``warehouse.history.month_arrivals``."""
     arrived = int(txn.loc[txn["month"] == mv, "rows"].sum())
     newest = txn["last_recorded"].max() if len(txn) else pd.NaT
     days = (

@@ -11,6 +11,7 @@ DAG_FILE = PROJECT / "dags" / "monthly_reserving_pipeline.py"
 EXPECTED_TASKS = {
     "input.contract",
     "input.land",
+    "input.run_order",
     "input.reconcile",
     "input.ingest",
     "input.validate",
@@ -51,7 +52,13 @@ def test_dag_shape(pipeline_dag):
     assert {"reserving", "ibnr"} <= set(dag.tags)
     assert dag.doc_md and "valuation date" in dag.doc_md.lower()
     assert set(dag.task_ids) == EXPECTED_TASKS
-    assert set(dag.params) >= {"valuation_date", "restated", "force_retrain", "approval_timeout_seconds"}
+    assert set(dag.params) >= {
+        "valuation_date",
+        "restated",
+        "rerun_earlier_month",
+        "force_retrain",
+        "approval_timeout_seconds",
+    }
     for task in dag.tasks:
         assert task.owner == "reserving"
     # deterministic failures are not retried; I/O steps retry with back-off
@@ -60,7 +67,10 @@ def test_dag_shape(pipeline_dag):
     assert dag.get_task("input.contract").retries == 0 and dag.get_task("input.reconcile").retries == 0
     assert dag.get_task("input.contract").upstream_task_ids == set()
     assert dag.get_task("input.land").upstream_task_ids == {"input.contract"}
-    assert dag.get_task("input.reconcile").upstream_task_ids == {"input.land"}
+    # a month the run may not value (stale book, later valuation current) is refused before anything is ingested
+    assert dag.get_task("input.run_order").upstream_task_ids == {"input.land"}
+    assert dag.get_task("input.run_order").retries == 0
+    assert dag.get_task("input.reconcile").upstream_task_ids == {"input.run_order"}
     assert dag.get_task("input.ingest").upstream_task_ids == {"input.reconcile"}
     plausibility = dag.get_task("input.plausibility")
     assert plausibility.retries == 0

@@ -11,6 +11,7 @@ def run_month(facts: RunFacts) -> dict:
     anything, so the champion's refit is what publishes."""
     input.contract(facts)
     input.land(facts)
+    input.run_order(facts)
     input.reconcile(facts)
     input.ingest(facts)
     input.validate(facts)

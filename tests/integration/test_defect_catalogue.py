@@ -3,10 +3,10 @@
 A small synthetic book (3,000 claims, as a hostile new user tried it) is published approved at 2024-10-31 with an
 approved champion, once per backend; each case copies that warehouse, damages November's extract one way
 (``tests/integration/defects.py``) and runs November's stages in DAG order, as the tasks call them. Every defect
-must fail the contract check, the reconciliation, the row-level gate or the month-level plausibility with an error
-that names what is wrong, or be held for sign-off; the previous month's publication and the champion stay as they
-were, and nothing is published approved for November. Training is left out: a challenger needs an approval before
-it reserves anything, so the champion's refit is what would publish.
+must fail the contract check, the run-order check, the reconciliation, the row-level gate or the month-level
+plausibility with an error that names what is wrong, or be held for sign-off; the previous month's publication and
+the champion stay as they were, and nothing is published approved for November. Training is left out: a
+challenger needs an approval before it reserves anything, so the champion's refit is what would publish.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from include.reserving.domain import PublicationStatus
 from include.reserving.plausibility import PlausibilityError
 from include.reserving.quality.report import QualityGateError
 from include.reserving.reconciliation import ReconciliationError
+from include.reserving.run_order import RunOrderError
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
@@ -40,7 +41,7 @@ MONTH = Month(dt.date(2024, 11, 1), dt.date(2024, 11, 30))
 # Without the ledger's control totals (they are optional), so each defect meets the check meant for its kind; the
 # reconciliation has its own case, which writes control totals that disagree.
 BOOK = BookSpec(claims=3_000, start="2019-01", end="2024-12", seed=12, control_totals=False)
-STOPPED = (ContractViolation, ReconciliationError, QualityGateError, PlausibilityError)
+STOPPED = (ContractViolation, RunOrderError, ReconciliationError, QualityGateError, PlausibilityError)
 
 
 class Template:

@@ -1,10 +1,13 @@
-"""Real Airflow services drive the monthly DAG: a REST-triggered run whose scheduler is killed mid-run; a backfill.
+"""Real Airflow services drive the monthly DAG: unpausing over a stale book; a REST-triggered run whose scheduler is
+killed mid-run; a manual run without a logical date whose failed gate is recovered by clearing ``validate`` alone,
+then a backfill over the same months.
 
 One api-server, scheduler and dag-processor (LocalExecutor) per module, on 127.0.0.1 with free ports and a fresh
 PostgreSQL metadata database; the warehouse is a PostgreSQL database of its own (tasks run in parallel processes),
-reset to the small synthetic book before each test. Scheduled runs are off (``use_job_schedule=False``): unpausing
-the DAG would otherwise create the run of the latest closed month, which with ``max_active_runs=1`` would stand in
-front of every run a test starts. The actuary approves through the REST API, as a person with the ``op`` role would.
+reset to the small synthetic book before each test. Scheduled runs are on: unpausing the DAG (in the fixture) creates
+the run of the latest closed month, which ``input.run_order`` refuses at once (the small book ends years before), so
+it stands in front of no run a test starts. The actuary approves through the REST API, as a person with the ``op``
+role would.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class Stack:
 
     def __init__(self, services: AirflowServices, warehouse: Warehouse):
         self.af, self.warehouse = services, warehouse
+        self.unpaused_run: dict = {}  # the scheduled run unpausing the DAG created, ended
+        self.unpaused_health: list[tuple] = []
 
     @property
     def artifacts(self) -> Path:
@@ -83,7 +88,6 @@ def stack(tmp_path_factory, request):
             "RESERVING_HOLD_MOVEMENT_TOLERANCE": "1000000",
             "RESERVING_HOLD_UNEXPLAINED_TOLERANCE": "1000000",
             "RESERVING_HOLD_AE_FACTOR": "1000000",
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         },
     )
     failed_before = request.session.testsfailed
@@ -91,8 +95,13 @@ def stack(tmp_path_factory, request):
         services.start()
         api = services.api()
         services.wait_for_dag(api)
+        stack = Stack(services, warehouse)
+        stack.reset_warehouse()
+        # "Unpause": the scheduler creates the run of the last closed month (catchup is off) at once
         api.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
-        yield Stack(services, warehouse)
+        stack.unpaused_run = _scheduled_run(services, api)
+        stack.unpaused_health = _pipeline_runs(warehouse.engine(), expected=1)
+        yield stack
     finally:
         if request.session.testsfailed > failed_before:
             print(f"\n===== Airflow service logs ({services.logs}) =====\n{services.log_tails(8000)}")
@@ -106,6 +115,41 @@ def dump_logs_on_failure(stack, request):
     yield
     if request.session.testsfailed > failed_before:
         print(f"\n===== Airflow service logs ({stack.af.logs}) =====\n{stack.af.log_tails(8000)}")
+
+
+def _scheduled_run(services: AirflowServices, api, timeout: float = 120) -> dict:
+    """The scheduled run unpausing the DAG created, once it has ended."""
+    deadline = time.monotonic() + timeout
+    while not (runs := _runs_of_type(api, "scheduled")):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"unpausing the DAG created no scheduled run\n{services.log_tails()}")
+        time.sleep(1)
+    return services.wait_for_run(api, runs[-1]["dag_run_id"], RUN_TIMEOUT)
+
+
+def test_unpausing_over_a_stale_book_refuses_the_last_closed_month_and_publishes_nothing(stack):
+    """Unpausing (catchup off) starts the run of the last closed month, years after the small book's last policy
+    month: ``input.run_order`` refuses it by name before anything is ingested, nothing is published."""
+    run, api = stack.unpaused_run, stack.af.api()
+    interval_end = dt.date.fromisoformat(run["data_interval_end"][:10])
+    today = dt.datetime.now(dt.UTC).date()
+    assert interval_end == today.replace(day=1), run  # the last closed month: what "Unpause" values
+    assert run["state"] == "failed", run
+    states = {ti["task_id"]: ti["state"] for ti in task_instances(api, run["dag_run_id"])}
+    assert states["input.contract"] == "success" and states["input.run_order"] == "failed", states
+    assert states["input.ingest"] == "upstream_failed" and states["reserving.publish"] == "upstream_failed", states
+    log = api.get(
+        f"/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances/input.run_order/logs/1",
+        headers={"Accept": "application/json"},
+    ).text
+    assert f"refusing to value {_valuation_date(run)} (as_recorded): the book shows no activity" in log
+    assert "earned exposure ends with 2024-03" in log
+    assert stack.unpaused_health == [(run["dag_run_id"], "failed")]
+    # the fixture's warehouse was not reset since: nothing was ingested or published for the month
+    engine = stack.engine()
+    assert versions(engine).empty
+    assert pd_segments(engine, _valuation_date(run)) == []
+    engine.dispose()
 
 
 def _valuation_date(run: dict) -> dt.date:
@@ -160,12 +204,43 @@ def _runs_of_type(api, run_type: str) -> list[dict]:
     return resp.raise_for_status().json()["dag_runs"]
 
 
-def test_cli_backfill_runs_two_months_oldest_first(stack, dump_logs_on_failure):
-    """`airflow backfill create` over Jan-Feb 2024: two runs, one at a time, oldest first; two versions, reports.
-    (Two months show the order and the one-at-a-time rule; the monthly sequence test covers twelve in-process.)"""
+JANUARY = dt.date(2024, 1, 31)
+
+
+def test_manual_run_without_logical_date_recovers_by_clearing_validate_then_a_backfill_runs_every_month(
+    stack, dump_logs_on_failure
+):
+    """A REST-triggered manual run with no logical date (V from the param) fails the gate on a bad claimant age;
+    the age is fixed in the source and `input.validate` is cleared (with downstream, not `ingest`): it takes the
+    snapshot again and the run publishes January. Then `airflow backfill create` over Jan-Feb 2024 runs both
+    months, one at a time, oldest first: the manual run took no logical date a backfill needs (the old convention,
+    logical date 2024-02-01 for January, made the backfill skip February). Two months show the order and the
+    one-at-a-time rule; the monthly sequence test covers twelve in-process."""
     stack.reset_warehouse()
-    api = stack.af.api()
+    api, engine, c = stack.af.api(), stack.engine(), schema.claims
+    with engine.begin() as conn:
+        claim_id, age = conn.execute(
+            select(c.c.claim_id, c.c.claimant_age).where(c.c.report_date <= JANUARY).order_by(c.c.claim_id).limit(1)
+        ).one()
+        conn.execute(c.update().where(c.c.claim_id == claim_id).values(claimant_age=500))
     with Actuary(stack.af, stack.warehouse) as actuary:
+        body = {"logical_date": None, "conf": {"valuation_date": JANUARY.isoformat()}}
+        manual = api.post(f"/dags/{DAG_ID}/dagRuns", json=body).raise_for_status().json()
+        assert manual["logical_date"] is None and manual["data_interval_end"] is None, manual
+        manual_id = manual["dag_run_id"]
+        assert stack.af.wait_for_run(api, manual_id, RUN_TIMEOUT)["state"] == "failed"
+        states = {ti["task_id"]: ti["state"] for ti in task_instances(api, manual_id)}
+        assert states["input.validate"] == "failed" and states["input.plausibility"] == "upstream_failed", states
+
+        with engine.begin() as conn:  # the source fixed; only validate (and what follows) runs again
+            conn.execute(c.update().where(c.c.claim_id == claim_id).values(claimant_age=age))
+        clear = {"dry_run": False, "dag_run_id": manual_id, "task_ids": ["input.validate"], "only_failed": False}
+        api.post(f"/dags/{DAG_ID}/clearTaskInstances", json={**clear, "include_downstream": True}).raise_for_status()
+        manual = stack.af.wait_for_run(api, manual_id, RUN_TIMEOUT)
+        assert manual["state"] == "success", manual
+        tis = {ti["task_id"]: ti for ti in task_instances(api, manual_id) if ti["map_index"] == -1}
+        assert (tis["input.ingest"]["try_number"], tis["input.validate"]["try_number"]) == (1, 2)
+
         # --max-active-runs 1: a backfill does not honour the DAG's max_active_runs (Airflow 3.3 gives each backfill
         # its own limit, default 10), and the months must run one at a time, oldest first
         stack.af.cli(
@@ -180,7 +255,7 @@ def test_cli_backfill_runs_two_months_oldest_first(stack, dump_logs_on_failure):
     assert actuary.errors == []
     assert [r["state"] for r in runs] == ["success"] * 2, runs
     valuation_dates = [_valuation_date(r) for r in runs]
-    assert valuation_dates == [dt.date(2024, 1, 31), dt.date(2024, 2, 29)]
+    assert valuation_dates == [JANUARY, dt.date(2024, 2, 29)]
 
     # oldest first, one at a time: each run started after the previous one ended
     starts = [dt.datetime.fromisoformat(r["start_date"]) for r in runs]
@@ -190,17 +265,30 @@ def test_cli_backfill_runs_two_months_oldest_first(stack, dump_logs_on_failure):
     backfill = api.get("/backfills", params={"dag_id": DAG_ID}).raise_for_status().json()["backfills"]
     assert len(backfill) == 1
 
-    engine = stack.engine()
+    # the recovered gate judged the fixed source: the snapshot holds the claim's real age
+    s = schema.snapshot_claims
+    with engine.connect() as conn:
+        snapshot_age = conn.execute(
+            select(s.c.claimant_age).where(s.c.valuation_date == JANUARY, s.c.claim_id == claim_id)
+        ).scalar_one()
+    assert snapshot_age == age
+    # January: the manual run's version, then the backfill's (current); February once
     table = versions(engine)
-    assert table[["valuation_date", "version", "is_current"]].values.tolist() == [[v, 1, True] for v in valuation_dates]
-    for run, valuation_date in zip(runs, valuation_dates, strict=True):
-        _assert_published(stack, run, valuation_date)
-    assert sorted(p.name for p in stack.artifacts.rglob("reserve_report_*.pdf")) == [
-        f"reserve_report_{v:%Y-%m-%d}.pdf" for v in valuation_dates
+    assert table[["valuation_date", "version", "is_current", "run_id"]].values.tolist() == [
+        [JANUARY, 1, False, manual_id],
+        [JANUARY, 2, True, runs[0]["dag_run_id"]],
+        [dt.date(2024, 2, 29), 1, True, runs[1]["dag_run_id"]],
     ]
-    assert _pipeline_runs(engine, expected=2) == sorted((r["dag_run_id"], "success") for r in runs)
+    _assert_published(stack, runs[1], dt.date(2024, 2, 29))
+    assert sorted(p.name for p in stack.artifacts.rglob("reserve_report_*.pdf")) == [
+        "reserve_report_2024-01-31.pdf",
+        "reserve_report_2024-01-31.pdf",
+        "reserve_report_2024-02-29.pdf",
+    ]
+    health = _pipeline_runs(engine, expected=3)
+    assert {(r["dag_run_id"], "success") for r in runs} | {(manual_id, "success")} <= set(health), health
     # the first month had no champion: trained and approved; every approval named its month's challenger
-    assert dt.date(2024, 1, 31) in actuary.approved
+    assert JANUARY in actuary.approved
     engine.dispose()
 
 

@@ -1,5 +1,6 @@
-"""The input group: check the source tables against the data contract, reconcile the month to the finance control
-totals, ingest the book as at V, validate it (the quality gate), measure drift and decide on retraining."""
+"""The input group: check the source tables against the data contract, refuse a month the run may not value (a
+stale book, a later valuation already current), reconcile the month to the finance control totals, ingest the book
+as at V, validate it (the quality gate), measure drift and decide on retraining."""
 
 from __future__ import annotations
 
@@ -80,6 +81,50 @@ def land(facts: RunFacts) -> dict:
     return {"landed": True, "transactions": result.transactions, "claims": result.claims}
 
 
+def run_order(facts: RunFacts, exemption: str | None = None) -> dict:
+    """May this run value V? Raises RunOrderError when the book shows no activity in V's month (the plausibility
+    check ``extract_stalled``, or no earned exposure for the month: the extract ends before V) or when a later
+    valuation is current on the basis, unless ``exemption`` (:func:`include.reserving.run_order.exemption`) says
+    why the run may. Runs before anything is ingested, so a refused run costs seconds."""
+    from include.reserving import plausibility
+    from include.reserving import run_order as rules
+    from include.reserving.dates import month_index
+    from include.reserving.warehouse import history, reserves
+
+    engine = facts.engine()
+    later = reserves.later_current_valuation(engine, facts.valuation_date, facts.basis)
+    if exemption is None:
+        refusal = rules.later_valuation_refusal(facts.valuation_date, facts.basis, later)
+        if refusal:
+            raise rules.RunOrderError(refusal)
+    elif later is not None:
+        log.warning("%s is current after %s: this run publishes anyway as %s", later, facts.valuation_date, exemption)
+    arrivals = history.month_arrivals(engine, facts.valuation_date, facts.basis)
+    stall = plausibility.stall_check(
+        arrivals, month_index(facts.valuation_date), facts.valuation_date, facts.settings.plausibility_stall_days
+    )
+    found = arrivals.iloc[0]
+    last_exposure = None if pd.isna(found["last_exposure"]) else f"{pd.Timestamp(found['last_exposure']):%Y-%m}"
+    # a book in run-off earns no premium any more: there, a month without exposure is no sign of a stale extract
+    ended = None if facts.settings.book_in_run_off else rules.book_ends_before(found["exposure_rows"], last_exposure)
+    why = "; ".join(filter(None, [stall.explain() if stall.passed is False else None, ended]))
+    if why:
+        raise rules.RunOrderError(rules.stale_book_refusal(facts.valuation_date, facts.basis, why))
+    log.info(
+        "run order for %s (%s): %s; %d earned_exposure rows for the month",
+        facts.valuation_date,
+        facts.basis,
+        stall.detail,
+        found["exposure_rows"],
+    )
+    return {
+        "later_current": later.isoformat() if later else None,
+        "exemption": exemption,
+        "month_rows": int(found["rows"]),
+        "exposure_rows": int(found["exposure_rows"]),
+    }
+
+
 def reconcile(facts: RunFacts) -> dict:
     """The month's extract against the finance control totals: raises ReconciliationError naming each line that
     does not reconcile; without control totals for the month, passes with a stored note."""
@@ -120,11 +165,18 @@ def ingest(facts: RunFacts) -> dict:
     return result.as_xcom()
 
 
-def validate(facts: RunFacts, alert=None) -> dict:
-    """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data."""
+def validate(facts: RunFacts, alert=None, reingest: bool = False) -> dict:
+    """The Great Expectations gate: raises QualityGateError (naming every failed check) on bad data.
+
+    ``reingest``: take V's snapshot again first. The gate judges the snapshot ``ingest`` wrote, so a ``validate``
+    cleared on its own after the source was fixed must re-read the source, or it would judge the old rows again.
+    """
     from include.reserving.quality.report import raise_for_failures
     from include.reserving.quality.runner import previous_gate, run_quality_gate
 
+    if reingest:
+        log.info("validate runs again: taking V's snapshot again from the source tables first")
+        ingest(facts)
     engine = facts.engine()
     report = run_quality_gate(
         warehouse_url(facts.settings),

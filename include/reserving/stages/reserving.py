@@ -197,9 +197,13 @@ def accept_month(engine, facts: RunFacts, refitted: dict) -> None:
         )
 
 
-def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dict, alert=None) -> dict:
+def publish(
+    facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dict, alert=None, refuse_over_later: bool = False
+) -> dict:
     """Atomically publish every segment's reserve rows as this run's version for V: current (and the month accepted)
-    when within tolerance, else HELD (stored, not current) with an alert naming the reasons and the sign-off."""
+    when within tolerance, else HELD (stored, not current) with an alert naming the reasons and the sign-off.
+    ``refuse_over_later``: raise RunOrderError, publishing nothing, if a later valuation became current on the basis
+    since ``input.run_order`` checked (the DAG sets it unless the run is a backfill, restatement or intended re-run)."""
     engine = facts.engine()
     from include.reserving.publish import range_rows
 
@@ -215,6 +219,7 @@ def publish(facts: RunFacts, refitted: dict, reserved: list[dict], analysis: dic
         approval_ref=refitted["approval_ref"],
         status=PublicationStatus.HELD.value if held else refitted["status"],
         ranges=range_rows(summary, rows, facts.settings),
+        refuse_over_later=refuse_over_later,
     )
     out = {
         **result.as_xcom(),

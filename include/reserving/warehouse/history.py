@@ -139,3 +139,29 @@ def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]
     tc = schema.triangle_cells
     query = select(tc.c.segment).distinct().where(tc.c.valuation_date == valuation_date, tc.c.basis == basis)
     return sorted(read_frame(bind, query)["segment"])
+
+
+def month_arrivals(bind: Bind, valuation_date: dt.date, basis: str) -> pd.DataFrame:
+    """What arrived in V's month, from two cheap aggregates of the source tables (before anything is ingested): one
+    row in the shape of :func:`monthly_aggregates`' transactions (month, rows, last_recorded: the stalled-extract
+    check's input) plus ``exposure_rows`` (earned_exposure rows of the month) and ``last_exposure`` (the latest
+    month with a row, by V)."""
+    t, e = schema.claim_transactions, schema.earned_exposure
+    _, txn_filter = extract_filters(valuation_date, basis)
+    arrival = t.c.recorded_at if basis == Basis.AS_RECORDED else t.c.transaction_date
+    start = month_start(month_index(valuation_date))
+    since = dt.datetime.combine(start, dt.time()) if basis == Basis.AS_RECORDED else start
+    transactions = select(
+        func.coalesce(func.sum(case((arrival >= since, 1), else_=0)), 0).label("rows"),
+        func.max(t.c.recorded_at).label("last_recorded"),
+    ).where(txn_filter)
+    exposure = select(
+        func.coalesce(func.sum(case((e.c.month >= start, 1), else_=0)), 0).label("exposure_rows"),
+        func.max(e.c.month).label("last_exposure"),
+    ).where(e.c.month <= valuation_date)
+    found = pd.concat([read_frame(bind, query) for query in (transactions, exposure)], axis=1)
+    found["month"] = month_index(valuation_date)
+    for column in ("rows", "exposure_rows"):
+        found[column] = found[column].astype("int64")
+    found["last_recorded"] = pd.to_datetime(found["last_recorded"])
+    return found

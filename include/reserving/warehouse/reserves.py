@@ -16,11 +16,12 @@ from collections.abc import Callable
 
 import pandas as pd
 from sqlalchemy import delete, func, insert, literal, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
 from include.reserving.domain import Basis, PublicationStatus
 from include.reserving.publish import PublishResult, totals
+from include.reserving.run_order import RunOrderError, later_valuation_refusal
 from include.reserving.warehouse.core import (
     check_swapped,
     clear_staged,
@@ -47,10 +48,13 @@ def publish_reserves(
     before_swap: Callable[[], None] | None = None,
     published_at: dt.datetime | None = None,
     ranges: pd.DataFrame | None = None,
+    refuse_over_later: bool = False,
 ) -> PublishResult:
     """Publish ``reserves`` (see :func:`reserve_rows`) for V as this run's version, atomically; a HELD version is
     stored without touching which version is current. ``ranges`` (see :func:`include.reserving.publish.range_rows`:
-    the selection rule and range per line and in total) are written with the rows, in the same transaction."""
+    the selection rule and range per line and in total) are written with the rows, in the same transaction.
+    ``refuse_over_later``: raise RunOrderError, publishing nothing, when a later valuation is current on ``basis``
+    (checked under the publication lock)."""
     held = status == PublicationStatus.HELD
     if reserves.empty:
         raise ValueError(f"no reserves to publish for {valuation_date}: nothing was published")
@@ -71,51 +75,63 @@ def publish_reserves(
 
     sums = totals(reserves)
     cols = [c.name for c in rs.columns]
-    with engine.begin() as conn:
-        _lock_publication(conn)
-        existing = conn.execute(
-            select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.run_id == run_id)
-        ).scalar_one_or_none()
-        if existing is None:
-            latest = conn.execute(
-                select(func.max(rv.c.version)).where(rv.c.valuation_date == valuation_date)
-            ).scalar_one()
-            version = (latest or 0) + 1
-        else:
-            version = existing
-        conn.execute(delete(rs).where(rs.c.valuation_date == valuation_date, rs.c.version == version))
-        moved = conn.execute(
-            insert(rs).from_select(
-                cols,
-                select(*[literal(version).label("version") if c == "version" else stg.c[c] for c in cols]).where(
-                    stg.c.load_id == load_id
-                ),
-            )
-        ).rowcount
-        check_swapped(rs, moved, len(staged))  # never fewer rows than staged: the transaction rolls back
-        conn.execute(delete(stg).where(stg.c.load_id == load_id))
-        rr = schema.reserve_ranges
-        conn.execute(delete(rr).where(rr.c.valuation_date == valuation_date, rr.c.version == version))
-        if ranges is not None and not ranges.empty:
-            conn.execute(insert(rr), _range_records(ranges, valuation_date, version))
-        if not held:
-            conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
-        version_row = {
-            "basis": str(basis),
-            "run_id": run_id,
-            "model_version": model_version,
-            "approval_ref": approval_ref,
-            "status": str(status),
-            "is_current": not held,
-            **sums,
-            "published_at": published_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        }
-        if existing is None:
-            conn.execute(insert(rv).values(valuation_date=valuation_date, version=version, **version_row))
-        else:
-            conn.execute(
-                update(rv).where(rv.c.valuation_date == valuation_date, rv.c.version == version).values(**version_row)
-            )
+    try:
+        with engine.begin() as conn:
+            _lock_publication(conn)
+            if refuse_over_later:
+                refusal = later_valuation_refusal(
+                    valuation_date, basis, later_current_valuation(conn, valuation_date, basis)
+                )
+                if refusal:
+                    raise RunOrderError(refusal)
+            existing = conn.execute(
+                select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.run_id == run_id)
+            ).scalar_one_or_none()
+            if existing is None:
+                latest = conn.execute(
+                    select(func.max(rv.c.version)).where(rv.c.valuation_date == valuation_date)
+                ).scalar_one()
+                version = (latest or 0) + 1
+            else:
+                version = existing
+            conn.execute(delete(rs).where(rs.c.valuation_date == valuation_date, rs.c.version == version))
+            moved = conn.execute(
+                insert(rs).from_select(
+                    cols,
+                    select(*[literal(version).label("version") if c == "version" else stg.c[c] for c in cols]).where(
+                        stg.c.load_id == load_id
+                    ),
+                )
+            ).rowcount
+            check_swapped(rs, moved, len(staged))  # never fewer rows than staged: the transaction rolls back
+            conn.execute(delete(stg).where(stg.c.load_id == load_id))
+            rr = schema.reserve_ranges
+            conn.execute(delete(rr).where(rr.c.valuation_date == valuation_date, rr.c.version == version))
+            if ranges is not None and not ranges.empty:
+                conn.execute(insert(rr), _range_records(ranges, valuation_date, version))
+            if not held:
+                conn.execute(update(rv).where(rv.c.valuation_date == valuation_date).values(is_current=False))
+            version_row = {
+                "basis": str(basis),
+                "run_id": run_id,
+                "model_version": model_version,
+                "approval_ref": approval_ref,
+                "status": str(status),
+                "is_current": not held,
+                **sums,
+                "published_at": published_at or dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            }
+            if existing is None:
+                conn.execute(insert(rv).values(valuation_date=valuation_date, version=version, **version_row))
+            else:
+                conn.execute(
+                    update(rv)
+                    .where(rv.c.valuation_date == valuation_date, rv.c.version == version)
+                    .values(**version_row)
+                )
+    except RunOrderError:
+        clear_staged(engine, stg, prefix)  # refused: nothing of this publication stays behind
+        raise
     log.info(
         "published reserves V=%s version %d (%s%s): %d rows, unpaid %.2f (case reserves %s, IBNR %s), model %s",
         valuation_date,
@@ -160,6 +176,18 @@ def latest_valuation_date(engine: Engine) -> dt.date | None:
     rv = schema.reserve_versions
     with engine.connect() as conn:
         return conn.execute(select(func.max(rv.c.valuation_date)).where(rv.c.is_current.is_(True))).scalar_one()
+
+
+def later_current_valuation(bind: Engine | Connection, valuation_date: dt.date, basis: str) -> dt.date | None:
+    """The latest valuation date after V with a current version on ``basis``, or None."""
+    rv = schema.reserve_versions
+    query = select(func.max(rv.c.valuation_date)).where(
+        rv.c.valuation_date > valuation_date, rv.c.basis == str(basis), rv.c.is_current.is_(True)
+    )
+    if isinstance(bind, Connection):
+        return bind.execute(query).scalar_one()
+    with bind.connect() as conn:
+        return conn.execute(query).scalar_one()
 
 
 def previous_valuation(engine: Engine, valuation_date: dt.date) -> dt.date | None:
