@@ -161,7 +161,7 @@ def test_a_month_with_activity_passes_and_a_month_after_the_book_is_refused_as_s
     assert "no earned_exposure row for the month: the book's earned exposure ends with 2023-12" in message
     assert "trigger a run with the param valuation_date" in message
     # a book in run-off earns no premium: there, the missing exposure is no refusal (its claims still pay off)
-    in_run_off = input.run_order(RunFacts.create(stale, "run-off", book_in_run_off=True))
+    in_run_off = input.run_order(RunFacts.create(stale, "run-off", book_in_run_off=True, plausibility_stall_days=31))
     assert in_run_off["exposure_rows"] == 0 and in_run_off["month_rows"] > 0
 
     # a stalled feed inside the book: plausibility's extract_stalled rule, applied before ingest
