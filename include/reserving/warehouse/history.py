@@ -126,7 +126,7 @@ def monthly_aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exposure_month)
     )
-    raises = _case_raises(joined, arrival, month, (txn_filter, claim_filter), first_month)
+    raises = _case_raises(txn_filter, claim_filter, arrival, month, since, first_month)
     frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians, raises, defects)]
     for frame in frames:
         frame["month"] = frame["month"].astype("int64")
@@ -144,35 +144,45 @@ def monthly_aggregates(
     return txn, frames[1], frames[2]
 
 
-def _case_raises(joined, arrival, month, filters, first_month: int):
-    """Per (line, month) from ``first_month``: raise_claims (claims with a case reserve at the previous month end that
-    was raised in the month) and raise_q1 / raise_median / raise_q3 of raise / previous reserve over those claims.
+def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: int):
+    """Per (line, month) from ``first_month`` (arrivals from ``since``): raise_claims (claims with a case reserve at
+    the previous month end that was raised in the month) and raise_q1 / raise_median / raise_q3 of raise / previous
+    reserve over those claims.
 
-    One pass groups the rows per (claim, month), every month before ``first_month`` folded into one (the opening
-    reserve); a running sum over the claim's months gives its reserve at each previous month end.
+    Only the claims raised in the window are aggregated (a semi-join: a 10-year book has most of its claims closed
+    long before), per (claim, month) with every month before ``first_month`` folded into one (the opening reserve);
+    a running sum over the claim's months gives its reserve at each previous month end. The claims (line, filter)
+    are joined after the aggregation, one row per claim month rather than per transaction.
     """
     t, c = schema.claim_transactions, schema.claims
     change = func.coalesce(t.c.case_reserve_change, 0)
     bucket = case((month < first_month, first_month - 1), else_=month)
+    # a superset is enough here (the aggregation applies the extract's filters): without them the pass is one scan
+    raised_claims = select(t.c.claim_id).where(arrival >= since, t.c.case_reserve_change > 0)
     per_claim = (
         select(
             t.c.claim_id,
-            c.c.line_of_business.label("segment"),
             bucket.label("month"),
             func.sum(change).label("net"),
             func.sum(case((change > 0, change), else_=0)).label("raised"),
         )
-        .select_from(joined)
-        .where(*filters)
-        .group_by(t.c.claim_id, c.c.line_of_business, bucket)
+        .where(txn_filter, t.c.claim_id.in_(raised_claims))
+        .group_by(t.c.claim_id, bucket)
         .subquery()
     )
     previous = func.sum(per_claim.c.net).over(
         partition_by=per_claim.c.claim_id, order_by=per_claim.c.month, rows=(None, -1)
     )
-    with_previous = select(
-        per_claim.c.segment, per_claim.c.month, per_claim.c.raised, previous.label("previous")
-    ).subquery()
+    claim_months = select(per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, previous.label("previous"))
+    claim_months = claim_months.subquery()
+    with_previous = (
+        select(
+            c.c.line_of_business.label("segment"), claim_months.c.month, claim_months.c.raised, claim_months.c.previous
+        )
+        .select_from(claim_months.join(c, c.c.claim_id == claim_months.c.claim_id))
+        .where(claim_filter)
+        .subquery()
+    )
     ratio = cast(with_previous.c.raised, Float) / cast(with_previous.c.previous, Float)
     partition = (with_previous.c.segment, with_previous.c.month)
     ranked = (
