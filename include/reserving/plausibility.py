@@ -15,8 +15,9 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
   month before whose reserve was raised in the month, the median raise as a percentage of the claim's previous
   reserve, against a band around the line's recent months: ``plausibility_case_raise_width`` standard errors of the
   month's median (from the history's spread and the month's count of raised claims). A ratio of each claim to itself
-  does not move with claim sizes, inflation or a large loss, so it catches one line's case reserves inflated (or
-  deflated) in one month that the line's sums cannot tell from a heavy month. Months with fewer than
+  does not move with claim sizes, inflation or a large loss, so it catches one line's case reserves inflated in one
+  month, which the line's sums cannot tell from a heavy month (deflation only where many claims were raised: the
+  lower bound stops at 0). Months with fewer than
   ``plausibility_case_raise_min_claims`` raised claims are not judged (nor used as history).
 - The set of lines: a line of the previous month's extract, of the previous valuation's ingest or of the month's
   earned exposure with no row in the month is missing; a line in none of the previous month's is new unless

@@ -173,8 +173,9 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
     previous = func.sum(per_claim.c.net).over(
         partition_by=per_claim.c.claim_id, order_by=per_claim.c.month, rows=(None, -1)
     )
-    claim_months = select(per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, previous.label("previous"))
-    claim_months = claim_months.subquery()
+    claim_months = select(
+        per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, previous.label("previous")
+    ).subquery()
     with_previous = (
         select(
             c.c.line_of_business.label("segment"), claim_months.c.month, claim_months.c.raised, claim_months.c.previous
