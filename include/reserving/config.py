@@ -85,9 +85,12 @@ class Settings(BaseSettings):
     plausibility_relative_floor: float = Field(0.5, ge=0)
     plausibility_amount_floor: float = Field(3.0, ge=0)
     plausibility_stall_days: int = Field(7, ge=0)
-    book_in_run_off: bool = (
-        False  # no premium earned any more: input.run_order does not read a month without exposure as stale
-    )
+    # Case-reserve raises of claims open at the previous month end (plausibility.case_raise_check): band half-width
+    # in standard errors of the month's median, and the fewest raised claims a month (or history month) is judged on.
+    plausibility_case_raise_width: float = Field(5.0, gt=0)
+    plausibility_case_raise_min_claims: int = Field(10, ge=1)
+    # no premium earned any more: input.run_order does not read a month without exposure as stale
+    book_in_run_off: bool = False
     admitted_new_lines: StrList = ()
     # Reserve-movement hold (separate from ave_tolerance, which only asks for retraining). Measured with
     # benchmarks/bench_movements.py on clean synthetic books over 24 month ends (10k claims seeds 7 and 3, 40k seed

@@ -11,6 +11,14 @@ one :class:`PlausibilityCheck` per (line, check), passed, failed or skipped, eac
   such, never a false alarm. Sums of amounts (paid, case movement) have a wider floor,
   ``plausibility_amount_floor``; their units are judged by the month's median payment, which large losses do not
   move.
+- Case-reserve raises, claim by claim (:func:`case_raise_check`): of the claims with a case reserve at the end of the
+  month before whose reserve was raised in the month, the median raise as a percentage of the claim's previous
+  reserve, against a band around the line's recent months: ``plausibility_case_raise_width`` standard errors of the
+  month's median (from the history's spread and the month's count of raised claims). A ratio of each claim to itself
+  does not move with claim sizes, inflation or a large loss, so it catches one line's case reserves inflated in one
+  month, which the line's sums cannot tell from a heavy month (deflation only where many claims were raised: the
+  lower bound stops at 0). Months with fewer than
+  ``plausibility_case_raise_min_claims`` raised claims are not judged (nor used as history).
 - The set of lines: a line of the previous month's extract, of the previous valuation's ingest or of the month's
   earned exposure with no row in the month is missing; a line in none of the previous month's is new unless
   ``admitted_new_lines`` names it.
@@ -35,6 +43,11 @@ from include.reserving.dates import end_of_day, month_index
 from include.reserving.domain import OVERALL, TRANSACTION_STATUSES
 
 MAD_TO_SD = 1.4826  # the MAD of a normal sample times this estimates its standard deviation
+IQR_TO_SD = 1.349  # a normal sample's interquartile range over its standard deviation
+MEDIAN_SE = math.sqrt(math.pi / 2)  # the standard error of a normal sample's median, in sigma / sqrt(n)
+# The raise band is never narrower than this on the log(1 + raise) scale: a history whose claims were all raised by
+# the same fraction (an indexation run) would otherwise give a zero-width band that rounding alone fails.
+RAISE_FLOOR = math.log1p(0.05)
 
 
 @dataclass(frozen=True)
@@ -161,8 +174,9 @@ def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFr
     undefined (no payment, no exposure row)."""
     keys = ["segment", "month"]
     amounts = ["paid", "case_movement", "largest_paid", "largest_case_change"]
+    raises = ["raise_claims", "raise_q1", "raise_median", "raise_q3"]
     frame = (
-        txn[[*keys, "rows", "paid_rows", "median_paid", *amounts]]
+        txn[[*keys, "rows", "paid_rows", "median_paid", *amounts, *raises]]
         .merge(claims[[*keys, "new_claims"]], on=keys, how="outer")
         .merge(exposure[[*keys, "earned_premium", "exposure"]], on=keys, how="outer")
     )
@@ -176,6 +190,8 @@ def monthly_metrics(txn: pd.DataFrame, claims: pd.DataFrame, exposure: pd.DataFr
     frame["typical_paid"] = frame["median_paid"].astype("float64")  # NaN: no payment (or before the median window)
     frame["case_movement"] = frame["case_movement"] - frame["largest_case_change"]
     for col in ("earned_premium", "exposure"):
+        frame[col] = frame[col].astype("float64")
+    for col in raises:  # NaN: no claim's reserve was raised
         frame[col] = frame[col].astype("float64")
     frame["present"] = (frame["rows"] > 0) | (frame["new_claims"] > 0)
     return frame.set_index(keys).sort_index()
@@ -295,7 +311,58 @@ def _volume_checks(segment: str, metrics: pd.DataFrame, mv: int, settings: Setti
         if not passed:
             detail = f"{metric.what} is outside its band over the previous {len(history)} months: {metric.action}"
         checks.append(PlausibilityCheck(segment, metric.name, observed, lower, upper, passed, detail))
+    current = line.loc[mv] if mv in line.index else None
+    checks.append(case_raise_check(segment, current, window, settings))
     return checks
+
+
+def raise_band(history: pd.DataFrame, claims: int, width: float) -> tuple[float, float]:
+    """``(centre, half-width)`` on the log(1 + raise) scale: the median of the history's monthly medians, and
+    ``width`` standard errors of the median of ``claims`` raises, sigma from the history's interquartile ranges."""
+    centre = float(np.median(np.log1p(history["raise_median"])))
+    sigma = float(np.median(np.log1p(history["raise_q3"]) - np.log1p(history["raise_q1"]))) / IQR_TO_SD
+    return centre, max(width * MEDIAN_SE * sigma / math.sqrt(claims), RAISE_FLOOR)
+
+
+def case_raise_check(
+    segment: str, month: pd.Series | None, history: pd.DataFrame, settings: Settings
+) -> PlausibilityCheck:
+    """The month's median case-reserve raise of claims open at the previous month end, in % of their previous
+    reserve, against the line's recent months (``raise_claims``, ``raise_q1``, ``raise_median``, ``raise_q3``).
+
+    Judged on the log(1 + raise) scale (:func:`raise_band`), with the history months that had at least
+    ``plausibility_case_raise_min_claims`` raised claims: the band is as wide as the month's own sampling noise,
+    narrow when many claims were raised and wide when few were. Inflating every raise of the month by a factor
+    multiplies the median by it.
+    """
+    name, minimum = "case_reserve_raise", settings.plausibility_case_raise_min_claims
+    what = "median raise of the case reserves open at the previous month end (% of the claim's previous reserve)"
+    claims = 0 if month is None or math.isnan(month["raise_claims"]) else int(month["raise_claims"])
+    observed = math.nan if claims == 0 else 100 * float(month["raise_median"])
+    judged = history[history["raise_claims"] >= minimum]
+    if claims < minimum:
+        detail = (
+            f"skipped: {claims} claims open at the previous month end were raised in the month, fewer than "
+            f"plausibility_case_raise_min_claims={minimum}"
+        )
+        return PlausibilityCheck(segment, name, observed, None, None, None, detail)
+    if len(judged) < settings.plausibility_min_history:
+        detail = (
+            f"skipped: {len(judged)} months of history with at least {minimum} raised claims, fewer than "
+            f"plausibility_min_history={settings.plausibility_min_history}"
+        )
+        return PlausibilityCheck(segment, name, observed, None, None, None, detail)
+    centre, half = raise_band(judged, claims, settings.plausibility_case_raise_width)
+    lower, upper = 100 * max(math.expm1(centre - half), 0.0), 100 * math.expm1(centre + half)
+    passed = lower <= observed <= upper
+    detail = f"{what} over {claims} claims, against the previous {len(judged)} months"
+    if not passed:
+        detail = (
+            f"{what} over {claims} claims is outside its band over the previous {len(judged)} months: the line's "
+            "case reserves look inflated (or deflated) in the month; reconcile the month's case-reserve changes "
+            "with the claims system"
+        )
+    return PlausibilityCheck(segment, name, observed, lower, upper, passed, detail)
 
 
 def _positive_checks(segment: str, metrics: pd.DataFrame, mv: int) -> list[PlausibilityCheck]:

@@ -59,7 +59,7 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     facts = RunFacts.create(V, "december")
     input.ingest(facts)
     checked = input.plausibility(facts)
-    assert checked["skipped"] == 7  # Marine's volume checks: no history yet
+    assert checked["skipped"] == 8  # Marine's volume checks and its case-reserve raises: no history yet
     decision = input.drift(facts)
     assert "reasons" in decision
     refitted = reserving.refit(facts)

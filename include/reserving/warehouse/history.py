@@ -6,6 +6,10 @@ in (``recorded_at``; rows recorded after V are not in the extract, as in ingest)
 dated in (recording time ignored). Claims count in the month they were reported; earned premium and exposure in
 their month. The data-defect counts (``recorded_at`` before ``transaction_date``, status values outside the known
 set) are counted per (line, month) over the whole extract as at V, by a pass that joins only the defective rows.
+
+Case-reserve raises are judged claim by claim: for each claim with a case reserve at the end of the month before
+(the sum of its earlier changes) whose reserve was raised in the month, the raise (the sum of its positive changes)
+as a fraction of that previous reserve; per (line, month) the count of such claims and the quartiles of the fraction.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pandas as pd
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Float, case, cast, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
@@ -49,7 +53,8 @@ def monthly_aggregates(
     )  # IN is case-sensitive on both databases
     # Volumes and the median are only judged over the history window (V's month and the ``median_months`` before
     # it), so only that window's rows are aggregated; the defects below are counted over the whole extract.
-    since = month_start(month_index(valuation_date) - median_months)
+    first_month = month_index(valuation_date) - median_months
+    since = month_start(first_month)
     since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
     joined = t.join(c, c.c.claim_id == t.c.claim_id)
     transactions = (
@@ -121,16 +126,91 @@ def monthly_aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exposure_month)
     )
-    frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians, defects)]
+    raises = _case_raises(txn_filter, claim_filter, arrival, month, since, first_month)
+    frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians, raises, defects)]
     for frame in frames:
         frame["month"] = frame["month"].astype("int64")
     keys = ["segment", "month"]
-    found, medians_frame = frames.pop(), frames.pop()
-    txn = frames[0].merge(medians_frame, on=keys, how="left").merge(found, on=keys, how="outer")
+    found, raises_frame, medians_frame = frames.pop(), frames.pop(), frames.pop()
+    txn = (
+        frames[0]
+        .merge(medians_frame, on=keys, how="left")
+        .merge(raises_frame, on=keys, how="left")
+        .merge(found, on=keys, how="outer")
+    )
     for column in ("recorded_before_dated", "bad_status"):
         txn[column] = txn[column].fillna(0).astype("int64")
     txn["last_recorded"] = pd.to_datetime(txn["last_recorded"])
     return txn, frames[1], frames[2]
+
+
+def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: int):
+    """Per (line, month) from ``first_month`` (arrivals from ``since``): raise_claims (claims with a case reserve at
+    the previous month end that was raised in the month) and raise_q1 / raise_median / raise_q3 of raise / previous
+    reserve over those claims.
+
+    Only the claims raised in the window are aggregated (a semi-join: a 10-year book has most of its claims closed
+    long before), per (claim, month) with every month before ``first_month`` folded into one (the opening reserve);
+    a running sum over the claim's months gives its reserve at each previous month end. The claims (line, filter)
+    are joined after the aggregation, one row per claim month rather than per transaction.
+    """
+    t, c = schema.claim_transactions, schema.claims
+    change = func.coalesce(t.c.case_reserve_change, 0)
+    bucket = case((month < first_month, first_month - 1), else_=month)
+    # a superset is enough here (the aggregation applies the extract's filters): without them the pass is one scan
+    raised_claims = select(t.c.claim_id).where(arrival >= since, t.c.case_reserve_change > 0)
+    per_claim = (
+        select(
+            t.c.claim_id,
+            bucket.label("month"),
+            func.sum(change).label("net"),
+            func.sum(case((change > 0, change), else_=0)).label("raised"),
+        )
+        .where(txn_filter, t.c.claim_id.in_(raised_claims))
+        .group_by(t.c.claim_id, bucket)
+        .subquery()
+    )
+    previous = func.sum(per_claim.c.net).over(
+        partition_by=per_claim.c.claim_id, order_by=per_claim.c.month, rows=(None, -1)
+    )
+    claim_months = select(
+        per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, previous.label("previous")
+    ).subquery()
+    with_previous = (
+        select(
+            c.c.line_of_business.label("segment"), claim_months.c.month, claim_months.c.raised, claim_months.c.previous
+        )
+        .select_from(claim_months.join(c, c.c.claim_id == claim_months.c.claim_id))
+        .where(claim_filter)
+        .subquery()
+    )
+    ratio = cast(with_previous.c.raised, Float) / cast(with_previous.c.previous, Float)
+    partition = (with_previous.c.segment, with_previous.c.month)
+    ranked = (
+        select(
+            with_previous.c.segment,
+            with_previous.c.month,
+            ratio.label("ratio"),
+            func.row_number().over(partition_by=partition, order_by=ratio).label("rn"),
+            func.count().over(partition_by=partition).label("n"),
+        )
+        # a previous reserve under half a cent is a rounding residue of a released reserve, not an open claim
+        .where(with_previous.c.month >= first_month, with_previous.c.raised > 0, with_previous.c.previous > 0.005)
+        .subquery()
+    )
+    rn, n = ranked.c.rn, ranked.c.n
+
+    def quantile(share: int) -> object:  # share/4 of the way: one row, or the mean of two at an exact boundary
+        return func.avg(case(((rn * 4 >= n * share) & (rn * 4 <= n * share + 4), ranked.c.ratio)))
+
+    return select(
+        ranked.c.segment,
+        ranked.c.month,
+        func.count().label("raise_claims"),
+        quantile(1).label("raise_q1"),
+        quantile(2).label("raise_median"),
+        quantile(3).label("raise_q3"),
+    ).group_by(ranked.c.segment, ranked.c.month)
 
 
 def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
