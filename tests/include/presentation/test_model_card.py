@@ -152,8 +152,9 @@ def test_card_lists_every_candidate_of_the_search_with_its_scores_and_marks_the_
     assert f"| 1 | xgb_development | {params} | 0.0700 | -0.0123 | 0.9300 | challenger |" in markdown
     assert "| 2 | chain_ladder | {} | 0.0850 | +0.0310 | 0.9150 |  |" in markdown
     assert '| 3 | chain_ladder | {"n_periods": 5} | 0.0900 | +0.0420 | 0.9100 |  |' in markdown
-    assert "won the search by the best mean score" in markdown
-    assert "beat it on the held-out diagonals by more than the promotion delta" in markdown
+    assert "won the search by the best score" in markdown
+    assert "materially further from zero than the plain chain ladder's was not eligible" in markdown
+    assert "beat it on the same backtest by more than the promotion delta" in markdown
 
 
 def test_a_card_without_a_recorded_search_says_so(card):
