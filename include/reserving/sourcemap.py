@@ -16,9 +16,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import column, select, table
-from sqlalchemy.sql import FromClause
-
 from include.reserving import schema
 from include.reserving.contract import Breach
 
@@ -97,22 +94,6 @@ class SourceMapping:
         """Source column names as the contract's (a column the mapping does not name keeps its own name)."""
         reverse = {s: c for c, s in self._map(name).columns.items()}
         return [reverse.get(s, s) for s in source_columns]
-
-    def selectable(self, name: str, columns: Iterable[str], typed: bool = False) -> FromClause:
-        """The source table as the contract sees it: named like the contract table, its columns carrying the
-        contract's names. ``typed``: with the schema's types (values parsed by SQLAlchemy, for copying checked data),
-        else untyped (the contract check must see values as they are stored)."""
-        contract_table = CONTRACT_TABLES[name]
-        wanted = {c: self.source_column(name, c) for c in columns}
-
-        def col(contract_name: str, source_name: str):
-            return column(source_name, contract_table.c[contract_name].type) if typed else column(source_name)
-
-        schema_name, table_name = self.location(name)
-        src = table(table_name, *[col(c, s) for c, s in wanted.items()], schema=schema_name)
-        if table_name == name and schema_name is None and all(c == s for c, s in wanted.items()):
-            return src  # the identity: the table itself, as plain SQL as before
-        return select(*[src.c[s].label(c) for c, s in wanted.items()]).subquery(name)
 
     def annotate(self, breach: Breach) -> Breach:
         """A contract breach that also names where it is in the source (the operator fixes the source's names)."""

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 
 from include.reserving import schema
 from include.reserving.sourcemap import SourceMapping
+from include.reserving.warehouse.source import mapped_table
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _source_has(source: Engine, mapping: SourceMapping, name: str) -> bool:
 def _copy_small(source: Engine, conn: Connection, mapping: SourceMapping, table) -> int:
     """Replace a small table whole with the source's rows."""
     columns = [c.name for c in table.columns]
-    view = mapping.selectable(table.name, columns, typed=True)
+    view = mapped_table(mapping, table.name, columns, typed=True)
     with source.connect() as src:
         rows = [dict(r._mapping) for r in src.execute(select(*view.c))]
     conn.execute(delete(table))
@@ -115,8 +116,8 @@ def land(
 ) -> LandingResult:
     """Copy what the warehouse lacks of the source's rows as at V (see the module docstring)."""
     txn, claims = schema.claim_transactions, schema.claims
-    txn_view = mapping.selectable(txn.name, [c.name for c in txn.columns], typed=True)
-    claims_view = mapping.selectable(claims.name, [c.name for c in claims.columns], typed=True)
+    txn_view = mapped_table(mapping, txn.name, [c.name for c in txn.columns], typed=True)
+    claims_view = mapped_table(mapping, claims.name, [c.name for c in claims.columns], typed=True)
     before = None if restated else dt.datetime.combine(valuation_date + dt.timedelta(days=1), dt.time())
     schema.create_all(warehouse)
     with warehouse.begin() as conn:

@@ -11,16 +11,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, column, extract, func, inspect, literal, not_, or_, select
+from sqlalchemy import and_, case, column, extract, func, inspect, literal, not_, or_, select, table
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.sql import FromClause
 from sqlalchemy.sql.elements import ColumnElement
 
 from include.reserving import contract as c
-from include.reserving.sourcemap import SourceMapping
+from include.reserving.sourcemap import CONTRACT_TABLES, SourceMapping
 from include.reserving.warehouse.core import is_postgres, read_frame
 
 IDENTITY = SourceMapping()
+
+
+def mapped_table(mapping: SourceMapping, name: str, columns: Iterable[str], typed: bool = False) -> FromClause:
+    """A contract table as the claims system holds it, seen by the contract's names: a subquery named like the
+    contract table whose columns carry the contract's names. ``typed``: with the schema's types (values parsed by
+    SQLAlchemy, for copying checked data), else untyped (the contract check must see values as they are stored)."""
+    contract_table = CONTRACT_TABLES[name]
+    wanted = {c: mapping.source_column(name, c) for c in columns}
+
+    def col(contract_name: str, source_name: str):
+        return column(source_name, contract_table.c[contract_name].type) if typed else column(source_name)
+
+    schema_name, table_name = mapping.location(name)
+    src = table(table_name, *[col(c, s) for c, s in wanted.items()], schema=schema_name)
+    if table_name == name and schema_name is None and all(c == s for c, s in wanted.items()):
+        return src  # the identity: the table itself, as plain SQL as before
+    return select(*[src.c[s].label(c) for c, s in wanted.items()]).subquery(name)
 
 
 def describe(engine: Engine, mapping: SourceMapping = IDENTITY) -> dict[str, dict[str, c.Family | None] | None]:
@@ -131,7 +149,7 @@ def value_breaches(
         probes = _probes(contract, readable[contract.name], sqlite)
         if not probes:
             continue
-        source = mapping.selectable(contract.name, columns)
+        source = mapped_table(mapping, contract.name, columns)
         counts = read_frame(
             engine,
             select(
@@ -172,7 +190,7 @@ def key_breaches(
         key = contract.unique_key
         if not key or contract.name not in readable or not all((contract.name, k) in clean for k in key):
             continue
-        source = mapping.selectable(contract.name, readable[contract.name])
+        source = mapped_table(mapping, contract.name, readable[contract.name])
         key_cols = [column(k) for k in key]
         per_claim = [n for n in c.ONE_PER_CLAIM if contract.name == "claims" and (contract.name, n) in clean]
         groups = (
