@@ -184,6 +184,68 @@ def default_candidates() -> list[dict[str, Any]]:
     return candidates
 
 
+SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "score", "eligible"]
+
+
+def search(
+    cells: pd.DataFrame,
+    candidates: list[dict[str, Any]] | None = None,
+    k: int = ROLLING_ORIGINS,
+    bias_margin: float = governance.BIAS_MARGIN,
+    grain_months: int | None = None,
+) -> pd.DataFrame:
+    """The training search: every candidate's rolling-origin backtest, per line and overall (``"ALL"``).
+
+    Returns one row per (segment, candidate): ``segment``, ``order`` (the candidate's position), ``spec`` (JSON
+    text), ``wape``, ``bias``, ``score`` and ``eligible`` (False: its bias on that line, or overall, is materially
+    worse than the chain ladder's, :data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a
+    candidate).
+    """
+    candidates = candidates or default_candidates()
+    results = []
+    for order, spec in enumerate(candidates):
+        results.append(backtest(cells, spec, k=k, grain_months=grain_months))
+        # the search runs for minutes on a large book: one line per candidate shows where it is
+        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), canonical(spec), results[-1].score)
+    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
+    baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
+    baseline_bias = baseline.scores.set_index("segment")["bias"]
+    rows = []
+    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
+        for r in result.scores.itertuples():
+            rows.append(
+                {
+                    "segment": r.segment,
+                    "order": order,
+                    "spec": canonical(spec),
+                    "wape": float(r.wape),
+                    "bias": float(r.bias),
+                    "score": float(r.score),
+                    "eligible": not governance.materially_more_biased(
+                        float(r.bias), float(baseline_bias.get(r.segment, np.nan)), bias_margin
+                    ),
+                }
+            )
+    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+
+
+def canonical(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def ranked(table: pd.DataFrame, segment: str) -> pd.DataFrame:
+    """The search's candidates on one line (or ``"ALL"``), best first: eligible ones by score (ties to the earlier
+    candidate, so chain ladder wins a draw), then the rest."""
+    rows = table[table["segment"] == segment]
+    return rows.sort_values(["eligible", "score", "order"], ascending=[False, False, True], na_position="last")
+
+
+def best_per_line(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each line's winning spec in a :func:`search` table, by line."""
+    lines = sorted(set(table["segment"]) - {OVERALL})
+    return {line: json.loads(ranked(table, line)["spec"].iloc[0]) for line in lines}
+
+
 def select_spec(
     cells: pd.DataFrame,
     candidates: list[dict[str, Any]] | None = None,
@@ -191,8 +253,7 @@ def select_spec(
     bias_margin: float = governance.BIAS_MARGIN,
     grain_months: int | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The training search: the candidate with the best rolling-origin score whose bias is not materially worse
-    than the chain ladder's (:data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a candidate).
+    """The one spec best over every line (the overall row of :func:`search`; the benchmarks compare it).
 
     Returns
     -------
@@ -202,30 +263,10 @@ def select_spec(
         ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` (the overall row's: means over segments),
         ``eligible`` (False: its bias is materially worse than chain ladder's) per candidate, best eligible first.
     """
-    candidates = candidates or default_candidates()
-    results = [backtest(cells, spec, k=k, grain_months=grain_months) for spec in candidates]
-    rows = []
-    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
-        rows.append(
-            {
-                "order": order,
-                "spec": json.dumps(spec, sort_keys=True),
-                "mean_wape": float(result.scores["wape"].iloc[-1]),
-                "mean_bias": result.bias,
-                "mean_score": result.score,
-            }
-        )
-        # the search runs for minutes on a large book: one line per candidate shows where it is
-        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), rows[-1]["spec"], result.score)
-    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
-    baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
-    table = pd.DataFrame(rows)
-    table["eligible"] = [
-        not governance.materially_more_biased(bias, baseline.bias, bias_margin) for bias in table["mean_bias"]
-    ]
-    table = table.sort_values(["eligible", "mean_score", "order"], ascending=[False, False, True], na_position="last")
+    table = ranked(search(cells, candidates, k, bias_margin, grain_months), OVERALL)
+    table = table.rename(columns={"wape": "mean_wape", "bias": "mean_bias", "score": "mean_score"})
     best = json.loads(table["spec"].iloc[0])
-    return best, table.drop(columns="order").reset_index(drop=True)
+    return best, table[["spec", "mean_wape", "mean_bias", "mean_score", "eligible"]].reset_index(drop=True)
 
 
 def expected_increments(

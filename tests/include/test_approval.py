@@ -257,3 +257,48 @@ def test_four_eyes_the_user_who_forced_a_retrain_may_not_approve_it():
     assert four_eyes("ada", "bo", forced_retrain=True) is None
     assert four_eyes("ada", "ada", forced_retrain=False) is None  # a scheduled or plain run: no conflict
     assert four_eyes("ada", None, forced_retrain=True) is None
+
+
+def test_a_value_may_decide_the_lines_of_the_card_apart():
+    """``decision`` decides every line on the card; ``lines`` the lines it names otherwise. A line not on the card, or
+    a decision that is neither approve nor reject, makes the whole value invalid (nothing is decided)."""
+    card = ("Liability", "Motor", "Property")
+    value = approval_value(
+        "m1", "approve", "Ada", "Motor only", CODE, lines={"Liability": "reject", "Property": "reject"}
+    )
+    assert json.loads(value)["lines"] == {"Liability": "reject", "Property": "reject"}
+    value = value.replace('"Property": "reject"', '"Property": " Reject"')  # typed by hand: read as reject
+    ok, notes = parse_approval(value, "m1", CODE, card)
+    assert notes == [] and ok.lines == {"Liability": "reject", "Property": "reject"}
+    assert [ok.decision_of(line) for line in card] == ["reject", "approve", "reject"]
+    assert ok.as_dict()["lines"] == {"Liability": "reject", "Property": "reject"}
+    # a whole-card value: every line the same, and no "lines" in its record
+    whole, _ = parse_approval(approval_value("m1", "reject", "Ada", "", CODE), "m1", CODE, card)
+    assert [whole.decision_of(line) for line in card] == ["reject"] * 3 and "lines" not in whole.as_dict()
+
+    stray = approval_value("m1", "approve", "Ada", "", CODE, lines={"Marine": "reject"})
+    assert parse_approval(stray, "m1", CODE, card) == (
+        None,
+        [
+            "'lines' names ['Marine'], which are not on the card "
+            "(its lines: ['Liability', 'Motor', 'Property']): ignored"
+        ],
+    )
+    odd = json.dumps({**json.loads(value), "lines": {"Motor": "maybe"}})
+    assert parse_approval(odd, "m1", CODE, card)[1] == [
+        "'lines' decides 'Motor' with 'maybe', not one of ('approve', 'reject'): ignored"
+    ]
+    listed = json.dumps({**json.loads(value), "lines": ["Motor"]})
+    assert parse_approval(listed, "m1", CODE, card)[1] == [
+        "'lines' must be an object of line: decision, got list: ignored"
+    ]
+    with pytest.raises(ValueError, match="decision 'maybe' is invalid"):
+        approval_value("m1", "approve", lines={"Motor": "maybe"})
+    # the sign-off of held numbers is decided as a whole
+    with pytest.raises(ValueError, match="decided as a whole"):
+        NUMBERS_SIGNOFF.value(3, "approve", lines={"Motor": "reject"})
+    held = json.dumps(
+        {**json.loads(NUMBERS_SIGNOFF.value(3, "approve", "Ada", "", CODE)), "lines": {"Motor": "reject"}}
+    )
+    signed, notes = NUMBERS_SIGNOFF.parse(held, 3, CODE)
+    assert signed.lines == {} and notes == ["unknown key 'lines' ignored"]
