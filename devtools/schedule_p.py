@@ -167,7 +167,7 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
 def _searched(value: float, eligible: object) -> str:
     if pd.isna(value):
         return ""
-    return f"{value:.3f}" + ("" if eligible is True or pd.isna(eligible) else " (biased)")
+    return f"{value:.3f}" + ("" if pd.isna(eligible) or bool(eligible) else " (biased)")
 
 
 def to_markdown(table: pd.DataFrame) -> str:

@@ -42,7 +42,7 @@ def test_markdown_shows_the_search_beside_the_outcome():
             "promoted": [False, True, False],
             "backtest_score": [0.7586, 0.7825, np.nan],
             "backtest_bias": [0.0774, 0.1555, np.nan],
-            "eligible": [True, False, np.nan],
+            "eligible": [np.True_, np.False_, np.nan],  # as the search's table gives them
             "mape_ratio": [1.0, 0.8, 0.7],
             "rmspe_ratio": [1.0, 0.8, 0.7],
         }
