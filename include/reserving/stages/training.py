@@ -107,9 +107,12 @@ def evaluate(facts: RunFacts, trained: dict) -> dict:
         return by_spec[key]
 
     for version, entry in entries.items():
+        # a version may champion one line and challenge another: its role is stored per line
+        roles = {line: Role.CHAMPION for line, e in champions.items() if e.model_version == version}
+        roles |= {line: Role.CHALLENGER for line, v in challengers.items() if v == version}
         role = Role.CHALLENGER if version in challengers.values() else Role.CHAMPION
         frame = scored(entry.spec).scores[["segment", "wape", "rmse"]]
-        registry.store_backtest(engine, facts.valuation_date, version, role, frame, k, facts.run_id)
+        registry.store_backtest(engine, facts.valuation_date, version, role, frame, k, facts.run_id, roles)
     baseline = scored(governance.FALLBACK_SPEC)
     if any(line not in champions for line in challengers):
         # a first challenger is shown against paid chain ladder, which reserves a line without an approved model;

@@ -275,13 +275,17 @@ def store_backtest(
     scores: pd.DataFrame,
     held_out_diagonals: int,
     run_id: str | None = None,
+    line_roles: dict[str, str] | None = None,
 ) -> None:
-    """Replace the backtest rows of (V, version); ``scores`` has segment ('ALL' overall), wape, rmse."""
+    """Replace the backtest rows of (V, version); ``scores`` has segment ('ALL' overall), wape, rmse. ``line_roles``
+    gives the version's role on the lines where it differs from ``role`` (champion of one line, challenger on
+    another)."""
     import pandas as pd
 
+    line_roles = line_roles or {}
     rows = [
         {
-            "role": str(role),
+            "role": str(line_roles.get(r.segment, role)),
             "segment": str(r.segment),
             "wape": None if pd.isna(r.wape) else float(r.wape),
             "rmse": None if pd.isna(r.rmse) else float(r.rmse),
