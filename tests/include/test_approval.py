@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import shlex
 
 import pytest
 
@@ -224,6 +225,38 @@ def test_cli_finds_the_held_publication_and_its_code(warehouse_url, capsys):
     out = capsys.readouterr().out
     assert out.startswith("airflow variables set reserving_signoff__2024-02-29 ") and '"publication_version": 2' in out
     assert f'\\"code\\": \\"{issued.code}\\"' in out or f'"code": "{issued.code}"' in out
+    engine.dispose()
+
+
+def test_cli_finds_the_month_card_and_decides_lines_apart(warehouse_url, capsys):
+    """The pending card of V (its lines' challengers, its code); --line decides one line otherwise; a line not on the
+    card is refused before anything is written."""
+    from include.reserving import governance, schema
+    from include.reserving.approve import main
+    from include.reserving.warehouse import decisions, registry
+    from include.reserving.warehouse.core import make_engine
+
+    engine = make_engine(warehouse_url)
+    schema.create_all(engine)
+    rule = [
+        governance.decide_promotion(V, "champ", 0.80, "chall", score, 0.01, segment=line)
+        for line, score in (("Liability", 0.90), ("Motor", 0.95), ("Property", 0.80))
+    ]
+    registry.record_decisions(engine, V, rule, run_id="run-1")  # Property keeps its champion: not on the card
+    issued = decisions.issue(engine, decisions.MODEL, V, "chall", "run-1")
+    args = ["--valuation-date", "2024-02-29", "--decision", "approve", "--by", "Ada", "--print-only"]
+    assert main([*args, "--line", "Motor=reject", "--db", warehouse_url]) == 0
+    command = capsys.readouterr().out
+    assert command.startswith("airflow variables set reserving_approval__2024-02-29 ")
+    value = json.loads(shlex.split(command)[-1])
+    assert (value["model_version"], value["code"], value["lines"]) == ("chall", issued.code, {"Motor": "reject"})
+    assert main([*args, "--line", "Property=reject", "--db", warehouse_url]) == 1
+    assert "--line names ['Property'], not on the model card (its lines: ['Liability', 'Motor'])" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main([*args, "--line", "Motor", "--db", warehouse_url])
+    assert "--line takes LINE=DECISION" in capsys.readouterr().err
     engine.dispose()
 
 
