@@ -125,7 +125,8 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
     pandas.DataFrame
         One row per line and spec: ``line, spec, companies, mape, rmspe, promoted, mape_ratio, rmspe_ratio`` (ratios
         to the chain ladder baseline; ``promoted`` marks the spec the training search chose for the line) and, for the
-        search's candidates, ``backtest_score, backtest_bias, eligible`` (NaN for specs it did not try).
+        search's candidates, ``backtest_score, backtest_bias, backtest_abs_bias, eligible`` (NaN for specs it did not
+        try).
     """
     specs = [BASELINE, *[s for s in specs if s != BASELINE]]
     candidates = backtest.default_candidates() if promote else []
@@ -136,7 +137,8 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
         for line in lines:
             line_cells = cells[cells["line"] == line].drop(columns="line")
             actual = line_cells[line_cells["development"] == AGE].groupby("segment")["paid"].sum()
-            promoted, search = None, pd.DataFrame(columns=["spec", "mean_score", "mean_bias", "eligible"])
+            columns = ["spec", "mean_score", "mean_bias", "mean_abs_bias", "eligible"]
+            promoted, search = None, pd.DataFrame(columns=columns)
             if promote:
                 progress.set_postfix_str(f"{line} training search")
                 promoted, search = training_search(line_cells)
@@ -153,6 +155,7 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
                         "promoted": spec == promoted,
                         "backtest_score": tried["mean_score"],
                         "backtest_bias": tried["mean_bias"],
+                        "backtest_abs_bias": tried["mean_abs_bias"],
                         "eligible": tried["eligible"],
                     }
                 )
@@ -173,13 +176,13 @@ def _searched(value: float, eligible: object) -> str:
 def to_markdown(table: pd.DataFrame) -> str:
     """The benchmark table as a Markdown table."""
     header = (
-        "| line | spec | companies | MAPE | RMSPE | MAPE / CL | RMSPE / CL | backtest score | backtest bias |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| line | spec | companies | MAPE | RMSPE | MAPE / CL | RMSPE / CL | backtest score | backtest bias | "
+        "mean abs. bias |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [
         f"| {r.line} | `{r.spec}`{' **promoted**' if r.promoted else ''} | {r.companies} | {r.mape:.4f} | "
         f"{r.rmspe:.4f} | {r.mape_ratio:.3f} | {r.rmspe_ratio:.3f} | {_searched(r.backtest_score, True)} | "
-        f"{_searched(r.backtest_bias, r.eligible)} |"
+        f"{_searched(r.backtest_bias, True)} | {_searched(r.backtest_abs_bias, r.eligible)} |"
         for r in table.itertuples()
     ]
     return "\n".join([header, *lines])

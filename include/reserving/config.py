@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # exceeded 0.2 in 100% of draws at n=8, 93% at 20, 45% at 50, 4% at 100 (95th percentile 0.18) and none at 200.
     drift_min_sample: int = Field(100, ge=1)
     promotion_delta: float = 0.01
-    # a challenger whose backtest bias is further from zero than chain ladder's by more than this is not promoted
+    # a spec whose backtest bias (segments' mean absolute) exceeds chain ladder's by more than this is not promoted
     promotion_bias_margin: float = Field(0.05, ge=0)
     approval_timeout_seconds: int = 3 * 24 * 3600
     approval_poke_seconds: int = 300

@@ -22,9 +22,9 @@ SCORE_EPS = 1e-12  # a challenger exactly delta better (up to float noise) is no
 # made champion by it.
 FALLBACK_SPEC: dict[str, Any] = {"method": "chain_ladder", "params": {}}
 FALLBACK_NAME = "chain-ladder fallback"
-# "Materially" more biased than chain ladder: a backtest bias (expected less actual emergence over actual) further
-# from zero than chain ladder's by more than this is not promoted whatever its score. The default of the
-# ``promotion_bias_margin`` setting.
+# "Materially" more biased than chain ladder: a backtest bias (expected less actual emergence over actual; the search
+# compares the segments' mean absolute bias) further from zero than chain ladder's by more than this is not promoted
+# whatever its score. The default of the ``promotion_bias_margin`` setting.
 BIAS_MARGIN = 0.05
 
 

@@ -42,12 +42,13 @@ def test_markdown_shows_the_search_beside_the_outcome():
             "promoted": [False, True, False],
             "backtest_score": [0.7586, 0.7825, np.nan],
             "backtest_bias": [0.0774, 0.1555, np.nan],
+            "backtest_abs_bias": [0.2, 0.3, np.nan],
             "eligible": [np.True_, np.False_, np.nan],  # as the search's table gives them
             "mape_ratio": [1.0, 0.8, 0.7],
             "rmspe_ratio": [1.0, 0.8, 0.7],
         }
     )
     rows = schedule_p.to_markdown(table).splitlines()
-    assert rows[2] == "| ppauto | `chain_ladder` | 96 | 0.0300 | 0.0500 | 1.000 | 1.000 | 0.759 | 0.077 |"
-    assert rows[3].endswith("| 0.800 | 0.800 | 0.782 | 0.155 (biased) |") and "**promoted**" in rows[3]
-    assert rows[4].endswith("| 0.700 | 0.700 |  |  |")  # not one of the search's candidates
+    assert rows[2] == "| ppauto | `chain_ladder` | 96 | 0.0300 | 0.0500 | 1.000 | 1.000 | 0.759 | 0.077 | 0.200 |"
+    assert rows[3].endswith("| 0.800 | 0.800 | 0.782 | 0.155 | 0.300 (biased) |") and "**promoted**" in rows[3]
+    assert rows[4].endswith("| 0.700 | 0.700 |  |  |  |")  # not one of the search's candidates
