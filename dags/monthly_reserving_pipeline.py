@@ -15,11 +15,11 @@ Values reserves (unpaid = ultimate - paid = case reserves + IBNR) as at the last
 | input | `validate` | Great Expectations gate in the warehouse; bad data stops the run here (no retries) |
 | input | `drift` | PSI / KS per feature and actual vs expected; decides whether to retrain |
 | training | `retrain_or_not` | branch: `train` when something moved (or `force_retrain`), else `skip_training` |
-| training | `train`, `evaluate` | spec search by time-series CV; challenger vs champion backtest; margin-delta rule |
-| governance | `promote_or_not` | branch: `model_card` and `await_approval` only when the rule says promote |
-| governance | `model_card` | the challenger's model card (Markdown + PDF), e-mailed with the approval instruction |
-| governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; records it |
-| reserving | `refit` | the champion's spec refitted on V's data (routine); none yet: the chain-ladder fallback |
+| training | `train`, `evaluate` | spec search per line; each line's challenger vs its champion; rule per line |
+| governance | `promote_or_not` | branch: `model_card` and `await_approval` only when some line is promoted |
+| governance | `model_card` | one model card (Markdown + PDF) listing each line's change, e-mailed |
+| governance | `await_approval`, `apply_approval` | waits for Variable `reserving_approval__<V>`; decided per line |
+| reserving | `refit` | each line's champion refitted on V's data (routine); none yet: the chain-ladder fallback |
 | reserving | `lines`, `reserve_segment` | ultimate, case reserves, IBNR, unpaid (and range) per origin; task per line |
 | reserving | `analyse` | analysis of change per line against V-1 (emergence, new origins, model change); hold reasons |
 | reserving | `publish` | all lines published atomically as this run's version for V; HELD (not current) on a hold |

@@ -70,18 +70,21 @@ def mail_catcher(outbox: Path):
 def wait_for_pending(url: str, run: subprocess.Popen, log_path: Path) -> tuple[str, str] | None:
     """Poll the warehouse until the model card asks for approval: (version, the card's code); None when the run
     ends or the promotion rule does not ask."""
+    from include.reserving.governance import proposal_id
     from include.reserving.warehouse import decisions
 
     pd_ = schema.promotion_decisions
     engine = make_engine(url)
     while run.poll() is None:
-        with engine.connect() as conn:
-            row = conn.execute(select(pd_).where(pd_.c.valuation_date == VALUATION_DATE)).first()
-        if row is not None and row.decision != "promote":
+        with engine.connect() as conn:  # one row per line, written together
+            rows = conn.execute(select(pd_).where(pd_.c.valuation_date == VALUATION_DATE)).all()
+        promote = {r.segment: r.challenger_version for r in rows if r.decision == "promote"}
+        if rows and not promote:
             return None
-        issued = row and decisions.issued(engine, decisions.MODEL, VALUATION_DATE, row.challenger_version)
+        proposal = proposal_id(VALUATION_DATE, promote)
+        issued = proposal and decisions.issued(engine, decisions.MODEL, VALUATION_DATE, proposal)
         if issued:
-            return row.challenger_version, issued.code
+            return proposal, issued.code
         time.sleep(2)
     return None
 

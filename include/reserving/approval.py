@@ -4,7 +4,10 @@ Two instances of one contract, each bound to what it decides on:
 
 - :data:`MODEL_APPROVAL`: key ``reserving_approval__<YYYY-MM-DD>`` (the valuation date); value a JSON object naming
   the decision, the challenger's version and the model card's one-time code, e.g.
-  ``{"decision": "approve", "model_version": "...", "code": "...", "by": "...", "comment": "..."}``.
+  ``{"decision": "approve", "model_version": "...", "code": "...", "by": "...", "comment": "..."}``. One card lists
+  every line whose challenger the rule sent to approval (``model_version`` names the card's proposal: the challenger,
+  or an id of the set when lines have different challengers); ``decision`` decides every line on the card, and an
+  optional ``"lines": {"<line>": "approve" | "reject"}`` decides the lines it names otherwise.
 - :data:`NUMBERS_SIGNOFF`: key ``reserving_signoff__<YYYY-MM-DD>``; the same value with ``publication_version`` (the
   held version of the month's reserves) and the code issued with the held publication.
 
@@ -19,7 +22,7 @@ import datetime as dt
 import json
 import re
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from include.reserving.domain import Decision
@@ -54,9 +57,18 @@ class Approval:
     by: str
     comment: str
     code: str = ""
+    lines: dict[str, str] = field(default_factory=dict)  # per-line decisions overriding ``decision`` (model approval)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields; ``lines`` only when the value decided lines apart."""
+        out = asdict(self)
+        if not self.lines:
+            del out["lines"]
+        return out
+
+    def decision_of(self, line: str) -> str:
+        """The decision on one line of the card."""
+        return self.lines.get(line, self.decision)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class DecisionContract:
     version_field: str
     what: str  # what is decided on, for messages: "the pending challenger", "the held publication"
     code_source: str  # where the actuary finds the code: "the model card", "the hold alert"
+    per_line: bool = False  # the value may decide lines apart ("lines")
 
     def key(self, valuation_date: dt.date) -> str:
         return f"{self.key_prefix}{valuation_date:%Y-%m-%d}"
@@ -78,19 +91,23 @@ class DecisionContract:
         by: str = BY_PLACEHOLDER,
         comment: str = COMMENT_PLACEHOLDER,
         code: str | None = None,
+        lines: dict[str, str] | None = None,
     ) -> str:
-        """The exact JSON value to set; ``by`` and ``comment`` default to placeholders for the actuary."""
-        if decision not in DECISIONS:
-            raise ValueError(f"decision {decision!r} is invalid: use one of {DECISIONS}")
-        return json.dumps(
-            {
-                "decision": decision,
-                self.version_field: version,
-                "code": code or CODE_PLACEHOLDER,
-                "by": by,
-                "comment": comment,
-            }
-        )
+        """The exact JSON value to set; ``by`` and ``comment`` default to placeholders for the actuary; ``lines``
+        (per-line contracts only) decides the lines it names otherwise than ``decision``."""
+        for given in (decision, *(lines or {}).values()):
+            if given not in DECISIONS:
+                raise ValueError(f"decision {given!r} is invalid: use one of {DECISIONS}")
+        if lines and not self.per_line:
+            raise ValueError(f"{self.what} is decided as a whole, not per line")
+        value = {
+            "decision": decision,
+            self.version_field: version,
+            "code": code or CODE_PLACEHOLDER,
+            "by": by,
+            "comment": comment,
+        }
+        return json.dumps({**value, "lines": dict(sorted(lines.items()))} if lines else value)
 
     def command(
         self,
@@ -100,6 +117,7 @@ class DecisionContract:
         by: str = BY_PLACEHOLDER,
         comment: str = COMMENT_PLACEHOLDER,
         code: str | None = None,
+        lines: dict[str, str] | None = None,
     ) -> list[str]:
         """The ``airflow variables set`` command (arguments) that records the decision."""
         return [
@@ -107,14 +125,19 @@ class DecisionContract:
             "variables",
             "set",
             self.key(valuation_date),
-            self.value(version, decision, by, comment, code),
+            self.value(version, decision, by, comment, code, lines),
         ]
 
     def parse(
-        self, raw: str | dict | None, expected_version: Any, expected_code: str | None = None
+        self,
+        raw: str | dict | None,
+        expected_version: Any,
+        expected_code: str | None = None,
+        expected_lines: tuple[str, ...] | list[str] | None = None,
     ) -> tuple[Approval | None, list[str]]:
         """Read a Variable value: (the decision, warnings) when it decides on ``expected_version`` (and quotes
-        ``expected_code`` when given); else (None, why it is ignored). Unknown keys are ignored with a warning."""
+        ``expected_code`` when given); else (None, why it is ignored). Unknown keys are ignored with a warning. On a
+        per-line contract, ``lines`` may only name lines of ``expected_lines`` (the card's), each approve or reject."""
         if raw is None or raw == "":
             return None, []
         try:
@@ -123,7 +146,8 @@ class DecisionContract:
             return None, [f"value is not JSON ({exc.msg} at position {exc.pos}): ignored"]
         if not isinstance(value, dict):
             return None, [f"value must be a JSON object, got {type(value).__name__}: ignored"]
-        notes = [f"unknown key {k!r} ignored" for k in sorted(set(value) - KNOWN_FIELDS - {self.version_field})]
+        known = KNOWN_FIELDS | {self.version_field} | ({"lines"} if self.per_line else set())
+        notes = [f"unknown key {k!r} ignored" for k in sorted(set(value) - known)]
         decision = value.get("decision")
         decision = decision.strip().lower() if isinstance(decision, str) else decision
         if decision not in DECISIONS:
@@ -143,9 +167,30 @@ class DecisionContract:
         by, why = _text(value.get("by"), "by", MAX_BY, required=True)
         if why is None:
             comment, why = _text(value.get("comment"), "comment", MAX_COMMENT, required=False)
+        lines: dict[str, str] = {}
+        if why is None and self.per_line:
+            lines, why = _lines(value.get("lines"), expected_lines)
         if why is not None:
             return None, [*notes, f"{why}: ignored"]
-        return Approval(decision, version, by, comment, code if isinstance(code, str) else ""), notes
+        return Approval(decision, version, by, comment, code if isinstance(code, str) else "", lines), notes
+
+
+def _lines(value: Any, expected: tuple[str, ...] | list[str] | None) -> tuple[dict[str, str], str | None]:
+    """The per-line decisions of a value: ({line: decision}, None) or ({}, why they are invalid)."""
+    if value is None:
+        return {}, None
+    if not isinstance(value, dict):
+        return {}, f"'lines' must be an object of line: decision, got {type(value).__name__}"
+    unknown = sorted(str(k) for k in value if expected is not None and k not in expected)
+    if unknown:
+        return {}, f"'lines' names {unknown}, which are not on the card (its lines: {sorted(expected)})"
+    decided = {}
+    for line, decision in value.items():
+        decision = decision.strip().lower() if isinstance(decision, str) else decision
+        if decision not in DECISIONS:
+            return {}, f"'lines' decides {line!r} with {value[line]!r}, not one of {DECISIONS}"
+        decided[line] = decision
+    return decided, None
 
 
 def _text(value: Any, field: str, limit: int, required: bool) -> tuple[str, str | None]:
@@ -172,7 +217,9 @@ def check_text(by: str, comment: str) -> str | None:
     return why
 
 
-MODEL_APPROVAL = DecisionContract("reserving_approval__", "model_version", "the pending challenger", "the model card")
+MODEL_APPROVAL = DecisionContract(
+    "reserving_approval__", "model_version", "the pending challenger", "the model card", per_line=True
+)
 NUMBERS_SIGNOFF = DecisionContract(
     "reserving_signoff__", "publication_version", "the held publication", "the hold alert"
 )
@@ -194,8 +241,9 @@ def approval_value(
     by: str = BY_PLACEHOLDER,
     comment: str = COMMENT_PLACEHOLDER,
     code: str | None = None,
+    lines: dict[str, str] | None = None,
 ) -> str:
-    return MODEL_APPROVAL.value(model_version, decision, by, comment, code)
+    return MODEL_APPROVAL.value(model_version, decision, by, comment, code, lines)
 
 
 def approval_command(
@@ -205,14 +253,18 @@ def approval_command(
     by: str = BY_PLACEHOLDER,
     comment: str = COMMENT_PLACEHOLDER,
     code: str | None = None,
+    lines: dict[str, str] | None = None,
 ) -> list[str]:
-    return MODEL_APPROVAL.command(valuation_date, model_version, decision, by, comment, code)
+    return MODEL_APPROVAL.command(valuation_date, model_version, decision, by, comment, code, lines)
 
 
 def parse_approval(
-    raw: str | dict | None, expected_version: str, expected_code: str | None = None
+    raw: str | dict | None,
+    expected_version: str,
+    expected_code: str | None = None,
+    expected_lines: tuple[str, ...] | list[str] | None = None,
 ) -> tuple[Approval | None, list[str]]:
-    return MODEL_APPROVAL.parse(raw, expected_version, expected_code)
+    return MODEL_APPROVAL.parse(raw, expected_version, expected_code, expected_lines)
 
 
 # --- who wrote the value: Airflow's audit log ---------------------------------------------------------------------

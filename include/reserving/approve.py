@@ -1,7 +1,8 @@
 """Approve or reject the model pending for a valuation date, or sign off held numbers, by hand.
 
 ``python -m include.reserving.approve --valuation-date 2024-12-31 --decision approve --by "Ada Actuary"
---comment "reviewed the model card" --api-url http://airflow:8080 --user ada`` finds the pending challenger and its
+--comment "reviewed the model card" --api-url http://airflow:8080 --user ada`` finds the pending challenger (the
+lines' challengers on the month's model card; ``--line Motor=reject`` decides one line otherwise) and its
 model card's one-time code in the warehouse and sets the Airflow Variable ``reserving_approval__2024-12-31`` through
 the api-server as Airflow user ``ada`` (the same as doing it in the UI under Admin > Variables): the audit log then
 names ada, and the decision counts if ada is in the ``approvers`` setting. Without ``--api-url`` it runs
@@ -18,7 +19,8 @@ import shlex
 import subprocess
 import sys
 
-from include.reserving.approval import MODEL_APPROVAL, NUMBERS_SIGNOFF, check_text
+from include.reserving import governance
+from include.reserving.approval import DECISIONS, MODEL_APPROVAL, NUMBERS_SIGNOFF, check_text
 from include.reserving.config import warehouse_url
 from include.reserving.dates import parse_valuation_date
 from include.reserving.domain import Promotion
@@ -27,18 +29,29 @@ from include.reserving.warehouse.core import make_engine
 
 
 def pending_challenger(url: str, valuation_date) -> str:
-    """The challenger the promotion rule sent to approval for V; raises when nothing is pending."""
+    """What the approval for V names: the challenger the promotion rule sent to approval (or the proposal of several
+    lines' challengers); raises when nothing is pending."""
+    return pending_lines(url, valuation_date)[0]
+
+
+def pending_lines(url: str, valuation_date) -> tuple[str, list[str]]:
+    """(what the approval names, the lines it decides) for V; raises when nothing is pending."""
     engine = make_engine(url)
-    row = registry.decision_at(engine, valuation_date)
-    if row is None or row.decision != Promotion.PROMOTE:
+    rows = registry.decisions_at(engine, valuation_date)
+    promote = [r for r in rows if r.decision == Promotion.PROMOTE]
+    if not promote:
         raise LookupError(
-            f"no model is waiting for approval at {valuation_date} (promotion decision: "
-            f"{row.decision if row else 'none yet'})"
+            f"no model is waiting for approval at {valuation_date} (promotion decisions: "
+            f"{', '.join(f'{r.segment} {r.decision}' for r in rows) or 'none yet'})"
         )
-    decided = registry.decision_on(engine, valuation_date, row.challenger_version, row.run_id)
-    if decided is not None:
-        raise LookupError(f"model {row.challenger_version} at {valuation_date} was already decided: {decided}")
-    return row.challenger_version
+    decided = {
+        r.segment: registry.decision_on(engine, valuation_date, r.challenger_version, r.run_id, r.segment)
+        for r in promote
+    }
+    if all(decided.values()):
+        raise LookupError(f"the lines sent to approval at {valuation_date} were already decided: {decided}")
+    proposal = governance.proposal_id(valuation_date, {r.segment: r.challenger_version for r in promote})
+    return proposal, sorted(decided)
 
 
 def held_publication(url: str, valuation_date) -> int:
@@ -84,6 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--comment", default="", help="why")
     parser.add_argument("--db", help="warehouse URL (default: the reserving_db connection or the SQLite file)")
     parser.add_argument("--numbers", action="store_true", help="sign off (or reject) the month's held numbers")
+    parser.add_argument(
+        "--line",
+        action="append",
+        default=[],
+        metavar="LINE=DECISION",
+        help="decide this line of the model card otherwise than --decision (repeatable), e.g. --line Motor=reject",
+    )
     parser.add_argument("--api-url", help="set the Variable through this api-server as --user (else: airflow CLI)")
     parser.add_argument("--user", help="your Airflow user name (with --api-url; password: $AIRFLOW_PASSWORD or asked)")
     parser.add_argument("--print-only", action="store_true", help="print the airflow command instead of running it")
@@ -97,16 +117,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(why)
     if args.api_url and not args.user:
         parser.error("--api-url needs --user (your Airflow user name)")
+    lines = dict(item.partition("=")[::2] for item in args.line)
+    if args.numbers and lines:
+        parser.error("--line decides lines of a model card, not held numbers")
+    if any(not line or decision not in DECISIONS for line, decision in lines.items()):
+        parser.error(f"--line takes LINE=DECISION with a decision in {DECISIONS}, got {args.line}")
     find = held_publication if args.numbers else pending_challenger
     contract = NUMBERS_SIGNOFF if args.numbers else MODEL_APPROVAL
     url = args.db or warehouse_url()
     try:
         version = find(url, valuation_date)
         code = _code(url, decisions.NUMBERS if args.numbers else decisions.MODEL, valuation_date, version)
+        asked = [] if args.numbers else pending_lines(url, valuation_date)[1]
     except LookupError as exc:
         print(f"nothing to do: {exc}", file=sys.stderr)
         return 1
-    command = contract.command(valuation_date, version, args.decision, args.by.strip(), args.comment.strip(), code)
+    unknown = sorted(set(lines) - set(asked))
+    if unknown:
+        print(f"nothing to do: --line names {unknown}, not on the model card (its lines: {asked})", file=sys.stderr)
+        return 1
+    command = contract.command(
+        valuation_date, version, args.decision, args.by.strip(), args.comment.strip(), code, lines or None
+    )
     if args.print_only:
         print(" ".join(shlex.quote(c) for c in command))
         return 0

@@ -183,6 +183,75 @@ def default_candidates() -> list[dict[str, Any]]:
     return [spec for cls in registered_methods().values() for spec in cls.search_grid()]
 
 
+SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "abs_bias", "score", "eligible"]
+
+
+def search(
+    cells: pd.DataFrame,
+    candidates: list[dict[str, Any]] | None = None,
+    k: int = ROLLING_ORIGINS,
+    bias_margin: float = governance.BIAS_MARGIN,
+    grain_months: int | None = None,
+) -> pd.DataFrame:
+    """The training search: every candidate's rolling-origin backtest, per line and overall (``"ALL"``).
+
+    Returns one row per (segment, candidate): ``segment``, ``order`` (the candidate's position), ``spec`` (JSON
+    text), ``wape``, ``bias``, ``score`` and ``eligible`` (False: its bias on that line, or overall, is materially
+    worse than the chain ladder's, :data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a
+    candidate).
+    """
+    candidates = candidates or default_candidates()
+    results = []
+    for order, spec in enumerate(candidates):
+        results.append(backtest(cells, spec, k=k, grain_months=grain_months))
+        # the search runs for minutes on a large book: one line per candidate shows where it is
+        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), canonical(spec), results[-1].score)
+    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
+    baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
+
+    def guarded(result: BacktestResult) -> dict[str, float]:
+        """The bias the guard compares, by segment: the line's own; over all lines the mean absolute bias."""
+        return result.scores.set_index("segment")["bias"].abs().to_dict() | {OVERALL: result.abs_bias}
+
+    baseline_bias = guarded(baseline)
+    rows = []
+    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
+        own = guarded(result)
+        for r in result.scores.itertuples():
+            rows.append(
+                {
+                    "segment": r.segment,
+                    "order": order,
+                    "spec": canonical(spec),
+                    "wape": float(r.wape),
+                    "bias": float(r.bias),
+                    "abs_bias": float(own[r.segment]),
+                    "score": float(r.score),
+                    "eligible": not governance.materially_more_biased(
+                        float(own[r.segment]), float(baseline_bias.get(r.segment, np.nan)), bias_margin
+                    ),
+                }
+            )
+    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+
+
+def canonical(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True)
+
+
+def ranked(table: pd.DataFrame, segment: str) -> pd.DataFrame:
+    """The search's candidates on one line (or ``"ALL"``), best first: eligible ones by score (ties to the earlier
+    candidate, so chain ladder wins a draw), then the rest."""
+    rows = table[table["segment"] == segment]
+    return rows.sort_values(["eligible", "score", "order"], ascending=[False, False, True], na_position="last")
+
+
+def best_per_line(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Each line's winning spec in a :func:`search` table, by line."""
+    lines = sorted(set(table["segment"]) - {OVERALL})
+    return {line: json.loads(ranked(table, line)["spec"].iloc[0]) for line in lines}
+
+
 def select_spec(
     cells: pd.DataFrame,
     candidates: list[dict[str, Any]] | None = None,
@@ -190,8 +259,7 @@ def select_spec(
     bias_margin: float = governance.BIAS_MARGIN,
     grain_months: int | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The training search: the candidate with the best rolling-origin score whose bias is not materially worse
-    than the chain ladder's (:data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a candidate).
+    """The one spec best over every line (the overall row of :func:`search`; the benchmarks compare it).
 
     Returns
     -------
@@ -202,31 +270,13 @@ def select_spec(
         ``mean_abs_bias`` (the segments' mean absolute bias) and ``eligible`` (False: that is materially worse than
         chain ladder's) per candidate, best eligible first.
     """
-    candidates = candidates or default_candidates()
-    results = [backtest(cells, spec, k=k, grain_months=grain_months) for spec in candidates]
-    rows = []
-    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
-        rows.append(
-            {
-                "order": order,
-                "spec": json.dumps(spec, sort_keys=True),
-                "mean_wape": float(result.scores["wape"].iloc[-1]),
-                "mean_bias": result.bias,
-                "mean_abs_bias": result.abs_bias,
-                "mean_score": result.score,
-            }
-        )
-        # the search runs for minutes on a large book: one line per candidate shows where it is
-        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), rows[-1]["spec"], result.score)
-    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
-    baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
-    table = pd.DataFrame(rows)
-    table["eligible"] = [
-        not governance.materially_more_biased(bias, baseline.abs_bias, bias_margin) for bias in table["mean_abs_bias"]
-    ]
-    table = table.sort_values(["eligible", "mean_score", "order"], ascending=[False, False, True], na_position="last")
+    table = ranked(search(cells, candidates, k, bias_margin, grain_months), OVERALL)
+    table = table.rename(
+        columns={"wape": "mean_wape", "bias": "mean_bias", "abs_bias": "mean_abs_bias", "score": "mean_score"}
+    )
     best = json.loads(table["spec"].iloc[0])
-    return best, table.drop(columns="order").reset_index(drop=True)
+    columns = ["spec", "mean_wape", "mean_bias", "mean_abs_bias", "mean_score", "eligible"]
+    return best, table[columns].reset_index(drop=True)
 
 
 def expected_increments(

@@ -116,14 +116,14 @@ def training_group(drift_decision):
 
     @task
     def train(params=None, run_id=None, data_interval_end=None) -> dict:
-        """Spec search by time-series CV over past diagonals; fit and register the challenger."""
+        """Spec search per line (rolling-origin backtests); fit and register each line's challenger (a spec once)."""
         from include.reserving.stages import training
 
         return training.train(run_facts(params, run_id, data_interval_end))
 
     @task
     def evaluate(trained: dict, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Backtest challenger against champion on held-out diagonals; apply the margin-delta rule."""
+        """Backtest each line's challenger against its champion; the margin-delta rule and bias guard per line."""
         from include.reserving.stages import training
 
         return training.evaluate(run_facts(params, run_id, data_interval_end), trained)
@@ -143,7 +143,7 @@ def governance_group(evaluation, drift_decision):
 
     @task.branch
     def promote_or_not(evaluation: dict) -> str:
-        """Ask for approval only when the challenger beats the champion by more than delta."""
+        """Ask for approval only when some line's challenger beats that line's champion by more than delta."""
         return "governance.model_card" if evaluation["decision"] == "promote" else "governance.no_promotion"
 
     @task
@@ -153,11 +153,11 @@ def governance_group(evaluation, drift_decision):
 
         facts = run_facts(params, run_id, data_interval_end)
         card = governance.model_card(facts, evaluation, decision["reasons"])
-        return {**card, "email": governance.email_model_card(facts, card)}
+        return {**card, "email": governance.email_model_card(facts, card, evaluation)}
 
     @task(**NO_RETRY)
     def apply_approval(evaluation: dict, outcome: dict, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Record approve / reject / timeout; promote on approval; post the outcome to Slack."""
+        """Record approve / reject / timeout per line of the card; promote each approved line; post to Slack."""
         from include.reserving import notify
         from include.reserving.stages import governance
 

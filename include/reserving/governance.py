@@ -9,12 +9,12 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from typing import Any
 
 from include.reserving.config import PROJECT_ROOT
-from include.reserving.domain import ModelStatus, Promotion
+from include.reserving.domain import OVERALL, ModelStatus, Promotion
 
 SCORE_EPS = 1e-12  # a challenger exactly delta better (up to float noise) is not better by more than delta
 # Reserves PRELIMINARY months while no model was ever approved (e.g. the first challenger rejected or timed out): the
@@ -89,6 +89,7 @@ class PromotionDecision:
     delta: float
     decision: str  # promote (pending approval), keep, none
     reason: str
+    segment: str = OVERALL  # the line decided: each line's challenger against that line's champion
 
 
 def materially_more_biased(bias: float, baseline_bias: float, margin: float = BIAS_MARGIN) -> bool:
@@ -112,6 +113,7 @@ def decide_promotion(
     challenger_bias: float | None = None,
     baseline_bias: float | None = None,
     bias_margin: float = BIAS_MARGIN,
+    segment: str = OVERALL,
 ) -> PromotionDecision:
     """Promote iff score(challenger) > score(champion) + delta (scores: higher is better, 1 - WAPE) and the
     challenger's backtest bias is not materially worse than chain ladder's (``baseline_bias``; checked when both
@@ -150,4 +152,40 @@ def decide_promotion(
         delta,
         decision,
         reason,
+        segment,
     )
+
+
+def proposal_id(valuation_date: dt.date, promote: dict[str, str]) -> str | None:
+    """What the approval Variable names for the lines sent to approval (line -> challenger version): the challenger
+    itself when one version is proposed on every such line, else an id of the set (deterministic, like versions)."""
+    versions = sorted(set(promote.values()))
+    if len(versions) <= 1:
+        return versions[0] if versions else None
+    digest = hashlib.sha256(json.dumps(sorted(promote.items())).encode()).hexdigest()[:10]
+    return f"{valuation_date:%Y%m%d}-lines-{digest}"
+
+
+def evaluation(valuation_date: dt.date, decisions: list[PromotionDecision], delta: float) -> dict[str, Any]:
+    """The evaluate stage's summary of V's per-line decisions, for XCom: ``promote`` maps each line sent to approval
+    to its challenger, ``challenger_version`` is what the approval names (:func:`proposal_id`), ``decision`` promote
+    when any line is sent to approval."""
+    promote = {d.segment: d.challenger_version for d in decisions if d.decision == Promotion.PROMOTE}
+    if promote:
+        decision = Promotion.PROMOTE.value
+    elif any(d.challenger_version for d in decisions):
+        decision = Promotion.KEEP.value
+    else:
+        decision = Promotion.NONE.value
+    return {
+        "valuation_date": valuation_date.isoformat(),
+        "decision": decision,
+        "challenger_version": proposal_id(valuation_date, promote),
+        "promote": promote,
+        "delta": delta,
+        "lines": [
+            {**asdict(d), "valuation_date": d.valuation_date.isoformat(), "decision": str(d.decision)}
+            for d in decisions
+        ],
+        "reason": "; ".join(f"{d.segment}: {d.decision} ({d.reason})" for d in decisions),
+    }

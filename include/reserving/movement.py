@@ -16,6 +16,7 @@ i.e. case reserves plus IBNR (paid emergence moves it, a case reserve movement a
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -104,7 +105,7 @@ def analysis_of_change(
     previous: pd.DataFrame | None,
     expected: pd.DataFrame | None = None,
     previous_model_on_current: pd.DataFrame | None = None,
-    model_changed: bool = False,
+    model_changed: bool | Collection[str] = False,
 ) -> pd.DataFrame:
     """The analysis of change per line (``COLUMNS``), amounts to the cent; the movement rows tie exactly.
 
@@ -117,8 +118,8 @@ def analysis_of_change(
     previous_model_on_current : pandas.DataFrame, optional
         The previous model's rows on V's data (``segment, origin, unpaid``) when the model changed; None when it could
         not be computed (its effect then stays in experience and other, and the note says so).
-    model_changed : bool
-        Whether V is reserved by another model version than V-1.
+    model_changed : bool or collection of str
+        The lines V reserves with another model version than V-1 (each line has its own champion); True: every line.
     """
     this_unpaid = _by_origin(current, "unpaid")
     this_paid = _by_origin(current, "latest_paid")
@@ -143,7 +144,7 @@ def analysis_of_change(
         closing = sum((v for (s, _), v in this_unpaid.items() if s == segment), Decimal(0))
         actual = sum((this_paid[k] - prev_paid[k] for k in kept), Decimal(0))
         new_origins = sum((this_unpaid[k] for k in new), Decimal(0))
-        if not model_changed:
+        if not (model_changed if isinstance(model_changed, bool) else segment in model_changed):
             model_change, model_note = Decimal(0), SAME_MODEL
         elif prev_model is None or any(k not in prev_model for k in kept):
             model_change, model_note = Decimal(0), MODEL_NOT_SEPARATED

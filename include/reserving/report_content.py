@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 
@@ -26,7 +27,7 @@ def report_data(
     *,
     valuation_date: dt.date,
     published: dict,
-    champion_spec: dict,
+    line_specs: dict[str, dict],
     reserves: pd.DataFrame,
     previous_reserves: pd.DataFrame | None,
     previous_valuation_date: dt.date | None = None,
@@ -42,8 +43,20 @@ def report_data(
     cv_floor: float | None = None,
     origin_months: int | None = None,
 ) -> ReportData:
-    """The report's content for V: the published rows and the frames around them, plus factors and A/E."""
+    """The report's content for V: the published rows and the frames around them, plus factors and A/E, each line's
+    from the spec of the model that reserved it (``line_specs``; a spec shared by several lines computed once)."""
     from include.reserving.backtest import actual_vs_expected
+
+    groups: dict[str, tuple[dict, list[str]]] = {}
+    for segment, spec in sorted(line_specs.items()):
+        groups.setdefault(json.dumps(spec, sort_keys=True), (spec, []))[1].append(segment)
+
+    def per_line(compute) -> pd.DataFrame:
+        frames = []
+        for spec, lines in groups.values():  # fitted on the whole book, as the model was (cross-segment models)
+            frame = compute(cells, spec)
+            frames.append(frame[frame["segment"].isin(lines)])
+        return pd.concat(frames, ignore_index=True).sort_values("segment", kind="stable").reset_index(drop=True)
 
     return ReportData(
         valuation_date=valuation_date,
@@ -54,8 +67,8 @@ def report_data(
         previous_reserves=previous_reserves,
         previous_valuation_date=previous_valuation_date,
         cells=cells,
-        factors=selected_factors(cells, champion_spec),
-        actual_vs_expected=actual_vs_expected(cells, champion_spec),
+        factors=per_line(selected_factors),
+        actual_vs_expected=per_line(actual_vs_expected),
         backtest=backtest,
         quality=quality,
         **({} if plausibility is None else {"plausibility": plausibility}),

@@ -301,15 +301,19 @@ model_registry = Table(
     Column("metrics", Text),  # JSON backtest metrics at registration
     Column("status", String(16), nullable=False),
     Column("registered_run_id", String(250)),
+    # status 'champion': the champion of at least one line (line_champions says which)
     CheckConstraint("status IN ('candidate', 'champion', 'retired', 'rejected')", name="ck_model_status"),
-    # exactly one champion at any time, enforced by the database
-    Index(
-        "ux_model_registry_one_champion",
-        "status",
-        unique=True,
-        postgresql_where=text("status = 'champion'"),
-        sqlite_where=text("status = 'champion'"),
-    ),
+)
+
+# One champion per line of business, enforced by the primary key; a cross-segment model (XGBoost learns from every
+# line) may be the champion of several lines. Changed only with a champion_history row, in one transaction.
+line_champions = Table(
+    "line_champions",
+    metadata,
+    Column("segment", String(32), primary_key=True),
+    Column("model_version", String(80), nullable=False),
+    Column("valuation_date", Date, nullable=False),  # the valuation at which it became (or was refitted as) champion
+    Column("changed_at", DateTime, nullable=False),
 )
 
 champion_history = Table(
@@ -317,6 +321,7 @@ champion_history = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("valuation_date", Date, nullable=False),
+    Column("segment", String(32)),  # the line whose champion changed (always set; nullable for the migration)
     Column("model_version", String(80), nullable=False),
     Column("previous_version", String(80)),
     Column("action", String(16), nullable=False),  # promoted (a new spec, approved) or refitted (routine)
@@ -340,10 +345,12 @@ backtest_results = Table(
     Index("ux_backtest_results_key", "valuation_date", "model_version", "segment", unique=True),
 )
 
+# the margin-delta rule per line: each line's challenger against that line's champion
 promotion_decisions = Table(
     "promotion_decisions",
     metadata,
     Column("valuation_date", Date, primary_key=True),
+    Column("segment", String(32), primary_key=True),
     Column("champion_version", String(80)),
     Column("challenger_version", String(80)),
     Column("champion_score", Float),
@@ -366,8 +373,10 @@ approvals = Table(
     Column("comment", Text),
     Column("variable_key", String(250), nullable=False),
     Column("run_id", String(250)),
-    # one decision per run: a later run may decide again on a (deterministic) version an earlier run rejected
-    Index("ux_approvals_run", "valuation_date", "model_version", "run_id", unique=True),
+    Column("segment", String(32)),  # the line decided (NULL: a decision made before champions per line, every line)
+    # one decision per run and line: a later run may decide again on a (deterministic) version an earlier run
+    # rejected, and one challenger championing several lines may be approved on one and rejected on another
+    Index("ux_approvals_line", "valuation_date", "model_version", "run_id", "segment", unique=True),
 )
 
 # --- Published reserves: versioned per valuation date, exactly one current version ------------------------------
@@ -588,8 +597,10 @@ def migrate(engine: Engine) -> list[str]:
     selection columns are added; rows published before them were the model's (``method`` 'model'); their versions
     have no ``reserve_ranges`` rows (create_all creates that table).
 
-    Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``. Issue 16 keeps the health of
-    every execution of a run: ``pipeline_runs`` is keyed by (run_id, clear_number).
+    Issue 14 binds a decision to its run: the approvals' unique key gains ``run_id``. Issue 15 keeps one champion per
+    line of business: the single champion becomes every line's (see :func:`_champion_per_line`), and the approvals'
+    key gains the line. Issue 16 keeps the health of every execution of a run: ``pipeline_runs`` is keyed by
+    (run_id, clear_number).
 
     Issue 17 (incremental ingest): ``snapshot_claims`` gains ``net_closures`` (NULL on older partitions: the next
     ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``.
@@ -648,7 +659,8 @@ def migrate(engine: Engine) -> list[str]:
             ).rowcount
             if renamed:
                 done.append(f"reserve_movements: {renamed} rows of step {old!r} renamed {new!r}")
-        done += _key_approvals_by_run(conn)
+        done += _key_approvals_by_line(conn)
+        done += _champion_per_line(conn)
         done += _key_runs_by_execution(conn)
         done += _incremental_ingest_columns(conn)
     return done
@@ -683,18 +695,63 @@ def _key_runs_by_execution(conn) -> list[str]:
     return [f"pipeline_runs: keyed by (run_id, clear_number); {len(kept)} runs kept as their first execution"]
 
 
-def _key_approvals_by_run(conn) -> list[str]:
-    """Replace the approvals' old unique key (V, version) by (V, version, run): the rows stay as they are."""
+def _key_approvals_by_line(conn) -> list[str]:
+    """The approvals' unique key becomes (V, version, run, line): the rows stay as they are (segment NULL: a decision
+    made for every line, before champions per line)."""
     if _columns(conn, approvals.name) is None:
         return []
-    indexes = {index["name"] for index in inspect(conn).get_indexes(approvals.name)}
     done = []
-    if "ux_approvals_key" in indexes:
-        conn.exec_driver_sql("DROP INDEX ux_approvals_key")
-        done.append("approvals: unique key (valuation_date, model_version) dropped")
-    if "ux_approvals_run" not in indexes:
-        next(i for i in approvals.indexes if i.name == "ux_approvals_run").create(conn)
-        done.append("approvals: unique key (valuation_date, model_version, run_id) created")
+    if "segment" not in _columns(conn, approvals.name):
+        _add_column(conn, approvals, "segment")
+        done.append("approvals.segment added")
+    indexes = {index["name"] for index in inspect(conn).get_indexes(approvals.name)}
+    for old in ("ux_approvals_key", "ux_approvals_run"):
+        if old in indexes:
+            conn.exec_driver_sql(f"DROP INDEX {old}")
+            done.append(f"approvals: unique key {old} dropped")
+    if "ux_approvals_line" not in indexes:
+        next(i for i in approvals.indexes if i.name == "ux_approvals_line").create(conn)
+        done.append("approvals: unique key (valuation_date, model_version, run_id, segment) created")
+    return done
+
+
+def _champion_per_line(conn) -> list[str]:
+    """From one champion for the book to one per line: the single champion becomes every line's (the lines of the
+    triangle cells), its history rows are copied to every line, and the promotion decisions gain the line (an old
+    decision was the book's: segment 'ALL')."""
+    done = []
+    mr, ch, lc, pd_ = model_registry, champion_history, line_champions, promotion_decisions
+    if "ux_model_registry_one_champion" in {i["name"] for i in inspect(conn).get_indexes(mr.name)}:
+        conn.exec_driver_sql("DROP INDEX ux_model_registry_one_champion")
+        done.append("model_registry: the one-champion index dropped (line_champions holds one per line)")
+    if "segment" not in _columns(conn, ch.name):
+        _add_column(conn, ch, "segment")
+        done.append("champion_history.segment added")
+    lines = conn.execute(select(triangle_cells.c.segment).distinct().order_by(triangle_cells.c.segment)).scalars()
+    lines = list(lines)
+    old = conn.execute(select(mr.c.model_version).where(mr.c.status == "champion")).scalars().all()
+    if len(old) == 1 and lines and conn.execute(select(func.count()).select_from(lc)).scalar_one() == 0:
+        since = conn.execute(select(func.max(ch.c.valuation_date)).where(ch.c.model_version == old[0])).scalar()
+        since = since or conn.execute(select(mr.c.trained_valuation_date).where(mr.c.model_version == old[0])).scalar()
+        now = conn.execute(select(func.max(ch.c.changed_at))).scalar() or since
+        conn.execute(
+            lc.insert(),
+            [{"segment": s, "model_version": old[0], "valuation_date": since, "changed_at": now} for s in lines],
+        )
+        done.append(f"line_champions: {old[0]} is the champion of {len(lines)} lines")
+    unlined = conn.execute(select(ch).where(ch.c.segment.is_(None)).order_by(ch.c.id)).mappings().all()
+    if unlined and lines:
+        copies = [{**{k: v for k, v in row.items() if k != "id"}, "segment": s} for row in unlined for s in lines]
+        conn.execute(ch.insert(), copies)
+        conn.execute(ch.delete().where(ch.c.segment.is_(None)))
+        done.append(f"champion_history: {len(unlined)} rows copied to each of {len(lines)} lines")
+    if "segment" not in _columns(conn, pd_.name):  # the primary key changes: rebuild the table
+        rows = conn.execute(select(*[c for c in pd_.columns if c.name != "segment"])).mappings().all()
+        conn.exec_driver_sql(f"DROP TABLE {pd_.name}")
+        pd_.create(conn)
+        if rows:
+            conn.execute(pd_.insert(), [{**row, "segment": "ALL"} for row in rows])
+        done.append(f"promotion_decisions: keyed by (valuation_date, segment); {len(rows)} old rows kept as 'ALL'")
     return done
 
 

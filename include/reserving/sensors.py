@@ -48,6 +48,10 @@ class DecisionSensor(BaseSensorOperator):
     def instruction(self, valuation_date: dt.date, version, code: str | None) -> str:
         raise NotImplementedError
 
+    def lines(self) -> tuple[str, ...] | None:
+        """The lines the value may decide apart (None: decided as a whole)."""
+        return None
+
     def _configure(self, context) -> None:
         from include.reserving.config import load_settings
 
@@ -78,7 +82,7 @@ class DecisionSensor(BaseSensorOperator):
         if issued is None:
             raise LookupError(f"no decision code was issued for {version!r} at {valuation_date} in this run")
         raw = Variable.get(key, default=None)
-        decision, notes = self.contract.parse(raw, version, issued.code)
+        decision, notes = self.contract.parse(raw, version, issued.code, self.lines())
         for note in notes:
             self.log.warning("Variable %s: %s", key, note)
         if decision is None:
@@ -123,9 +127,10 @@ class DecisionSensor(BaseSensorOperator):
 
 
 class ApprovalSensor(DecisionSensor):
-    """Wait for ``reserving_approval__<V>`` to approve or reject the pending challenger.
+    """Wait for ``reserving_approval__<V>`` to approve or reject the pending challenger on each line of the card.
 
-    ``evaluation`` is the evaluate stage's output (valuation date and challenger version). Poke interval and
+    ``evaluation`` is the evaluate stage's output (valuation date, the proposal the value names, the lines sent to
+    approval). Poke interval and
     timeout come from the settings (``approval_poke_seconds``, ``approval_timeout_seconds``) or the run's
     ``approval_timeout_seconds`` param, read when the task runs, never at parse time. On timeout the next task keeps
     the champion and alerts.
@@ -146,7 +151,10 @@ class ApprovalSensor(DecisionSensor):
         return dt.date.fromisoformat(self.evaluation["valuation_date"]), self.evaluation["challenger_version"]
 
     def instruction(self, valuation_date: dt.date, version, code: str | None) -> str:
-        return ApprovalInstruction(valuation_date, version, code).text
+        return ApprovalInstruction(valuation_date, version, code, self.lines() or ()).text
+
+    def lines(self) -> tuple[str, ...]:
+        return tuple(sorted(self.evaluation.get("promote") or {}))
 
 
 class SignoffSensor(DecisionSensor):

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from include.reserving import artifacts
+from include.reserving import artifacts, governance
 from include.reserving.dates import previous_month_end
 from include.reserving.presentation.formatting import as_date, money_total, origin_labels
 from include.reserving.presentation.instruction import ApprovalInstruction
@@ -81,8 +81,14 @@ def published_reserves(engine: Engine, valuation_date: dt.date | None = None) ->
     labels = origin_labels(rows["origin"], origin_months(engine, valuation_date, version["basis"]))
     rows.insert(rows.columns.get_loc("origin") + 1, "origin_start", rows["origin"].map(as_date))
     rows["origin"] = rows["origin_start"].map(labels)
+    # each line names the model that reserved it (its champion's refit, or the fallback) and the approval behind it
     lines = [
-        {"segment": segment, **{c: total(group[c]) for c in AMOUNTS}}
+        {
+            "segment": segment,
+            "model_version": group["model_version"].iloc[0],
+            "approval_ref": _plain(group["approval_ref"].iloc[0]),
+            **{c: total(group[c]) for c in AMOUNTS},
+        }
         for segment, group in rows.groupby("segment", sort=True)
     ]
     meta = {k: _plain(v) for k, v in version.items() if k != "is_current"}
@@ -130,11 +136,10 @@ def movement_table(movements: list[dict[str, Any]], valuation_date: dt.date) -> 
 
 
 def champion(engine: Engine) -> dict[str, Any]:
-    """The current champion (or None) and every champion change, oldest first."""
-    entry = registry.champion(engine)
-    current = None
-    if entry is not None:
-        current = {
+    """Each line's champion (an empty list before any approval) and every champion change, oldest first."""
+    current = [
+        {
+            "segment": segment,
             "model_version": entry.model_version,
             "method": entry.method,
             "spec": entry.spec,
@@ -142,19 +147,35 @@ def champion(engine: Engine) -> dict[str, Any]:
             "basis": entry.basis,
             "code_version": entry.code_version,
         }  # no artifact_uri: the model_version identifies it, and the server's storage stays private
-    return {"champion": current, "history": _records(registry.champion_history(engine))}
+        for segment, entry in registry.champions(engine).items()
+    ]
+    return {"champions": current, "history": _records(registry.champion_history(engine))}
 
 
 def pending_approvals(engine: Engine) -> list[dict[str, Any]]:
-    """Decisions to promote whose challenger has no approvals row yet, with the exact Variable key and value."""
-    pending = []
+    """Model cards waiting for a decision: per (V, run), the lines sent to approval with their challengers, and the
+    exact Variable key and values (one Variable decides every line of the card; ``lines`` may decide them apart)."""
+    cards: dict[tuple, list[dict]] = {}
     for row in registry.pending_decisions(engine):
-        issued = decisions.issued(engine, decisions.MODEL, row["valuation_date"], row["challenger_version"])
+        cards.setdefault((row["valuation_date"], row["run_id"]), []).append(row)
+    pending = []
+    for (valuation_date, run_id), rows in cards.items():
+        promote = {
+            r.segment: r.challenger_version
+            for r in registry.decisions_at(engine, valuation_date)
+            if r.decision == "promote" and r.run_id == run_id
+        }
+        proposal = governance.proposal_id(valuation_date, promote)
+        issued = decisions.issued(engine, decisions.MODEL, valuation_date, proposal)
         code = issued.code if issued else None  # not on the card yet: the instruction shows a placeholder
-        instruction = ApprovalInstruction(row["valuation_date"], row["challenger_version"], code)
+        asked = tuple(sorted(promote))
+        instruction = ApprovalInstruction(valuation_date, proposal, code, asked)
         pending.append(
             {
-                **{k: _plain(v) for k, v in row.items()},
+                "valuation_date": _plain(valuation_date),
+                "run_id": run_id,
+                "challenger_version": proposal,
+                "lines": [{k: _plain(v) for k, v in row.items()} for row in rows],
                 "approval_code": code,
                 "variable_key": instruction.key,
                 "approve_value": instruction.approve_value,
@@ -183,8 +204,8 @@ def model_card_path(engine: Engine, artifact_root: str, valuation_date: dt.date,
         raise BadRequest(f"{model_version!r} is not a model version id (letters, digits, '-', '_', '.')")
     if not artifacts.is_local(artifact_root):
         raise NotFound("the artifact root is remote: open the model card there")
-    decision = registry.decision_at(engine, valuation_date)
-    if decision is None or decision.challenger_version != model_version:
+    decision = _card_decision(engine, valuation_date, model_version)
+    if decision is None:
         raise NotFound(f"no promotion decision for model {model_version!r} at valuation date {valuation_date}")
     if not decision.run_id:  # the card lives in its run's folder
         raise NotFound(f"the promotion decision at {valuation_date} names no run: its model card cannot be found")
@@ -242,3 +263,12 @@ def has_data_docs(artifact_root: str, valuation_date: dt.date | str | None, run_
     except (NotFound, BadRequest):
         return False
     return True
+
+
+def _card_decision(engine: Engine, valuation_date: dt.date, model_version: str):
+    """A promotion decision of V on a card named ``model_version`` (the challenger, or the proposal of several)."""
+    rows = registry.decisions_at(engine, valuation_date)
+    promote = {r.segment: r.challenger_version for r in rows if r.decision == "promote"}
+    if governance.proposal_id(valuation_date, promote) == model_version:
+        return next(r for r in rows if r.decision == "promote")
+    return next((r for r in rows if r.challenger_version == model_version), None)

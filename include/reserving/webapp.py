@@ -249,7 +249,10 @@ def render_page(
             **item,
             **_card_links(request, item),
             "approval": ApprovalInstruction(
-                dt.date.fromisoformat(item["valuation_date"]), item["challenger_version"], item["approval_code"]
+                dt.date.fromisoformat(item["valuation_date"]),
+                item["challenger_version"],
+                item["approval_code"],
+                tuple(line["segment"] for line in item["lines"]),
             ),
         }
         for item in views.pending_approvals(wh.engine)

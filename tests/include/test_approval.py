@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import shlex
 
 import pytest
 
@@ -227,6 +228,38 @@ def test_cli_finds_the_held_publication_and_its_code(warehouse_url, capsys):
     engine.dispose()
 
 
+def test_cli_finds_the_month_card_and_decides_lines_apart(warehouse_url, capsys):
+    """The pending card of V (its lines' challengers, its code); --line decides one line otherwise; a line not on the
+    card is refused before anything is written."""
+    from include.reserving import governance, schema
+    from include.reserving.approve import main
+    from include.reserving.warehouse import decisions, registry
+    from include.reserving.warehouse.core import make_engine
+
+    engine = make_engine(warehouse_url)
+    schema.create_all(engine)
+    rule = [
+        governance.decide_promotion(V, "champ", 0.80, "chall", score, 0.01, segment=line)
+        for line, score in (("Liability", 0.90), ("Motor", 0.95), ("Property", 0.80))
+    ]
+    registry.record_decisions(engine, V, rule, run_id="run-1")  # Property keeps its champion: not on the card
+    issued = decisions.issue(engine, decisions.MODEL, V, "chall", "run-1")
+    args = ["--valuation-date", "2024-02-29", "--decision", "approve", "--by", "Ada", "--print-only"]
+    assert main([*args, "--line", "Motor=reject", "--db", warehouse_url]) == 0
+    command = capsys.readouterr().out
+    assert command.startswith("airflow variables set reserving_approval__2024-02-29 ")
+    value = json.loads(shlex.split(command)[-1])
+    assert (value["model_version"], value["code"], value["lines"]) == ("chall", issued.code, {"Motor": "reject"})
+    assert main([*args, "--line", "Property=reject", "--db", warehouse_url]) == 1
+    assert "--line names ['Property'], not on the model card (its lines: ['Liability', 'Motor'])" in (
+        capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        main([*args, "--line", "Motor", "--db", warehouse_url])
+    assert "--line takes LINE=DECISION" in capsys.readouterr().err
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     ("args", "error"),
     [
@@ -257,3 +290,48 @@ def test_four_eyes_the_user_who_forced_a_retrain_may_not_approve_it():
     assert four_eyes("ada", "bo", forced_retrain=True) is None
     assert four_eyes("ada", "ada", forced_retrain=False) is None  # a scheduled or plain run: no conflict
     assert four_eyes("ada", None, forced_retrain=True) is None
+
+
+def test_a_value_may_decide_the_lines_of_the_card_apart():
+    """``decision`` decides every line on the card; ``lines`` the lines it names otherwise. A line not on the card, or
+    a decision that is neither approve nor reject, makes the whole value invalid (nothing is decided)."""
+    card = ("Liability", "Motor", "Property")
+    value = approval_value(
+        "m1", "approve", "Ada", "Motor only", CODE, lines={"Liability": "reject", "Property": "reject"}
+    )
+    assert json.loads(value)["lines"] == {"Liability": "reject", "Property": "reject"}
+    value = value.replace('"Property": "reject"', '"Property": " Reject"')  # typed by hand: read as reject
+    ok, notes = parse_approval(value, "m1", CODE, card)
+    assert notes == [] and ok.lines == {"Liability": "reject", "Property": "reject"}
+    assert [ok.decision_of(line) for line in card] == ["reject", "approve", "reject"]
+    assert ok.as_dict()["lines"] == {"Liability": "reject", "Property": "reject"}
+    # a whole-card value: every line the same, and no "lines" in its record
+    whole, _ = parse_approval(approval_value("m1", "reject", "Ada", "", CODE), "m1", CODE, card)
+    assert [whole.decision_of(line) for line in card] == ["reject"] * 3 and "lines" not in whole.as_dict()
+
+    stray = approval_value("m1", "approve", "Ada", "", CODE, lines={"Marine": "reject"})
+    assert parse_approval(stray, "m1", CODE, card) == (
+        None,
+        [
+            "'lines' names ['Marine'], which are not on the card "
+            "(its lines: ['Liability', 'Motor', 'Property']): ignored"
+        ],
+    )
+    odd = json.dumps({**json.loads(value), "lines": {"Motor": "maybe"}})
+    assert parse_approval(odd, "m1", CODE, card)[1] == [
+        "'lines' decides 'Motor' with 'maybe', not one of ('approve', 'reject'): ignored"
+    ]
+    listed = json.dumps({**json.loads(value), "lines": ["Motor"]})
+    assert parse_approval(listed, "m1", CODE, card)[1] == [
+        "'lines' must be an object of line: decision, got list: ignored"
+    ]
+    with pytest.raises(ValueError, match="decision 'maybe' is invalid"):
+        approval_value("m1", "approve", lines={"Motor": "maybe"})
+    # the sign-off of held numbers is decided as a whole
+    with pytest.raises(ValueError, match="decided as a whole"):
+        NUMBERS_SIGNOFF.value(3, "approve", lines={"Motor": "reject"})
+    held = json.dumps(
+        {**json.loads(NUMBERS_SIGNOFF.value(3, "approve", "Ada", "", CODE)), "lines": {"Motor": "reject"}}
+    )
+    signed, notes = NUMBERS_SIGNOFF.parse(held, 3, CODE)
+    assert signed.lines == {} and notes == ["unknown key 'lines' ignored"]

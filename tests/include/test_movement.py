@@ -119,3 +119,20 @@ def test_expected_emergence_is_one_month_pro_rata_of_the_next_projected_step():
     out = movement.expected_emergence(prediction, months=1, grain_months=3)
     # Q1: (160 - 100) over the 3 months from age 2 to 5; Q2: (530 - 500) to ultimate over one quarter
     assert out["expected_emergence"].tolist() == pytest.approx([20.0, 10.0])
+
+
+def test_a_change_of_model_is_separated_only_on_the_lines_whose_model_changed():
+    """Each line has its own champion: a new model on Motor is Motor's change of model; Property, reserved by the same
+    model as before, shows none (its whole movement stays in emergence and other)."""
+    previous = pd.concat([PREVIOUS, _rows([("Property", Q1, 20.0, 80.0)])], ignore_index=True)
+    current = pd.concat([CURRENT, _rows([("Property", Q1, 30.0, 75.0)])], ignore_index=True)
+    # the previous models' rows on V's data: Motor's as above; Property's would say 90 (ignored: same model)
+    on_current = pd.concat([PREVIOUS_MODEL, _rows([("Property", Q1, 30.0, 90.0)])], ignore_index=True)
+    aoc = movement.analysis_of_change(current, previous, EXPECTED, on_current, model_changed={"Motor"})
+    motor, _ = _steps(aoc, "Motor")
+    assert (motor[movement.MODEL_CHANGE], motor[movement.OTHER]) == (-1.0, 11.0)  # as when every line changed
+    property_, rows = _steps(aoc, "Property")
+    # 80 previous - 10 paid + 0 new origins + 0 model + 5 other = 75
+    assert (property_[movement.ACTUAL], property_[movement.MODEL_CHANGE], property_[movement.OTHER]) == (-10.0, 0, 5.0)
+    assert rows.loc[rows["step"] == movement.MODEL_CHANGE, "note"].item() == movement.SAME_MODEL
+    assert movement.ties(aoc)

@@ -39,7 +39,10 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     champion = fit_and_register(
         engine, november, {"method": "chain_ladder", "params": {}}, load_cells(engine, november.valuation_date)
     )
-    registry.set_champion(engine, champion.model_version, november.valuation_date, ChampionAction.PROMOTED)
+    november_lines = ["Liability", "Motor", "Property"]
+    registry.set_champion(
+        engine, champion.model_version, november.valuation_date, ChampionAction.PROMOTED, november_lines
+    )
 
     # December: Marine's first claim, reported and paid 1,000.00 in the month, with its earned exposure
     with engine.begin() as conn:
@@ -61,9 +64,16 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     checked = input.plausibility(facts)
     assert checked["skipped"] == 8  # Marine's volume checks and its case-reserve raises: no history yet
     decision = input.drift(facts)
-    assert "reasons" in decision
+    # the new line has no champion: the search must train one for it
+    assert decision["retrain"] and decision["reasons"][-1] == (
+        "no champion yet on Marine: a first model for it must be trained"
+    )
     refitted = reserving.refit(facts)
     assert refitted["segments"] == ["Liability", "Marine", "Motor", "Property"]
+    # each line by its own champion; Marine, without one, by the chain-ladder fallback (preliminary until approved)
+    statuses = {line: refitted["lines"][line]["status"] for line in refitted["segments"]}
+    assert statuses == {"Liability": "approved", "Marine": "preliminary", "Motor": "approved", "Property": "approved"}
+    assert refitted["status"] == "preliminary"
     # a handler of the test's own on the stage's logger: Airflow's logging set-up (run by the stages above) replaces
     # the root handlers that caplog listens on, and what else still propagates depends on the tests run before
     lines: list[str] = []
@@ -84,7 +94,7 @@ def test_a_new_line_with_one_claim_is_admitted_reserved_and_published(tmp_path, 
     analysis = reserving.analyse(facts, refitted, reserved)
     assert analysis["hold_reasons"] == []  # no previous publication: nothing to hold against
     published = reserving.publish(facts, refitted, reserved, analysis)
-    assert published["status"] == "approved"
+    assert published["status"] == "preliminary"  # a line without an approved model: the month is not approved
 
     rows = current_reserves(engine, V)
     marine = rows[rows["segment"] == "Marine"]

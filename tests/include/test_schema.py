@@ -16,6 +16,8 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -271,7 +273,7 @@ def test_migration_keys_approvals_by_run(warehouse_url):
     Table(
         "approvals",
         old,
-        *(column._copy() for column in schema.approvals.columns),
+        *(column._copy() for column in schema.approvals.columns if column.name != "segment"),
         Index("ux_approvals_key", "valuation_date", "model_version", unique=True),
     )
     old.create_all(engine)
@@ -284,16 +286,124 @@ def test_migration_keys_approvals_by_run(warehouse_url):
         "variable_key": "reserving_approval__2023-12-31",
     }
     with engine.begin() as conn:
-        conn.execute(insert(schema.approvals).values(**row, run_id="run-1"))
+        conn.execute(insert(old.tables["approvals"]).values(**row, run_id="run-1"))
     assert schema.create_all(engine) == [
-        "approvals: unique key (valuation_date, model_version) dropped",
-        "approvals: unique key (valuation_date, model_version, run_id) created",
+        "approvals.segment added",
+        "approvals: unique key ux_approvals_key dropped",
+        "approvals: unique key (valuation_date, model_version, run_id, segment) created",
     ]
     assert schema.create_all(engine) == []
+    # a decision per run and line (issue 15): the old row (segment NULL) stays
+    line = {**row, "segment": "Motor"}
     with engine.begin() as conn:
-        conn.execute(insert(schema.approvals).values(**{**row, "decision": "approve"}, run_id="run-2"))
+        conn.execute(insert(schema.approvals).values(**{**line, "decision": "approve"}, run_id="run-2"))
+        conn.execute(insert(schema.approvals).values(**{**line, "segment": "Liability"}, run_id="run-2"))
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(insert(schema.approvals).values(**row, run_id="run-2"))
+        conn.execute(insert(schema.approvals).values(**line, run_id="run-2"))
     with engine.connect() as conn:
-        decided = conn.execute(select(schema.approvals.c.run_id, schema.approvals.c.decision)).all()
-    assert sorted(decided) == [("run-1", "reject"), ("run-2", "approve")]
+        decided = conn.execute(
+            select(schema.approvals.c.run_id, schema.approvals.c.segment, schema.approvals.c.decision)
+        ).all()
+    assert sorted(decided, key=str) == [
+        ("run-1", None, "reject"),
+        ("run-2", "Liability", "reject"),
+        ("run-2", "Motor", "approve"),
+    ]
+
+
+def test_migration_makes_the_single_champion_every_lines_champion(warehouse_url):
+    """A warehouse with one champion for the book (issue 15): the champion becomes every line's (the lines of the
+    triangle cells), each history row is copied to every line, the old decision is kept as the book's ('ALL'); then
+    a line's champion changes on its own."""
+    from include.reserving.warehouse import registry
+    from tests.conftest import model_entry
+
+    engine = make_engine(warehouse_url)
+    old = MetaData()
+    Table(
+        "model_registry",
+        old,
+        *(column._copy() for column in schema.model_registry.columns),
+        Index(
+            "ux_model_registry_one_champion",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'champion'"),
+            postgresql_where=text("status = 'champion'"),
+        ),
+    )
+    Table("champion_history", old, *(c._copy() for c in schema.champion_history.columns if c.name != "segment"))
+    Table("promotion_decisions", old, *(c._copy() for c in schema.promotion_decisions.columns if c.name != "segment"))
+    schema.triangle_cells.to_metadata(old)
+    old.create_all(engine)
+    first, second = (model_entry("chain_ladder", V, {"n": n}) for n in (1, 2))
+    for entry in (first, second):
+        registry.register(engine, entry)  # the registry's columns did not change
+    cell = {"valuation_date": V, "basis": "as_recorded", "origin": dt.date(2023, 1, 1), "development": 12}
+    cell |= {"paid": 1.0, "incurred": 1.0, "reported_count": 1, "closed_count": 0}
+    with engine.begin() as conn:
+        conn.execute(
+            update(schema.model_registry)
+            .where(schema.model_registry.c.model_version == first.model_version)
+            .values(status="retired")
+        )
+        conn.execute(
+            update(schema.model_registry)
+            .where(schema.model_registry.c.model_version == second.model_version)
+            .values(status="champion")
+        )
+        conn.execute(insert(old.tables["triangle_cells"]), [{**cell, "segment": s} for s in ("Motor", "Liability")])
+        history = {"action": "promoted", "changed_at": PUBLISHED_AT, "approved_by": "ada", "previous_version": None}
+        conn.execute(
+            insert(old.tables["champion_history"]),
+            [
+                {**history, "valuation_date": dt.date(2023, 12, 31), "model_version": first.model_version},
+                {
+                    **history,
+                    "valuation_date": V,
+                    "model_version": second.model_version,
+                    "previous_version": first.model_version,
+                },
+            ],
+        )
+        conn.execute(
+            insert(old.tables["promotion_decisions"]).values(
+                valuation_date=V,
+                champion_version=first.model_version,
+                challenger_version=second.model_version,
+                delta=0.01,
+                decision="promote",
+                reason="challenger better",
+            )
+        )
+    steps = schema.create_all(engine)
+    assert steps == [
+        "model_registry: the one-champion index dropped (line_champions holds one per line)",
+        "champion_history.segment added",
+        f"line_champions: {second.model_version} is the champion of 2 lines",
+        "champion_history: 2 rows copied to each of 2 lines",
+        "promotion_decisions: keyed by (valuation_date, segment); 1 old rows kept as 'ALL'",
+    ]
+    assert schema.create_all(engine) == []
+    champions = registry.champions(engine)
+    assert {line: e.model_version for line, e in champions.items()} == {
+        "Liability": second.model_version,
+        "Motor": second.model_version,
+    }
+    for line in ("Liability", "Motor"):
+        assert registry.champion_history(engine, line)[["model_version", "previous_version"]].fillna(
+            "-"
+        ).values.tolist() == [
+            [first.model_version, "-"],
+            [second.model_version, first.model_version],
+        ]
+    assert [(r.segment, r.decision) for r in registry.decisions_at(engine, V)] == [("ALL", "promote")]
+    # one line moves on its own: the old champion stays Liability's
+    registry.set_champion(engine, first.model_version, V, "promoted", ["Motor"], approved_by="bob")
+    assert registry.champion_of(engine, "Liability").model_version == second.model_version
+    assert (
+        registry.get(engine, second.model_version).status
+        == registry.get(engine, first.model_version).status
+        == "champion"
+    )
+    engine.dispose()

@@ -475,6 +475,7 @@ class Actuary(threading.Thread):
 
         from include.reserving import schema
         from include.reserving.approval import approval_key, approval_value
+        from include.reserving.governance import proposal_id
         from include.reserving.warehouse import decisions
 
         engine = self.warehouse.engine()
@@ -484,18 +485,20 @@ class Actuary(threading.Thread):
             while not self.stop_event.is_set():
                 with engine.connect() as conn:
                     rows = conn.execute(select(pd_).where(pd_.c.decision == "promote")).all()
+                cards: dict = {}  # one card per V: its lines' challengers
                 for row in rows:
-                    if row.valuation_date in self.approved:
+                    cards.setdefault(row.valuation_date, {})[row.segment] = row.challenger_version
+                for valuation_date, promote in cards.items():
+                    if valuation_date in self.approved:
                         continue
-                    issued = decisions.issued(engine, decisions.MODEL, row.valuation_date, row.challenger_version)
+                    proposal = proposal_id(valuation_date, promote)
+                    issued = decisions.issued(engine, decisions.MODEL, valuation_date, proposal)
                     if issued is None:  # the model card is not out yet
                         continue
-                    value = approval_value(
-                        row.challenger_version, self.decision, "Test Actuary", "backtest is fine", issued.code
-                    )
-                    resp = api.post("/variables", json={"key": approval_key(row.valuation_date), "value": value})
+                    value = approval_value(proposal, self.decision, "Test Actuary", "backtest is fine", issued.code)
+                    resp = api.post("/variables", json={"key": approval_key(valuation_date), "value": value})
                     resp.raise_for_status()
-                    self.approved[row.valuation_date] = row.challenger_version
+                    self.approved[valuation_date] = proposal
                 time.sleep(1)
         except Exception as exc:  # noqa: BLE001 (the test asserts errors == [])
             self.errors.append(repr(exc))

@@ -13,6 +13,7 @@ import datetime as dt
 
 import pytest
 
+from include.reserving import governance
 from include.reserving.approval import approval_key, approval_value
 from include.reserving.stages import RunFacts, input
 from include.reserving.stages.training import fit_and_register
@@ -43,16 +44,17 @@ def _pending(airflow_api, monkeypatch):
     engine = facts.engine()
     cells = load_cells(engine, V)
     champion = fit_and_register(engine, facts, CHAMPION_SPEC, cells)
-    registry.set_champion(engine, champion.model_version, V, "promoted", approved_by="Founding Actuary")
+    lines = sorted(cells["segment"].unique())
+    registry.set_champion(engine, champion.model_version, V, "promoted", lines, approved_by="Founding Actuary")
     challenger = fit_and_register(engine, facts, CHALLENGER_SPEC, cells)
-    evaluation = {
-        "valuation_date": V.isoformat(),
-        "challenger_version": challenger.model_version,
-        "champion_version": champion.model_version,
-        "decision": "promote",
-        "reason": "challenger beats the champion (prepared for the harness)",
-        "delta": 0.01,
-    }
+    # the challenger beats the champion on every line (prepared for the harness): one card, every line on it
+    rule = [
+        governance.decide_promotion(
+            V, champion.model_version, -0.12, challenger.model_version, -0.08, 0.01, segment=line
+        )
+        for line in lines
+    ]
+    evaluation = governance.evaluation(V, rule, 0.01)
     _delete_variable()  # the Airflow home outlives a test: no decision may come from an earlier one
     return engine, champion.model_version, challenger.model_version, evaluation
 
@@ -103,11 +105,12 @@ def test_an_approvers_decision_is_recorded_under_their_airflow_user(pending_any,
     _run(evaluation, timeout=120)
     writer.join(timeout=5)
     assert results == [201]
-    assert registry.champion(engine).model_version == challenger
+    assert _champions(engine) == {challenger}
     assert registry.get(engine, champion).status == "retired"
     approvals = registry.approvals(engine)
-    assert approvals[["model_version", "decision", "decided_by", "comment"]].values.tolist() == [
-        [challenger, "approve", "ada", "better on long tail"]
+    lines = sorted(evaluation["promote"])
+    assert approvals[["segment", "model_version", "decision", "decided_by", "comment"]].values.tolist() == [
+        [line, challenger, "approve", "ada", "better on long tail"] for line in lines
     ]
     # decided when Airflow logged ada's write, not when the sensor noticed it
     written = [e for e in _audit_events(airflow_api, "ada") if e["event"] == "post_variable"][-1]
@@ -117,7 +120,9 @@ def test_an_approvers_decision_is_recorded_under_their_airflow_user(pending_any,
     assert history.iloc[-1][["model_version", "action", "approved_by"]].tolist() == [challenger, "promoted", "ada"]
     published = current_reserves(engine, V)
     assert set(published.model_version) == {challenger}
-    assert set(published.approval_ref) == {f"approvals.id={approvals.id.iloc[0]} (ada)"}
+    # each line's rows name the approval of that line
+    refs = published.groupby("segment")["approval_ref"].unique().map(list).to_dict()
+    assert refs == {r.segment: [f"approvals.id={r.id} (ada)"] for r in approvals.itertuples()}
 
 
 def test_reject_by_an_approver_keeps_the_champion(pending, airflow_api):
@@ -131,19 +136,27 @@ def test_reject_by_an_approver_keeps_the_champion(pending, airflow_api):
     )
     _run(evaluation, timeout=120)
     writer.join(timeout=5)
-    assert registry.champion(engine).model_version == champion
+    assert _champions(engine) == {champion}
     assert registry.get(engine, challenger).status == "rejected"
-    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["reject", "cy"]]
+    lines = len(evaluation["promote"])
+    assert registry.approvals(engine)[["decision", "decided_by"]].values.tolist() == [["reject", "cy"]] * lines
     assert set(current_reserves(engine, V).model_version) == {champion}
 
 
+def _champions(engine) -> set[str]:
+    return {entry.model_version for entry in registry.champions(engine).values()}
+
+
 def _assert_timed_out_and_nobody_approved(engine, champion, challenger):
-    assert registry.champion(engine).model_version == champion
+    assert _champions(engine) == {champion}
     assert registry.get(engine, challenger).status == "candidate"
     approvals = registry.approvals(engine)
-    assert approvals[["model_version", "decision"]].values.tolist() == [[challenger, "timeout"]]
+    lines = sorted(registry.champions(engine))  # every line was on the card: one timeout a line
+    assert approvals[["segment", "model_version", "decision"]].values.tolist() == [
+        [line, challenger, "timeout"] for line in lines
+    ]
     assert approvals.decided_by.isna().all()
-    assert registry.champion_history(engine).approved_by.tolist() == ["Founding Actuary"]
+    assert registry.champion_history(engine).approved_by.tolist() == ["Founding Actuary"] * len(lines)
     assert set(current_reserves(engine, V).model_version) == {champion}
 
 

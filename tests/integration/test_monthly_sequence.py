@@ -45,7 +45,7 @@ def _run_month(month: int, valuation_date: dt.date) -> dict:
     if drift["retrain"]:
         evaluation = training.evaluate(facts, training.train(facts))
         record["decision"] = evaluation["decision"]
-        record["challenger"] = evaluation["challenger_version"]
+        record["promote"] = evaluation["promote"]  # the lines on the card and their challengers
         if evaluation["decision"] == "promote":
             outcome = {"decision": _policy(month), "by": f"Actuary {month}", "comment": "sequence test"}
             record["approval"] = governance.apply_approval(facts, evaluation, outcome)["decision"]
@@ -76,24 +76,41 @@ def test_twelve_months_record_exactly_what_the_rule_and_the_approvals_imply(tmp_
     assert [m["month"] for m in records if psi_alarm(m)][:1] == [DRIFT_MONTH]
     assert not any(psi_alarm(m) for m in records[: DRIFT_MONTH - 1])
 
-    # approvals: exactly one row per promote decision, with the policy's outcome, nothing else
+    # the first month puts every line on the card (no champion anywhere yet)
+    lines = sorted(registry.champions(engine))
+    assert sorted(records[0]["promote"]) == lines and len(lines) > 1
+    # approvals: exactly one row per line sent to approval, with the policy's outcome, nothing else
     approvals = registry.approvals(engine)
-    expected = [(m["challenger"], _policy(m["month"])) for m in records if m["decision"] == "promote"]
-    assert list(zip(approvals.model_version, approvals.decision, strict=True)) == expected
-    # promotions in the history: exactly the approved ones, in order
+    expected = [
+        (line, version, _policy(m["month"]))
+        for m in records
+        if m["decision"] == "promote"
+        for line, version in sorted(m["promote"].items())
+    ]
+    assert list(zip(approvals.segment, approvals.model_version, approvals.decision, strict=True)) == expected
+    # promotions in the history: exactly the approved lines, in order
     history = registry.champion_history(engine)
     promoted = history[history.action == "promoted"]
-    assert promoted.model_version.tolist() == [c for c, d in expected if d == "approve"]
-    # rejected challengers stay rejected; the champion never moved without an approval
-    for challenger, decision in expected:
-        if decision == "reject":
-            assert registry.get(engine, challenger).status == "rejected"
-    spec_changes = [
-        (a, b)
-        for a, b in zip(history.model_version[:-1], history.model_version[1:], strict=True)
-        if registry.get(engine, a).spec != registry.get(engine, b).spec
+    assert list(zip(promoted.segment, promoted.model_version, strict=True)) == [
+        (line, version) for line, version, decision in expected if decision == "approve"
     ]
-    assert len(spec_changes) == len(promoted) - 1
+    # a rejected challenger never became the champion of the line it was rejected on (the same fitted model may be
+    # another line's champion refitted: version ids are spec and data); no line's champion moved to another spec
+    # without an approval
+    for line, challenger, decision in expected:
+        if decision == "reject":
+            assert challenger not in history[history.segment == line].model_version.tolist(), (line, challenger)
+            elsewhere = challenger in history.model_version.tolist()  # another line's refit, same spec and data
+            expected_status = ("champion", "retired") if elsewhere else ("rejected",)
+            assert registry.get(engine, challenger).status in expected_status, (line, challenger)
+    for line in lines:
+        own = history[history.segment == line].model_version.tolist()
+        spec_changes = [
+            (a, b)
+            for a, b in zip(own[:-1], own[1:], strict=True)
+            if registry.get(engine, a).spec != registry.get(engine, b).spec
+        ]
+        assert len(spec_changes) == (promoted.segment == line).sum() - 1, line
     # the clean months (drift included) move within the hold tolerances: nothing waits for a sign-off
     assert [(r["month"], r["hold_reasons"]) for r in records if r["hold_reasons"]] == []
     # every month published exactly one current version, each by that month's champion
@@ -102,4 +119,6 @@ def test_twelve_months_record_exactly_what_the_rule_and_the_approvals_imply(tmp_
         assert table.is_current.tolist() == [True]
         assert table.model_version.iloc[0] == record["published"]["model_version"]
         assert table.status.iloc[0] == "approved"
-    assert registry.champion(engine).model_version == records[-1]["published"]["model_version"]
+    # each line's champion is the model that reserved it in the last month
+    last = records[-1]["published"]["models"]
+    assert {line: entry.model_version for line, entry in registry.champions(engine).items()} == last

@@ -41,8 +41,10 @@ def held_month(pipeline_env, airflow_api, monkeypatch):
     facts = RunFacts.create(PREVIOUS_V, "november")
     input.ingest(facts)
     engine = facts.engine()
-    champion = fit_and_register(engine, facts, {"method": "chain_ladder", "params": {}}, load_cells(engine, PREVIOUS_V))
-    registry.set_champion(engine, champion.model_version, PREVIOUS_V, "promoted", approved_by="Founding Actuary")
+    cells = load_cells(engine, PREVIOUS_V)
+    champion = fit_and_register(engine, facts, {"method": "chain_ladder", "params": {}}, cells)
+    lines = sorted(cells["segment"].unique())
+    registry.set_champion(engine, champion.model_version, PREVIOUS_V, "promoted", lines, approved_by="Founding Actuary")
     refitted = reserving.refit(facts)
     reserved = [reserving.reserve_segment(facts, refitted, s) for s in refitted["segments"]]
     analysis = reserving.analyse(facts, refitted, reserved)
@@ -151,7 +153,8 @@ def test_held_month_signed_off_from_a_second_process_becomes_current(held_month)
         [december["version"], "approve", getpass.getuser()]  # the OS user the CLI ran as, not the typed name
     ]
     # accepted: December's refit is now the champion; November's publication is untouched
-    assert registry.champion(engine).model_version == december["model_version"] != champion
+    assert {e.model_version for e in registry.champions(engine).values()} == {december["model_version"]}
+    assert december["model_version"] != champion
     history = registry.champion_history(engine)
     assert history.iloc[-1][["valuation_date", "action"]].tolist() == [V, "refitted"]
     assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]
@@ -197,5 +200,5 @@ def test_rejected_or_timed_out_month_stays_held_and_changes_nothing(held_month, 
     assert reserves.signoffs(engine, V)[["decision", "decided_by"]].values.tolist() == [[decision, who]]
     # the previous month's publication and the champion are exactly as they were
     assert reserves.current_version(engine, PREVIOUS_V)["version"] == november["version"]
-    assert registry.champion(engine).model_version == champion
+    assert {e.model_version for e in registry.champions(engine).values()} == {champion}
     assert registry.champion_history(engine).equals(history_before)

@@ -29,6 +29,7 @@ from tests.servers import AirflowApi, running_api_server
 PROJECT = Path(__file__).resolve().parents[2]
 V1, V2 = dt.date(2024, 1, 31), dt.date(2024, 2, 29)
 PENDING_RUN = "scheduled__2024-03-01T00:00:00+00:00"
+LINES = ("Liability", "Motor")
 SERVER_START_TIMEOUT = 240
 
 
@@ -121,15 +122,20 @@ def populate(url: str, artifact_root: Path) -> Book:
 
     champ = registry.register(engine, model_entry("chain_ladder", V1))
     challenger = registry.register(engine, model_entry("xgboost_development", V2))
-    registry.record_decision(
-        engine, governance.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01), run_id="run-jan"
-    )
-    registry.decide(
-        engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", decided_by="ada", run_id="run-jan"
-    )
-    registry.record_decision(
+    # January: the first model approved on both lines; February: a challenger beats it on Motor only
+    first = [governance.decide_promotion(V1, None, None, champ.model_version, -0.12, 0.01, segment=s) for s in LINES]
+    registry.record_decisions(engine, V1, first, run_id="run-jan")
+    for line in LINES:
+        registry.decide(
+            engine, V1, champ.model_version, "approve", "reserving_approval__2024-01-31", line, "ada", run_id="run-jan"
+        )
+    registry.record_decisions(
         engine,
-        governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, -0.08, 0.01),
+        V2,
+        [
+            governance.decide_promotion(V2, champ.model_version, -0.12, challenger.model_version, s, 0.01, segment=line)
+            for line, s in (("Liability", -0.125), ("Motor", -0.08))
+        ],
         run_id=PENDING_RUN,
     )
     reserves.store_movements(engine, V2, "restated", PENDING_RUN, MOVEMENTS)

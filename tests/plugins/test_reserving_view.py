@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import quote
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from markupsafe import escape
@@ -19,7 +20,7 @@ from markupsafe import escape
 from include.reserving import approval, artifacts, governance, views, webapp
 from include.reserving.presentation.emails import model_card_email
 from include.reserving.presentation.instruction import ApprovalInstruction
-from include.reserving.presentation.model_card import ModelCardData, card_markdown
+from include.reserving.presentation.model_card import LINE_COLUMNS, Challenger, ModelCardData, card_markdown
 from include.reserving.publish import reserve_rows
 from include.reserving.stages import RunFacts
 from include.reserving.stages.governance import apply_approval
@@ -143,7 +144,7 @@ def test_an_empty_warehouse_says_nothing_is_published(tmp_path):
     client = TestClient(app)
     response = client.get("/api/reserves")
     assert response.status_code == 404 and response.json()["detail"] == "no reserves have been published yet"
-    assert client.get("/api/champion").json() == {"champion": None, "history": []}
+    assert client.get("/api/champion").json() == {"champions": [], "history": []}
     assert client.get("/api/approvals/pending").json() == []
     page = client.get("/").text
     assert "no reserves have been published yet" in page and "No pipeline runs recorded yet" in page
@@ -160,36 +161,38 @@ def test_a_warehouse_without_tables_answers_503_with_what_to_do(tmp_path):
 
 def test_champion_and_history(book):
     body = _client(book).get("/api/champion").json()
-    assert body["champion"]["model_version"] == book.champion
-    assert body["champion"]["method"] == "chain_ladder"
-    assert "artifact_uri" not in body["champion"] and "/artifacts/" not in json.dumps(body)  # no server path
-    assert [(h["model_version"], h["action"], h["approved_by"]) for h in body["history"]] == [
-        (book.champion, "promoted", "ada")
+    assert [(c["segment"], c["model_version"], c["method"]) for c in body["champions"]] == [
+        ("Liability", book.champion, "chain_ladder"),
+        ("Motor", book.champion, "chain_ladder"),
+    ]
+    assert "artifact_uri" not in body["champions"][0] and "/artifacts/" not in json.dumps(body)  # no server path
+    assert [(h["segment"], h["model_version"], h["action"], h["approved_by"]) for h in body["history"]] == [
+        ("Liability", book.champion, "promoted", "ada"),
+        ("Motor", book.champion, "promoted", "ada"),
     ]
 
 
 def test_pending_approvals_name_the_exact_variable_and_disappear_once_decided(book):
     client = _client(book)
     (item,) = client.get("/api/approvals/pending").json()
-    assert (item["valuation_date"], item["challenger_version"], item["champion_version"]) == (
-        "2024-02-29",
-        book.challenger,
-        book.champion,
-    )
+    assert (item["valuation_date"], item["challenger_version"]) == ("2024-02-29", book.challenger)
+    # one card, its lines: only Motor's challenger beat Motor's champion
+    assert [(line["segment"], line["challenger_version"], line["champion_version"]) for line in item["lines"]] == [
+        ("Motor", book.challenger, book.champion)
+    ]
     assert item["variable_key"] == approval.approval_key(V2) == "reserving_approval__2024-02-29"
     assert item["approve_value"] == approval.approval_value(book.challenger, "approve")
-    assert item["instruction"] == ApprovalInstruction(V2, book.challenger).text
+    assert item["instruction"] == ApprovalInstruction(V2, book.challenger, None, ("Motor",)).text
     card = client.get(item["model_card_md"])
     assert card.status_code == 200 and card.text == book.card_md.read_text()
     pdf = client.get(item["model_card_pdf"])
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content == book.card_pdf.read_bytes()
 
     # another run's decision does not answer this run's question; this run's does
-    registry.decide(make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob", run_id="other")
+    key = item["variable_key"]
+    registry.decide(make_engine(book.url), V2, book.challenger, "reject", key, "Motor", "bob", run_id="other")
     assert len(client.get("/api/approvals/pending").json()) == 1
-    registry.decide(
-        make_engine(book.url), V2, book.challenger, "reject", item["variable_key"], "bob", run_id=PENDING_RUN
-    )
+    registry.decide(make_engine(book.url), V2, book.challenger, "reject", key, "Motor", "bob", run_id=PENDING_RUN)
     assert client.get("/api/approvals/pending").json() == []
 
 
@@ -237,8 +240,10 @@ def test_bad_paths_are_4xx_and_name_no_server_path(book, path, status):
 
 def test_a_card_of_a_decision_without_a_run_is_404_and_a_remote_root_is_not_named(book):
     engine = make_engine(book.url)
-    registry.record_decision(
-        engine, governance.decide_promotion(V2, book.champion, -0.12, book.challenger, -0.08, 0.01)
+    registry.record_decisions(
+        engine,
+        V2,
+        [governance.decide_promotion(V2, book.champion, -0.12, book.challenger, -0.08, 0.01, segment="Motor")],
     )
     response = _client(book).get(f"/model-cards/2024-02-29/{book.challenger}.md")
     assert response.status_code == 404 and "names no run" in response.json()["detail"]
@@ -267,6 +272,9 @@ def test_page_shows_reserves_champion_approvals_and_health(book):
     assert str(escape(approval.approval_value(book.challenger, "approve"))) in html  # autoescaped, in full
     assert f'href="http://testserver/reserving/model-cards/2024-02-29/{book.challenger}.pdf"' in html
     assert book.champion in html and ">ada<" in html
+    # which model reserved which line, and each line's champion
+    assert "<th>Line</th><th>Reserved by model</th>" in html and "<td>Motor</td><td><code>m-cl</code></td>" in html
+    assert f"<tr><td>Motor</td><td><code>{book.champion}</code></td><td>chain_ladder</td>" in html
     assert "quality.validate" in html and "failed" in html
 
 
@@ -277,38 +285,44 @@ def test_page_escapes_markup_in_a_segment_or_model_version(book):
     rows = reserve_rows(*_model_output(1.2))
     rows["segment"] = rows["segment"].replace({"Motor": f"Motor {script}"})
     publish_reserves(engine, dt.date(2024, 3, 31), "manual__odd", rows, f"m-{script}")
-    registry.record_decision(
-        engine, governance.decide_promotion(V2, book.champion, -0.12, f"xgb-{script}", -0.08, 0.01), run_id=PENDING_RUN
-    )
+    odd = governance.decide_promotion(V2, book.champion, -0.12, f"xgb-{script}", -0.08, 0.01, segment="Motor")
+    registry.record_decisions(engine, V2, [odd], run_id=PENDING_RUN)
     page = _client(book).get("/").text
     assert "<script>" not in page
     assert f"Motor {escape(script)} total" in page and f"<code>m-{escape(script)}</code>" in page
-    assert f"challenger <code>xgb-{escape(script)}</code>" in page
+    assert f"model card <code>xgb-{escape(script)}</code>" in page
 
 
 def test_page_card_email_and_timeout_alert_carry_one_instruction(book, monkeypatch):
     """The page, the model card, its e-mail and the timeout alert show the text of one ApprovalInstruction."""
-    instruction = ApprovalInstruction(V2, book.challenger)
+    instruction = ApprovalInstruction(V2, book.challenger, None, ("Motor",))
     page = _client(book).get("/").text
-    mail = model_card_email(V2, book.challenger).body
+    motor = {"segment": "Motor", "challenger_version": book.challenger, "champion_version": book.champion}
+    mail = model_card_email(V2, book.challenger, lines=[{**motor, "has_champion": True}]).body
+    lines = pd.DataFrame([{**motor, "decision": "promote", "reason": "challenger better"}])
     card = card_markdown(
         ModelCardData(
             model_version=book.challenger,
-            spec={"method": "xgboost_development"},
-            code_sha="abc",
+            challengers=(
+                Challenger(
+                    model_version=book.challenger,
+                    spec={"method": "xgboost_development"},
+                    code_sha="abc",
+                    lines=("Motor",),
+                ),
+            ),
             valuation_date=V2,
             data_row_count=8,
             data_hash="sha256:0",
             segments=("Liability", "Motor"),
-            decision="promote",
-            decision_reason="challenger better",
+            lines=lines.reindex(columns=LINE_COLUMNS),
         )
     )
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", book.url)
     alerts = []
     apply_approval(
         RunFacts.create(V2, PENDING_RUN),
-        {"challenger_version": book.challenger},
+        {"challenger_version": book.challenger, "promote": {"Motor": book.challenger}},
         {"decision": "timeout"},
         alerts.append,
     )
@@ -318,7 +332,11 @@ def test_page_card_email_and_timeout_alert_carry_one_instruction(book, monkeypat
         assert all(f"<pre>{escape(text)}</pre>" in html for _, text in instruction.steps)
     assert instruction.sentence in card
     assert all(f"```\n{text}\n```" in card for _, text in instruction.steps)
-    assert timeout.endswith(instruction.text) and timeout.startswith(f"Approval of model {book.challenger}")
+    assert timeout.endswith(instruction.text)
+    assert timeout.startswith(
+        f"Decisions for 2024-02-29 on {book.challenger}: Motor: approval of model {book.challenger} timed out: its "
+        "champion kept."
+    )
 
 
 def test_every_route_refuses_a_caller_without_a_token(book):

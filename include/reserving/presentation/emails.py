@@ -36,15 +36,24 @@ def report_email(
 
 
 def model_card_email(
-    valuation_date: dt.date, model_version: str, code: str | None = None, first_model: bool = False
+    valuation_date: dt.date,
+    model_version: str,
+    code: str | None = None,
+    first_model: bool = False,
+    lines: list[dict] | None = None,
 ) -> Email:
-    """The model card's e-mail: a challenger waits for approval, and how to give it; ``first_model``: there is no
-    champion yet (the message says what reserves the month without an approval)."""
+    """The model card's e-mail: challengers wait for approval, line by line, and how to decide; ``first_model``:
+    there is no champion yet (the message says what reserves the month without an approval). ``lines``: the lines on
+    the card (``segment, challenger_version, champion_version, has_champion``)."""
+    lines = sorted(lines or [], key=lambda line: line["segment"])
+    asked = tuple(line["segment"] for line in lines)
     return Email(
-        f"Approval needed: model {model_version} for valuation {day(valuation_date)}",
+        f"Approval needed: model {model_version} for valuation {day(valuation_date)}"
+        + (f" ({len(asked)} lines: {', '.join(asked)})" if len(asked) > 1 else f" ({asked[0]})" if asked else ""),
         render(
             "email_model_card.html",
-            instruction=ApprovalInstruction(valuation_date, model_version, code),
+            instruction=ApprovalInstruction(valuation_date, model_version, code, asked),
             first_model=first_model,
+            lines=lines,
         ),
     )

@@ -22,6 +22,7 @@ class ApprovalInstruction:
     valuation_date: dt.date
     model_version: str
     code: str | None = None  # the model card's one-time code; None: a placeholder (the card is not issued yet)
+    lines: tuple[str, ...] = ()  # the lines of business the card asks about (each gets its own decision)
 
     @property
     def key(self) -> str:
@@ -40,8 +41,29 @@ class ApprovalInstruction:
         return shlex.join(approval_command(self.valuation_date, self.model_version, decision, code=self.code))
 
     @property
+    def mixed_value(self) -> str | None:
+        """An example that approves the first line and rejects the others (None with fewer than two lines)."""
+        if len(self.lines) < 2:
+            return None
+        return approval_value(
+            self.model_version, "approve", code=self.code, lines={line: "reject" for line in self.lines[1:]}
+        )
+
+    @property
     def sentence(self) -> str:
-        return (
+        lines = ""
+        if self.lines:
+            lines = (
+                f"The decision is per line of business: this card asks about {', '.join(self.lines)}; decision "
+                "decides every one of them"
+                + (
+                    ", and a lines object decides the lines it names otherwise (e.g. approve one line, reject "
+                    "another); a line rejected keeps its champion. "
+                    if len(self.lines) > 1
+                    else ". "
+                )
+            )
+        return lines + (
             f"To approve model {self.model_version} for valuation {self.valuation_date:%Y-%m-%d}, set the Airflow "
             f"Variable {self.key} to the value to approve, in the Airflow UI (Admin / Variables) or with its command "
             "line; to reject it and keep the champion, set the value to reject. Put your name in by and your reason in "
@@ -53,13 +75,16 @@ class ApprovalInstruction:
     @property
     def steps(self) -> tuple[tuple[str, str], ...]:
         """(label, text to copy) in reading order: the key, then the value and command line to approve, to reject."""
-        return (
+        steps = (
             ("Variable key", self.key),
             ("Value to approve", self.approve_value),
             ("Command line to approve", self.command("approve")),
             ("Value to reject", self.reject_value),
             ("Command line to reject", self.command("reject")),
         )
+        if self.mixed_value is None:
+            return steps
+        return (*steps, (f"Value to approve {self.lines[0]} and reject the other lines (example)", self.mixed_value))
 
     @property
     def text(self) -> str:

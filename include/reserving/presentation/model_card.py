@@ -1,5 +1,6 @@
-"""The model card of a challenger: what it is, what it was trained on, how it scored against the champion, the
-promotion decision the evaluate stage recorded, and exactly how to approve or reject it.
+"""The model card of a month's challengers: per line of business, the challenger against that line's champion (the
+search's candidates, backtest scores and bias, why the winner won), the decision the evaluate stage recorded per
+line, and exactly how to approve or reject each line.
 
 The card's text is one Markdown template (``templates/model_card.md``); the PDF typesets that Markdown with the
 :mod:`pdf` helper, so the two files always say the same. Plain data in, files out: no warehouse, no wall clock.
@@ -16,8 +17,7 @@ from typing import Any
 import pandas as pd
 
 from include.reserving import artifacts
-from include.reserving.domain import BASELINE, OVERALL, Role
-from include.reserving.governance import canonical_spec
+from include.reserving.domain import OVERALL
 from include.reserving.presentation import pdf
 from include.reserving.presentation.formatting import money, money_total, number, pvalue, signed, signed_money
 from include.reserving.presentation.instruction import ApprovalInstruction
@@ -25,7 +25,20 @@ from include.reserving.presentation.templating import render
 
 PAGE = pdf.PORTRAIT
 IMPACT_COLUMNS = ["segment", "challenger", "champion", "paid_cl"]  # unpaid by line under each model
-CANDIDATE_COLUMNS = ["spec", "mean_wape", "mean_bias", "mean_score"]  # the training search's table
+SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "score", "eligible"]  # backtest.search's table
+# one row per line: the rule's decision on the line's challenger against the line's champion
+LINE_COLUMNS = [
+    "segment",
+    "champion_version",
+    "challenger_version",
+    "champion_score",
+    "challenger_score",
+    "challenger_bias",
+    "baseline_bias",
+    "decision",
+    "reason",
+]
+VERDICTS = {"promote": "PROMOTE after approval", "keep": "KEEP the champion", "none": "no challenger"}
 
 DEFAULT_LIMITATIONS = (
     "Reserves are gross of reinsurance; recoveries are not modelled.",
@@ -38,54 +51,11 @@ DEFAULT_LIMITATIONS = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelCardData:
-    """What the model card of a challenger states.
+class Challenger:
+    """One challenger version on the card: identity, and the lines it is proposed on.
 
-    Attributes
-    ----------
-    model_version, spec, code_sha :
-        Identity: registry version, the JSON spec (``{"method": ..., "params": {...}}``), the git SHA of the code.
-    hyperparameters : dict
-        Every hyperparameter of the challenger, defaults filled in (its spec's params as the model reads them).
-    features : tuple of str
-        What a machine-learning model learns from; empty for a chain ladder.
-    valuation_date, data_row_count, data_hash :
-        Data fingerprint: the snapshot it was fitted on (valuation date, number of cells, content hash).
-    segments : tuple of str
-        Lines of business in scope.
-    gross_of_reinsurance : bool
-    basis : str
-        Snapshot basis (``as_recorded`` or ``restated``).
-    origin_first, origin_last : datetime.date or None
-        First and last origin periods in the training data.
-    max_development : int or None
-        Oldest development age (months) in the training data.
-    holdout_diagonals : int
-        Latest calendar diagonals held out for the backtest against the champion.
-    candidates : pandas.DataFrame
-        The training search: ``spec`` (JSON), ``mean_wape``, ``mean_bias``, ``mean_score`` per candidate spec tried,
-        best first (:func:`include.reserving.backtest.select_spec`); ``mean_bias`` may be missing on older entries.
-    champion_version, champion_spec :
-        The incumbent (None for the very first model).
-    evaluation : pandas.DataFrame
-        Backtest rows ``model_version, role`` (champion/challenger; on a first run baseline), ``segment`` ("ALL"
-        overall), ``wape, rmse``.
-    decision, decision_reason : str
-        The promotion decision the evaluate stage recorded (``promote``, ``keep`` or ``none``) and its reason.
-    promotion_delta : float
-        The delta of that decision: promote iff score(challenger) > score(champion) + delta, score = 1 - WAPE.
-    reserve_impact : pandas.DataFrame
-        Unpaid by line on V's data: ``segment, challenger, champion, paid_cl`` (``champion`` NaN on a first run).
-    selection_rule : str
-        The rule that selects the published ultimate per origin (where it picks the model, the model's counts).
-    drift : pandas.DataFrame
-        ``feature, kind, psi, ks_statistic, ks_pvalue, breached``: why retraining ran.
-    retrain_reason : str
-    limitations : tuple of str
-    approval_timeout_hours : float or None
-        How long the approval sensor waits before keeping the champion.
-    approval_code : str or None
-        The one-time code issued with this card; the approval Variable must quote it.
+    ``hyperparameters``: every hyperparameter, defaults filled in; ``features``: what a machine-learning model learns
+    from (empty for a chain ladder).
     """
 
     model_version: str
@@ -93,6 +63,59 @@ class ModelCardData:
     code_sha: str
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     features: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCardData:
+    """What the model card states: each line's challenger against that line's champion, and what is decided.
+
+    Attributes
+    ----------
+    model_version : str
+        What the approval Variable names: the challenger when one version is proposed on every line sent to approval,
+        else the proposal id of the set (:func:`include.reserving.governance.proposal_id`).
+    challengers : tuple of Challenger
+        Every challenger version of the month, with the lines it challenges on.
+    valuation_date, data_row_count, data_hash :
+        Data fingerprint: the snapshot the challengers were fitted on (valuation date, number of cells, content hash).
+    segments : tuple of str
+        Lines of business in scope.
+    gross_of_reinsurance : bool
+    basis : str
+        Snapshot basis (``as_recorded`` or ``restated``).
+    origin_first, origin_last : datetime.date or None
+    max_development : int or None
+        Oldest development age (months) in the training data.
+    holdout_diagonals : int
+        Rolling origins of the backtest (the latest valuations it refits as at).
+    search : pandas.DataFrame
+        The training search (:func:`include.reserving.backtest.search`): ``segment, order, spec, wape, bias, score,
+        eligible`` per line (and ``"ALL"``) and candidate; empty when not recorded.
+    lines : pandas.DataFrame
+        ``LINE_COLUMNS`` per line: the champion and challenger, their backtest scores on the line, the challenger's
+        and chain ladder's bias there, and the decision the evaluate stage recorded (promote, keep, none) with its
+        reason.
+    promotion_delta, bias_margin : float
+        The rule: promote iff score(challenger) > score(champion) + delta on the line, score = 1 - WAPE, and the
+        challenger's bias there is not further from zero than chain ladder's by more than ``bias_margin``.
+    reserve_impact : pandas.DataFrame
+        Unpaid by line on V's data: ``segment, challenger`` (the line's challenger; NaN without one), ``champion``
+        (the line's champion refitted; NaN without one), ``paid_cl``.
+    selection_rule : str
+        The rule that selects the published ultimate per origin (where it picks the model, the model's counts).
+    drift : pandas.DataFrame
+        ``feature, kind, psi, ks_statistic, ks_pvalue, breached``: why retraining ran.
+    retrain_reason : str
+    limitations : tuple of str
+    approval_timeout_hours : float or None
+        How long the approval sensor waits before keeping each line's champion.
+    approval_code : str or None
+        The one-time code issued with this card; the approval Variable must quote it.
+    """
+
+    model_version: str
+    challengers: tuple[Challenger, ...]
     valuation_date: dt.date
     data_row_count: int
     data_hash: str
@@ -103,15 +126,10 @@ class ModelCardData:
     origin_last: dt.date | None = None
     max_development: int | None = None
     holdout_diagonals: int = 4
-    candidates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CANDIDATE_COLUMNS))
-    champion_version: str | None = None
-    champion_spec: dict[str, Any] | None = None
-    evaluation: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(columns=["model_version", "role", "segment", "wape", "rmse"])
-    )
-    decision: str
-    decision_reason: str
+    search: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=SEARCH_COLUMNS))
+    lines: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LINE_COLUMNS))
     promotion_delta: float = 0.01
+    bias_margin: float = 0.05
     reserve_impact: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=IMPACT_COLUMNS))
     selection_rule: str = ""
     drift: pd.DataFrame = field(
@@ -124,66 +142,98 @@ class ModelCardData:
     approval_timeout_hours: float | None = None
     approval_code: str | None = None  # the card's one-time code: an approval must quote it
 
+    @property
+    def asked(self) -> tuple[str, ...]:
+        """The lines this card asks the actuary to decide (the rule said promote), in order."""
+        return tuple(sorted(str(s) for s in self.lines.loc[self.lines["decision"] == "promote", "segment"]))
 
-def _score_rows(card: ModelCardData) -> list[list[str]]:
-    """One row per segment, all lines last: the comparator's (the champion, on a first run the paid chain-ladder
-    baseline) and the challenger's WAPE and RMSE, and the score delta."""
-    ev = card.evaluation
-    comparator = BASELINE if card.champion_version is None else Role.CHAMPION
+    @property
+    def unchampioned(self) -> tuple[str, ...]:
+        """Asked lines without a champion yet: rejected, they are reserved by the chain-ladder fallback."""
+        asked = self.lines[self.lines["decision"] == "promote"]
+        return tuple(sorted(str(s) for s in asked.loc[asked["champion_version"].isna(), "segment"]))
 
-    def pick(segment: str, role: str, metric: str) -> float | None:
-        hit = ev[(ev["segment"].astype(str) == segment) & (ev["role"] == role)]
-        return float(hit[metric].iloc[0]) if len(hit) else None
 
+def _line_rows(card: ModelCardData) -> list[list[str]]:
+    """One row per line: champion, challenger, their scores on the line, the biases, the decision."""
     rows = []
-    for segment in sorted({str(s) for s in ev["segment"]}, key=lambda s: (s == OVERALL, s)):
-        wape = {role: pick(segment, role, "wape") for role in (comparator, Role.CHALLENGER)}
-        known = None not in wape.values()
+    for r in card.lines.sort_values("segment").to_dict(orient="records"):
         rows.append(
             [
-                "All lines" if segment == OVERALL else segment,
-                number(wape[comparator]),
-                number(wape[Role.CHALLENGER]),
-                money(pick(segment, comparator, "rmse")),
-                money(pick(segment, Role.CHALLENGER, "rmse")),
-                signed(wape[comparator] - wape[Role.CHALLENGER] if known else None),  # (1 - WAPE) difference
+                str(r["segment"]),
+                _version(r["champion_version"], "none yet (chain-ladder fallback)"),
+                _version(r["challenger_version"], "none"),
+                number(r["champion_score"]),
+                number(r["challenger_score"]),
+                signed(r["challenger_bias"]),
+                signed(r["baseline_bias"]),
+                VERDICTS.get(str(r["decision"]), str(r["decision"])),
             ]
         )
     return rows
 
 
-def _candidate_rows(card: ModelCardData) -> list[list[str]]:
-    """One row per candidate spec, best first: method, params, mean WAPE, bias and score; the challenger marked."""
-    rows = []
-    for rank, r in enumerate(card.candidates.to_dict(orient="records"), start=1):
-        spec = json.loads(r["spec"])
-        rows.append(
-            [
-                str(rank),
-                spec["method"],
-                json.dumps(spec.get("params") or {}, sort_keys=True),
-                number(r["mean_wape"]),
-                signed(r["mean_bias"]),
-                number(r["mean_score"]),
-                "challenger" if canonical_spec(spec) == canonical_spec(card.spec) else "",
-            ]
+def _version(value: Any, missing: str) -> str:
+    return missing if value is None or value != value else str(value)
+
+
+def _search_by_line(card: ModelCardData) -> list[dict[str, Any]]:
+    """Per line (the lines first, all lines together last): the candidates best first and why the winner won."""
+    from include.reserving.backtest import ranked
+
+    if card.search.empty:
+        return []
+    challenger_of = {str(r["segment"]): r["challenger_version"] for r in card.lines.to_dict(orient="records")}
+    champion_of = {str(r["segment"]): r["champion_version"] for r in card.lines.to_dict(orient="records")}
+    out = []
+    for segment in sorted(set(card.search["segment"]), key=lambda s: (s == OVERALL, s)):
+        table = ranked(card.search, segment)
+        rows, winner = [], None
+        for rank, r in enumerate(table.to_dict(orient="records"), start=1):
+            spec = json.loads(r["spec"])
+            chosen = rank == 1
+            winner = winner or (spec, r)
+            rows.append(
+                [
+                    str(rank),
+                    spec["method"],
+                    json.dumps(spec.get("params") or {}, sort_keys=True),
+                    number(r["wape"]),
+                    signed(r["bias"]),
+                    number(r["score"]),
+                    "yes" if r["eligible"] else "no: biased",
+                    "best" if chosen else "",
+                ]
+            )
+        spec, best = winner
+        excluded = int((~table["eligible"].astype(bool)).sum())
+        why = (
+            f"{spec['method']} {json.dumps(spec.get('params') or {}, sort_keys=True)} won with the best score "
+            f"{number(best['score'])} (bias {signed(best['bias'])}) among the eligible candidates"
+            + (f"; {excluded} not eligible: bias materially worse than chain ladder's" if excluded else "")
         )
-    return rows
+        if segment != OVERALL:
+            challenger = challenger_of.get(segment)
+            if challenger is not None and challenger == challenger:
+                why += f". It is the line's challenger, {challenger}"
+            elif champion_of.get(segment) is not None:
+                why += ". It is the champion's spec: no challenger on this line"
+        out.append({"segment": "All lines together" if segment == OVERALL else segment, "rows": rows, "why": why})
+    return out
 
 
 def _impact_rows(card: ModelCardData) -> list[list[str]]:
-    """Unpaid by line, all lines last: challenger, champion, paid chain ladder, and challenger less the comparator
-    (the champion; on a first run paid chain ladder, which reserves the month without an approval)."""
+    """Unpaid by line, all lines last: challenger, champion, paid chain ladder, and the challenger less what
+    reserves the line without an approval (the champion; on a line without one, paid chain ladder)."""
     impact = card.reserve_impact.sort_values("segment")
-    comparator = "paid_cl" if card.champion_version is None else "champion"
-    rows = [
-        [str(r["segment"]), *(money(r[c]) for c in IMPACT_COLUMNS[1:]), signed_money(r["challenger"] - r[comparator])]
-        for _, r in impact.iterrows()
-    ]
+    rows = []
+    for _, r in impact.iterrows():
+        comparator = r["paid_cl"] if pd.isna(r["champion"]) else r["champion"]
+        difference = None if pd.isna(r["challenger"]) else r["challenger"] - comparator
+        rows.append([str(r["segment"]), *(money(r[c]) for c in IMPACT_COLUMNS[1:]), signed_money(difference)])
     if rows:
-        total = {c: money_total(impact[c]) if impact[c].notna().any() else None for c in IMPACT_COLUMNS[1:]}
-        difference = None if total[comparator] is None else money_total([total["challenger"], -total[comparator]])
-        rows.append(["All lines", *(money(total[c]) for c in IMPACT_COLUMNS[1:]), signed_money(difference)])
+        total = {c: money_total(impact[c]) if impact[c].notna().all() else None for c in IMPACT_COLUMNS[1:]}
+        rows.append(["All lines", *(money(total[c]) for c in IMPACT_COLUMNS[1:]), ""])
     return rows
 
 
@@ -203,17 +253,24 @@ def _drift_rows(card: ModelCardData) -> list[list[str]]:
 
 def card_markdown(card: ModelCardData) -> str:
     """The card as Markdown."""
+    challengers = [
+        {
+            "challenger": c,
+            "spec": json.dumps(c.spec, sort_keys=True),
+            "hyperparameters": [[k, json.dumps(v, sort_keys=True)] for k, v in sorted(c.hyperparameters.items())],
+        }
+        for c in card.challengers
+    ]
     return render(
         "model_card.md",
         card=card,
-        spec=json.dumps(card.spec, sort_keys=True),
-        champion_spec=json.dumps(card.champion_spec or {}, sort_keys=True),
-        hyperparameters=[[k, json.dumps(v, sort_keys=True)] for k, v in sorted(card.hyperparameters.items())],
-        candidates=_candidate_rows(card),
-        scores=_score_rows(card),
+        challengers=challengers,
+        line_rows=_line_rows(card),
+        reasons=[(str(r["segment"]), str(r["reason"])) for r in card.lines.sort_values("segment").to_dict("records")],
+        searches=_search_by_line(card),
         impact=_impact_rows(card),
         drift=_drift_rows(card),
-        instruction=ApprovalInstruction(card.valuation_date, card.model_version, card.approval_code),
+        instruction=ApprovalInstruction(card.valuation_date, card.model_version, card.approval_code, card.asked),
     )
 
 

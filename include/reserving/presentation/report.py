@@ -192,7 +192,7 @@ def _cover(data: ReportData) -> list[Flowable]:
     facts = [
         ["Valuation date", data.valuation_date.isoformat()],
         ["Status", status],
-        ["Champion model version", data.champion_version],
+        ["Model version", data.champion_version],
         ["Publication version", str(data.publication_version)],
         ["Lines of business", ", ".join(_segments(data))],
         ["Origin periods", str(reserves["origin"].nunique())],
@@ -228,6 +228,15 @@ def _cover(data: ReportData) -> list[Flowable]:
         *[paragraph(s) for s in sections],
         PageBreak(),
     ]
+
+
+def _models_by_line(data: ReportData) -> list[list[str]]:
+    """Which model reserved which line, and the approval it carries (none: the fallback, or an older publication)."""
+    rows = []
+    for segment, group in data.reserves.groupby("segment", sort=True):
+        ref = group["approval_ref"].iloc[0] if "approval_ref" in group else None
+        rows.append([str(segment), str(group["model_version"].iloc[0]), NA if is_missing(ref) else str(ref)])
+    return rows
 
 
 # the money columns of the reserve tables, in the order they print
@@ -331,6 +340,12 @@ def _summary(data: ReportData) -> list[Flowable]:
         pdf.table(header, rows, width=WIDTH, total_row=True),
         Spacer(1, 4),
         paragraph(f"{note} {TERMS_NOTE} {LOSS_RATIO_NOTE}", "note"),
+        Spacer(1, 4),
+        paragraph(
+            "Each line of business is reserved by its own champion (its spec refitted on this month's data; a line "
+            "without an approved model by the chain-ladder fallback, preliminary):"
+        ),
+        pdf.table(["Line", "Reserved by model", "Approval behind it"], _models_by_line(data), width=WIDTH),
     ]
 
 
@@ -1080,6 +1095,6 @@ def render_reserve_report(data: ReportData, path: str | Path) -> Path:
         creator=__name__,
         footer=(
             f"Reserve report  |  valuation {v}  |  {data.status.upper()}  |  "
-            f"publication v{data.publication_version}  |  champion {data.champion_version}"
+            f"publication v{data.publication_version}  |  model {data.champion_version}"
         ),
     )

@@ -10,7 +10,7 @@ import logging
 import pandas as pd
 from sqlalchemy.engine import Engine
 
-from include.reserving import artifacts
+from include.reserving import artifacts, governance
 from include.reserving import drift as drift_stats
 from include.reserving.config import claims_source_url, warehouse_url
 from include.reserving.dates import previous_month_end
@@ -210,11 +210,21 @@ def plausibility(facts: RunFacts) -> dict:
     return {"checks": len(checks), "skipped": sum(c.passed is None for c in checks)}
 
 
-def actual_vs_expected_breach(cells: pd.DataFrame, champion: ModelEntry, tolerance: float):
-    """Concept-drift hook: actual vs expected paid on the newest diagonal per segment, from the champion's spec."""
+def actual_vs_expected_breach(cells: pd.DataFrame, champions: dict[str, ModelEntry], tolerance: float):
+    """Concept-drift hook: actual vs expected paid on the newest diagonal per segment, each line from its champion's
+    spec (a spec shared by several lines computed once)."""
     from include.reserving.backtest import actual_vs_expected
 
-    ave = actual_vs_expected(cells, champion.spec)
+    by_spec: dict[str, list[str]] = {}
+    specs = {}
+    for segment, champion in champions.items():
+        key = governance.spec_hash(champion.spec)
+        by_spec.setdefault(key, []).append(segment)
+        specs[key] = champion.spec
+    frames = [
+        actual_vs_expected(cells, specs[key]).query("segment in @lines") for key, lines in sorted(by_spec.items())
+    ]
+    ave = pd.concat(frames, ignore_index=True).sort_values("segment").reset_index(drop=True)
     breaches = ave[(ave["ratio"] - 1).abs() > tolerance]
     detail = ", ".join(f"{r.segment} A/E {r.ratio:.3f}" for r in breaches.itertuples())
     return (not breaches.empty), detail, ave
@@ -237,12 +247,12 @@ def drift_report_at(
 
 
 def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
-    """PSI/KS per feature against the champion's reference window, stored; the retraining decision."""
+    """PSI/KS per feature against the champions' reference window (the oldest champion's training data), stored; the
+    retraining decision: also when a line has no champion yet."""
     engine = facts.engine()
-    champion = registry.champion(engine)
-    reference = drift_stats.reference_window(
-        facts.valuation_date, champion.trained_valuation_date if champion else None
-    )
+    champions = registry.champions(engine)
+    trained = min((c.trained_valuation_date for c in champions.values()), default=None)
+    reference = drift_stats.reference_window(facts.valuation_date, trained)
     report = drift_report_at(
         engine,
         facts.valuation_date,
@@ -252,17 +262,21 @@ def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
         reference,
     )
     drift_store.store_drift_metrics(engine, report, run_id=facts.run_id)
-    ave_breach, ave_detail = None, None
-    if champion is not None:
+    ave_breach, ave_detail, unchampioned = None, None, []
+    if champions:
         cells = cells_store.load_cells(engine, facts.valuation_date, facts.basis)
-        ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, champion, facts.settings.ave_tolerance)
+        ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, champions, facts.settings.ave_tolerance)
+        unchampioned = sorted(set(cells["segment"]) - set(champions))
     decision = drift_stats.decide_retrain(
         report, facts.settings.psi_threshold, force_retrain=force_retrain, ave_breach=ave_breach, ave_detail=ave_detail
     )
     reasons = list(decision.reasons)
     retrain = decision.retrain
-    if champion is None:
+    if not champions:
         retrain = True
         reasons.append("no champion yet: the first model must be trained")
+    elif unchampioned:  # a new line of business
+        retrain = True
+        reasons.append(f"no champion yet on {', '.join(unchampioned)}: a first model for it must be trained")
     log.info("drift decision for %s: %s", facts.valuation_date, "; ".join(reasons))
     return {"retrain": retrain, "reasons": reasons}

@@ -32,15 +32,17 @@ def report(facts: RunFacts, published: dict) -> dict:
     # V's current version: this run's once signed off or within tolerance (published["status"] may say held)
     published = {**published, **{k: current[k] for k in ("version", "status", "model_version")}}
     previous_v = reserves.previous_valuation(engine, v)
+    rows = reserves.current_reserves(engine, v)
+    models = rows.groupby("segment")["model_version"].first()
     data = report_data(
         valuation_date=v,
         published=published,
-        champion_spec=registry.get(engine, published["model_version"]).spec,
-        reserves=reserves.current_reserves(engine, v),
+        line_specs={segment: registry.get(engine, version).spec for segment, version in models.items()},
+        reserves=rows,
         previous_reserves=reserves.current_reserves(engine, previous_v) if previous_v else None,
         previous_valuation_date=previous_v,
         cells=load_cells(engine, v, facts.basis),
-        backtest=registry.backtests(engine, v),
+        backtest=line_backtests(engine, v),
         quality=quality_store.results_frame(engine, v, facts.basis),
         drift=drift_store.drift_metrics(engine, v, facts.basis),
         plausibility=plausibility_store.results(engine, v, facts.basis),
@@ -81,3 +83,15 @@ def email_report(facts: RunFacts, reported: dict) -> dict:
 
     mail = report_email(facts.valuation_date, reported["status"], totals={k: reported.get(k) for k in TOTALS})
     return send_email(facts, mail.subject, mail.body, [reported["report_uri"]])
+
+
+def line_backtests(engine, valuation_date):
+    """V's backtest rows of each line's champion and challenger (as the promotion decisions name them), one pair a
+    line; a version's rows on lines it does not compete on, and the overall rows (each line has its own pair), are
+    left out."""
+    bt = registry.backtests(engine, valuation_date)
+    pairs = set()
+    for row in registry.decisions_at(engine, valuation_date):
+        pairs |= {(row.segment, row.champion_version), (row.segment, row.challenger_version)}
+    keep = [(segment, version) in pairs for segment, version in zip(bt["segment"], bt["model_version"], strict=True)]
+    return bt[keep].reset_index(drop=True)

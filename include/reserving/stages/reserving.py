@@ -1,6 +1,7 @@
-"""The reserving group: the model that reserves V, ultimates per line (mapped tasks), the analysis of change against
-the previous month, one atomic publication (held when a movement is beyond the hold tolerance), and the month's
-acceptance (the refitted champion recorded) once its numbers are current; the sign-off of held numbers."""
+"""The reserving group: the model that reserves each line at V (its champion's refit), ultimates per line (mapped
+tasks), the analysis of change against the previous month, one atomic publication (held when a movement is beyond
+the hold tolerance), and the month's acceptance (each line's refitted champion recorded) once its numbers are
+current; the sign-off of held numbers."""
 
 from __future__ import annotations
 
@@ -23,39 +24,58 @@ from include.reserving.warehouse.cells import load_cells
 log = logging.getLogger(__name__)
 
 
-def approval_reference(engine, spec: dict) -> str | None:
-    """The approval behind the champion's spec (routine refits inherit it): 'approvals.id=N (by WHO)'."""
-    found = registry.approval_behind(engine, governance.spec_hash(spec))
+def approval_reference(engine, spec: dict, segment: str) -> str | None:
+    """The approval behind a line's champion's spec (routine refits inherit it): 'approvals.id=N (by WHO)'."""
+    found = registry.approval_behind(engine, governance.spec_hash(spec), segment)
     return None if found is None else f"approvals.id={found[0]} ({found[1]})"
 
 
+def publication_model(lines: dict[str, dict]) -> str:
+    """What a publication's version row names as its model: the one model that reserved every line, else how many
+    (each row names its line's model)."""
+    versions = sorted({line["model_version"] for line in lines.values()})
+    return versions[0] if len(versions) == 1 else f"per line: {len(versions)} models"
+
+
 def refit(facts: RunFacts) -> dict:
-    """The model that reserves V: a routine refit of the champion's spec on V's data (recorded, no approval
-    needed), or, while no model was ever approved, the chain-ladder fallback fitted on V's data for PRELIMINARY
-    reserves (whatever became of this run's challenger: rejected, timed out, or none trained)."""
+    """The models that reserve V, per line: a routine refit of the line's champion's spec on V's data (recorded, no
+    approval needed), or, on a line whose model was never approved, the chain-ladder fallback fitted on V's data for
+    PRELIMINARY reserves (whatever became of this run's challenger: rejected, timed out, or none trained). A spec
+    that several lines share is fitted once; the publication is preliminary when any line is."""
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
-    champion = registry.champion(engine)
-    if champion is None:
-        # a candidate, never the champion: the next run's challenger still goes to approval
-        model_entry = fit_and_register(engine, facts, governance.FALLBACK_SPEC, cells)
-        status = PublicationStatus.PRELIMINARY.value
-        log.warning(
-            "no champion yet: preliminary reserves from the %s for %s (model %s)",
-            governance.FALLBACK_NAME,
-            facts.valuation_date,
-            model_entry.model_version,
-        )
-    else:
-        # recorded as the champion only once the month is accepted (accept_month): a held month may be rejected
-        model_entry = fit_and_register(engine, facts, champion.spec, cells)
-        status = PublicationStatus.APPROVED.value
+    champions = registry.champions(engine)
+    fitted: dict[str, object] = {}
+    lines: dict[str, dict] = {}
+    for segment in sorted(cells["segment"].unique().tolist()):
+        champion = champions.get(segment)
+        spec = champion.spec if champion is not None else governance.FALLBACK_SPEC
+        key = governance.spec_hash(spec)
+        if key not in fitted:
+            # a fallback fit is a candidate, never the champion: the next run's challenger still goes to approval;
+            # a champion's refit is recorded as the line's champion only once the month is accepted (accept_month)
+            fitted[key] = fit_and_register(engine, facts, spec, cells)
+        entry = fitted[key]
+        if champion is None:
+            log.warning(
+                "%s has no champion yet: preliminary reserves from the %s for %s (model %s)",
+                segment,
+                governance.FALLBACK_NAME,
+                facts.valuation_date,
+                entry.model_version,
+            )
+        lines[segment] = {
+            "model_version": entry.model_version,
+            "artifact_uri": entry.artifact_uri,
+            "status": (PublicationStatus.APPROVED if champion else PublicationStatus.PRELIMINARY).value,
+            "approval_ref": approval_reference(engine, spec, segment) if champion else None,
+        }
+    approved = all(line["status"] == PublicationStatus.APPROVED for line in lines.values())
     return {
-        "model_version": model_entry.model_version,
-        "artifact_uri": model_entry.artifact_uri,
-        "status": status,
-        "approval_ref": approval_reference(engine, model_entry.spec) if status == PublicationStatus.APPROVED else None,
-        "segments": sorted(cells["segment"].unique().tolist()),
+        "lines": lines,
+        "model_version": publication_model(lines),
+        "status": (PublicationStatus.APPROVED if approved else PublicationStatus.PRELIMINARY).value,
+        "segments": sorted(lines),
     }
 
 
@@ -73,7 +93,7 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     cells = cells[cells["segment"] == segment].reset_index(drop=True)
     if cells.empty:
         raise LookupError(f"segment {segment!r} has no cells at {facts.valuation_date}")
-    model = load_model(artifacts.local_dir(refitted["artifact_uri"]))
+    model = load_model(artifacts.local_dir(refitted["lines"][segment]["artifact_uri"]))
     reserved = methods.reserve_segment(cells, facts.settings, model_ultimates=model.ultimates(cells))
     rows = reserve_rows(selected_ultimates(reserved.origins), latest_diagonal(cells))
     uri = artifacts.join(facts.run_dir, "reserves", f"{artifacts.safe(segment)}.json")
@@ -84,9 +104,10 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     artifacts.write_text(uri, json.dumps(payload, indent=1))
     sums = totals(rows)
     log.info(
-        "reserved %s at %s over %d origins (%s): unpaid %.2f = case reserves %s + IBNR %s",
+        "reserved %s at %s with model %s over %d origins (%s): unpaid %.2f = case reserves %s + IBNR %s",
         segment,
         facts.valuation_date,
+        refitted["lines"][segment]["model_version"],
         len(rows),
         rows["method"].value_counts().to_dict(),
         sums["unpaid_total"],
@@ -97,21 +118,24 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
 
 
 def _reserved(refitted: dict, reserved: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every segment's reserve rows and methods summaries (written by reserve_segment); raises when a segment has
-    none."""
+    """Every segment's reserve rows (each naming its line's model and the approval behind it) and methods summaries
+    (written by reserve_segment); raises when a segment has none."""
     missing = sorted(set(refitted["segments"]) - {r["segment"] for r in reserved})
     if missing:
         raise RuntimeError(f"segments {missing} have no reserves: nothing was published")
     payloads = [json.loads(artifacts.read_text(r["reserves_uri"])) for r in reserved]
     rows = pd.concat([pd.DataFrame(p["rows"]) for p in payloads], ignore_index=True)
     rows["origin"] = pd.to_datetime(rows["origin"]).dt.date
+    for column in ("model_version", "approval_ref"):
+        rows[column] = rows["segment"].map({s: line[column] for s, line in refitted["lines"].items()})
     summary = pd.DataFrame([p["summary"] for p in payloads]).sort_values("segment").reset_index(drop=True)
     return rows.sort_values(["segment", "origin"]).reset_index(drop=True), summary
 
 
-def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_changed: bool):
-    """The previous model's expected emergence from V-1 and, when the model changed, the rows V would publish with it
-    (the selection on V's data, its ultimates as the model's).
+def _previous_model_views(engine, facts: RunFacts, previous_model: str, lines: set[str], changed: set[str]):
+    """On the ``lines`` the previous model reserved at V-1: its expected emergence from V-1 and, on the ``changed``
+    ones (another model reserves them at V), the rows V would publish with it (the selection on V's data, its
+    ultimates as the model's).
 
     Either is None when it cannot be computed (e.g. the previous artifact is gone): the analysis then says so.
     """
@@ -129,9 +153,10 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_ch
     try:
         before = load_cells(engine, previous_month_end(facts.valuation_date), facts.basis)
         expected = movement.expected_emergence(model.predict(before), 1, facts.settings.development_months)
+        expected = expected[expected["segment"].isin(lines)]
     except Exception as exc:
         log.warning("expected emergence from V-1 not available (%s): A/E not computed", exc)
-    if model_changed:
+    if changed:
         try:
             cells = load_cells(engine, facts.valuation_date, facts.basis)
             grain = facts.settings.development_months
@@ -143,7 +168,8 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_ch
                     previous_model,
                 )
                 return expected, None
-            known = cells[cells["segment"].isin(set(model.training_cells_["segment"]))].reset_index(drop=True)
+            seen = changed & set(model.training_cells_["segment"])
+            known = cells[cells["segment"].isin(seen)].reset_index(drop=True)
             # its view of V is what V would publish with it: the same selection, its ultimates in the model column
             selected = methods.reserve_book(known, facts.settings, model_ultimates=model.ultimates(known))
             on_current = reserve_rows(selected_ultimates(selected.origins), latest_diagonal(known))
@@ -158,7 +184,8 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, model_ch
 
 def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
     """The analysis of change per line against the previous current publication at V-1 (same basis), stored for this
-    run; returns the hold reasons (empty: within tolerance, or the first month)."""
+    run; the change of model per line (a line reserved by another model than at V-1). Returns the hold reasons
+    (empty: within tolerance, or the first month)."""
     engine = facts.engine()
     rows, _ = _reserved(refitted, reserved)
     previous_v = previous_month_end(facts.valuation_date)
@@ -168,10 +195,19 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
         reasons: list[str] = []
         log.info("no current %s publication at %s: first month, no movement hold", facts.basis, previous_v)
     else:
-        version, previous_rows = previous
-        changed = version["model_version"] != refitted["model_version"]
-        expected, on_current = _previous_model_views(engine, facts, version["model_version"], changed)
-        aoc = movement.analysis_of_change(rows, previous_rows, expected, on_current, model_changed=changed)
+        _, previous_rows = previous
+        before = previous_rows.groupby("segment")["model_version"].first().to_dict()
+        now = {segment: line["model_version"] for segment, line in refitted["lines"].items()}
+        changed = {s for s in now if s in before and before[s] != now[s]}
+        expected, on_current = [], []
+        for model in sorted(set(before.values())):
+            its_lines = {s for s, m in before.items() if m == model}
+            views = _previous_model_views(engine, facts, model, its_lines, changed & its_lines)
+            expected.append(views[0])
+            on_current.append(views[1])
+        aoc = movement.analysis_of_change(
+            rows, previous_rows, _concat(expected), _concat(on_current), model_changed=changed
+        )
         reasons = movement.hold_reasons(aoc, facts.settings)
     if not movement.ties(aoc):
         raise RuntimeError(f"analysis of change for {facts.valuation_date} does not tie to the cent: nothing published")
@@ -186,14 +222,25 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
     }
 
 
-def accept_month(engine, facts: RunFacts, refitted: dict) -> None:
-    """The month's numbers are current: record the refitted champion as the month's model (routine, no approval)."""
-    if refitted["status"] != PublicationStatus.APPROVED:
-        return  # preliminary reserves come from the fallback, never recorded as champion
-    champion = registry.champion(engine)
-    if champion is not None and champion.model_version != refitted["model_version"]:
+def _concat(frames: list[pd.DataFrame | None]) -> pd.DataFrame | None:
+    """The frames that could be computed, together; None when none could."""
+    found = [f for f in frames if f is not None]
+    return pd.concat(found, ignore_index=True) if found else None
+
+
+def accept_month(engine, facts: RunFacts, lines: dict[str, dict]) -> None:
+    """The month's numbers are current: each approved line's refitted champion recorded as its champion (routine, no
+    approval); a line reserved by the fallback is never recorded as champion."""
+    champions = registry.champions(engine)
+    refitted: dict[str, list[str]] = {}
+    for segment, line in sorted(lines.items()):
+        champion = champions.get(segment)
+        if line["status"] == PublicationStatus.APPROVED and champion is not None:
+            if champion.model_version != line["model_version"]:
+                refitted.setdefault(line["model_version"], []).append(segment)
+    for version, segments in sorted(refitted.items()):
         registry.set_champion(
-            engine, refitted["model_version"], facts.valuation_date, ChampionAction.REFITTED, run_id=facts.run_id
+            engine, version, facts.valuation_date, ChampionAction.REFITTED, segments, run_id=facts.run_id
         )
 
 
@@ -209,6 +256,7 @@ def publish(
 
     rows, summary = _reserved(refitted, reserved)
     held = bool(analysis["hold_reasons"])
+    refs = sorted({f"{s}: {line['approval_ref']}" for s, line in refitted["lines"].items() if line["approval_ref"]})
     result = reserves.publish_reserves(
         engine,
         facts.valuation_date,
@@ -216,7 +264,7 @@ def publish(
         rows,
         refitted["model_version"],
         basis=facts.basis,
-        approval_ref=refitted["approval_ref"],
+        approval_ref="; ".join(refs)[:250] or None,  # each row carries its own line's
         status=PublicationStatus.HELD.value if held else refitted["status"],
         ranges=range_rows(summary, rows, facts.settings),
         refuse_over_later=refuse_over_later,
@@ -226,10 +274,12 @@ def publish(
         "status": PublicationStatus.HELD.value if held else refitted["status"],
         "accepted_status": refitted["status"],  # the status it takes once signed off
         "model_version": refitted["model_version"],
+        "models": {segment: line["model_version"] for segment, line in refitted["lines"].items()},
+        "lines": refitted["lines"],
         "held": held,
     }
     if not held:
-        accept_month(engine, facts, refitted)
+        accept_month(engine, facts, refitted["lines"])
         return out
     # the sign-off must quote this code, issued now: a value written before the hold never signs it off
     issued = decisions.issue(engine, decisions.NUMBERS, facts.valuation_date, result.version, facts.run_id)
@@ -264,9 +314,7 @@ def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -
     )
     if decision == Decision.APPROVE:
         reserves.make_current(engine, facts.valuation_date, version, published["accepted_status"])
-        accept_month(
-            engine, facts, {"model_version": published["model_version"], "status": published["accepted_status"]}
-        )
+        accept_month(engine, facts, published["lines"])
         message = (
             f"Reserves for {facts.valuation_date} version {version} signed off by {outcome.get('by')}: now current"
         )

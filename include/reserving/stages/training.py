@@ -3,9 +3,8 @@ the margin-delta rule."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from dataclasses import asdict
+from dataclasses import replace
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -52,57 +51,117 @@ def fit_and_register(
 
 
 def train(facts: RunFacts) -> dict:
-    """The training search (time-series CV over past diagonals); a best spec unlike the champion's is the challenger."""
-    from include.reserving.backtest import select_spec
+    """The training search per line (rolling-origin backtests of every candidate): a line whose best spec is not
+    its champion's gets that spec as its challenger; a spec that wins several lines is fitted once."""
+    from include.reserving.backtest import best_per_line, search
 
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
-    best, table = select_spec(cells)
-    champion = registry.champion(engine)
-    search = table.to_dict(orient="records")
-    if champion is not None and governance.spec_hash(best) == governance.spec_hash(champion.spec):
-        log.info("training search picked the champion's spec %s: no challenger", governance.canonical_spec(best))
-        return {"challenger_version": None, "best_spec": best, "search": search}
-    entry = fit_and_register(engine, facts, best, cells, metrics={"search": search})
-    log.info("challenger %s: %s", entry.model_version, governance.canonical_spec(best))
-    return {"challenger_version": entry.model_version, "best_spec": best, "search": search}
+    table = search(cells, bias_margin=facts.settings.promotion_bias_margin)
+    records = table.to_dict(orient="records")
+    champions = registry.champions(engine)
+    challengers: dict[str, str] = {}
+    fitted: dict[str, ModelEntry] = {}
+    for line, spec in best_per_line(table).items():
+        champion = champions.get(line)
+        if champion is not None and governance.spec_hash(spec) == governance.spec_hash(champion.spec):
+            log.info(
+                "%s: the search picked the champion's spec %s: no challenger", line, governance.canonical_spec(spec)
+            )
+            continue
+        key = governance.spec_hash(spec)
+        if key not in fitted:
+            fitted[key] = fit_and_register(engine, facts, spec, cells, metrics={"search": records})
+        challengers[line] = fitted[key].model_version
+        log.info("%s: challenger %s (%s)", line, challengers[line], governance.canonical_spec(spec))
+    return {"challengers": challengers, "search": records}
+
+
+def _line_scores(result, line: str) -> tuple[float, float]:
+    """(score, bias) of a backtest on one line; NaN when nothing emerged there to score."""
+    row = result.scores.loc[result.scores["segment"] == line]
+    return (float(row["score"].iloc[0]), float(row["bias"].iloc[0])) if len(row) else (float("nan"), float("nan"))
 
 
 def evaluate(facts: RunFacts, trained: dict) -> dict:
-    """Backtest challenger and champion on the same held-out diagonals and apply the promotion rule."""
+    """Backtest each line's challenger and champion on the same rolling origins (each version once) and apply the
+    margin-delta rule and the bias guard per line, against that line's champion; the decisions recorded per line."""
     from include.reserving.backtest import backtest
+    from include.reserving.ingest import cells_hash
 
     engine = facts.engine()
-    k = facts.settings.backtest_diagonals
-    champion = registry.champion(engine)
-    challenger_version = trained.get("challenger_version")
+    settings = facts.settings
+    k = settings.backtest_diagonals
     cells = load_cells(engine, facts.valuation_date, facts.basis)
-    scores: dict[str, float | None] = {Role.CHAMPION: None, Role.CHALLENGER: None}
-    challenger = challenger_version and registry.get(engine, challenger_version)
-    for role, entry in ((Role.CHAMPION, champion), (Role.CHALLENGER, challenger)):
-        if not entry:
-            continue
-        result = backtest(cells, entry.spec, k=k)
-        scores_frame = result.scores[["segment", "wape", "rmse"]]
-        registry.store_backtest(engine, facts.valuation_date, entry.model_version, role, scores_frame, k, facts.run_id)
-        scores[role] = result.score
-    fallback_hash = governance.spec_hash(governance.FALLBACK_SPEC)
-    if challenger and champion is None and governance.spec_hash(challenger.spec) != fallback_hash:
-        # a first challenger is shown against paid chain ladder, which reserves the month without an approval; the
-        # id is the one the fallback's refit on V's data registers
-        from include.reserving.ingest import cells_hash
+    lines = sorted(cells["segment"].unique())
+    champions = registry.champions(engine)
+    challengers = trained.get("challengers") or {}
+    entries = {e.model_version: e for e in champions.values()}
+    entries.update({v: registry.get(engine, v) for v in set(challengers.values())})
+    by_spec: dict[str, object] = {}
 
+    def scored(spec: dict):
+        key = governance.spec_hash(spec)
+        if key not in by_spec:
+            by_spec[key] = backtest(cells, spec, k=k)
+        return by_spec[key]
+
+    for version, entry in entries.items():
+        # a version may champion one line and challenge another: its role is stored per line
+        roles = {line: Role.CHAMPION for line, e in champions.items() if e.model_version == version}
+        roles |= {line: Role.CHALLENGER for line, v in challengers.items() if v == version}
+        role = Role.CHALLENGER if version in challengers.values() else Role.CHAMPION
+        frame = scored(entry.spec).scores[["segment", "wape", "rmse"]]
+        registry.store_backtest(engine, facts.valuation_date, version, role, frame, k, facts.run_id, roles)
+    baseline = scored(governance.FALLBACK_SPEC)
+    if any(line not in champions for line in challengers):
+        # a first challenger is shown against paid chain ladder, which reserves a line without an approved model;
+        # the id is the one the fallback's refit on V's data registers
         version = governance.model_version_id(governance.FALLBACK_SPEC, facts.valuation_date, cells_hash(cells))
-        baseline = backtest(cells, governance.FALLBACK_SPEC, k=k).scores[["segment", "wape", "rmse"]]
-        registry.store_backtest(engine, facts.valuation_date, version, BASELINE, baseline, k, facts.run_id)
-    decision = governance.decide_promotion(
-        facts.valuation_date,
-        champion.model_version if champion else None,
-        scores[Role.CHAMPION],
-        challenger_version,
-        scores[Role.CHALLENGER],
-        facts.settings.promotion_delta,
+        if version not in entries:
+            frame = baseline.scores[["segment", "wape", "rmse"]]
+            registry.store_backtest(engine, facts.valuation_date, version, BASELINE, frame, k, facts.run_id)
+    decisions = []
+    for line in lines:
+        champion, challenger = champions.get(line), challengers.get(line)
+        champion_score = _line_scores(scored(champion.spec), line)[0] if champion else None
+        challenger_score, challenger_bias = (
+            _line_scores(scored(entries[challenger].spec), line) if challenger else (None, None)
+        )
+        decisions.append(
+            governance.decide_promotion(
+                facts.valuation_date,
+                champion.model_version if champion else None,
+                champion_score,
+                challenger,
+                challenger_score,
+                settings.promotion_delta,
+                challenger_bias=challenger_bias,
+                baseline_bias=_line_scores(baseline, line)[1],
+                bias_margin=settings.promotion_bias_margin,
+                segment=line,
+            )
+        )
+        log.info(
+            "promotion rule for %s at %s: %s (%s)",
+            line,
+            facts.valuation_date,
+            decisions[-1].decision,
+            decisions[-1].reason,
+        )
+    decisions = [_stored(d) for d in decisions]
+    registry.record_decisions(engine, facts.valuation_date, decisions, run_id=facts.run_id)
+    return governance.evaluation(facts.valuation_date, decisions, settings.promotion_delta)
+
+
+def _stored(decision: governance.PromotionDecision) -> governance.PromotionDecision:
+    """NaN scores (nothing emerged on the line) stored as NULL."""
+    return replace(
+        decision,
+        champion_score=_finite(decision.champion_score),
+        challenger_score=_finite(decision.challenger_score),
     )
-    registry.record_decision(engine, decision, run_id=facts.run_id)
-    log.info("promotion rule for %s: %s (%s)", facts.valuation_date, decision.decision, decision.reason)
-    return {key: (v.isoformat() if isinstance(v, dt.date) else v) for key, v in asdict(decision).items()}
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or value != value else float(value)

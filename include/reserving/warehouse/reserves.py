@@ -64,8 +64,11 @@ def publish_reserves(
     staged = reserves.copy()
     staged["valuation_date"] = valuation_date
     staged["version"] = 0  # the real version is chosen inside the swap transaction
-    staged["model_version"] = model_version
-    staged["approval_ref"] = approval_ref
+    # rows may name their own line's model and approval (each line has its own champion)
+    if "model_version" not in staged:
+        staged["model_version"] = model_version
+    if "approval_ref" not in staged:
+        staged["approval_ref"] = approval_ref
     staged["load_id"] = load_id
     rs, stg, rv = schema.reserve_results, schema.reserve_results_staging, schema.reserve_versions
     clear_staged(engine, stg, prefix)  # what this run's publish, killed before its swap, left

@@ -66,26 +66,31 @@ def test_a_method_named_by_the_setting_is_searched_trained_and_promoted(
         swap_cells(conn, key, "additive-book", len(cells))
     facts = RunFacts.create(V, "scheduled__2024-01-01T00:00:00+00:00")
     champion = training.fit_and_register(engine, facts, FALLBACK_SPEC, cells)
-    registry.set_champion(engine, champion.model_version, V, "promoted", approved_by="ada")
+    lines = sorted(cells["segment"].unique())
+    registry.set_champion(engine, champion.model_version, V, "promoted", lines, approved_by="ada")
 
     # found through the setting on first use; the search tries its own grid after the chain ladder's
     assert backtest.default_candidates() == [*ChainLadder.search_grid(), *AdditiveDevelopment.search_grid()]
     trained = training.train(facts)
-    assert trained["best_spec"] == {"method": "additive_development", "params": {}}
-    scores = {row["spec"]: row["mean_score"] for row in trained["search"]}
+    assert sorted(trained["challengers"]) == lines  # the registered method wins every line
+    (version,) = set(trained["challengers"].values())  # one cross-segment model, fitted once
+    challenger = registry.get(engine, version)
+    assert challenger.spec == {"method": "additive_development", "params": {}}
+    scores = {row["spec"]: row["score"] for row in trained["search"] if row["segment"] == "ALL"}
     assert len(scores) == 5
     assert min(s for spec, s in scores.items() if "additive" in spec) > max(
         s for spec, s in scores.items() if "chain_ladder" in spec
     )
 
     evaluation = training.evaluate(facts, trained)
-    assert (evaluation["decision"], evaluation["champion_version"]) == ("promote", champion.model_version)
-    assert evaluation["challenger_score"] > evaluation["champion_score"] + facts.settings.promotion_delta
+    assert evaluation["decision"] == "promote" and evaluation["promote"] == {line: version for line in lines}
+    for line in evaluation["lines"]:
+        assert line["champion_version"] == champion.model_version
+        assert line["challenger_score"] > line["champion_score"] + facts.settings.promotion_delta
 
-    # approved: the registered method is the champion, restored from its JSON artifact as the class it was
-    challenger = registry.get(engine, trained["challenger_version"])
-    assert registry.set_champion(engine, challenger.model_version, V, "promoted", approved_by="bob")
-    assert registry.champion(engine).spec == {"method": "additive_development", "params": {}}
+    # approved: the registered method is every line's champion, restored from its JSON artifact as the class it was
+    assert registry.set_champion(engine, version, V, "promoted", lines, approved_by="bob") == lines
+    assert {e.spec["method"] for e in registry.champions(engine).values()} == {"additive_development"}
     restored = load_model(artifacts.local_dir(challenger.artifact_uri))
     assert isinstance(restored, AdditiveDevelopment)
     # the youngest origin (2023Q4, premium 2,100, one quarter seen) develops by the exact later-quarter rates

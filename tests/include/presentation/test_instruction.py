@@ -45,3 +45,19 @@ def test_text_is_the_sentence_then_one_step_a_line():
         f"Value to reject: {REJECT}",
         f"Command line to reject: airflow variables set {KEY} '{REJECT}'",
     ]
+
+
+def test_a_card_of_several_lines_says_each_line_is_decided_and_shows_a_mixed_value():
+    instruction = ApprovalInstruction(VALUATION, CHALLENGER, CODE, ("Liability", "Motor"))
+    assert instruction.sentence.startswith(
+        "The decision is per line of business: this card asks about Liability, Motor; decision decides every one of "
+        "them, and a lines object decides the lines it names otherwise (e.g. approve one line, reject another); a "
+        "line rejected keeps its champion. To approve model"
+    )
+    label, value = instruction.steps[-1]
+    assert label == "Value to approve Liability and reject the other lines (example)"
+    assert value == APPROVE.replace('"<why>"}', '"<why>", "lines": {"Motor": "reject"}}')
+    assert len(instruction.steps) == 6
+    single = ApprovalInstruction(VALUATION, CHALLENGER, CODE, ("Motor",))
+    assert single.sentence.startswith("The decision is per line of business: this card asks about Motor; decision ")
+    assert len(single.steps) == 5

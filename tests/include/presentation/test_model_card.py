@@ -1,5 +1,6 @@
-"""The model card states identity, scope, evaluation, the recorded decision and the exact approval instruction; the
-PDF says what the Markdown says."""
+"""The model card states, per line of business, the challenger against the line's champion (the search's candidates,
+scores, bias and why the winner won), the decision recorded per line, what is asked, and the exact approval
+instruction; the PDF says what the Markdown says."""
 
 from __future__ import annotations
 
@@ -10,27 +11,65 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from include.reserving.presentation.model_card import ModelCardData, card_markdown, write_model_card
-from tests.include.conftest import CHALLENGER, CHAMPION, RULE, TOTAL_UNPAID, UNPAID_BY_LINE, VALUATION
+from include.reserving.presentation.model_card import Challenger, ModelCardData, card_markdown, write_model_card
+from tests.include.conftest import CHALLENGER, CHAMPION, RULE, UNPAID_BY_LINE, VALUATION
 from tests.include.presentation.test_instruction import APPROVE, CODE, KEY, REJECT
 
-STORED_REASON = "challenger 0.928900 > champion 0.915800 + delta 0.01"
 SPEC = {"method": "xgb_development", "params": {"max_depth": 3, "n_estimators": 200, "learning_rate": 0.05}}
-# the training search's table as select_spec returns it, best first
-CANDIDATES = pd.DataFrame(
+CL = {"method": "chain_ladder", "params": {}}
+CL5 = {"method": "chain_ladder", "params": {"n_periods": 5}}
+LIABILITY_REASON = "challenger 0.881000 > champion 0.848000 + delta 0.01"
+MOTOR_REASON = "challenger 0.941200 <= champion 0.939000 + delta 0.01"
+
+
+def _search_rows(segment: str, scores: list[tuple[dict, float, float, bool]]) -> list[dict]:
+    return [
+        {
+            "segment": segment,
+            "order": order,
+            "spec": json.dumps(spec, sort_keys=True),
+            "wape": 1 - score,
+            "bias": bias,
+            "score": score,
+            "eligible": eligible,
+        }
+        for spec, order, (score, bias, eligible) in (
+            (s, [CL, CL5, SPEC].index(s), (score, bias, ok)) for s, score, bias, ok in scores
+        )
+    ]
+
+
+# the training search's table as backtest.search returns it: per line and overall (ALL), candidates in order
+SEARCH = pd.DataFrame(
+    _search_rows("Liability", [(CL, 0.848, 0.031, True), (CL5, 0.852, 0.095, False), (SPEC, 0.881, -0.012, True)])
+    + _search_rows("Motor", [(CL, 0.939, 0.010, True), (CL5, 0.930, 0.020, True), (SPEC, 0.9412, 0.004, True)])
+    + _search_rows("Property", [(CL, 0.955, 0.002, True), (CL5, 0.950, 0.001, True), (SPEC, 0.947, 0.020, True)])
+    + _search_rows("ALL", [(CL, 0.914, 0.0143, True), (CL5, 0.9107, 0.0387, True), (SPEC, 0.9231, 0.004, True)])
+)
+LINES = pd.DataFrame(
     [
-        (json.dumps(SPEC, sort_keys=True), 0.0700, -0.0123, 0.9300),
-        (json.dumps({"method": "chain_ladder", "params": {}}), 0.0850, 0.0310, 0.9150),
-        (json.dumps({"method": "chain_ladder", "params": {"n_periods": 5}}), 0.0900, 0.0420, 0.9100),
+        ("Liability", CHAMPION, CHALLENGER, 0.848, 0.881, -0.012, 0.031, "promote", LIABILITY_REASON),
+        ("Motor", CHAMPION, CHALLENGER, 0.939, 0.9412, 0.004, 0.010, "keep", MOTOR_REASON),
+        ("Property", CHAMPION, None, None, None, None, 0.002, "none", "no challenger this month"),
     ],
-    columns=["spec", "mean_wape", "mean_bias", "mean_score"],
+    columns=[
+        "segment",
+        "champion_version",
+        "challenger_version",
+        "champion_score",
+        "challenger_score",
+        "challenger_bias",
+        "baseline_bias",
+        "decision",
+        "reason",
+    ],
 )
 
-# unpaid by line under each model; the champion's is the fixture book's published unpaid
+# unpaid by line under each model; the champion's is the fixture book's published unpaid; Property has no challenger
 IMPACT = pd.DataFrame(
     {
         "segment": ["Motor", "Liability", "Property"],
-        "challenger": [12_600_000.25, 25_000_000.00, 3_400_000.10],
+        "challenger": [12_600_000.25, 25_000_000.00, float("nan")],
         "champion": [float(UNPAID_BY_LINE[s].replace(",", "")) for s in ("Motor", "Liability", "Property")],
         "paid_cl": [12_400_000.00, 27_100_000.50, 3_500_000.00],
     }
@@ -41,10 +80,16 @@ IMPACT = pd.DataFrame(
 def card(report_data) -> ModelCardData:
     return ModelCardData(
         model_version=CHALLENGER,
-        spec=SPEC,
-        code_sha="3f9c2e1d0b7a6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
-        hyperparameters={**SPEC["params"], "subsample": 0.8, "target": "cl_residual"},
-        features=("development", "paid_ratio", "cl_increment"),
+        challengers=(
+            Challenger(
+                model_version=CHALLENGER,
+                spec=SPEC,
+                code_sha="3f9c2e1d0b7a6c5e4f3a2b1c0d9e8f7a6b5c4d3e",
+                hyperparameters={**SPEC["params"], "subsample": 0.8, "target": "cl_residual"},
+                features=("development", "paid_ratio", "cl_increment"),
+                lines=("Liability", "Motor"),
+            ),
+        ),
         valuation_date=VALUATION,
         data_row_count=len(report_data.cells),
         data_hash="sha256:5be0f1c7d4a1e2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b",
@@ -53,13 +98,10 @@ def card(report_data) -> ModelCardData:
         origin_last=dt.date(2023, 10, 1),
         max_development=36,
         holdout_diagonals=4,
-        candidates=CANDIDATES,
-        champion_version=CHAMPION,
-        champion_spec={"method": "chain_ladder", "params": {"average": "volume"}},
-        evaluation=report_data.backtest,
-        decision="promote",
-        decision_reason=STORED_REASON,
+        search=SEARCH,
+        lines=LINES,
         promotion_delta=0.01,
+        bias_margin=0.05,
         reserve_impact=IMPACT,
         selection_rule=RULE,
         drift=report_data.drift,
@@ -74,39 +116,57 @@ def written(card, tmp_path_factory):
     return write_model_card(card, tmp_path_factory.mktemp("cards"))
 
 
-def test_markdown_card_contains_identity_scope_evaluation_and_exact_approval(written, card):
+def test_the_card_says_per_line_what_is_decided_and_what_is_asked(written, card):
     markdown = written[0].read_text()
     assert written[0].name == f"model_card_{CHALLENGER}.md"
+    assert (
+        "| Line | Champion | Challenger | Champion score | Challenger score | Challenger bias | Chain-ladder bias | "
+        "Decision recorded |"
+    ) in markdown
+    assert (
+        f"| Liability | {CHAMPION} | {CHALLENGER} | 0.8480 | 0.8810 | -0.0120 | +0.0310 | PROMOTE after approval |"
+        in (markdown)
+    )
+    assert (
+        f"| Motor | {CHAMPION} | {CHALLENGER} | 0.9390 | 0.9412 | +0.0040 | +0.0100 | KEEP the champion |" in markdown
+    )
+    assert f"| Property | {CHAMPION} | none | n/a | n/a | n/a | +0.0020 | no challenger |" in markdown
+    assert f"- Liability: {LIABILITY_REASON.replace('>', chr(92) + '>')}" in markdown
+    assert "**This card asks for a decision on 1 line: Liability.**" in markdown
+    assert "The other lines keep their champions whatever is decided" in markdown
+    assert card.asked == ("Liability",) and card.unchampioned == ()
+
+
+def test_markdown_card_contains_identity_scope_and_exact_approval(written, card):
+    markdown = written[0].read_text()
     for text in (
         CHALLENGER,
-        card.code_sha,
+        card.challengers[0].code_sha,
         card.data_hash,
-        json.dumps(card.spec, sort_keys=True),
+        json.dumps(SPEC, sort_keys=True),
+        "| Challenger on | Liability, Motor |",
         f"| Data: row count (cells) | {card.data_row_count:,} |",
         "gross of reinsurance",
         "Liability, Motor, Property",
         "2021-01-01 to 2023-10-01",
-        CHAMPION,
         "## 7. Drift context",
         "claimant_age | numeric | 0.2713",
         "## 8. Limitations",
+        "this card asks about Liability; decision decides every one of them.",
     ):
         assert text in markdown, text
-    # Overall: champion score 1 - 0.0842, challenger 1 - 0.0711, delta +0.0131 > 0.01.
-    assert "| All lines | 0.0842 | 0.0711 | 61,234.56 | 52,109.87 | +0.0131 |" in markdown
-    escaped = STORED_REASON.replace(">", "\\>")  # Markdown would read a bare > as markup
-    assert f"Decision recorded by the evaluate stage: PROMOTE after approval ({escaped})." in markdown
     assert f"```\n{KEY}\n```" in markdown
     assert f"```\n{APPROVE}\n```" in markdown
     assert f"```\nairflow variables set {KEY} '{APPROVE}'\n```" in markdown
     assert f"```\nairflow variables set {KEY} '{REJECT}'\n```" in markdown
+    assert "without a decision every line keeps its champion." in markdown
 
 
 def test_pdf_card_carries_the_same_instruction(written):
     text = "".join(page.extract_text() for page in PdfReader(str(written[1])).pages)
     squeeze = "".join
     assert squeeze(KEY.split()) in squeeze(text.split())
-    assert squeeze(f"PROMOTE after approval ({STORED_REASON})".split()) in squeeze(text.split())
+    assert squeeze("This card asks for a decision on 1 line: Liability.".split()) in squeeze(text.split())
     assert squeeze(APPROVE.split()) in squeeze(text.split())
     assert squeeze(REJECT.split()) in squeeze(text.split())
 
@@ -116,62 +176,43 @@ def test_same_card_gives_identical_pdf_bytes(card, written, tmp_path):
     assert again.read_bytes() == written[1].read_bytes()
 
 
-def test_card_states_the_stored_decision_without_re_running_the_rule(card):
-    """A decision to keep stays "keep" on the card, whatever the scores would say under today's delta."""
-    kept = card_markdown(ModelCardData(**{**card.__dict__, "decision": "keep", "decision_reason": "recorded: keep"}))
-    assert "Decision recorded by the evaluate stage: KEEP the champion (recorded: keep)." in kept
-    first = ModelCardData(
-        **{
-            **card.__dict__,
-            "champion_version": None,
-            "champion_spec": None,
-            "decision_reason": "no champion yet: the first challenger needs approval",
-        }
-    )
-    markdown = card_markdown(first)
-    assert "First model: no champion yet; this challenger would be the first approved model." in markdown
-    assert "beat the champion" not in markdown
-    assert "without a decision the champion stays" not in markdown
-    assert (
-        "Rejected or without a decision, there is still no champion: the month's reserves are preliminary, from the "
-        "chain-ladder fallback"
-    ) in markdown
-    assert "PROMOTE after approval (no champion yet: the first challenger needs approval)" in markdown
-
-
-def test_markdown_escapes_what_markdown_would_read_as_markup(card):
-    odd = ModelCardData(**{**card.__dict__, "segments": ("Motor | <b>Fleet</b>",), "retrain_reason": "*PSI* [x]"})
-    markdown = card_markdown(odd)
-    assert "Motor \\| \\<b\\>Fleet\\</b\\>" in markdown
-    assert "Why retraining ran: \\*PSI\\* \\[x\\]" in markdown
-
-
-def test_card_lists_every_candidate_of_the_search_with_its_scores_and_marks_the_challenger(written):
+def test_the_search_is_explained_per_line_candidates_scores_bias_and_why_the_winner_won(written):
     markdown = written[0].read_text()
     params = '{"learning_rate": 0.05, "max_depth": 3, "n_estimators": 200}'
-    assert f"| 1 | xgb_development | {params} | 0.0700 | -0.0123 | 0.9300 | challenger |" in markdown
-    assert "| 2 | chain_ladder | {} | 0.0850 | +0.0310 | 0.9150 |  |" in markdown
-    assert '| 3 | chain_ladder | {"n_periods": 5} | 0.0900 | +0.0420 | 0.9100 |  |' in markdown
-    assert "won the search by the best score" in markdown
-    assert "materially further from zero than the plain chain ladder's was not eligible" in markdown
-    assert "beat it on the same backtest by more than the promotion delta" in markdown
+    # Liability: XGBoost best (0.881); chain ladder 5 periods scores higher than plain chain ladder but is biased
+    liability = markdown[markdown.index("### Liability") : markdown.index("### Motor")]
+    assert (
+        f"| 1 | xgb_development | {params} | 0.1190 | -0.0120 | 0.8810 | yes | best |\n"
+        "| 2 | chain_ladder | {} | 0.1520 | +0.0310 | 0.8480 | yes |  |\n"
+        '| 3 | chain_ladder | {"n_periods": 5} | 0.1480 | +0.0950 | 0.8520 | no: biased |  |'
+    ) in liability
+    assert (
+        f"xgb_development {params} won with the best score 0.8810 (bias -0.0120) among the eligible candidates; 1 "
+        f"not eligible: bias materially worse than chain ladder's. It is the line's challenger, {CHALLENGER}."
+    ) in liability
+    # Property: the champion's spec (plain chain ladder) wins: no challenger there
+    property_ = markdown[markdown.index("### Property") : markdown.index("### All lines together")]
+    assert property_.index("| 1 | chain_ladder | {} | 0.0450 | +0.0020 | 0.9550 | yes | best |") > 0
+    assert "It is the champion's spec: no challenger on this line." in property_
 
 
 def test_a_card_without_a_recorded_search_says_so(card):
-    markdown = card_markdown(ModelCardData(**{**card.__dict__, "candidates": CANDIDATES.iloc[:0]}))
+    markdown = card_markdown(ModelCardData(**{**card.__dict__, "search": SEARCH.iloc[:0]}))
     assert "The training search's candidates were not recorded with this model." in markdown
     assert "| Rank |" not in markdown
 
 
 def test_card_shows_the_unpaid_by_line_under_challenger_champion_and_paid_chain_ladder(written):
     markdown = written[0].read_text()
-    assert "| Line | Challenger | Champion | Paid chain ladder | Challenger - champion |" in markdown
-    # challenger less champion: 25,000,000.00 - 25,971,208.13 and so on; lines in order, all lines last
+    assert (
+        "| Line | Challenger | Champion | Paid chain ladder | Challenger - what reserves without approval |"
+    ) in markdown
+    # challenger less the line's champion: 25,000,000.00 - 25,971,208.13; Property has no challenger
     assert (
         "| Liability | 25,000,000.00 | 25,971,208.13 | 27,100,000.50 | -971,208.13 |\n"
         "| Motor | 12,600,000.25 | 12,507,450.74 | 12,400,000.00 | +92,549.51 |\n"
-        "| Property | 3,400,000.10 | 3,453,906.82 | 3,500,000.00 | -53,906.72 |\n"
-        f"| All lines | 41,000,000.35 | {TOTAL_UNPAID} | 43,000,000.50 | -932,565.34 |"
+        "| Property | n/a | 3,453,906.82 | 3,500,000.00 | n/a |\n"
+        "| All lines | n/a | 41,932,565.69 | 43,000,000.50 |  |"
     ) in markdown
     assert f"the selection rule ({RULE})" in markdown
 
@@ -183,31 +224,41 @@ def test_card_states_every_hyperparameter_and_the_features(written, card):
         '| n_estimators | 200 |\n| subsample | 0.8 |\n| target | "cl_residual" |'
     ) in markdown
     assert "Features the model learns from: development, paid_ratio, cl_increment." in markdown
-    chain_ladder = card_markdown(ModelCardData(**{**card.__dict__, "hyperparameters": {}, "features": ()}))
-    assert "Features: none; the method learns development factors from the triangle only." in chain_ladder
-    assert "| Hyperparameter |" not in chain_ladder
 
 
-def test_a_first_card_shows_the_challenger_against_the_paid_chain_ladder_baseline(card):
-    """No champion: the evaluation compares the baseline's backtest rows, and the reserve impact paid chain ladder."""
-    ev = card.evaluation
-    baseline = ev[ev["role"] == "champion"].assign(role="baseline", model_version="20231231-chain_ladder-0a1b2c3d4e")
-    first = ModelCardData(
+def test_a_card_of_two_challengers_and_a_line_without_champion(card):
+    """Lines with different challengers: each version's identity, the proposal the approval names, a decision per
+    line (the instruction's mixed example), and what reserves a line without a champion when rejected."""
+    chain = Challenger(model_version="20231231-chain_ladder-0a1b2c3d4e", spec=CL5, code_sha="abc", lines=("Motor",))
+    lines = LINES.copy()
+    lines.loc[1, ["challenger_version", "decision", "reason"]] = [chain.model_version, "promote", "better"]
+    lines.loc[0, "champion_version"] = None
+    proposal = "20231231-lines-5f5f5f5f5f"
+    two = ModelCardData(
         **{
             **card.__dict__,
-            "champion_version": None,
-            "champion_spec": None,
-            "evaluation": pd.concat([ev[ev["role"] == "challenger"], baseline]),
-            "reserve_impact": IMPACT.assign(champion=float("nan")),
+            "model_version": proposal,
+            "challengers": (card.challengers[0], chain),
+            "lines": lines,
         }
     )
-    markdown = card_markdown(first)
-    assert "## 5. Evaluation against the baseline" in markdown
-    assert "| Segment | Baseline WAPE | Challenger WAPE | Baseline RMSE | Challenger RMSE | Score delta |" in markdown
-    # the baseline's scores are the champion's rows of the fixture: 0.0842 - 0.0711 = +0.0131
-    assert "| All lines | 0.0842 | 0.0711 | 61,234.56 | 52,109.87 | +0.0131 |" in markdown
-    # challenger less paid chain ladder: 25,000,000.00 - 27,100,000.50; total 41,000,000.35 - 43,000,000.50
-    assert "| Line | Challenger | Champion | Paid chain ladder | Challenger - paid CL |" in markdown
-    assert "| Liability | 25,000,000.00 | n/a | 27,100,000.50 | -2,100,000.50 |" in markdown
-    assert "| All lines | 41,000,000.35 | n/a | 43,000,000.50 | -2,000,000.15 |" in markdown
-    assert "| All lines | n/a |" not in markdown
+    assert (two.asked, two.unchampioned) == (("Liability", "Motor"), ("Liability",))
+    markdown = card_markdown(two)
+    assert f"# Model card: {proposal}" in markdown
+    assert "| Model version | 20231231-chain_ladder-0a1b2c3d4e |\n| Method | chain_ladder |" in markdown
+    assert "Features: none; the method learns development factors from the triangle only." in markdown
+    assert "| Liability | none yet (chain-ladder fallback) |" in markdown
+    assert "**This card asks for a decision on 2 lines: Liability, Motor.**" in markdown
+    assert (
+        "(on Liability, which has no champion yet, the month is then reserved by the chain-ladder fallback" in markdown
+    )
+    assert '"model_version": "20231231-lines-5f5f5f5f5f"' in markdown
+    assert "Value to approve Liability and reject the other lines (example):" in markdown
+    assert '"lines": {"Motor": "reject"}' in markdown
+
+
+def test_markdown_escapes_what_markdown_would_read_as_markup(card):
+    odd = ModelCardData(**{**card.__dict__, "segments": ("Motor | <b>Fleet</b>",), "retrain_reason": "*PSI* [x]"})
+    markdown = card_markdown(odd)
+    assert "Motor \\| \\<b\\>Fleet\\</b\\>" in markdown
+    assert "Why retraining ran: \\*PSI\\* \\[x\\]" in markdown
