@@ -188,7 +188,7 @@ def _lines(value: Any, expected: tuple[str, ...] | list[str] | None) -> tuple[di
     for line, decision in value.items():
         decision = decision.strip().lower() if isinstance(decision, str) else decision
         if decision not in DECISIONS:
-            return {}, f"'lines' decides {line!r} with {value[line]!r}, not one of {DECISIONS}"
+            return {}, f"'lines' gives {line!r} the decision {value[line]!r}; use one of {DECISIONS}"
         decided[line] = decision
     return decided, None
 

@@ -319,7 +319,7 @@ def test_a_value_may_decide_the_lines_of_the_card_apart():
     )
     odd = json.dumps({**json.loads(value), "lines": {"Motor": "maybe"}})
     assert parse_approval(odd, "m1", CODE, card)[1] == [
-        "'lines' decides 'Motor' with 'maybe', not one of ('approve', 'reject'): ignored"
+        "'lines' gives 'Motor' the decision 'maybe'; use one of ('approve', 'reject'): ignored"
     ]
     listed = json.dumps({**json.loads(value), "lines": ["Motor"]})
     assert parse_approval(listed, "m1", CODE, card)[1] == [

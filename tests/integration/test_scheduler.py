@@ -22,6 +22,7 @@ from sqlalchemy import func, select, text
 
 from devtools.synth import write_book
 from include.reserving import schema
+from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import current_reserves, versions
 from tests.integration.airflow_services import (
@@ -381,7 +382,12 @@ def test_rest_run_survives_a_scheduler_kill_is_approved_through_a_variable_and_p
         registry_rows = conn.execute(select(func.count()).select_from(schema.model_registry)).scalar_one()
         staged = conn.execute(select(func.count()).select_from(schema.triangle_cells_staging)).scalar_one()
     # one decision per line on the card, each the actuary's approval of the card's challenger
-    assert {tuple(r) for r in decided} == {("approve", "actuary", actuary.approved[valuation_date])}
+    assert {(r.decision, r.decided_by) for r in decided} == {("approve", "actuary")}
+    # the card's proposal (one challenger, or "<V>-lines-<hash>" naming several) was approved: each line's row names
+    # that line's challenger as the promotion decisions sent it to approval
+    sent = {r.challenger_version for r in registry.decisions_at(engine, valuation_date) if r.decision == "promote"}
+    assert {r.model_version for r in decided} == sent
+    assert actuary.approved[valuation_date] in sent or "-lines-" in actuary.approved[valuation_date]
     assert cells == _clean_cell_count(tmp_path, valuation_date)
     assert staged == 0
     assert registry_rows >= 1
