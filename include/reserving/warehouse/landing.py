@@ -59,12 +59,13 @@ class LandingResult:
 
 def _lock(conn: Connection) -> None:
     """Two runs landing at once would both copy the rows above one watermark: take turns (PostgreSQL: an advisory
-    lock; SQLite: a write matching no row takes the database's write lock now)."""
+    lock; SQLite: a write matching no row takes the database's write lock now; it looks the row up by earned
+    exposure's primary key, not by scanning the transactions)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LANDING_LOCK_KEY})
     else:
-        t = schema.claim_transactions
-        conn.execute(t.update().where(t.c.transaction_id.is_(None)).values(status=t.c.status))
+        e = schema.earned_exposure
+        conn.execute(e.update().where(e.c.line_of_business.is_(None)).values(month=e.c.month))
 
 
 def _insert_ignoring_present(conn: Connection, table, rows: list[dict]) -> None:
