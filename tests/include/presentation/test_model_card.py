@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 from pypdf import PdfReader
 
-from include.reserving.presentation.model_card import Challenger, ModelCardData, card_markdown, write_model_card
+from include.reserving.presentation.model_card import (
+    LINE_COLUMNS,
+    Challenger,
+    ModelCardData,
+    card_markdown,
+    write_model_card,
+)
 from tests.include.conftest import CHALLENGER, CHAMPION, RULE, UNPAID_BY_LINE, VALUATION
 from tests.include.presentation.test_instruction import APPROVE, CODE, KEY, REJECT
 
@@ -52,17 +58,7 @@ LINES = pd.DataFrame(
         ("Motor", CHAMPION, CHALLENGER, 0.939, 0.9412, 0.004, 0.010, "keep", MOTOR_REASON),
         ("Property", CHAMPION, None, None, None, None, 0.002, "none", "no challenger this month"),
     ],
-    columns=[
-        "segment",
-        "champion_version",
-        "challenger_version",
-        "champion_score",
-        "challenger_score",
-        "challenger_bias",
-        "baseline_bias",
-        "decision",
-        "reason",
-    ],
+    columns=LINE_COLUMNS,
 )
 
 # unpaid by line under each model; the champion's is the fixture book's published unpaid; Property has no challenger
