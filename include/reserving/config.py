@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # object {contract table: {"table", "schema", "columns": {contract column: source column}}}; empty: the names
     # of docs/DATA_CONTRACT.md.
     source_mapping: dict[str, Any] = {}
+    # The reserving segment: claim attributes (columns of claims) whose values, joined " | " in this order, name a
+    # segment (e.g. "Motor | North" for line x region); the default keeps one segment per line of business.
+    segment_by: StrList = ("line_of_business",)
     artifact_root: str = str(DATA_DIR / "artifacts")
     psi_threshold: float = Field(0.2, gt=0)
     # Fewer values than this in a feature's reference or current window: not compared (no retrain on it alone). With
@@ -131,7 +134,13 @@ class Settings(BaseSettings):
         return init_settings, _VariableSource(settings_cls), env_settings
 
     @field_validator(
-        "report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", "model_classes", mode="before"
+        "report_recipients",
+        "extra_claim_types",
+        "admitted_new_lines",
+        "approvers",
+        "model_classes",
+        "segment_by",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -145,6 +154,21 @@ class Settings(BaseSettings):
         from include.reserving.sourcemap import SourceMapping
 
         SourceMapping.parse(value)  # raises naming the table or column the contract does not have
+        return value
+
+    @field_validator("segment_by")
+    @classmethod
+    def _known_attributes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from include.reserving.domain import SEGMENT_ATTRIBUTES
+
+        unknown = [v for v in value if v not in SEGMENT_ATTRIBUTES]
+        if not value or unknown or len(set(value)) != len(value) or value[0] != "line_of_business":
+            found = f"unknown attributes {unknown}" if unknown else f"{list(value)}"
+            raise ValueError(
+                f"setting segment_by: {found}: name distinct claim attributes of {list(SEGMENT_ATTRIBUTES)}, "
+                "line_of_business first (segments nest within lines: premium, reconciliation and plausibility are "
+                'per line), e.g. ["line_of_business", "region"]'
+            )
         return value
 
     @field_validator("origin_grain", "development_grain")

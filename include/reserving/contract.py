@@ -60,6 +60,8 @@ VALUE_FORM = {
 # The schema leaves these nullable so that a defective extract still loads (the tests load such extracts); the
 # pipeline's SQL cannot place a claim without them, so the contract requires them.
 REQUIRED_BEYOND_SCHEMA = {"claims": ("accident_date", "report_date")}
+# What a claims column named by the setting segment_by must hold (the schema lets it be NULL otherwise)
+SEGMENT_EXPECTED = "a value on every claim (a segment attribute: setting segment_by)"
 # Tables the pipeline runs without (their checks apply when they exist).
 OPTIONAL_TABLES = ("finance_control_totals",)
 # Columns whose values must be the first day of a month.
@@ -144,6 +146,7 @@ FIXES = {
     "type": "cast the column to the contract's type in the extract (e.g. numeric(18,2) for amounts, date for dates)",
     "values": "correct the values in the extract, or cast them to the contract's type",
     "not_null": "fill the values in the extract, or drop the rows it should not contain",
+    "segment_attribute": "fill the values in the extract, or take the column out of the setting segment_by",
     "unique": "remove the duplicate rows from the extract",
     "one_per_claim": "keep one row per claim in claims: one accident date and one line of business each",
     "range": "amounts must fit numeric(18,2) (below 10^16 in absolute value): correct the units or the values",

@@ -57,6 +57,11 @@ class PublicationStatus(StrEnum):
     HELD = "held"  # a movement beyond the hold tolerance: stored, never current until an actuary signs it off
 
 
+# Claim attributes (columns of claims) a reserving segment may be defined by (setting segment_by)
+SEGMENT_ATTRIBUTES = ("line_of_business", "claim_type", "region")
+# How the values of a segment's attributes are joined into its label, e.g. "Motor | North"
+SEGMENT_SEPARATOR = " | "
+
 INITIAL_INCURRED_DAYS = 30  # a claim's initial incurred: what was booked within this many days of its report
 OVERALL = "ALL"  # the segment label of scores over every line
 CLAIM_TYPES = ("BodilyInjury", "PropertyDamage")  # allowed besides the extra_claim_types setting

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -39,6 +39,7 @@ from include.reserving.cells import CELL_COLUMNS
 from include.reserving.dates import month_index, month_start, parse_valuation_date, previous_month_end
 from include.reserving.domain import Basis
 from include.reserving.quality.suite import ROW_COUNT_CHECK
+from include.reserving.schema import SEGMENT_LENGTH
 from include.reserving.warehouse import cells as store
 from include.reserving.warehouse.core import staging_load_id
 
@@ -143,14 +144,21 @@ def cells_hash(cells: pd.DataFrame) -> str:
     return hashlib.sha256(canon.to_csv(index=False).encode()).hexdigest()
 
 
-def incremental_premise(basis: str, previous: store.PreviousIngest) -> str | None:
+class SegmentDefinitionError(ValueError):
+    """The claims cannot be cut into the segments the setting ``segment_by`` defines."""
+
+
+def incremental_premise(
+    basis: str, previous: store.PreviousIngest, segment_by: Sequence[str] = store.LINE_ONLY
+) -> str | None:
     """Why V must be ingested in full (a sentence for the log), or None when V's cells and snapshot may be derived
     from the previous month end P's plus the rows recorded since.
 
     The book as recorded at V is P's plus the rows recorded since (and rows of P's dates on claims reported since);
     that holds for what the warehouse holds of P when P was ingested on this basis, passed its gate, and the source
     still has the rows P's gate counted and the claims P's snapshot held (the recount guard of the gate's
-    incremental uniqueness check, extended to the claims).
+    incremental uniqueness check, extended to the claims), and P's increments are cut into the same segments
+    (``segment_by``; a snapshot without a recorded definition was cut by line of business).
     """
     p = previous.valuation_date
     if basis != Basis.AS_RECORDED:
@@ -161,6 +169,10 @@ def incremental_premise(basis: str, previous: store.PreviousIngest) -> str | Non
         return f"{p} has no quality gate result on basis {basis}"
     if not previous.gate["gate_success"]:
         return f"{p} failed its quality gate"
+    before = previous.snapshot.get("segment_by") or store.segment_definition(store.LINE_ONLY)
+    now = store.segment_definition(segment_by)
+    if before != now:
+        return f"{p} was cut into segments by {before}, this run by {now} (setting segment_by)"
     stored = (previous.increment_totals["transaction_count"], previous.increment_totals["reported_count"])
     expected = (previous.snapshot["transaction_count"], previous.snapshot["claim_count"])
     if tuple(int(v) for v in stored) != tuple(int(v) for v in expected):
@@ -193,6 +205,7 @@ def ingest(
     source_engine: Engine | None = None,
     before_swap: Callable[[], None] | None = None,
     incremental: bool = True,
+    segment_by: Sequence[str] = store.LINE_ONLY,
 ) -> IngestResult:
     """Snapshot the book as at V into ``snapshot_claims``, ``cell_increments`` and ``triangle_cells`` for
     (V, basis), idempotently.
@@ -202,17 +215,30 @@ def ingest(
     the full path writes, for a read of the month's rows instead of the whole book. The log says which path ran
     and why. ``source_engine`` is the claims system (defaults to the warehouse). ``before_swap`` runs after the
     cells are staged and the snapshot written, before the swap commits: tests use it to kill the task at the worst
-    moment.
+    moment. ``segment_by`` (the setting): the claim attributes whose values name a cell's segment.
     """
     valuation_date = parse_valuation_date(valuation_date)
+    segment_by = tuple(segment_by)
     if basis not in tuple(Basis):
         raise ValueError(f"basis {basis!r} is invalid: use one of {[b.value for b in Basis]}")
     if source_engine is not None and source_engine.url != engine.url:
         raise NotImplementedError("a claims source outside the warehouse needs the extract copied in first")
     key = {"valuation_date": valuation_date, "basis": str(basis)}
+    missing = store.missing_segment_attributes(engine, valuation_date, segment_by)
+    if missing:
+        raise SegmentDefinitionError(
+            "setting segment_by "
+            f"{list(segment_by)}: "
+            + "; ".join(
+                f"claims.{column} is NULL on {n} claims reported by {valuation_date}" for column, n in missing.items()
+            )
+            + ": fill the column in the extract, or take it out of segment_by"
+        )
     previous = previous_month_end(valuation_date)
     if incremental:
-        full_because = incremental_premise(basis, store.previous_ingest(engine, previous, basis, ROW_COUNT_CHECK))
+        full_because = incremental_premise(
+            basis, store.previous_ingest(engine, previous, basis, ROW_COUNT_CHECK), segment_by
+        )
     else:
         full_because = "incremental ingest is switched off (setting incremental_ingest)"
     path = "full" if full_because else "incremental"
@@ -228,14 +254,20 @@ def ingest(
     mv = month_index(valuation_date)
 
     def stage_cells(bind, increments: pd.DataFrame) -> pd.DataFrame:
-        exposure = store.exposure_aggregates(bind, valuation_date, origin_months)
+        too_long = sorted({s for s in increments["segment"] if len(s) > SEGMENT_LENGTH})
+        if too_long:
+            raise SegmentDefinitionError(
+                f"setting segment_by {list(segment_by)}: the segment labels {too_long[:3]} exceed the warehouse's "
+                f"{SEGMENT_LENGTH} characters: shorten the attribute values or segment by fewer attributes"
+            )
+        exposure = store.exposure_aggregates(bind, valuation_date, origin_months, segment_by)
         cells = cumulate_cells(increments, exposure, mv, origin_months, development_months)
         store.stage_cells(bind, cells, key, load_id)
         return cells
 
     def full_pass() -> tuple[pd.DataFrame, pd.DataFrame]:
         log.info("ingest V=%s: aggregating the book to increments in the database", valuation_date)
-        increments = increments_frame(*store.book_increments(engine, valuation_date, basis))
+        increments = increments_frame(*store.book_increments(engine, valuation_date, basis, segment_by))
         return increments, stage_cells(engine, increments)
 
     # The full path's two passes over the transactions at once where the database has more than one writer: the
@@ -253,7 +285,7 @@ def ingest(
                 store.write_increments(conn, key, increments)
             else:
                 store.write_claim_snapshot_since(conn, valuation_date, previous)
-                store.write_increments_since(conn, valuation_date, previous)
+                store.write_increments_since(conn, valuation_date, previous, segment_by)
                 increments = canonical_increments(store.load_increments(conn, valuation_date, basis))
                 cells = stage_cells(conn, increments)
             n_txn = int(increments["transaction_count"].sum())
@@ -275,6 +307,7 @@ def ingest(
                 paid_total=paid_total,
                 cells_hash=digest,
                 run_id=run_id,
+                segment_by=store.segment_definition(segment_by),
             )
     result = IngestResult(valuation_date, str(basis), n_claims, n_txn, len(cells), paid_total, digest, path)
     log.info(

@@ -22,6 +22,11 @@ Each origin records the method and a one-line rationale. Why paid by default: on
 reserves are noisy (nil claims carry reserves until closed) and incurred chain ladder ran 14% high on Liability,
 while payments are facts; see BENCHMARKS.md "Truth benchmark".
 
+Premium is per line of business (``earned_exposure``): a segment below line level (setting ``segment_by``, e.g.
+line x region) has none, and an origin may lack it. Where the rule would select BF or Cape Cod without premium, the
+``expected_basis`` chain ladder is selected instead and the rationale (and, for a whole segment, the summary's
+selection rule, which the report prints) says why; premium is not allocated to segments.
+
 Flags (per method and for the selection): ``ultimate<incurred`` (negative IBNR: ultimate - incurred < 0) and
 ``ultimate<paid`` (negative unpaid).
 
@@ -221,19 +226,24 @@ def reserve_segment(
 
     # BF and Cape Cod on earned premium, through chainladder's estimators
     basis = settings.expected_basis
-    premium_triangle = _premium_triangle(developed[basis], premium)
-    cape_cod = cl.CapeCod(decay=settings.cape_cod_decay, trend=settings.cape_cod_trend).fit(
-        developed[basis], sample_weight=premium_triangle
-    )
-    out["cape_cod"] = _by_origin(cape_cod.ultimate_).reindex(out.index).to_numpy()
-    elr = float(np.nanmean(np.asarray(cape_cod.detrended_apriori_.values, dtype=float)))
-    apriori = settings.bf_apriori_loss_ratio
-    if apriori is None:
-        mature = out["pct_developed_incurred"] >= settings.bf_apriori_maturity
-        mature_premium = premium[mature].sum()
-        apriori = float(out.loc[mature, "incurred_cl"].sum() / mature_premium) if mature_premium > 0 else elr
-    bf = cl.BornhuetterFerguson(apriori=apriori).fit(developed[basis], sample_weight=premium_triangle)
-    out["bf"] = _by_origin(bf.ultimate_).reindex(out.index).to_numpy()
+    priced = bool((premium > 0).any())
+    elr = apriori = np.nan
+    if priced:
+        premium_triangle = _premium_triangle(developed[basis], premium)
+        cape_cod = cl.CapeCod(decay=settings.cape_cod_decay, trend=settings.cape_cod_trend).fit(
+            developed[basis], sample_weight=premium_triangle
+        )
+        out["cape_cod"] = _by_origin(cape_cod.ultimate_).reindex(out.index).to_numpy()
+        elr = float(np.nanmean(np.asarray(cape_cod.detrended_apriori_.values, dtype=float)))
+        apriori = settings.bf_apriori_loss_ratio
+        if apriori is None:
+            mature = out["pct_developed_incurred"] >= settings.bf_apriori_maturity
+            mature_premium = premium[mature].sum()
+            apriori = float(out.loc[mature, "incurred_cl"].sum() / mature_premium) if mature_premium > 0 else elr
+        bf = cl.BornhuetterFerguson(apriori=apriori).fit(developed[basis], sample_weight=premium_triangle)
+        out["bf"] = _by_origin(bf.ultimate_).reindex(out.index).to_numpy()
+    else:
+        out["bf"] = out["cape_cod"] = np.nan
     for method in ("bf", "cape_cod"):
         # an origin without premium has no expected ultimate: its chain ladder stands in
         out[method] = out[method].fillna(out[f"{basis}_cl"])
@@ -249,7 +259,7 @@ def reserve_segment(
 
     summary = _summary(origins).assign(
         segment=segment,
-        selection_rule=describe_rule(settings),
+        selection_rule=describe_rule(settings, priced=priced),
         tail_method=settings.tail_method,
         paid_tail_factor=tail_factor["paid"],
         incurred_tail_factor=tail_factor["incurred"],
@@ -367,15 +377,29 @@ def with_range(summary: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return out
 
 
-def describe_rule(settings: Settings) -> str:
-    """The selection rule in words, as the report states it."""
+NEEDS_PREMIUM = ("bf", "cape_cod")
+NO_SEGMENT_PREMIUM = (
+    "; no earned premium for this segment (earned_exposure is per line of business; segment_by cuts below it), so "
+    "the {basis} chain ladder instead of {method}"
+)
+
+
+def describe_rule(settings: Settings, priced: bool = True) -> str:
+    """The selection rule in words, as the report states it; ``priced`` False: the segment has no earned premium,
+    and the rule says what stands in for a method that needs it."""
+    basis = settings.expected_basis
     if settings.selection_rule == "maturity":
-        basis = settings.expected_basis
-        return (
+        rule = (
             f"{basis} chain ladder where at least {settings.selection_maturity:.0%} developed on the {basis} "
             f"pattern, else {LABELS[settings.selection_immature_method]}"
         )
-    return f"{LABELS[settings.selection_rule]} for every origin"
+        wanted = settings.selection_immature_method
+    else:
+        rule = f"{LABELS[settings.selection_rule]} for every origin"
+        wanted = settings.selection_rule
+    if not priced and wanted in NEEDS_PREMIUM:
+        rule += NO_SEGMENT_PREMIUM.format(basis=basis, method=LABELS[wanted])
+    return rule
 
 
 def _select(out: pd.DataFrame, settings: Settings) -> None:
@@ -396,6 +420,16 @@ def _select(out: pd.DataFrame, settings: Settings) -> None:
         method = np.full(len(out), settings.selection_rule, dtype=object)
         rationale = [f"rule: {LABELS[settings.selection_rule]} for every origin"] * len(out)
     chosen = pd.Series(method, index=out.index)
+    # BF and Cape Cod develop premium: without it (a segment below line level, an origin without exposure) the
+    # chain ladder stands in under its own name
+    unpriced = chosen.isin(NEEDS_PREMIUM) & ~(out["earned_premium"] > 0)
+    if unpriced.any():
+        stand_in = f"{basis}_cl"
+        rationale = [
+            r + f"; no earned premium: {LABELS[stand_in]} instead" if u else r
+            for r, u in zip(rationale, unpriced, strict=True)
+        ]
+        chosen[unpriced] = stand_in
     values = out[[*METHODS, MODEL]]
     selected = np.array([values.at[i, m] for i, m in chosen.items()], dtype=float)
     # a model without an ultimate for an origin cannot be selected there: incurred CL stands in, and says so

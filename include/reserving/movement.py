@@ -106,6 +106,7 @@ def analysis_of_change(
     expected: pd.DataFrame | None = None,
     previous_model_on_current: pd.DataFrame | None = None,
     model_changed: bool | Collection[str] = False,
+    no_previous_note: str = NO_PREVIOUS_NOTE,
 ) -> pd.DataFrame:
     """The analysis of change per line (``COLUMNS``), amounts to the cent; the movement rows tie exactly.
 
@@ -120,6 +121,8 @@ def analysis_of_change(
         not be computed (its effect then stays in experience and other, and the note says so).
     model_changed : bool or collection of str
         The lines V reserves with another model version than V-1 (each line has its own champion); True: every line.
+    no_previous_note : str
+        Why there is no previous publication to compare with (``previous`` None).
     """
     this_unpaid = _by_origin(current, "unpaid")
     this_paid = _by_origin(current, "latest_paid")
@@ -128,7 +131,7 @@ def analysis_of_change(
     if previous is None:
         for segment in segments:
             this = sum((v for (s, _), v in this_unpaid.items() if s == segment), Decimal(0))
-            rows.append((segment, 1, PREVIOUS, OPENING, None, None, NO_PREVIOUS_NOTE))
+            rows.append((segment, 1, PREVIOUS, OPENING, None, None, no_previous_note))
             rows.append((segment, 6, THIS, CLOSING, this, None, None))
         return _frame(rows)
     this_segments = set(current["segment"])

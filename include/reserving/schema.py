@@ -38,6 +38,10 @@ metadata = MetaData()
 
 # Money: exact on PostgreSQL (numeric(18,2)); floats in Python so pandas and the models need no conversions.
 Money = Numeric(18, 2, asdecimal=False)
+# A reserving segment's label: a line of business, or its segment_by attributes joined " | " (e.g. "Motor | North";
+# three claim attributes of 32 characters each fit). Issue 16 widened it from 32 (see _segments_by_setting).
+SEGMENT_LENGTH = 120
+Segment = String(SEGMENT_LENGTH)
 
 # --- Source side: what the claims-system extract looks like ------------------------------------------------------
 
@@ -107,6 +111,9 @@ snapshots = Table(
     Column("paid_total", Money, nullable=False),
     Column("cells_hash", String(64), nullable=False),
     Column("run_id", String(250)),
+    # the claim attributes the cells' segments are cut by (setting segment_by, comma-separated); NULL: a snapshot
+    # taken before the setting, by line of business
+    Column("segment_by", String(200)),
 )
 
 
@@ -114,7 +121,7 @@ def _cell_columns() -> list[Column]:
     return [
         Column("valuation_date", Date, nullable=False),
         Column("basis", String(16), nullable=False),
-        Column("segment", String(32), nullable=False),
+        Column("segment", Segment, nullable=False),
         Column("origin", Date, nullable=False),
         Column("development", Integer, nullable=False),
         Column("paid", Money, nullable=False),
@@ -183,7 +190,7 @@ cell_increments = Table(
     metadata,
     Column("valuation_date", Date, nullable=False),
     Column("basis", String(16), nullable=False),
-    Column("segment", String(32), nullable=False),
+    Column("segment", Segment, nullable=False),
     Column("accident_month", Date, nullable=False),
     Column("month", Date, nullable=False),
     Column("paid", Money, nullable=False),
@@ -225,7 +232,7 @@ reconciliation_results = Table(
     Column("valuation_date", Date, nullable=False),
     Column("basis", String(16), nullable=False),
     Column("run_id", String(250)),
-    Column("segment", String(32), nullable=False),
+    Column("segment", Segment, nullable=False),
     Column("measure", String(32), nullable=False),  # paid or case_reserve_movement
     Column("extract_value", Money),  # NULL: the line is missing on this side
     Column("control_value", Money),
@@ -244,7 +251,7 @@ plausibility_results = Table(
     Column("valuation_date", Date, nullable=False),
     Column("basis", String(16), nullable=False),
     Column("run_id", String(250)),
-    Column("segment", String(32), nullable=False),
+    Column("segment", Segment, nullable=False),
     Column("check", String(64), nullable=False),
     Column("observed", Float),  # NULL when not finite (the detail says what was seen)
     Column("lower", Float),
@@ -310,7 +317,7 @@ model_registry = Table(
 line_champions = Table(
     "line_champions",
     metadata,
-    Column("segment", String(32), primary_key=True),
+    Column("segment", Segment, primary_key=True),
     Column("model_version", String(80), nullable=False),
     Column("valuation_date", Date, nullable=False),  # the valuation at which it became (or was refitted as) champion
     Column("changed_at", DateTime, nullable=False),
@@ -321,7 +328,7 @@ champion_history = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("valuation_date", Date, nullable=False),
-    Column("segment", String(32)),  # the line whose champion changed (always set; nullable for the migration)
+    Column("segment", Segment),  # the line whose champion changed (always set; nullable for the migration)
     Column("model_version", String(80), nullable=False),
     Column("previous_version", String(80)),
     Column("action", String(16), nullable=False),  # promoted (a new spec, approved) or refitted (routine)
@@ -337,7 +344,7 @@ backtest_results = Table(
     Column("valuation_date", Date, nullable=False),
     Column("model_version", String(80), nullable=False),
     Column("role", String(16), nullable=False),  # champion or challenger
-    Column("segment", String(32), nullable=False),  # ALL for the overall score
+    Column("segment", Segment, nullable=False),  # ALL for the overall score
     Column("wape", Float),
     Column("rmse", Float),
     Column("held_out_diagonals", Integer, nullable=False),
@@ -350,7 +357,7 @@ promotion_decisions = Table(
     "promotion_decisions",
     metadata,
     Column("valuation_date", Date, primary_key=True),
-    Column("segment", String(32), primary_key=True),
+    Column("segment", Segment, primary_key=True),
     Column("champion_version", String(80)),
     Column("challenger_version", String(80)),
     Column("champion_score", Float),
@@ -373,7 +380,7 @@ approvals = Table(
     Column("comment", Text),
     Column("variable_key", String(250), nullable=False),
     Column("run_id", String(250)),
-    Column("segment", String(32)),  # the line decided (NULL: a decision made before champions per line, every line)
+    Column("segment", Segment),  # the line decided (NULL: a decision made before champions per line, every line)
     # one decision per run and line: a later run may decide again on a (deterministic) version an earlier run
     # rejected, and one challenger championing several lines may be approved on one and rejected on another
     Index("ux_approvals_line", "valuation_date", "model_version", "run_id", "segment", unique=True),
@@ -424,7 +431,7 @@ def _reserve_columns() -> list[Column]:
     return [
         Column("valuation_date", Date, nullable=False),
         Column("version", Integer, nullable=False),
-        Column("segment", String(32), nullable=False),
+        Column("segment", Segment, nullable=False),
         Column("origin", Date, nullable=False),
         Column("latest_paid", Money, nullable=False),
         Column("latest_incurred", Money),
@@ -467,7 +474,7 @@ reserve_ranges = Table(
     metadata,
     Column("valuation_date", Date, nullable=False),
     Column("version", Integer, nullable=False),
-    Column("segment", String(32), nullable=False),
+    Column("segment", Segment, nullable=False),
     Column("selection_rule", String(300)),  # NULL on the total
     Column("tail_method", String(32)),
     Column("paid_tail_factor", Float),
@@ -491,7 +498,7 @@ reserve_movements = Table(
     Column("valuation_date", Date, nullable=False),
     Column("basis", String(16), nullable=False),
     Column("run_id", String(250), nullable=False),
-    Column("segment", String(32), nullable=False),
+    Column("segment", Segment, nullable=False),
     Column("step_order", Integer, nullable=False),
     Column("step", String(64), nullable=False),
     Column("kind", String(16), nullable=False),  # opening, movement, closing (they tie), memo
@@ -603,7 +610,9 @@ def migrate(engine: Engine) -> list[str]:
     (run_id, clear_number).
 
     Issue 17 (incremental ingest): ``snapshot_claims`` gains ``net_closures`` (NULL on older partitions: the next
-    ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``.
+    ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``. Issue 16 (segments by
+    setting): ``snapshots`` gains ``segment_by`` and the segment columns widen to :data:`SEGMENT_LENGTH`
+    (:func:`_segments_by_setting`).
 
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.
@@ -663,6 +672,27 @@ def migrate(engine: Engine) -> list[str]:
         done += _champion_per_line(conn)
         done += _key_runs_by_execution(conn)
         done += _incremental_ingest_columns(conn)
+        done += _segments_by_setting(conn)
+    return done
+
+
+def _segments_by_setting(conn) -> list[str]:
+    """Segments defined by the setting segment_by: the snapshot records the definition it was cut by, and every
+    segment column takes a label of several attributes (PostgreSQL enforces a varchar's length; SQLite does not)."""
+    done = []
+    if "segment_by" not in (_columns(conn, snapshots.name) or {"segment_by"}):
+        _add_column(conn, snapshots, "segment_by")
+        done.append("snapshots.segment_by added")
+    if conn.dialect.name != "postgresql":
+        return done
+    found = inspect(conn)
+    for tbl in metadata.sorted_tables:
+        if "segment" not in tbl.c or not found.has_table(tbl.name):
+            continue
+        declared = next(c["type"] for c in found.get_columns(tbl.name) if c["name"] == "segment")
+        if getattr(declared, "length", None) is not None and declared.length < SEGMENT_LENGTH:
+            conn.exec_driver_sql(f"ALTER TABLE {tbl.name} ALTER COLUMN segment TYPE VARCHAR({SEGMENT_LENGTH})")
+            done.append(f"{tbl.name}.segment widened to {SEGMENT_LENGTH} characters")
     return done
 
 

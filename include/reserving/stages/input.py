@@ -49,7 +49,7 @@ def contract(facts: RunFacts) -> dict:
     found = source.describe(engine, mapping)
     # PostgreSQL enforces declared types; SQLite stores anything anywhere, so its values are checked instead
     breaches, readable = data_contract.structure_breaches(found, check_declared_types=is_postgres(engine))
-    values = source.value_breaches(engine, readable, mapping)
+    values = source.value_breaches(engine, readable, mapping, segment_by=facts.settings.segment_by)
     malformed = {(b.table, b.column) for b in values if b.rule == "values"}
     clean = {(name, col) for name, cols in readable.items() for col in cols} - malformed
     breaches = breaches + values + source.key_breaches(engine, readable, clean, mapping)
@@ -161,6 +161,7 @@ def ingest(facts: RunFacts) -> dict:
         development_months=facts.settings.development_months,
         run_id=facts.run_id,
         incremental=facts.settings.incremental_ingest,
+        segment_by=facts.settings.segment_by,
     )
     return result.as_xcom()
 
@@ -265,7 +266,10 @@ def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
     ave_breach, ave_detail, unchampioned = None, None, []
     if champions:
         cells = cells_store.load_cells(engine, facts.valuation_date, facts.basis)
-        ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, champions, facts.settings.ave_tolerance)
+        # champions of segments V does not have (another segment_by) reserve nothing here
+        current = {s: champion for s, champion in champions.items() if s in set(cells["segment"])}
+        if current:
+            ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, current, facts.settings.ave_tolerance)
         unchampioned = sorted(set(cells["segment"]) - set(champions))
     decision = drift_stats.decide_retrain(
         report, facts.settings.psi_threshold, force_retrain=force_retrain, ave_breach=ave_breach, ave_detail=ave_detail

@@ -19,7 +19,7 @@ from include.reserving.presentation.instruction import SignoffInstruction
 from include.reserving.stages import RunFacts
 from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import decisions, registry, reserves
-from include.reserving.warehouse.cells import load_cells
+from include.reserving.warehouse.cells import load_cells, segment_definition, segment_definition_at
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +190,21 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
     rows, _ = _reserved(refitted, reserved)
     previous_v = previous_month_end(facts.valuation_date)
     previous = reserves.current_publication(engine, previous_v, facts.basis)
-    if previous is None:
-        aoc = movement.analysis_of_change(rows, None)
+    before = segment_definition_at(engine, previous_v, facts.basis) if previous is not None else None
+    now = segment_definition(facts.settings.segment_by)
+    if previous is not None and before is not None and before != now:
+        # other segments: no line-for-line comparison, so the first month of the new segmentation (never held)
+        note = (
+            f"the publication at V-1 is cut into segments by {before}, this one by {now} (setting segment_by): "
+            "no movement to analyse (first month of these segments)"
+        )
+        aoc = movement.analysis_of_change(rows, None, no_previous_note=note)
         reasons: list[str] = []
+        log.warning("%s: not held", note)
+        previous = None
+    elif previous is None:
+        aoc = movement.analysis_of_change(rows, None)
+        reasons = []
         log.info("no current %s publication at %s: first month, no movement hold", facts.basis, previous_v)
     else:
         _, previous_rows = previous

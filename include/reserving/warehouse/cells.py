@@ -14,13 +14,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import Date, Integer, and_, case, cast, delete, extract, func, insert, literal, or_, select, union_all
+from sqlalchemy import (
+    Date,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    extract,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
 from include.reserving.cells import CELL_COLUMNS
 from include.reserving.dates import end_of_day, month_index, month_start, parse_valuation_date
-from include.reserving.domain import INITIAL_INCURRED_DAYS, Basis
+from include.reserving.domain import INITIAL_INCURRED_DAYS, SEGMENT_SEPARATOR, Basis
 from include.reserving.warehouse.core import (
     clear_staged,
     insert_rows,
@@ -32,6 +47,38 @@ from include.reserving.warehouse.core import (
 
 if TYPE_CHECKING:
     from include.reserving.drift import Window
+
+
+LINE_ONLY = ("line_of_business",)  # the default segment definition (setting segment_by)
+
+
+def segment_label(claims, segment_by: Sequence[str] = LINE_ONLY):
+    """The one expression naming a claim's reserving segment: its ``segment_by`` attributes (columns of ``claims``,
+    the table or a select of its columns) joined by " | " in the setting's order, e.g. "Motor | North"; the plain
+    line of business by default, so a line-level book keeps its labels."""
+    parts = [claims.c[name] for name in segment_by]
+    label = parts[0]
+    for part in parts[1:]:
+        label = label.concat(literal(SEGMENT_SEPARATOR, String)).concat(part)
+    return label
+
+
+def segment_definition(segment_by: Sequence[str] = LINE_ONLY) -> str:
+    """How a snapshot records the segment definition it was cut by (``snapshots.segment_by``)."""
+    return ",".join(segment_by)
+
+
+def missing_segment_attributes(
+    engine: Engine, valuation_date: dt.date, segment_by: Sequence[str] = LINE_ONLY
+) -> dict[str, int]:
+    """Per attribute of ``segment_by``: how many claims reported by V have none (NULL); only those with some."""
+    c = schema.claims
+    counts = select(*[func.sum(case((c.c[a].is_(None), 1), else_=0)).label(a) for a in segment_by]).where(
+        c.c.report_date <= valuation_date
+    )
+    with engine.connect() as conn:
+        found = conn.execute(counts).mappings().one()
+    return {a: int(n) for a, n in found.items() if n}
 
 
 def _month_index_sql(col):
@@ -60,8 +107,8 @@ def extract_filters(valuation_date: dt.date, basis: str):
     return claim_filter, txn_filter
 
 
-def _transaction_rows(*conditions):
-    """The transactions meeting ``conditions`` with the claim columns ingest needs."""
+def _transaction_rows(*conditions, segment_by: Sequence[str] = LINE_ONLY):
+    """The transactions meeting ``conditions`` with the claim columns ingest needs (``segment``: the claim's)."""
     c, t = schema.claims, schema.claim_transactions
     return (
         select(
@@ -70,7 +117,7 @@ def _transaction_rows(*conditions):
             t.c.paid_amount,
             t.c.case_reserve_change,
             t.c.status,
-            c.c.line_of_business,
+            segment_label(c, segment_by).label("segment"),
             c.c.accident_date,
             c.c.report_date,
         )
@@ -79,13 +126,13 @@ def _transaction_rows(*conditions):
     )
 
 
-def _book_rows(valuation_date: dt.date, basis: str):
+def _book_rows(valuation_date: dt.date, basis: str, segment_by: Sequence[str] = LINE_ONLY):
     """Every transaction of the book as at V (the full path)."""
     claim_filter, txn_filter = extract_filters(valuation_date, basis)
-    return _transaction_rows(txn_filter, claim_filter).subquery("book_rows")
+    return _transaction_rows(txn_filter, claim_filter, segment_by=segment_by).subquery("book_rows")
 
 
-def _rows_since(previous: dt.date, valuation_date: dt.date):
+def _rows_since(previous: dt.date, valuation_date: dt.date, segment_by: Sequence[str] = LINE_ONLY):
     """The transactions as recorded at V that were not in the book as recorded at the previous month end P.
 
     The book as at V only grows with V (each filter is "by V"), so these are exactly the rows of V less those of P,
@@ -97,16 +144,25 @@ def _rows_since(previous: dt.date, valuation_date: dt.date):
     since, by = end_of_day(previous), end_of_day(valuation_date)
     reported_by_v = c.c.report_date <= valuation_date
     recorded_since = _transaction_rows(
-        t.c.recorded_at >= since, t.c.recorded_at < by, t.c.transaction_date <= valuation_date, reported_by_v
+        t.c.recorded_at >= since,
+        t.c.recorded_at < by,
+        t.c.transaction_date <= valuation_date,
+        reported_by_v,
+        segment_by=segment_by,
     )
     dated_since = _transaction_rows(
-        t.c.recorded_at < since, t.c.transaction_date > previous, t.c.transaction_date <= valuation_date, reported_by_v
+        t.c.recorded_at < since,
+        t.c.transaction_date > previous,
+        t.c.transaction_date <= valuation_date,
+        reported_by_v,
+        segment_by=segment_by,
     )
     newly_reported = _transaction_rows(
         t.c.recorded_at < since,
         t.c.transaction_date <= previous,
         c.c.report_date > previous,
         reported_by_v,
+        segment_by=segment_by,
     )
     return union_all(recorded_since, dated_since, newly_reported).subquery("rows_since")
 
@@ -210,42 +266,45 @@ def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previo
     _replace_snapshot(conn, valuation_date, str(basis), union_all(moved_on, new))
 
 
-def _increments(engine: Engine, rows, reported) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _increments(engine: Engine, rows, reported, segment_by: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per (segment, accident month, calendar month): the sums of ``rows`` (transactions) and the claims of
     ``reported``, as month indices (``accident_m``, ``month_m``)."""
     acc_m = _month_index_sql(rows.c.accident_date)
     txn_m = _month_index_sql(rows.c.transaction_date)
     closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
     txn_agg = select(
-        rows.c.line_of_business.label("segment"),
+        rows.c.segment,
         acc_m.label("accident_m"),
         txn_m.label("month_m"),
         func.sum(func.coalesce(rows.c.paid_amount, 0)).label("paid"),
         func.sum(func.coalesce(rows.c.paid_amount, 0) + func.coalesce(rows.c.case_reserve_change, 0)).label("incurred"),
         func.sum(closure).label("closed_count"),
         func.count().label("transaction_count"),
-    ).group_by(rows.c.line_of_business, acc_m, txn_m)
+    ).group_by(rows.c.segment, acc_m, txn_m)
     c = schema.claims
     rep_acc_m, rep_m = _month_index_sql(c.c.accident_date), _month_index_sql(c.c.report_date)
+    label = segment_label(c, segment_by)
     rep_agg = (
         select(
-            c.c.line_of_business.label("segment"),
+            label.label("segment"),
             rep_acc_m.label("accident_m"),
             rep_m.label("month_m"),
             func.count().label("reported_count"),
         )
         .where(reported)
-        .group_by(c.c.line_of_business, rep_acc_m, rep_m)
+        .group_by(label, rep_acc_m, rep_m)
     )
     with engine.connect() as conn:
         txn, rep = (read_frame(conn, query) for query in (txn_agg, rep_agg))
     return txn, rep
 
 
-def book_increments(engine: Engine, valuation_date: dt.date, basis: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def book_increments(
+    engine: Engine, valuation_date: dt.date, basis: str, segment_by: Sequence[str] = LINE_ONLY
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The book as at V per (segment, accident month, calendar month): transactions' sums, claims reported."""
     claim_filter, _ = extract_filters(valuation_date, basis)
-    return _increments(engine, _book_rows(valuation_date, basis), claim_filter)
+    return _increments(engine, _book_rows(valuation_date, basis, segment_by), claim_filter, segment_by)
 
 
 INCREMENT_VALUES = ["paid", "incurred", "closed_count", "transaction_count", "reported_count"]
@@ -257,19 +316,22 @@ def _month_start_sql(dialect: str, col):
     return cast(func.date_trunc("month", col), Date)
 
 
-def write_increments_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
+def write_increments_since(
+    conn: Connection, valuation_date: dt.date, previous: dt.date, segment_by: Sequence[str] = LINE_ONLY
+) -> None:
     """Replace V's as-recorded increments by the previous month end P's plus what the book gained since (the rows of
-    V not in P, the claims reported since P), summed in the database inside the caller's transaction."""
+    V not in P, the claims reported since P), summed in the database inside the caller's transaction. P's
+    increments must be cut by the same ``segment_by`` (ingest.incremental_premise)."""
     dialect = conn.dialect.name
     basis = Basis.AS_RECORDED
     ci, c = schema.cell_increments, schema.claims
-    rows = _rows_since(previous, valuation_date)
+    rows = _rows_since(previous, valuation_date, segment_by)
     closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
     carried = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
         ci.c.valuation_date == previous, ci.c.basis == basis
     )
     moved = select(
-        rows.c.line_of_business,
+        rows.c.segment,
         _month_start_sql(dialect, rows.c.accident_date),
         _month_start_sql(dialect, rows.c.transaction_date),
         func.coalesce(rows.c.paid_amount, 0),
@@ -279,7 +341,7 @@ def write_increments_since(conn: Connection, valuation_date: dt.date, previous: 
         literal(0),
     )
     reported = select(
-        c.c.line_of_business,
+        segment_label(c, segment_by),
         _month_start_sql(dialect, c.c.accident_date),
         _month_start_sql(dialect, c.c.report_date),
         literal(0),
@@ -303,9 +365,17 @@ def write_increments_since(conn: Connection, valuation_date: dt.date, previous: 
     conn.execute(insert(ci).from_select(cols, query))
 
 
-def exposure_aggregates(bind: Engine | Connection, valuation_date: dt.date, origin_months: int) -> pd.DataFrame:
-    """Earned premium and exposure per (segment, origin month) for the months by V."""
+def exposure_aggregates(
+    bind: Engine | Connection, valuation_date: dt.date, origin_months: int, segment_by: Sequence[str] = LINE_ONLY
+) -> pd.DataFrame:
+    """Earned premium and exposure per (segment, origin month) for the months by V. ``earned_exposure`` is per line
+    of business: segments below line level (``segment_by`` beyond the line) get none (the methods that need premium
+    fall back to the chain ladder and say so, methods.py)."""
     e = schema.earned_exposure
+    if tuple(segment_by) != LINE_ONLY:
+        return pd.DataFrame(columns=["segment", "origin_m", "earned_premium", "exposure"]).astype(
+            {"segment": object, "origin_m": "int64", "earned_premium": "float64", "exposure": "float64"}
+        )
     exp_m = _month_index_sql(e.c.month)
     exp_origin_m = exp_m - (exp_m % origin_months)
     query = (
@@ -350,7 +420,7 @@ class PreviousIngest:
     incremental ingest (ingest.incremental_premise judges them)."""
 
     valuation_date: dt.date
-    snapshot: Mapping[str, Any] | None  # snapshots row (claim_count, transaction_count); None: P not ingested
+    snapshot: Mapping[str, Any] | None  # snapshots row (claim_count, transaction_count, segment_by); None: none
     increment_totals: Mapping[str, Any]  # sums of P's stored increments (transaction_count, reported_count)
     gate: Mapping[str, Any] | None  # P's row-count check (gate_success, element_count); None: P not gated
     recorded_by: Callable[[], int]  # rows of claim_transactions recorded by P now (asked only when needed)
@@ -366,7 +436,9 @@ def previous_ingest(engine: Engine, previous: dt.date, basis: str, row_count_che
     with engine.connect() as conn:
         snapshot = (
             conn.execute(
-                select(s.c.claim_count, s.c.transaction_count).where(s.c.valuation_date == previous, s.c.basis == basis)
+                select(s.c.claim_count, s.c.transaction_count, s.c.segment_by).where(
+                    s.c.valuation_date == previous, s.c.basis == basis
+                )
             )
             .mappings()
             .first()
@@ -422,6 +494,16 @@ def snapshot_claim_count(conn: Connection, key: Mapping[str, Any]) -> int:
 def record_snapshot(conn: Connection, key: Mapping[str, Any], **facts: Any) -> None:
     """Replace the snapshot's metadata row (grains, counts, paid total, cells hash, run id)."""
     replace_rows(conn, schema.snapshots, key, [facts])
+
+
+def segment_definition_at(engine: Engine, valuation_date: dt.date, basis: str) -> str | None:
+    """The segment definition the snapshot of (V, basis) was cut by (a snapshot before the setting: by line of
+    business); None: no snapshot."""
+    s = schema.snapshots
+    query = select(s.c.segment_by).where(s.c.valuation_date == valuation_date, s.c.basis == basis)
+    with engine.connect() as conn:
+        found = conn.execute(query).first()
+    return None if found is None else (found[0] or segment_definition(LINE_ONLY))
 
 
 def origin_months(engine: Engine, valuation_date: dt.date, basis: str) -> int | None:

@@ -98,7 +98,9 @@ def _sqlite_form(col, family: c.Family) -> ColumnElement | None:
     return None
 
 
-def _probes(contract: c.TableContract, readable: dict[str, c.Family | None], sqlite: bool) -> list[_Probe]:
+def _probes(
+    contract: c.TableContract, readable: dict[str, c.Family | None], sqlite: bool, segment_by: Iterable[str] = ()
+) -> list[_Probe]:
     probes = []
     for name, declared in readable.items():
         spec = contract.column(name)
@@ -112,6 +114,8 @@ def _probes(contract: c.TableContract, readable: dict[str, c.Family | None], sql
                 form_ok = not_(bad_form)
         if not spec.nullable:
             probes.append(_Probe("not_null", name, "no NULL values", "NULL values", col.is_(None)))
+        elif contract.name == "claims" and name in segment_by:  # a claim without it is in no segment
+            probes.append(_Probe("segment_attribute", name, c.SEGMENT_EXPECTED, "NULL values", col.is_(None)))
         if spec.is_amount:
             numeric = func.typeof(col).in_(["integer", "real"]) if sqlite else col.isnot(None)
             probes.append(
@@ -137,16 +141,20 @@ def _examples(engine: Engine, source, columns: Iterable[str], condition: ColumnE
 
 
 def value_breaches(
-    engine: Engine, readable: dict[str, dict[str, c.Family | None]], mapping: SourceMapping = IDENTITY
+    engine: Engine,
+    readable: dict[str, dict[str, c.Family | None]],
+    mapping: SourceMapping = IDENTITY,
+    segment_by: Iterable[str] = (),
 ) -> list[c.Breach]:
-    """Value-level breaches (form on SQLite, NULLs, amount range, first of month) of the readable columns."""
+    """Value-level breaches (form on SQLite, NULLs, amount range, first of month) of the readable columns; the
+    claims' ``segment_by`` attributes (the setting) must have a value on every claim."""
     sqlite = not is_postgres(engine)
     breaches = []
     for contract in c.TABLES:
         if contract.name not in readable:
             continue
         columns = list(readable[contract.name])
-        probes = _probes(contract, readable[contract.name], sqlite)
+        probes = _probes(contract, readable[contract.name], sqlite, tuple(segment_by))
         if not probes:
             continue
         source = mapped_table(mapping, contract.name, columns)
