@@ -94,7 +94,8 @@ def evaluate(facts: RunFacts, trained: dict) -> dict:
     k = settings.backtest_diagonals
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     lines = sorted(cells["segment"].unique())
-    champions = registry.champions(engine)
+    # champions of segments V does not have (another segment_by) are neither scored nor decided here
+    champions = {line: e for line, e in registry.champions(engine).items() if line in lines}
     challengers = trained.get("challengers") or {}
     entries = {e.model_version: e for e in champions.values()}
     entries.update({v: registry.get(engine, v) for v in set(challengers.values())})
