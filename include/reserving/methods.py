@@ -25,7 +25,9 @@ while payments are facts; see BENCHMARKS.md "Truth benchmark".
 Premium is per line of business (``earned_exposure``): a segment below line level (setting ``segment_by``, e.g.
 line x region) has none, and an origin may lack it. Where the rule would select BF or Cape Cod without premium, the
 ``expected_basis`` chain ladder is selected instead and the rationale (and, for a whole segment, the summary's
-selection rule, which the report prints) says why; premium is not allocated to segments.
+selection rule, which the report prints) says why; premium is not allocated to segments. A segment without any
+premium has no BF or Cape Cod ultimates (NaN); an origin without premium in a priced segment shows its chain ladder
+there.
 
 Flags (per method and for the selection): ``ultimate<incurred`` (negative IBNR: ultimate - incurred < 0) and
 ``ultimate<paid`` (negative unpaid).
@@ -242,11 +244,11 @@ def reserve_segment(
             apriori = float(out.loc[mature, "incurred_cl"].sum() / mature_premium) if mature_premium > 0 else elr
         bf = cl.BornhuetterFerguson(apriori=apriori).fit(developed[basis], sample_weight=premium_triangle)
         out["bf"] = _by_origin(bf.ultimate_).reindex(out.index).to_numpy()
-    else:
+        for method in ("bf", "cape_cod"):
+            # an origin without premium has no expected ultimate: its chain ladder stands in
+            out[method] = out[method].fillna(out[f"{basis}_cl"])
+    else:  # a segment without premium (below line level) has neither: n/a, not a copy of the chain ladder
         out["bf"] = out["cape_cod"] = np.nan
-    for method in ("bf", "cape_cod"):
-        # an origin without premium has no expected ultimate: its chain ladder stands in
-        out[method] = out[method].fillna(out[f"{basis}_cl"])
     _model_column(out, model_ultimates)
     _select(out, settings)
     _reserves_and_flags(out)
