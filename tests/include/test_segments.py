@@ -20,6 +20,7 @@ from include.reserving.config import load_settings
 from include.reserving.contract import ContractViolation
 from include.reserving.ingest import SegmentDefinitionError, ingest
 from include.reserving.stages import RunFacts, input, reserving
+from include.reserving.warehouse import history
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import insert_rows, make_engine, read_frame
 from include.reserving.warehouse.reserves import current_reserves, movements, ranges_of, version_of_run
@@ -121,6 +122,8 @@ def test_pairs_tie_to_lines_and_the_incremental_ingest_follows_the_definition(wa
     ingest(warehouse, p, segment_by=PAIR)
     record_gate(warehouse, p)
     pairs = load_cells(warehouse, p)
+    # next month's plausibility expects the lines, not the pairs, of P (a pair is no line gone missing)
+    assert history.ingested_lines(warehouse, p, "as_recorded") == ["Liability", "Motor", "Property"]
     assert pairs["segment"].str.contains(" | ", regex=False).all() and pairs["segment"].nunique() == 15
     expected = lines[["segment", *KEYS, *SUMMED]].sort_values(["segment", *KEYS]).reset_index(drop=True)
     pd.testing.assert_frame_equal(rolled_up(pairs), expected, check_dtype=False, check_exact=True)
@@ -196,6 +199,7 @@ def _run_month(facts: RunFacts) -> tuple[dict, dict]:
     chain-ladder fallback where it has none)."""
     input.contract(facts)
     input.ingest(facts)
+    input.plausibility(facts)  # per line of business whatever the segments
     refitted = reserving.refit(facts)
     reserved = [reserving.reserve_segment(facts, refitted, segment) for segment in refitted["segments"]]
     analysis = reserving.analyse(facts, refitted, reserved)

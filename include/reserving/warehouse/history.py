@@ -22,8 +22,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
 from include.reserving.dates import month_index, month_start
-from include.reserving.domain import TRANSACTION_STATUSES, Basis
-from include.reserving.warehouse.cells import _month_index_sql, extract_filters
+from include.reserving.domain import SEGMENT_SEPARATOR, TRANSACTION_STATUSES, Basis
+from include.reserving.warehouse.cells import (
+    LINE_ONLY,
+    _month_index_sql,
+    extract_filters,
+    segment_definition,
+    segment_definition_at,
+)
 from include.reserving.warehouse.core import read_frame
 
 Bind = Engine | Connection
@@ -213,12 +219,16 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
     ).group_by(ranked.c.segment, ranked.c.month)
 
 
-def ingested_lines(bind: Bind, valuation_date: dt.date, basis: str) -> list[str]:
+def ingested_lines(bind: Engine, valuation_date: dt.date, basis: str) -> list[str]:
     """The lines of business the ingest of ``valuation_date`` found (its triangle cells): the lines the pipeline
-    knew last month, even when the extract has since lost a line's whole history."""
+    knew last month, even when the extract has since lost a line's whole history. Cells cut finer than the line
+    (setting segment_by, line first) give their labels' line part."""
     tc = schema.triangle_cells
     query = select(tc.c.segment).distinct().where(tc.c.valuation_date == valuation_date, tc.c.basis == basis)
-    return sorted(read_frame(bind, query)["segment"])
+    segments = read_frame(bind, query)["segment"]
+    if segment_definition_at(bind, valuation_date, basis) in (None, segment_definition(LINE_ONLY)):
+        return sorted(segments)
+    return sorted({segment.split(SEGMENT_SEPARATOR)[0] for segment in segments})
 
 
 def month_arrivals(bind: Bind, valuation_date: dt.date, basis: str) -> pd.DataFrame:
