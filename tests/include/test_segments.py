@@ -18,9 +18,10 @@ from devtools.synth import BookSpec, generate_book
 from include.reserving import methods, schema
 from include.reserving.config import load_settings
 from include.reserving.contract import ContractViolation
+from include.reserving.domain import ChampionAction
 from include.reserving.ingest import SegmentDefinitionError, ingest
 from include.reserving.stages import RunFacts, input, reserving
-from include.reserving.warehouse import history
+from include.reserving.warehouse import history, registry
 from include.reserving.warehouse.cells import load_cells
 from include.reserving.warehouse.core import insert_rows, make_engine, read_frame
 from include.reserving.warehouse.reserves import current_reserves, movements, ranges_of, version_of_run
@@ -214,14 +215,18 @@ def _rows_of(engine, facts: RunFacts) -> pd.DataFrame:
 
 
 def test_a_month_reserved_per_line_and_region_ties_to_the_line_level_run(warehouse, tmp_path, monkeypatch):
-    """November by line; December by line x region: one row set per pair, preliminary (no champion of a pair: the
-    chain-ladder fallback), the change of segmentation not held; its paid and case reserves per line equal
-    December's line-level run to the cent."""
+    """November by line, its model approved as every line's champion; December by line x region: one row set per
+    pair, preliminary (no pair has a champion: the chain-ladder fallback, and drift asks for a model), the change of
+    segmentation not held; its paid and case reserves per line equal December's line-level run to the cent, which
+    the lines' champions reserve again."""
     load_book(warehouse, generate_book(BookSpec(claims=1_200, start="2021-01", end="2023-12", seed=5)))
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", warehouse.url.render_as_string(hide_password=False))
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     november, december = D(2023, 11, 30), D(2023, 12, 31)
-    _run_month(RunFacts.create(november, "november"))
+    first, _ = _run_month(RunFacts.create(november, "november"))
+    (model,) = {line["model_version"] for line in first["lines"].values()}
+    lines = ["Liability", "Motor", "Property"]
+    registry.set_champion(warehouse, model, november, ChampionAction.PROMOTED, lines, approved_by="ada")
 
     by_pair = RunFacts.create(december, "december-by-pair", segment_by=list(PAIR))
     refitted, published = _run_month(by_pair)
@@ -230,6 +235,9 @@ def test_a_month_reserved_per_line_and_region_ties_to_the_line_level_run(warehou
     assert pairs == refitted["segments"] and len(pairs) == 15
     assert all(" | " in s for s in pairs) and rows.groupby(["segment", "origin"]).size().eq(1).all()
     assert published["status"] == "preliminary" and not published["held"] and published["first_month"]
+    assert {line["status"] for line in refitted["lines"].values()} == {"preliminary"}
+    decision = input.drift(by_pair)
+    assert decision["retrain"] and decision["reasons"][-1].startswith("no champion yet on Liability | Central, ")
     aoc = movements(warehouse, december, by_pair.run_id)
     assert set(aoc["segment"]) == set(pairs)
     assert (
@@ -247,15 +255,17 @@ def test_a_month_reserved_per_line_and_region_ties_to_the_line_level_run(warehou
     assert ((rows["case_reserve"] + rows["ibnr"] - rows["unpaid"]).abs() < 0.005).all()
 
     by_line = RunFacts.create(december, "december-by-line")
-    _run_month(by_line)
-    lines = _rows_of(warehouse, by_line)
-    assert sorted(lines["segment"].unique()) == ["Liability", "Motor", "Property"]
+    refitted, _ = _run_month(by_line)
+    assert {s: line["status"] for s, line in refitted["lines"].items()} == dict.fromkeys(lines, "approved")
+    assert registry.champions(warehouse).keys() == set(lines)  # the pairs' month changed no champion
+    line_rows = _rows_of(warehouse, by_line)
+    assert sorted(line_rows["segment"].unique()) == ["Liability", "Motor", "Property"]
     per_line = rows.assign(segment=rows["segment"].str.split(" | ", regex=False).str[0])
     for column in ("latest_paid", "latest_incurred", "case_reserve"):
         pair_totals = per_line.groupby("segment")[column].sum().round(2)
-        line_totals = lines.groupby("segment")[column].sum().round(2)
+        line_totals = line_rows.groupby("segment")[column].sum().round(2)
         pd.testing.assert_series_equal(pair_totals, line_totals, check_exact=True, obj=column)
-    assert round(rows["latest_paid"].sum(), 2) == round(lines["latest_paid"].sum(), 2)
+    assert round(rows["latest_paid"].sum(), 2) == round(line_rows["latest_paid"].sum(), 2)
 
 
 def test_the_migration_widens_segments_and_adds_the_snapshot_definition(warehouse):

@@ -85,7 +85,7 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         lines=lines[LINE_COLUMNS],
         promotion_delta=evaluation["delta"],
         bias_margin=facts.settings.promotion_bias_margin,
-        reserve_impact=unpaid_by_line(engine, facts, cells, challenged, registry.champions(engine)),
+        reserve_impact=unpaid_by_line(engine, facts, cells, challenged, current_champions(engine, cells)),
         selection_rule=describe_rule(facts.settings),
         drift=drift_store.drift_metrics(engine, facts.valuation_date, facts.basis),
         retrain_reason="; ".join(trained_reasons or []),
@@ -104,6 +104,11 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
         "approval_code": issued.code,
         "lines": list(card.asked),
     }
+
+
+def current_champions(engine, cells) -> dict[str, ModelEntry]:
+    """The champions of V's segments: those of segments cut otherwise (another segment_by) reserve nothing here."""
+    return {s: entry for s, entry in registry.champions(engine).items() if s in set(cells["segment"])}
 
 
 def unpaid_by_line(engine, facts: RunFacts, cells, challengers: dict[str, str], champions: dict[str, ModelEntry]):
