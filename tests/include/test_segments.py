@@ -68,6 +68,10 @@ def test_the_setting_names_claim_attributes_line_first(monkeypatch):
     assert load_settings().segment_by == ("line_of_business",)
     monkeypatch.setenv("RESERVING_SEGMENT_BY", "line_of_business, region")
     assert load_settings().segment_by == PAIR
+    # the Variable (outside a task Airflow reads it from AIRFLOW_VAR_*) before the environment, as a JSON list
+    monkeypatch.setenv("AIRFLOW_VAR_RESERVING_SETTINGS", '{"segment_by": ["line_of_business", "claim_type"]}')
+    assert load_settings().segment_by == ("line_of_business", "claim_type")
+    monkeypatch.delenv("AIRFLOW_VAR_RESERVING_SETTINGS")
     monkeypatch.setenv("RESERVING_SEGMENT_BY", "line_of_business,colour")
     with pytest.raises(ValidationError, match=r"setting segment_by: unknown attributes \['colour'\]: name distinct"):
         load_settings()
