@@ -34,6 +34,7 @@ from include.reserving.quality.suite import (
     CLAIM_COUNT_CHECK,
     EXTRACT,
     NO_BAD_ROWS,
+    RECENT,
     REQUIRED_COLUMNS,
     ROW_COUNT_CHECK,
     SNAPSHOT,
@@ -96,13 +97,15 @@ def run_quality_gate(
             recorded_by = partial(store.transactions_recorded_by, engine)
             checked_through = decisions.uniqueness_checked_through(previous, basis, recorded_by)
         checks = build_checks(valuation_date, basis, settings, decisions.volume_baseline(previous), checked_through)
-        views = _create_views(
-            engine,
-            {
-                EXTRACT: transactions_extract_sql(engine.dialect, valuation_date, basis, present),
-                SNAPSHOT: snapshot_claims_sql(engine.dialect, valuation_date, basis),
-            },
-        )
+        queries = {
+            EXTRACT: transactions_extract_sql(engine.dialect, valuation_date, basis, present),
+            SNAPSHOT: snapshot_claims_sql(engine.dialect, valuation_date, basis),
+        }
+        if checked_through is not None:  # the row-level checks judge the rows recorded since (suite.build_checks)
+            queries[RECENT] = transactions_extract_sql(
+                engine.dialect, valuation_date, basis, present, recorded_after=end_of_day(checked_through)
+            )
+        views = _create_views(engine, queries)
         try:
             tables = {table: table for table in REQUIRED_COLUMNS} | views
             run = GateRun(engine_url, valuation_date, basis, checks, tables, missing, str(artifact_dir), run_id)
@@ -194,7 +197,7 @@ def _create_views(engine: Engine, queries: dict[str, str]) -> dict[str, str]:
 
 def _drop_leftover_views(engine: Engine) -> None:
     """Drop the views of runs killed before they could drop their own (one gate runs at a time per warehouse)."""
-    prefixes = tuple(_view_prefix(asset) for asset in (EXTRACT, SNAPSHOT))
+    prefixes = tuple(_view_prefix(asset) for asset in (EXTRACT, SNAPSHOT, RECENT))
     _drop_views(engine, [name for name in inspect(engine).get_view_names() if name.startswith(prefixes)])
 
 
@@ -209,14 +212,18 @@ def _compile(dialect: Dialect, statement) -> str:
 
 
 def transactions_extract_sql(
-    dialect: Dialect, valuation_date: dt.date, basis: str, present: dict[str, set[str]]
+    dialect: Dialect,
+    valuation_date: dt.date,
+    basis: str,
+    present: dict[str, set[str]],
+    recorded_after: dt.datetime | None = None,
 ) -> str:
     """The transactions as at V joined to their claims, as SQL text (the body of the run's view).
 
     As recorded: every row recorded by the end of V, whatever its date, so that a row dated after V shows up as a
     defect instead of vanishing. Restated: rows dated by V (later rows are simply later, not defects). Columns missing
     from the source (``present``: the columns found per table) are left out here and reported by the column checks,
-    so the query itself never fails.
+    so the query itself never fails. ``recorded_after``: only the rows recorded since then (``recorded_at`` present).
     """
     t, c = schema.claim_transactions, schema.claims
     t_cols, c_cols = present[t.name], present[c.name]
@@ -231,6 +238,8 @@ def transactions_extract_sql(
         query = query.where(t.c.recorded_at < end_of_day(valuation_date))
     elif basis == Basis.RESTATED and "transaction_date" in t_cols:
         query = query.where(t.c.transaction_date <= valuation_date)
+    if recorded_after is not None:
+        query = query.where(t.c.recorded_at >= recorded_after)
     return _compile(dialect, query)
 
 
