@@ -96,6 +96,8 @@ def run_quality_gate(
         if settings.incremental_uniqueness and not missing[EXTRACT]:
             recorded_by = partial(store.transactions_recorded_by, engine)
             checked_through = decisions.uniqueness_checked_through(previous, basis, recorded_by)
+        if checked_through is not None and not _claims_as_counted(engine, checked_through, basis):
+            checked_through = None  # the row-level checks read the claims too: every row is checked again
         checks = build_checks(valuation_date, basis, settings, decisions.volume_baseline(previous), checked_through)
         queries = {
             EXTRACT: transactions_extract_sql(engine.dialect, valuation_date, basis, present),
@@ -114,6 +116,23 @@ def run_quality_gate(
             _drop_views(engine, views.values())
     finally:
         engine.dispose()
+
+
+def _claims_as_counted(engine: Engine, previous: dt.date, basis: str) -> bool:
+    """Whether the claims reported by the previous month end P still number what P's snapshot held (its gate's
+    claim count): the extract's report dates come from them, so a claim removed or added since would change the
+    verdict on rows P's gate judged (the transactions' own count is ``decisions.uniqueness_checked_through``'s)."""
+    counted = store.check_row(engine, previous, basis, CLAIM_COUNT_CHECK)
+    reported = store.claims_reported_by(engine, previous)
+    if counted is None or counted["element_count"] != reported:
+        log.warning(
+            "the claims reported by %s changed since its gate (%s then, %d now): every row of the extract is checked",
+            previous,
+            None if counted is None else counted["element_count"],
+            reported,
+        )
+        return False
+    return True
 
 
 def _apply_gx_settings() -> None:

@@ -379,6 +379,20 @@ def test_row_level_checks_after_a_clean_month_judge_the_new_rows_with_the_full_v
     assert by_key["transactions_extract.row_count.nonzero"].element_count == 12
 
 
+def test_a_claim_removed_since_the_clean_month_has_every_row_checked(warehouse, tmp_path):
+    """The extract's report dates come from the claims: when the claims reported by January's month end no longer
+    number what its gate counted, January's rows are judged again (here: C1's two rows lost their claim)."""
+    load(warehouse)
+    wider = NEXT_MONTH.model_copy(update={"volume_tolerance": 2.0})
+    _next_month(warehouse, tmp_path, [("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open")], wider)
+    with warehouse.begin() as conn:
+        conn.execute(schema.claims.delete().where(schema.claims.c.claim_id == "C1"))
+    report = _gate_v2(warehouse, tmp_path, wider, "again")
+    failed = {c.key: c for c in report.failures}
+    assert failed["transactions_extract.report_date.not_null"].unexpected_count == 2
+    assert "recorded after" not in failed["transactions_extract.report_date.not_null"].description
+
+
 def test_incremental_uniqueness_can_be_switched_off(sqlite_url, tmp_path):
     engine = make_engine(sqlite_url)
     schema.create_all(engine)
