@@ -10,7 +10,8 @@ A fresh PostgreSQL database is created for the run (and dropped after it) and a 
 (b) the monthly run: contract + reconcile + ingest + gate + plausibility + drift for V, as the DAG's tasks run
     them (``stages.input.contract`` and ``reconcile``, ``ingest``;
     ``run_quality_gate`` with what the gate stored for the previous month end (``previous_gate``), ``store_results``;
-    ``monthly_aggregates``, ``plausibility.evaluate``, its ``store_results``; ``drift_report``,
+    ``plausibility_aggregates`` (stored; V's from the month before's plus V's month), ``plausibility.evaluate``,
+    its ``store_results``; ``drift_report``,
     ``store_drift_metrics``), after (c) the same for the month end before V on the empty warehouse (the first
     valuation: no baseline, so uniqueness is checked over every row). Both in one child process whose peak
     resident memory is read with ``resource.getrusage(RUSAGE_CHILDREN)``. V's ingest takes the incremental path
@@ -72,7 +73,6 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
     from include.reserving.stages import RunFacts
     from include.reserving.stages import input as stages
     from include.reserving.stages.input import drift_report_at
-    from include.reserving.warehouse import history
     from include.reserving.warehouse import plausibility as plausibility_store
     from include.reserving.warehouse.drift import store_drift_metrics
     from include.reserving.warehouse.quality import store_results
@@ -95,7 +95,7 @@ def _month(engine, url: str, valuation_date: dt.date, settings) -> tuple[dict, o
         store_results(engine, report)
     seconds["gate"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    aggregates = history.monthly_aggregates(engine, valuation_date, "as_recorded")
+    aggregates = stages.plausibility_aggregates(engine, valuation_date, "as_recorded", settings)
     checks = plausibility.evaluate(*aggregates, valuation_date, settings)
     plausibility_store.store_results(engine, valuation_date, "as_recorded", checks)
     seconds["plausibility"] = time.perf_counter() - mark

@@ -261,6 +261,38 @@ plausibility_results = Table(
     Index("ux_plausibility_results_key", "valuation_date", "basis", "segment", "check", unique=True),
 )
 
+# Plausibility's monthly per-line aggregates of the source as at V (warehouse/history.py): the transactions frame
+# (volumes from window_start, a month index; older months only their defect counts) and the claims reported per
+# month, outer-joined on (segment, month); in_transactions marks the transactions frame's rows. The next month end's
+# run adds its own month to them instead of re-reading the window. A re-run replaces the rows of (V, basis).
+monthly_aggregates = Table(
+    "monthly_aggregates",
+    metadata,
+    Column("valuation_date", Date, nullable=False),
+    Column("basis", String(16), nullable=False),
+    Column("segment", Segment, nullable=False),
+    Column("month", Integer, nullable=False),  # months since year 0 (dates.month_index)
+    Column("window_start", Integer, nullable=False),
+    Column("in_transactions", Boolean, nullable=False),
+    Column("rows", Integer),
+    Column("paid", Float),
+    Column("case_movement", Float),
+    Column("largest_paid", Float),
+    Column("largest_case_change", Float),
+    Column("paid_rows", Integer),
+    Column("last_recorded", DateTime),
+    Column("median_paid", Float),
+    Column("raise_claims", Integer),
+    Column("raise_q1", Float),
+    Column("raise_median", Float),
+    Column("raise_q3", Float),
+    Column("recorded_before_dated", Integer),
+    Column("bad_status", Integer),
+    Column("bad_status_example", String()),
+    Column("new_claims", Integer),
+    Index("ux_monthly_aggregates_key", "valuation_date", "basis", "segment", "month", unique=True),
+)
+
 # Per-feature drift of the claims reported in the month ending V against the reference window.
 drift_metrics = Table(
     "drift_metrics",
@@ -612,7 +644,8 @@ def migrate(engine: Engine) -> list[str]:
     Issue 17 (incremental ingest): ``snapshot_claims`` gains ``net_closures`` (NULL on older partitions: the next
     ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``. Issue 16 (segments by
     setting): ``snapshots`` gains ``segment_by`` and the segment columns widen to :data:`SEGMENT_LENGTH`
-    (:func:`_segments_by_setting`).
+    (:func:`_segments_by_setting`). Plausibility keeps its monthly aggregates in ``monthly_aggregates`` (a new
+    table, which create_all creates; a month end without rows there takes plausibility's full path).
 
     Each step checks whether it is still needed, so a second run changes nothing and a run interrupted half way
     completes on the next (on SQLite, DDL commits statement by statement). On PostgreSQL it is one transaction.

@@ -34,6 +34,7 @@ from include.reserving.quality.suite import (
     CLAIM_COUNT_CHECK,
     EXTRACT,
     NO_BAD_ROWS,
+    RECENT,
     REQUIRED_COLUMNS,
     ROW_COUNT_CHECK,
     SNAPSHOT,
@@ -95,14 +96,18 @@ def run_quality_gate(
         if settings.incremental_uniqueness and not missing[EXTRACT]:
             recorded_by = partial(store.transactions_recorded_by, engine)
             checked_through = decisions.uniqueness_checked_through(previous, basis, recorded_by)
+        if checked_through is not None and not _claims_as_counted(engine, checked_through, basis):
+            checked_through = None  # the row-level checks read the claims too: every row is checked again
         checks = build_checks(valuation_date, basis, settings, decisions.volume_baseline(previous), checked_through)
-        views = _create_views(
-            engine,
-            {
-                EXTRACT: transactions_extract_sql(engine.dialect, valuation_date, basis, present),
-                SNAPSHOT: snapshot_claims_sql(engine.dialect, valuation_date, basis),
-            },
-        )
+        queries = {
+            EXTRACT: transactions_extract_sql(engine.dialect, valuation_date, basis, present),
+            SNAPSHOT: snapshot_claims_sql(engine.dialect, valuation_date, basis),
+        }
+        if checked_through is not None:  # the row-level checks judge the rows recorded since (suite.build_checks)
+            queries[RECENT] = transactions_extract_sql(
+                engine.dialect, valuation_date, basis, present, recorded_after=end_of_day(checked_through)
+            )
+        views = _create_views(engine, queries)
         try:
             tables = {table: table for table in REQUIRED_COLUMNS} | views
             run = GateRun(engine_url, valuation_date, basis, checks, tables, missing, str(artifact_dir), run_id)
@@ -111,6 +116,23 @@ def run_quality_gate(
             _drop_views(engine, views.values())
     finally:
         engine.dispose()
+
+
+def _claims_as_counted(engine: Engine, previous: dt.date, basis: str) -> bool:
+    """Whether the claims reported by the previous month end P still number what P's snapshot held (its gate's
+    claim count): the extract's report dates come from them, so a claim removed or added since would change the
+    verdict on rows P's gate judged (the transactions' own count is ``decisions.uniqueness_checked_through``'s)."""
+    counted = store.check_row(engine, previous, basis, CLAIM_COUNT_CHECK)
+    reported = store.claims_reported_by(engine, previous)
+    if counted is None or counted["element_count"] != reported:
+        log.warning(
+            "the claims reported by %s changed since its gate (%s then, %d now): every row of the extract is checked",
+            previous,
+            None if counted is None else counted["element_count"],
+            reported,
+        )
+        return False
+    return True
 
 
 def _apply_gx_settings() -> None:
@@ -194,7 +216,7 @@ def _create_views(engine: Engine, queries: dict[str, str]) -> dict[str, str]:
 
 def _drop_leftover_views(engine: Engine) -> None:
     """Drop the views of runs killed before they could drop their own (one gate runs at a time per warehouse)."""
-    prefixes = tuple(_view_prefix(asset) for asset in (EXTRACT, SNAPSHOT))
+    prefixes = tuple(_view_prefix(asset) for asset in (EXTRACT, SNAPSHOT, RECENT))
     _drop_views(engine, [name for name in inspect(engine).get_view_names() if name.startswith(prefixes)])
 
 
@@ -209,14 +231,18 @@ def _compile(dialect: Dialect, statement) -> str:
 
 
 def transactions_extract_sql(
-    dialect: Dialect, valuation_date: dt.date, basis: str, present: dict[str, set[str]]
+    dialect: Dialect,
+    valuation_date: dt.date,
+    basis: str,
+    present: dict[str, set[str]],
+    recorded_after: dt.datetime | None = None,
 ) -> str:
     """The transactions as at V joined to their claims, as SQL text (the body of the run's view).
 
     As recorded: every row recorded by the end of V, whatever its date, so that a row dated after V shows up as a
     defect instead of vanishing. Restated: rows dated by V (later rows are simply later, not defects). Columns missing
     from the source (``present``: the columns found per table) are left out here and reported by the column checks,
-    so the query itself never fails.
+    so the query itself never fails. ``recorded_after``: only the rows recorded since then (``recorded_at`` present).
     """
     t, c = schema.claim_transactions, schema.claims
     t_cols, c_cols = present[t.name], present[c.name]
@@ -231,6 +257,8 @@ def transactions_extract_sql(
         query = query.where(t.c.recorded_at < end_of_day(valuation_date))
     elif basis == Basis.RESTATED and "transaction_date" in t_cols:
         query = query.where(t.c.transaction_date <= valuation_date)
+    if recorded_after is not None:
+        query = query.where(t.c.recorded_at >= recorded_after)
     return _compile(dialect, query)
 
 

@@ -35,6 +35,8 @@ from include.reserving.quality.queries import bad_rows_query, duplicates_query
 # Bump when a check is added, removed or changed: stored results name the suite version they were judged by.
 SUITE_VERSION = "2"
 EXTRACT, SNAPSHOT = "transactions_extract", "snapshot_claims"  # the run's two views
+# The extract's rows recorded since the previous clean gate: where the row-level checks look after a clean month
+RECENT = "transactions_extract_recent"
 ROW_COUNT_CHECK = "transactions_extract.row_count.nonzero"  # its element_count is next month's volume baseline
 CLAIM_COUNT_CHECK = "snapshot_claims.row_count.nonzero"
 VOLUME_CHECK = "transactions_extract.row_count.volume"
@@ -103,6 +105,9 @@ class Check:
     expectation: str
     kwargs: Mapping[str, Any]
     requires: str | None = None  # a term without which the check is left out
+    # judges each row on its own (a row found good stays good): after a clean gate at the previous month end, only
+    # the rows recorded since are judged (the run's ``RECENT`` view; see ``build_checks``)
+    row_level: bool = False
 
     @property
     def columns(self) -> list[str]:
@@ -156,7 +161,14 @@ CHECKS: tuple[Check, ...] = (
         requires="baseline",
     ),
     *(
-        Check(f"{EXTRACT}.{column}.not_null", EXTRACT, f"{column} is not null", NOT_NULL, {"column": column})
+        Check(
+            f"{EXTRACT}.{column}.not_null",
+            EXTRACT,
+            f"{column} is not null",
+            NOT_NULL,
+            {"column": column},
+            row_level=True,
+        )
         for column in ("transaction_id", "claim_id", "transaction_date", *AMOUNT_COLUMNS)
     ),
     Check(
@@ -165,6 +177,7 @@ CHECKS: tuple[Check, ...] = (
         "the transaction's claim exists in claims with a report date",
         NOT_NULL,
         {"column": "report_date"},
+        row_level=True,
     ),
     *(
         Check(
@@ -173,6 +186,7 @@ CHECKS: tuple[Check, ...] = (
             column + " is finite and between {amount_min:,.2f} and {amount_max:,.2f}",
             BETWEEN,
             {"column": column, "min_value": Term("amount_min"), "max_value": Term("amount_max")},
+            row_level=True,
         )
         for column in AMOUNT_COLUMNS
     ),
@@ -196,6 +210,7 @@ CHECKS: tuple[Check, ...] = (
         "transaction date on or before V={valuation_date}{dated_after_note}",
         BETWEEN,
         {"column": "transaction_date", "max_value": Term("valuation_date")},
+        row_level=True,
     ),
     Check(
         f"{EXTRACT}.transaction_date.not_before_report",
@@ -210,6 +225,7 @@ CHECKS: tuple[Check, ...] = (
                 "transaction_id",
             ),
         },
+        row_level=True,
     ),
     Check(
         CLAIM_COUNT_CHECK,
@@ -291,6 +307,9 @@ def run_values(
         "scope": ""
         if checked_through is None
         else f" (rows recorded after {checked_through}, whose gate passed, against every row as at V)",
+        "row_scope": ""
+        if checked_through is None
+        else f" (rows recorded after {checked_through}; the rows before passed its gate)",
     }
 
 
@@ -313,13 +332,15 @@ def build_checks(
 
     ``baseline``: the previous valuation's extract row count (None: the volume check is left out).
     ``checked_through`` (see ``decisions.uniqueness_checked_through``): the uniqueness checks look only at the groups
-    holding a row recorded after that date; the rows recorded up to it were found unique by its own gate.
+    holding a row recorded after that date; the rows recorded up to it were found unique by its own gate, and every
+    row-level check of them passed there, so those checks judge only the rows recorded since (the same premise: the
+    source is append-only and still holds the rows that gate counted).
     """
     values = run_values(valuation_date, basis, settings, baseline, checked_through)
     return [
         replace(
             check,
-            description=check.description.format(**values),
+            description=check.description.format(**values) + (values["row_scope"] if check.row_level else ""),
             kwargs={name: _resolve(value, values) for name, value in check.kwargs.items()},
         )
         for check in CHECKS

@@ -5,12 +5,18 @@ after applying GX's process-wide settings.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import great_expectations as gx
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
 
 from include.reserving.quality import decisions
 from include.reserving.quality.expectations import expectation
@@ -18,6 +24,7 @@ from include.reserving.quality.report import CheckResult, examples
 from include.reserving.quality.suite import (
     ASSETS,
     COLUMNS_MATCH,
+    RECENT,
     ROW_COUNT,
     SQL_TYPE,
     SUITE_VERSION,
@@ -28,6 +35,38 @@ if TYPE_CHECKING:
     from include.reserving.quality.runner import GateRun
 
 DOCS_SITE = "reserving_quality"
+SLOWEST_SHOWN = 5  # the gate's slowest queries named in the log: where a month's gate spends its time
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def timed_queries() -> Iterator[list[tuple[float, str]]]:
+    """Collect (seconds, statement) of every query this thread runs meanwhile (GX bundles several expectations into
+    one query, so the query is the unit that costs); the slowest are logged at the end."""
+    timings: list[tuple[float, str]] = []
+    thread = threading.get_ident()
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        if threading.get_ident() == thread:
+            conn.info.setdefault("gate_query_started", []).append(time.perf_counter())
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        started = conn.info.get("gate_query_started")
+        if threading.get_ident() == thread and started:
+            timings.append((time.perf_counter() - started.pop(), " ".join(statement.split())))
+
+    event.listen(Engine, "before_cursor_execute", before)
+    event.listen(Engine, "after_cursor_execute", after)
+    try:
+        yield timings
+    finally:
+        event.remove(Engine, "before_cursor_execute", before)
+        event.remove(Engine, "after_cursor_execute", after)
+        total = sum(seconds for seconds, _ in timings)
+        log.info("gate: %d queries, %.1f s in the database; the slowest:", len(timings), total)
+        for seconds, statement in sorted(timings, key=lambda t: -t[0])[:SLOWEST_SHOWN]:
+            log.info("gate query %.2f s: %s", seconds, statement[:300])
 
 
 @dataclass
@@ -57,16 +96,20 @@ def run_passes(run: GateRun, local_dir: Path) -> Passes:
     datasource = _add_datasource(context, run.engine_url)
     tag = f"{run.valuation_date.isoformat()}_{run.basis}"
     batches = {
-        asset: datasource.add_table_asset(name=asset, table_name=run.tables[asset]).add_batch_definition_whole_table(
+        asset: datasource.add_table_asset(name=asset, table_name=table).add_batch_definition_whole_table(
             f"{asset}_{tag}"
         )
-        for asset in ASSETS
+        for asset, table in run.tables.items()
+        if asset in ASSETS or asset == RECENT
     }
+
+    def batch_of(check: Check) -> str:  # after a clean month, row-level checks read only the rows recorded since
+        return RECENT if check.row_level and RECENT in batches else check.asset
 
     def validate(name: str, checks: list[Check], result_format: dict) -> list:
         definitions = []
         for asset, batch in batches.items():
-            asset_checks = [c for c in checks if c.asset == asset]
+            asset_checks = [c for c in checks if batch_of(c) == asset]
             if not asset_checks:
                 continue
             suite = context.suites.add(
@@ -83,7 +126,10 @@ def run_passes(run: GateRun, local_dir: Path) -> Passes:
 
     # Pass 1 counts bad rows without fetching examples: for a passing check, an example query is a full scan.
     by_key = {c.key: c for c in run.checks}
-    validations = validate(f"v{SUITE_VERSION}", run.checks, {"result_format": "BASIC", "partial_unexpected_count": 0})
+    with timed_queries():
+        validations = validate(
+            f"v{SUITE_VERSION}", run.checks, {"result_format": "BASIC", "partial_unexpected_count": 0}
+        )
     results = [
         _check_result(by_key[r.expectation_config.meta["check_key"]], r, run.missing)
         for validation in validations

@@ -200,15 +200,81 @@ def plausibility(facts: RunFacts) -> dict:
     from include.reserving.warehouse import plausibility as plausibility_store
 
     engine = facts.engine()
-    txn, claims, exposure = history.monthly_aggregates(
-        engine, facts.valuation_date, facts.basis, median_months=facts.settings.plausibility_history_months + 1
-    )
+    txn, claims, exposure = plausibility_aggregates(engine, facts.valuation_date, facts.basis, facts.settings)
     known = history.ingested_lines(engine, previous_month_end(facts.valuation_date), facts.basis)
     checks = checks_module.evaluate(txn, claims, exposure, facts.valuation_date, facts.settings, known_lines=known)
     plausibility_store.store_results(engine, facts.valuation_date, facts.basis, checks, run_id=facts.run_id)
     log.info("%s", checks_module.summary(checks, facts.valuation_date, facts.basis))
     checks_module.raise_for_failures(checks, facts.valuation_date, facts.basis)
     return {"checks": len(checks), "skipped": sum(c.passed is None for c in checks)}
+
+
+def plausibility_aggregates(
+    engine: Engine, valuation_date: dt.date, basis: str, settings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Plausibility's monthly aggregates of V (``warehouse.history.monthly_aggregates``), stored for the next month.
+
+    When the months before V's are as the previous month end P aggregated them (:func:`aggregates_full_because`),
+    they are P's stored ones plus V's month: the same frames for a read of one month instead of the history window.
+    Otherwise the full path; the log says which path ran and why.
+    """
+    from include.reserving.dates import month_index
+    from include.reserving.warehouse import history
+
+    median_months = settings.plausibility_history_months + 1
+    previous = previous_month_end(valuation_date)
+    stored = history.stored_aggregates(engine, previous, basis)
+    full_because = aggregates_full_because(engine, valuation_date, basis, settings, stored)
+    if full_because:
+        log.info("plausibility aggregates V=%s basis=%s: full path (%s)", valuation_date, basis, full_because)
+        txn, claims, exposure = history.monthly_aggregates(engine, valuation_date, basis, median_months=median_months)
+    else:
+        log.info(
+            "plausibility aggregates V=%s basis=%s: incremental path (%s's months as stored, plus the month of V)",
+            valuation_date,
+            basis,
+            previous,
+        )
+        txn, claims, exposure = history.aggregates_since(engine, valuation_date, basis, stored[:2], median_months)
+    history.store_aggregates(engine, valuation_date, basis, txn, claims, month_index(valuation_date) - median_months)
+    return txn, claims, exposure
+
+
+def aggregates_full_because(engine: Engine, valuation_date: dt.date, basis: str, settings, stored) -> str | None:
+    """Why plausibility must aggregate V's history window in full (a sentence for the log), or None when the months
+    before V's may be taken from the previous month end P's stored aggregates (``stored``).
+
+    The ingest's premise (:func:`include.reserving.ingest.incremental_premise`: the book as recorded, P ingested and
+    gated clean, P's rows and claims still in the source) makes every month before V's as P saw it, but for rows P
+    recorded that joined the extract since (dated after P, or on a claim reported after P): they count in the month
+    they were recorded in, so while there are any, the full path runs.
+    """
+    from include.reserving.dates import month_index
+    from include.reserving.ingest import incremental_premise
+    from include.reserving.quality.suite import ROW_COUNT_CHECK
+    from include.reserving.warehouse import history
+
+    previous = previous_month_end(valuation_date)
+    if not settings.incremental_ingest:
+        return "incremental ingest is switched off (setting incremental_ingest)"
+    why = incremental_premise(basis, cells_store.previous_ingest(engine, previous, basis, ROW_COUNT_CHECK))
+    if why:
+        return why
+    if stored is None:
+        return f"{previous} has no stored plausibility aggregates on basis {basis}"
+    needed = month_index(valuation_date) - settings.plausibility_history_months - 1
+    if stored[2] > needed:
+        return (
+            f"{previous}'s stored aggregates start at month {stored[2]}, V's window at {needed} "
+            "(plausibility_history_months grew)"
+        )
+    joined = history.rows_joining_before(engine, previous, valuation_date)
+    if joined:
+        return (
+            f"{joined} rows recorded by {previous} joined the extract since (dated after it, or on claims reported "
+            "since): they change months before V's"
+        )
+    return None
 
 
 def actual_vs_expected_breach(cells: pd.DataFrame, champions: dict[str, ModelEntry], tolerance: float):

@@ -15,13 +15,14 @@ as a fraction of that previous reserve; per (line, month) the count of such clai
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import pandas as pd
-from sqlalchemy import Float, case, cast, func, or_, select
+from sqlalchemy import Float, case, cast, delete, func, or_, select
 from sqlalchemy.engine import Connection, Engine
 
 from include.reserving import schema
-from include.reserving.dates import month_index, month_start
+from include.reserving.dates import end_of_day, month_index, month_start
 from include.reserving.domain import SEGMENT_SEPARATOR, TRANSACTION_STATUSES, Basis
 from include.reserving.warehouse.cells import (
     LINE_ONLY,
@@ -30,7 +31,7 @@ from include.reserving.warehouse.cells import (
     segment_definition,
     segment_definition_at,
 )
-from include.reserving.warehouse.core import read_frame
+from include.reserving.warehouse.core import _connection, insert_rows, key_clause, read_frame
 
 Bind = Engine | Connection
 
@@ -45,8 +46,45 @@ def monthly_aggregates(
     payment and case-reserve change (a large loss is not a defect), paid_rows, last_recorded,
     recorded_before_dated, bad_status and one bad_status_example (over the whole extract), and median_paid (the
     median positive payment: a sort, not a sum); claims: new_claims; exposure:
-    earned_premium, exposure (sums: NaN or infinity survive them).
+    earned_premium, exposure (sums: NaN or infinity survive them). Sums of money are rounded to the cent (stored
+    amounts are cents), so they do not depend on the order the database adds them in.
     """
+    return _aggregates(bind, valuation_date, basis, month_index(valuation_date) - median_months, whole_extract=True)
+
+
+def aggregates_since(
+    bind: Bind,
+    valuation_date: dt.date,
+    basis: str,
+    previous: tuple[pd.DataFrame, pd.DataFrame],
+    median_months: int = 24,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What :func:`monthly_aggregates` returns, from the previous month end P's (``previous``: its transactions and
+    claims frames, as :func:`stored_aggregates` reads them back) plus V's month read from the source.
+
+    Only valid when the months before V's are as P saw them: the book as recorded, P's rows still in the source
+    (the ingest's premise), and no row recorded by P that joined the extract since (:func:`rows_joining_before`).
+    Then a month's transactions (by ``recorded_at``), its reported claims, medians, raises and defects are P's.
+    """
+    mv = month_index(valuation_date)
+    first_month = mv - median_months
+    txn_now, claims_now, exposure = _aggregates(bind, valuation_date, basis, mv, whole_extract=False)
+    stored_txn, stored_claims = previous
+    old = stored_txn[stored_txn["month"] < mv].copy()
+    # months that left the window keep only their defect counts (the full path aggregates volumes over the window)
+    before = old["month"] < first_month
+    old.loc[before, VOLUME_COLUMNS] = math.nan
+    old = old[~before | (old["recorded_before_dated"] > 0) | (old["bad_status"] > 0)]
+    txn = _canonical_transactions(pd.concat([old, txn_now], ignore_index=True))
+    claims = _canonical_claims(pd.concat([stored_claims[stored_claims["month"] < mv], claims_now], ignore_index=True))
+    return txn, claims, exposure
+
+
+def _aggregates(
+    bind: Bind, valuation_date: dt.date, basis: str, first_month: int, whole_extract: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The frames of :func:`monthly_aggregates` with volumes from ``first_month``; ``whole_extract``: defects and
+    reported claims over the whole extract (else from ``first_month`` too)."""
     c, t, e = schema.claims, schema.claim_transactions, schema.earned_exposure
     claim_filter, txn_filter = extract_filters(valuation_date, basis)
     arrival = t.c.recorded_at if basis == Basis.AS_RECORDED else t.c.transaction_date
@@ -59,17 +97,17 @@ def monthly_aggregates(
     )  # IN is case-sensitive on both databases
     # Volumes and the median are only judged over the history window (V's month and the ``median_months`` before
     # it), so only that window's rows are aggregated; the defects below are counted over the whole extract.
-    first_month = month_index(valuation_date) - median_months
     since = month_start(first_month)
     since = dt.datetime.combine(since, dt.time()) if basis == Basis.AS_RECORDED else since
+    recent = [] if whole_extract else [arrival >= since]
     joined = t.join(c, c.c.claim_id == t.c.claim_id)
     transactions = (
         select(
             c.c.line_of_business.label("segment"),
             month.label("month"),
             func.count().label("rows"),
-            func.sum(paid).label("paid"),
-            func.sum(func.abs(case_change)).label("case_movement"),
+            func.round(func.sum(paid), 2).label("paid"),
+            func.round(func.sum(func.abs(case_change)), 2).label("case_movement"),
             func.max(paid).label("largest_paid"),
             func.max(func.abs(case_change)).label("largest_case_change"),
             func.sum(case((nonzero, 1), else_=0)).label("paid_rows"),
@@ -91,7 +129,7 @@ def monthly_aggregates(
             func.min(case((bad_status, func.coalesce(t.c.status, "NULL")))).label("bad_status_example"),
         )
         .select_from(joined)
-        .where(txn_filter, claim_filter, or_(early, bad_status))
+        .where(txn_filter, claim_filter, or_(early, bad_status), *recent)
         .group_by(c.c.line_of_business, month)
     )
     # The median positive payment: a few large losses do not move it, a units shift moves it whole. Window
@@ -116,9 +154,10 @@ def monthly_aggregates(
         .group_by(ranked.c.segment, ranked.c.month)
     )
     report_month = _month_index_sql(c.c.report_date)
+    reported_since = [] if whole_extract else [c.c.report_date >= month_start(first_month)]
     claims = (
         select(c.c.line_of_business.label("segment"), report_month.label("month"), func.count().label("new_claims"))
-        .where(claim_filter)
+        .where(claim_filter, *reported_since)
         .group_by(c.c.line_of_business, report_month)
     )
     exposure_month = _month_index_sql(e.c.month)
@@ -144,10 +183,59 @@ def monthly_aggregates(
         .merge(raises_frame, on=keys, how="left")
         .merge(found, on=keys, how="outer")
     )
-    for column in ("recorded_before_dated", "bad_status"):
-        txn[column] = txn[column].fillna(0).astype("int64")
-    txn["last_recorded"] = pd.to_datetime(txn["last_recorded"])
-    return txn, frames[1], frames[2]
+    return _canonical_transactions(txn), _canonical_claims(frames[1]), _canonical_exposure(frames[2])
+
+
+TRANSACTION_COLUMNS = [
+    "segment",
+    "month",
+    "rows",
+    "paid",
+    "case_movement",
+    "largest_paid",
+    "largest_case_change",
+    "paid_rows",
+    "last_recorded",
+    "median_paid",
+    "raise_claims",
+    "raise_q1",
+    "raise_median",
+    "raise_q3",
+    "recorded_before_dated",
+    "bad_status",
+    "bad_status_example",
+]
+VOLUME_COLUMNS = TRANSACTION_COLUMNS[2:14]  # aggregated over the history window only (NaN on older defect rows)
+DEFECT_COLUMNS = ["recorded_before_dated", "bad_status"]
+
+
+def _canonical_transactions(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per column (floats for every volume: NaN where a month has none), rows by (segment, month): a
+    frame read back, merged or recomputed compares equal value for value."""
+    frame = frame.reindex(columns=TRANSACTION_COLUMNS)
+    frame["month"] = frame["month"].astype("int64")
+    for column in VOLUME_COLUMNS:
+        if column != "last_recorded":
+            frame[column] = frame[column].astype("float64")  # numeric(18,2) sums arrive as Decimal
+    frame["last_recorded"] = pd.to_datetime(frame["last_recorded"]).astype("datetime64[us]")
+    for column in DEFECT_COLUMNS:
+        frame[column] = frame[column].fillna(0).astype("int64")
+    example = frame["bad_status_example"]
+    frame["bad_status_example"] = example.astype(object).where(example.notna(), None)
+    return frame.sort_values(["segment", "month"]).reset_index(drop=True)
+
+
+def _canonical_claims(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reindex(columns=["segment", "month", "new_claims"])
+    frame[["month", "new_claims"]] = frame[["month", "new_claims"]].astype("int64")
+    return frame.sort_values(["segment", "month"]).reset_index(drop=True)
+
+
+def _canonical_exposure(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reindex(columns=["segment", "month", "earned_premium", "exposure"])
+    frame["month"] = frame["month"].astype("int64")
+    frame[["earned_premium", "exposure"]] = frame[["earned_premium", "exposure"]].astype("float64")
+    return frame.sort_values(["segment", "month"]).reset_index(drop=True)
 
 
 def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: int):
@@ -169,8 +257,8 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
         select(
             t.c.claim_id,
             bucket.label("month"),
-            func.sum(change).label("net"),
-            func.sum(case((change > 0, change), else_=0)).label("raised"),
+            func.round(func.sum(change), 2).label("net"),
+            func.round(func.sum(case((change > 0, change), else_=0)), 2).label("raised"),
         )
         .where(txn_filter, t.c.claim_id.in_(raised_claims))
         .group_by(t.c.claim_id, bucket)
@@ -179,8 +267,10 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
     previous = func.sum(per_claim.c.net).over(
         partition_by=per_claim.c.claim_id, order_by=per_claim.c.month, rows=(None, -1)
     )
+    # to the cent: the reserve is the same number however the months before are grouped (one opening bucket in the
+    # incremental path, one per month in the full path)
     claim_months = select(
-        per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, previous.label("previous")
+        per_claim.c.claim_id, per_claim.c.month, per_claim.c.raised, func.round(previous, 2).label("previous")
     ).subquery()
     with_previous = (
         select(
@@ -255,3 +345,63 @@ def month_arrivals(bind: Bind, valuation_date: dt.date, basis: str) -> pd.DataFr
         found[column] = found[column].astype("int64")
     found["last_recorded"] = pd.to_datetime(found["last_recorded"])
     return found
+
+
+def rows_joining_before(bind: Bind, previous: dt.date, valuation_date: dt.date) -> int:
+    """Transactions recorded by the previous month end P that are in the extract as recorded at V but were not in
+    P's: dated after P, or on a claim reported after P. They are attributed to the month they were recorded in, a
+    month before V's, so while there are any, the months P aggregated are not V's (:func:`aggregates_since`)."""
+    c, t = schema.claims, schema.claim_transactions
+    by_p = end_of_day(previous)
+    # two index range reads: the rows dated in (P, V], the claims reported in (P, V]; a row in both counts once
+    dated_since = (
+        select(func.count())
+        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
+        .where(
+            t.c.recorded_at < by_p,
+            t.c.transaction_date > previous,
+            t.c.transaction_date <= valuation_date,
+            c.c.report_date <= valuation_date,
+        )
+    )
+    newly_reported = (
+        select(func.count())
+        .select_from(t.join(c, c.c.claim_id == t.c.claim_id))
+        .where(
+            t.c.recorded_at < by_p,
+            t.c.transaction_date <= previous,
+            c.c.report_date > previous,
+            c.c.report_date <= valuation_date,
+        )
+    )
+    with _connection(bind, write=False) as conn:
+        return sum(int(conn.execute(query).scalar_one()) for query in (dated_since, newly_reported))
+
+
+def store_aggregates(
+    bind: Bind, valuation_date: dt.date, basis: str, txn: pd.DataFrame, claims: pd.DataFrame, window_start: int
+) -> int:
+    """Replace the stored aggregates of (V, basis) (see schema.monthly_aggregates) by ``txn`` and ``claims``, the
+    frames of :func:`monthly_aggregates` whose volumes start at month ``window_start``; returns the rows written."""
+    both = txn.merge(claims, on=["segment", "month"], how="outer", indicator=True)
+    both["in_transactions"] = both.pop("_merge") != "right_only"
+    for column in ("rows", "paid_rows", "raise_claims", "new_claims"):
+        both[column] = both[column].astype("Int64")  # counts, NULL where the frame has none
+    ma = schema.monthly_aggregates
+    key = {"valuation_date": valuation_date, "basis": str(basis)}
+    with _connection(bind, write=True) as conn:
+        conn.execute(delete(ma).where(key_clause(ma, key)))
+        return insert_rows(conn, ma, both.assign(window_start=window_start, **key))
+
+
+def stored_aggregates(bind: Bind, valuation_date: dt.date, basis: str) -> tuple[pd.DataFrame, pd.DataFrame, int] | None:
+    """The transactions and claims frames stored for (V, basis) and the month their volumes start at; None when
+    nothing is stored."""
+    ma = schema.monthly_aggregates
+    query = select(ma).where(ma.c.valuation_date == valuation_date, ma.c.basis == basis)
+    frame = read_frame(bind, query)
+    if frame.empty:
+        return None
+    txn = _canonical_transactions(frame[frame["in_transactions"].astype(bool)])
+    claims = _canonical_claims(frame[frame["new_claims"].notna()])
+    return txn, claims, int(frame["window_start"].min())

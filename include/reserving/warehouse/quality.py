@@ -70,6 +70,13 @@ def results_frame(bind: Bind, valuation_date: dt.date, basis: str) -> pd.DataFra
     )
 
 
+def claims_reported_by(bind: Bind, day: dt.date) -> int:
+    """Rows of claims reported by ``day``."""
+    c = schema.claims
+    statement = select(func.count().label("rows")).select_from(c).where(c.c.report_date <= day)
+    return int(read_frame(bind, statement)["rows"].iloc[0])
+
+
 def transactions_recorded_by(bind: Bind, day: dt.date) -> int:
     """Rows of claim_transactions recorded by the end of ``day``."""
     t = schema.claim_transactions

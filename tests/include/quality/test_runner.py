@@ -17,6 +17,7 @@ from include.reserving.config import Settings
 from include.reserving.quality import decisions
 from include.reserving.quality.report import QualityGateError, raise_for_failures
 from include.reserving.quality.runner import previous_gate, run_quality_gate
+from include.reserving.quality.suite import build_checks
 from include.reserving.warehouse import quality as store
 from include.reserving.warehouse.core import insert_rows, make_engine
 from tests.conftest import PROJECT
@@ -344,6 +345,52 @@ def test_a_clean_new_month_passes_and_rewritten_history_is_checked_in_full(wareh
     failed = {c.key: c for c in report.failures}
     assert list(failed) == ["transactions_extract.transaction_id.unique"]
     assert failed["transactions_extract.transaction_id.unique"].description == "no duplicate transaction ids"
+
+
+def test_row_level_checks_after_a_clean_month_judge_the_new_rows_with_the_full_verdict(warehouse, tmp_path):
+    """After January's clean gate, February's row-level checks read only the rows recorded since (the run's recent
+    view), and find exactly what the full check finds: the same failed checks, the same bad-row counts."""
+    load(warehouse)
+    new_rows = [
+        ("T10", "C3", dt.date(2024, 2, 5), FEB, None, 0.0, "open"),  # paid NULL
+        ("T11", "C3", dt.date(2024, 2, 6), FEB, 987_654_321.0, 0.0, "open"),  # out of bounds
+        ("T12", "C2", dt.date(2024, 3, 9), FEB, 10.0, 0.0, "open"),  # dated after V2, recorded by it
+        ("T13", "C4", dt.date(2024, 2, 1), FEB, 10.0, 0.0, "open"),  # dated before C4's report (2024-02-10)
+        ("T14", "C3", dt.date(2024, 2, 7), FEB, 20.0, 0.0, "open"),  # clean
+    ]
+    wider = NEXT_MONTH.model_copy(update={"volume_tolerance": 2.0})  # 12 rows against January's 5
+    narrowed, _ = _next_month(warehouse, tmp_path, new_rows, wider)
+    full = _gate_v2(warehouse, tmp_path, wider.model_copy(update={"incremental_uniqueness": False}), "full")
+    row_level = {c.key for c in build_checks(V2, "as_recorded", NEXT_MONTH) if c.row_level}
+    assert len(row_level) == 10
+    found = {c.key: c.unexpected_count for c in narrowed.failures}
+    assert found == {c.key: c.unexpected_count for c in full.failures}
+    assert found == {
+        "transactions_extract.paid_amount.not_null": 1,
+        "transactions_extract.paid_amount.bounds": 1,
+        "transactions_extract.transaction_date.not_after_valuation": 1,
+        "transactions_extract.transaction_date.not_before_report": 1,
+    }
+    by_key = {c.key: c for c in narrowed.checks}
+    for key in row_level:
+        assert "rows recorded after 2024-01-31" in by_key[key].description, key
+    # what the narrowed checks read: February's 7 rows (T6, T7 and the five above), not the 12 of the extract
+    assert by_key["transactions_extract.transaction_id.not_null"].element_count == 7
+    assert by_key["transactions_extract.row_count.nonzero"].element_count == 12
+
+
+def test_a_claim_removed_since_the_clean_month_has_every_row_checked(warehouse, tmp_path):
+    """The extract's report dates come from the claims: when the claims reported by January's month end no longer
+    number what its gate counted, January's rows are judged again (here: C1's two rows lost their claim)."""
+    load(warehouse)
+    wider = NEXT_MONTH.model_copy(update={"volume_tolerance": 2.0})
+    _next_month(warehouse, tmp_path, [("T10", "C3", dt.date(2024, 2, 5), FEB, 50.0, 0.0, "open")], wider)
+    with warehouse.begin() as conn:
+        conn.execute(schema.claims.delete().where(schema.claims.c.claim_id == "C1"))
+    report = _gate_v2(warehouse, tmp_path, wider, "again")
+    failed = {c.key: c for c in report.failures}
+    assert failed["transactions_extract.report_date.not_null"].unexpected_count == 2
+    assert "recorded after" not in failed["transactions_extract.report_date.not_null"].description
 
 
 def test_incremental_uniqueness_can_be_switched_off(sqlite_url, tmp_path):

@@ -75,10 +75,26 @@ SUITE_V2 = [
 ]
 
 
+ROW_LEVEL = (
+    *(f"{column}.not_null" for column in ("transaction_id", "claim_id", "transaction_date", "paid_amount")),
+    "case_reserve_change.not_null",
+    "report_date.not_null",
+    "paid_amount.bounds",
+    "case_reserve_change.bounds",
+    "transaction_date.not_after_valuation",
+    "transaction_date.not_before_report",
+)
+
+
 def test_suite_version_2_keys_and_descriptions_are_unchanged():
     assert SUITE_VERSION == "2"
     checks = build_checks(V, "as_recorded", SETTINGS, baseline=100, checked_through=dt.date(2023, 12, 31))
-    assert [(c.key, c.description) for c in checks] == SUITE_V2
+    # after a clean month the row-level checks judge the rows recorded since, and say so
+    scope = " (rows recorded after 2023-12-31; the rows before passed its gate)"
+    row_level = {f"transactions_extract.{name}" for name in ROW_LEVEL}
+    assert [(c.key, c.description) for c in checks] == [(k, d + scope if k in row_level else d) for k, d in SUITE_V2]
+    unscoped = build_checks(V, "as_recorded", SETTINGS, baseline=100)
+    assert [c.description for c in unscoped if c.key in row_level] == [d for k, d in SUITE_V2 if k in row_level]
 
 
 def test_suite_is_defined_in_code_with_stable_keys():
