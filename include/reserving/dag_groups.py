@@ -304,19 +304,25 @@ def signoff_group(published):
         return "signoff.await_signoff" if published["held"] else "signoff.within_tolerance"
 
     @task(**NO_RETRY)
-    def apply_signoff(published: dict, outcome: dict, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Record sign-off / reject / timeout; on sign-off make the held version current and accept the month."""
+    def apply_signoff(
+        published: dict, outcome: dict, params=None, run_id=None, data_interval_end=None, dag_run=None
+    ) -> dict:
+        """Record sign-off / reject / timeout; on sign-off make the held version current and accept the month,
+        unless a later valuation became current meanwhile (the run-order rule, as at publication; unless a
+        backfill, restatement or intended re-run): then it stays held on record, signed off, and the alert says so."""
         from include.reserving import notify
         from include.reserving.stages import reserving
 
         facts = run_facts(params, run_id, data_interval_end)
-        return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event)
+        refuse = later_valuation_exemption(params, dag_run) is None
+        return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event, refuse_over_later=refuse)
 
     @task.short_circuit
     @fails_at_once
     def signed_off(applied: dict) -> bool:
-        """Only signed-off numbers are reported: after a rejection or timeout the report is skipped."""
-        return applied["decision"] == "approve"
+        """Only signed-off numbers made current are reported: after a rejection, a timeout or a sign-off refused by
+        the run order (a later month current) the report is skipped."""
+        return applied["decision"] == "approve" and applied.get("current", True)
 
     awaiting = SignoffSensor(task_id="await_signoff", published=published)
     within_tolerance = EmptyOperator(task_id="within_tolerance")
