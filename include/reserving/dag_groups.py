@@ -8,6 +8,7 @@ values by name) and turn them into :class:`~include.reserving.stages.RunFacts`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
@@ -16,6 +17,54 @@ from airflow.sdk import Label, TriggerRule, task, task_group
 from include.reserving.sensors import ApprovalSensor, SignoffSensor
 
 NO_RETRY = {"retries": 0}  # deterministic steps: a retry would fail the same way
+
+# Libraries whose errors are the network's or the database's (a connection dropped, a timeout, SMTP, Slack): retried
+# even when their class is a ValueError (requests' JSONDecodeError on an HTML error page, say).
+TRANSIENT_LIBRARIES = frozenset({"sqlalchemy", "psycopg", "psycopg2", "requests", "urllib3", "httpx", "smtplib"})
+
+
+def deterministic(exc: BaseException) -> bool:
+    """True when a retry would fail the same way: the product's refusals (contract, run order, reconciliation,
+    quality gate, plausibility), bad settings or source mapping, and the ValueError / LookupError the package raises
+    on the data it was given (no cells for V, a book too young to hold out diagonals). An error from the database
+    or network libraries, an OSError (connections, SMTP, timeouts) or anything else is not: Airflow retries it."""
+    from pydantic import ValidationError
+
+    from include.reserving.config import SettingsVariableError
+    from include.reserving.contract import ContractViolation
+    from include.reserving.plausibility import PlausibilityError
+    from include.reserving.quality.report import QualityGateError
+    from include.reserving.reconciliation import ReconciliationError
+    from include.reserving.run_order import RunOrderError
+
+    if type(exc).__module__.partition(".")[0] in TRANSIENT_LIBRARIES or isinstance(exc, OSError):
+        return False
+    if isinstance(exc, SettingsVariableError):  # unreadable (Airflow's API did not answer) is worth a retry
+        return exc.__cause__ is None or isinstance(exc.__cause__, ValueError)
+    refusals = (ContractViolation, RunOrderError, ReconciliationError, QualityGateError, PlausibilityError)
+    return isinstance(exc, (*refusals, ValidationError, ValueError, LookupError))
+
+
+def fails_at_once(func):
+    """A task callable whose deterministic failures (:func:`deterministic`) raise AirflowFailException, which
+    Airflow fails at once, without the retries and their backoff; every other error propagates and is retried.
+    The original error is the exception's cause (the failure alert reports it)."""
+
+    @functools.wraps(func)
+    def run(*args, **kwargs):
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return func(*args, **kwargs)
+        except AirflowFailException:
+            raise
+        except Exception as exc:
+            if deterministic(exc):
+                raise AirflowFailException(str(exc)) from exc
+            raise
+
+    run.fails_at_once = True  # the DAG's tests check every retried task has it
+    return run
 
 
 def run_facts(params: dict[str, Any], run_id: str, data_interval_end: dt.datetime | None):
@@ -48,6 +97,7 @@ def input_group():
         return input.contract(run_facts(params, run_id, data_interval_end))
 
     @task
+    @fails_at_once
     def land(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The claims system's new rows copied into the warehouse (when it is not the warehouse itself)."""
         from include.reserving.stages import input
@@ -71,6 +121,7 @@ def input_group():
         return input.reconcile(run_facts(params, run_id, data_interval_end))
 
     @task
+    @fails_at_once
     def ingest(reconciled: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
         from include.reserving.stages import input
@@ -94,6 +145,7 @@ def input_group():
         return input.plausibility(run_facts(params, run_id, data_interval_end))
 
     @task
+    @fails_at_once
     def drift(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """PSI / KS against the champion's reference window; retrain or not."""
         from include.reserving.stages import input
@@ -110,11 +162,13 @@ def training_group(drift_decision):
     ``(evaluation, skip_training)``."""
 
     @task.branch
+    @fails_at_once
     def retrain_or_not(decision: dict) -> str:
         """Train only when something moved (cost control)."""
         return "training.train" if decision["retrain"] else "training.skip_training"
 
     @task
+    @fails_at_once
     def train(params=None, run_id=None, data_interval_end=None) -> dict:
         """Spec search per line (rolling-origin backtests); fit and register each line's challenger (a spec once)."""
         from include.reserving.stages import training
@@ -122,6 +176,7 @@ def training_group(drift_decision):
         return training.train(run_facts(params, run_id, data_interval_end))
 
     @task
+    @fails_at_once
     def evaluate(trained: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """Backtest each line's challenger against its champion; the margin-delta rule and bias guard per line."""
         from include.reserving.stages import training
@@ -142,11 +197,13 @@ def governance_group(evaluation, drift_decision):
     the reserving group waits for."""
 
     @task.branch
+    @fails_at_once
     def promote_or_not(evaluation: dict) -> str:
         """Ask for approval only when some line's challenger beats that line's champion by more than delta."""
         return "governance.model_card" if evaluation["decision"] == "promote" else "governance.no_promotion"
 
     @task
+    @fails_at_once
     def model_card(evaluation: dict, decision: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The challenger's model card, written and e-mailed before anyone is asked to approve."""
         from include.reserving.stages import governance
@@ -186,11 +243,13 @@ def reserving_group(after: list):
         return reserving.refit(run_facts(params, run_id, data_interval_end))
 
     @task
+    @fails_at_once
     def lines(refitted: dict) -> list[str]:
         """The lines of business to reserve, one mapped task each."""
         return refitted["segments"]
 
     @task
+    @fails_at_once
     def reserve_segment(refitted: dict, segment: str, params=None, run_id=None, data_interval_end=None) -> dict:
         """Ultimates, case reserves, IBNR and unpaid (with its range) per origin for one line of business."""
         from include.reserving.stages import reserving
@@ -198,6 +257,7 @@ def reserving_group(after: list):
         return reserving.reserve_segment(run_facts(params, run_id, data_interval_end), refitted, segment)
 
     @task
+    @fails_at_once
     def analyse(refitted: dict, reserved: list[dict], params=None, run_id=None, data_interval_end=None) -> dict:
         """Analysis of change per line against V-1's publication; the hold reasons (movement, A/E, unexplained)."""
         from include.reserving.stages import reserving
@@ -205,6 +265,7 @@ def reserving_group(after: list):
         return reserving.analyse(run_facts(params, run_id, data_interval_end), refitted, list(reserved))
 
     @task
+    @fails_at_once
     def publish(
         refitted: dict,
         reserved: list[dict],
@@ -216,20 +277,14 @@ def reserving_group(after: list):
     ) -> dict:
         """Atomic, versioned publication of all lines for V: current, or HELD for sign-off (Slack alert); refused
         if a later valuation became current meanwhile (unless a backfill, restatement or intended re-run)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from include.reserving import notify
-        from include.reserving.run_order import RunOrderError
         from include.reserving.stages import reserving
 
         facts = run_facts(params, run_id, data_interval_end)
         refuse = later_valuation_exemption(params, dag_run) is None
-        try:
-            return reserving.publish(
-                facts, refitted, list(reserved), analysis, alert=notify.post_event, refuse_over_later=refuse
-            )
-        except RunOrderError as exc:  # a retry would be refused the same way: fail now, alert once
-            raise AirflowFailException(str(exc)) from exc
+        return reserving.publish(
+            facts, refitted, list(reserved), analysis, alert=notify.post_event, refuse_over_later=refuse
+        )
 
     refitted = refit()
     after >> refitted
@@ -243,23 +298,31 @@ def signoff_group(published):
     current numbers may be reported (the report is skipped after a rejection or timeout)."""
 
     @task.branch
+    @fails_at_once
     def hold_or_not(published: dict) -> str:
         """Wait for a sign-off only when the analysis of change held the numbers."""
         return "signoff.await_signoff" if published["held"] else "signoff.within_tolerance"
 
     @task(**NO_RETRY)
-    def apply_signoff(published: dict, outcome: dict, params=None, run_id=None, data_interval_end=None) -> dict:
-        """Record sign-off / reject / timeout; on sign-off make the held version current and accept the month."""
+    def apply_signoff(
+        published: dict, outcome: dict, params=None, run_id=None, data_interval_end=None, dag_run=None
+    ) -> dict:
+        """Record sign-off / reject / timeout; on sign-off make the held version current and accept the month,
+        unless a later valuation became current meanwhile (the run-order rule, as at publication; unless a
+        backfill, restatement or intended re-run): then it stays held on record, signed off, and the alert says so."""
         from include.reserving import notify
         from include.reserving.stages import reserving
 
         facts = run_facts(params, run_id, data_interval_end)
-        return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event)
+        refuse = later_valuation_exemption(params, dag_run) is None
+        return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event, refuse_over_later=refuse)
 
     @task.short_circuit
+    @fails_at_once
     def signed_off(applied: dict) -> bool:
-        """Only signed-off numbers are reported: after a rejection or timeout the report is skipped."""
-        return applied["decision"] == "approve"
+        """Only signed-off numbers made current are reported: after a rejection, a timeout or a sign-off refused by
+        the run order (a later month current) the report is skipped."""
+        return applied["decision"] == "approve" and applied.get("current", True)
 
     awaiting = SignoffSensor(task_id="await_signoff", published=published)
     within_tolerance = EmptyOperator(task_id="within_tolerance")
@@ -275,6 +338,7 @@ def reporting_group(published, after: list | None = None):
     ``after`` that made the month's numbers current."""
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    @fails_at_once
     def report(published: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The PDF reserve report, numbers read back from the published rows."""
         from include.reserving.stages import reporting
@@ -282,6 +346,7 @@ def reporting_group(published, after: list | None = None):
         return reporting.report(run_facts(params, run_id, data_interval_end), published)
 
     @task
+    @fails_at_once
     def email_report(reported: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
         from include.reserving.stages import reporting

@@ -252,9 +252,18 @@ def feature_windows(valuation_date: dt.date, reference: Window) -> list[tuple[Wi
 
 
 def windows_to_read(valuation_date: dt.date, reference: Window | None = None) -> list[Window]:
-    """Every non-empty window a drift report compares: the claims reported in them are the report's input."""
+    """The report dates a drift report compares, as few disjoint windows in date order (usually one: the reference
+    up to V's month end): the claims reported in them are the report's input. Merged because the database plans one
+    range well and twelve overlapping ones badly (it adds their selectivities and reads V's whole snapshot)."""
     reference = reference or reference_window(valuation_date)
-    return [w for pair in feature_windows(valuation_date, reference) for w in pair if w.start <= w.end]
+    compared = [w for pair in feature_windows(valuation_date, reference) for w in pair if w.start <= w.end]
+    merged: list[Window] = []
+    for window in sorted(compared, key=lambda w: (w.start, w.end)):
+        if merged and window.start <= merged[-1].end + dt.timedelta(days=1):
+            merged[-1] = Window(merged[-1].start, max(merged[-1].end, window.end))
+        else:
+            merged.append(window)
+    return merged
 
 
 def drift_report(

@@ -184,6 +184,9 @@ def failure_message(context: Mapping[str, Any]) -> str:
     if max_tries is None or max_tries < (_get(task, "retries", 0) or 0):
         max_tries = _get(task, "retries", 0) or 0
     exc = context.get("exception")
+    at_once = type(exc).__name__ == "AirflowFailException"
+    if at_once and exc.__cause__ is not None:  # dag_groups.fails_at_once: the error itself, as it was raised
+        exc = exc.__cause__
     error = _error_line(exc)
     if not error.endswith("."):
         error += "."
@@ -193,7 +196,8 @@ def failure_message(context: Mapping[str, Any]) -> str:
         url = "n/a"
     text = (
         f"Task '{task_id}' failed in {dag_id} for valuation {_valuation(context)} "
-        f"(try {try_number} of {int(max_tries) + 1}). Error: {error} Log: {url}"
+        f"(try {try_number} of {int(max_tries) + 1}{', not retried: it would fail the same way' if at_once else ''})"
+        f". Error: {error} Log: {url}"
     )
     failed = _failed_expectations(exc)
     if failed:

@@ -180,6 +180,8 @@ snapshot_claims = Table(
     metadata,
     *_snapshot_claim_columns(),
     Index("ux_snapshot_claims_key", "valuation_date", "basis", "claim_id", unique=True),
+    # drift reads V's claims reported in its windows (about 13 months), not V's whole snapshot (the book's history)
+    Index("ix_snapshot_claims_report_date", "valuation_date", "basis", "report_date"),
 )
 
 # The book as at V per accident month and calendar month: what each month added (paid, incurred movement, closures
@@ -642,7 +644,8 @@ def migrate(engine: Engine) -> list[str]:
     (run_id, clear_number).
 
     Issue 17 (incremental ingest): ``snapshot_claims`` gains ``net_closures`` (NULL on older partitions: the next
-    ingest then takes the full path) and ``claim_transactions`` an index on ``recorded_at``. Issue 16 (segments by
+    ingest then takes the full path), ``claim_transactions`` an index on ``recorded_at`` and ``snapshot_claims`` one on
+    (valuation_date, basis, report_date), so drift reads only its windows' claims. Issue 16 (segments by
     setting): ``snapshots`` gains ``segment_by`` and the segment columns widen to :data:`SEGMENT_LENGTH`
     (:func:`_segments_by_setting`). Plausibility keeps its monthly aggregates in ``monthly_aggregates`` (a new
     table, which create_all creates; a month end without rows there takes plausibility's full path).
@@ -705,6 +708,7 @@ def migrate(engine: Engine) -> list[str]:
         done += _champion_per_line(conn)
         done += _key_runs_by_execution(conn)
         done += _incremental_ingest_columns(conn)
+        done += _drift_window_index(conn)
         done += _segments_by_setting(conn)
     return done
 
@@ -741,6 +745,15 @@ def _incremental_ingest_columns(conn) -> list[str]:
             index.create(conn)
             done.append("claim_transactions: index on recorded_at created")
     return done
+
+
+def _drift_window_index(conn) -> list[str]:
+    """The index drift reads its windows through: V's claims by report date."""
+    index = next(i for i in snapshot_claims.indexes if i.name == "ix_snapshot_claims_report_date")
+    if index.name in {i["name"] for i in inspect(conn).get_indexes(snapshot_claims.name)}:
+        return []
+    index.create(conn)
+    return ["snapshot_claims: index on (valuation_date, basis, report_date) created"]
 
 
 def _key_runs_by_execution(conn) -> list[str]:

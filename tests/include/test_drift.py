@@ -97,6 +97,20 @@ def test_reference_window_without_and_with_a_champion():
     assert dates.add_months(dt.date(2024, 1, 31), 1) == dt.date(2024, 2, 29)
 
 
+def test_the_windows_read_are_the_compared_report_dates_merged():
+    """Twelve compared windows (six features, reference and current) read as one range, or two with a gap."""
+    v = dt.date(2024, 6, 30)
+    assert len([w for pair in drift.feature_windows(v, drift.reference_window(v)) for w in pair]) == 12
+    # no champion: reference 2023-06..2024-05, current 2024-06, severity's current 2024-05: one range
+    assert drift.windows_to_read(v) == [drift.Window(dt.date(2023, 6, 1), v)]
+    # a champion trained at 2023-12-31: 2024-01..2024-04 is compared by no feature, so it is not read
+    old = drift.reference_window(v, champion_valuation_date=dt.date(2023, 12, 31))
+    assert drift.windows_to_read(v, old) == [
+        drift.Window(dt.date(2023, 1, 1), dt.date(2023, 12, 31)),
+        drift.Window(dt.date(2024, 5, 1), v),
+    ]
+
+
 # --- decision ------------------------------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -133,6 +134,54 @@ def test_a_later_current_valuation_on_the_same_basis_refuses_the_run_and_the_pub
     assert input.run_order(RunFacts.create(V, "restated-v", restated=True))["later_current"] is None
     _publish(engine, V, "backfill-v")
     assert versions(engine, V)[["version", "is_current"]].values.tolist() == [[1, True]]
+    engine.dispose()
+
+
+def test_a_held_month_signed_off_after_a_later_month_became_current_stays_held_unless_exempt(book_url):
+    """V published held; LATER then published current; the actuary signs V off: the sign-off is recorded, V is not
+    made current over LATER (the run-order rule publication obeys), the month is not accepted, the report is
+    skipped and the message says what happened and how to make it current. Exempt (a backfill, restatement or
+    re-run), the next held version signed off becomes current."""
+    from include.reserving.dag_groups import later_valuation_exemption
+    from include.reserving.stages import reserving
+    from include.reserving.warehouse.reserves import current_version, signoffs
+
+    engine = make_engine(book_url)
+    with engine.begin() as conn:
+        conn.execute(schema.signoffs.delete())
+    held = _publish(engine, V, "held-v", status="held")
+    _publish(engine, LATER, "later")
+    alerts = []
+    published = {"version": held.version, "accepted_status": "approved", "lines": {}}
+    outcome = {"decision": "approve", "by": "Ada Actuary", "comment": "explained"}
+    facts = RunFacts.create(V, "held-v")
+    refuse = later_valuation_exemption({}, SimpleNamespace(run_type="scheduled")) is None
+    applied = reserving.apply_signoff(facts, published, outcome, alert=alerts.append, refuse_over_later=refuse)
+    assert (applied["decision"], applied["current"]) == ("approve", False)
+    assert versions(engine, V)[["version", "status", "is_current"]].values.tolist() == [[held.version, "held", False]]
+    assert current_version(engine, V) is None and current_version(engine, LATER)["run_id"] == "later"
+    assert signoffs(engine, V)[["publication_version", "decision", "decided_by"]].values.tolist() == [
+        [held.version, "approve", "Ada Actuary"]
+    ]
+    message = alerts[0]
+    for words in (
+        f"Reserves for {V} version {held.version} signed off by Ada Actuary, but NOT made current",
+        f"a later valuation, {LATER}, is already current on the same basis (as_recorded)",
+        "They stay on record, held, with this sign-off; the current numbers are unchanged",
+        "--from-date 2023-11-01 --to-date 2023-11-30",
+        "rerun_earlier_month=true",
+    ):
+        assert words in message, words
+    assert applied["message"] == message
+
+    # a backfill of V (exempt): its held version, signed off, becomes current although LATER is current
+    again = _publish(engine, V, "backfill-v", status="held")
+    backfill = later_valuation_exemption({}, SimpleNamespace(run_type="backfill")) is None
+    published = {"version": again.version, "accepted_status": "approved", "lines": {}}
+    applied = reserving.apply_signoff(RunFacts.create(V, "backfill-v"), published, outcome, refuse_over_later=backfill)
+    assert (applied["decision"], applied["current"]) == ("approve", True)
+    assert current_version(engine, V)["version"] == again.version == held.version + 1
+    assert "now current" in applied["message"]
     engine.dispose()
 
 

@@ -31,6 +31,16 @@ def test_create_all_is_idempotent_and_complete(warehouse):
     assert set(schema.metadata.tables) <= names
 
 
+def test_a_warehouse_without_the_drift_window_index_gets_it_once(warehouse):
+    """Drift reads V's claims by report date: a warehouse from before the index gets it from create_all, once."""
+    with warehouse.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_snapshot_claims_report_date")
+    assert schema.create_all(warehouse) == ["snapshot_claims: index on (valuation_date, basis, report_date) created"]
+    assert schema.create_all(warehouse) == []
+    index = {i["name"]: i for i in inspect(warehouse).get_indexes("snapshot_claims")}["ix_snapshot_claims_report_date"]
+    assert index["column_names"] == ["valuation_date", "basis", "report_date"] and not index["unique"]
+
+
 @pytest.mark.postgres
 def test_money_columns_are_exact_on_postgres(pg_url):
     """Every money column of every table is numeric(18,2) on PostgreSQL: amounts are stored to the cent."""

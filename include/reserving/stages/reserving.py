@@ -308,9 +308,16 @@ def publish(
     return out
 
 
-def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -> dict:
+def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None, refuse_over_later: bool = False) -> dict:
     """Record the sign-off of the held version (or its timeout) once; on approval make it current and accept the
-    month, otherwise it stays held and the previous current version stays."""
+    month, otherwise it stays held and the previous current version stays.
+
+    ``refuse_over_later`` (the DAG sets it unless the run is a backfill, restatement or intended re-run): a version
+    signed off after a later valuation became current on the basis is not made current, as it would not have been
+    published current (the run-order rule): its sign-off is recorded and it stays on record, held; the month is not
+    accepted; the message says how to make it current."""
+    from include.reserving.run_order import RERUN_PARAM, RunOrderError
+
     engine = facts.engine()
     version = int(published["version"])
     signoff_id, decision = reserves.record_signoff(
@@ -324,12 +331,33 @@ def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -
         run_id=facts.run_id,
         decided_at=decided_at(outcome),
     )
+    current = False
     if decision == Decision.APPROVE:
-        reserves.make_current(engine, facts.valuation_date, version, published["accepted_status"])
-        accept_month(engine, facts, published["lines"])
-        message = (
-            f"Reserves for {facts.valuation_date} version {version} signed off by {outcome.get('by')}: now current"
-        )
+        try:
+            reserves.make_current(
+                engine,
+                facts.valuation_date,
+                version,
+                published["accepted_status"],
+                basis=facts.basis,
+                refuse_over_later=refuse_over_later,
+            )
+        except RunOrderError as refused:
+            v = facts.valuation_date
+            message = (
+                f"Reserves for {v} version {version} signed off by {outcome.get('by')}, but NOT made current: "
+                f"{refused}. An earlier month's numbers do not become current after a later month's. They stay on "
+                f"record, held, with this sign-off; the current numbers are unchanged. To make them current, run "
+                f"{v} again as a backfill (airflow backfill create ... --from-date {v:%Y-%m-01} --to-date {v}), a "
+                f"restatement (param restated) or with the param {RERUN_PARAM}=true, and sign off the version it "
+                "publishes"
+            )
+        else:
+            current = True
+            accept_month(engine, facts, published["lines"])
+            message = (
+                f"Reserves for {facts.valuation_date} version {version} signed off by {outcome.get('by')}: now current"
+            )
     elif decision == Decision.REJECT:
         message = (
             f"Reserves for {facts.valuation_date} version {version} rejected by {outcome.get('by')}: they stay held, "
@@ -342,7 +370,14 @@ def apply_signoff(facts: RunFacts, published: dict, outcome: dict, alert=None) -
             "publishes a new "
             f"version to sign off through Variable {NUMBERS_SIGNOFF.key(facts.valuation_date)}."
         )
-    log.info(message)
+    # signed off but not current: the actuary's numbers did not take effect, which the operator must see
+    (log.warning if decision == Decision.APPROVE and not current else log.info)(message)
     if alert is not None:
         alert(message)
-    return {"decision": str(decision), "version": version, "signoff_id": signoff_id, "message": message}
+    return {
+        "decision": str(decision),
+        "version": version,
+        "signoff_id": signoff_id,
+        "current": current,
+        "message": message,
+    }

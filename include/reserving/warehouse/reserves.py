@@ -236,12 +236,27 @@ def versions(engine: Engine, valuation_date: dt.date | None = None) -> pd.DataFr
     return read_frame(engine, query)
 
 
-def make_current(engine: Engine, valuation_date: dt.date, version: int, status: str) -> None:
+def make_current(
+    engine: Engine,
+    valuation_date: dt.date,
+    version: int,
+    status: str,
+    basis: str = Basis.AS_RECORDED,
+    refuse_over_later: bool = False,
+) -> None:
     """Make a stored (held) version of V current with ``status``, in one transaction; the one it replaces stays on
-    record, no longer current."""
+    record, no longer current. ``refuse_over_later``: raise RunOrderError, changing nothing, when a later valuation
+    is current on ``basis`` (checked under the publication lock, as a publication checks it)."""
     rv = schema.reserve_versions
     with engine.begin() as conn:
         _lock_publication(conn)
+        if refuse_over_later:
+            later = later_current_valuation(conn, valuation_date, basis)
+            if later is not None:
+                raise RunOrderError(
+                    f"{valuation_date} version {version} was not made current: a later valuation, {later}, is "
+                    f"already current on the same basis ({basis})"
+                )
         found = conn.execute(
             select(rv.c.version).where(rv.c.valuation_date == valuation_date, rv.c.version == version)
         ).scalar_one_or_none()
