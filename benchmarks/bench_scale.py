@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import json
 import logging
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,19 +64,37 @@ def task_env(url: str, artifact_root: str) -> dict[str, str]:
     }
 
 
-def task_child(task: str, valuation_date: str) -> None:
-    """One task of the input group for V, as the DAG runs it; prints its seconds and result as JSON."""
+def _stage(task: str, valuation_date: str) -> tuple[float, dict]:
+    """One task of the input group for V, as the DAG runs it: the stage function's seconds and its result."""
     from include.reserving.stages import RunFacts
     from include.reserving.stages import input as stages
-
-    # the ingest's line naming its path, whether Airflow's import configured logging or not
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
-    logging.getLogger("include.reserving").setLevel(logging.INFO)
 
     facts = RunFacts.create(valuation_date, f"scale_{valuation_date}")
     started = time.perf_counter()
     result = getattr(stages, task)(facts)
-    print(json.dumps({"seconds": time.perf_counter() - started, "result": result}, default=str))
+    return time.perf_counter() - started, result
+
+
+def _figures(task: str, seconds: float, result: dict, log: str, rss_kb: int) -> dict:
+    found = PATH_LINE.search(log) if task == "ingest" else None
+    return {
+        "seconds": seconds,
+        "rss_mb": rss_kb / 1024,
+        "result": result,
+        "path": found.group(1) if found else None,
+        "why": found.group(2) if found else None,
+    }
+
+
+def task_child(task: str, valuation_date: str) -> None:
+    """The child process of :func:`run_task`: prints the stage's seconds and result as JSON."""
+    import include.reserving.stages.input  # noqa: F401 (imports Airflow, which configures logging its own way)
+
+    # then the ingest's line naming its path, whatever Airflow's import did to logging
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    logging.getLogger("include.reserving").setLevel(logging.INFO)
+    seconds, result = _stage(task, valuation_date)
+    print(json.dumps({"seconds": seconds, "result": result}, default=str))
 
 
 def run_task(task: str, valuation_date: dt.date, env: dict[str, str], log_file) -> dict:
@@ -99,22 +119,36 @@ def run_task(task: str, valuation_date: dt.date, env: dict[str, str], log_file) 
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"task {task} for {valuation_date} failed:\n{err[-3000:]}")
     done = json.loads(out.strip().splitlines()[-1])
-    found = PATH_LINE.search(err) if task == "ingest" else None
-    return {
-        "seconds": done["seconds"],
-        "rss_mb": usage.ru_maxrss / 1024,
-        "result": done["result"],
-        "path": found.group(1) if found else None,
-        "why": found.group(2) if found else None,
-    }
+    return _figures(task, done["seconds"], done["result"], err, usage.ru_maxrss)
 
 
-def run_tasks(valuation_date: dt.date, env: dict[str, str], log_file, bar) -> dict:
-    """The input group's tasks for V in DAG order, each its own process."""
+def run_task_here(task: str, valuation_date: dt.date, env: dict[str, str], log_file) -> dict:
+    """:func:`run_task` in this process (``--in-process``, a quick check without a process start per task): the
+    memory is then this process's peak so far, not the task's."""
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    logger = logging.getLogger("include.reserving")
+    level, saved = logger.level, dict(os.environ)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    os.environ.update(env)
+    try:
+        seconds, result = _stage(task, valuation_date.isoformat())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    log_file.write(f"--- {task} {valuation_date}\n{log.getvalue()}")
+    return _figures(task, seconds, result, log.getvalue(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def run_tasks(valuation_date: dt.date, env: dict[str, str], log_file, bar, in_process: bool = False) -> dict:
+    """The input group's tasks for V in DAG order, each its own process (unless ``in_process``)."""
     runs = {}
     for task in TASKS:
         bar.set_postfix_str(f"{valuation_date} {task}")
-        runs[task] = run_task(task, valuation_date, env, log_file)
+        runs[task] = (run_task_here if in_process else run_task)(task, valuation_date, env, log_file)
     return runs
 
 
@@ -199,9 +233,9 @@ def measure(claims: int, args: argparse.Namespace) -> dict:
                     bar.set_postfix_str("plain scan")
                     scans.append(scan(url, v))
                 elif step == "first":
-                    first = run_tasks(first_v, env, log_file, bar)
+                    first = run_tasks(first_v, env, log_file, bar, args.in_process)
                 else:
-                    monthly.append(run_tasks(v, env, log_file, bar))
+                    monthly.append(run_tasks(v, env, log_file, bar, args.in_process))
                 bar.update()
         after = disk(url)
     return {
@@ -217,6 +251,7 @@ def measure(claims: int, args: argparse.Namespace) -> dict:
         "disk": after,
         "task_log": str(log_path),
         "machine": machine(),
+        "in_process": args.in_process,
     }
 
 
@@ -325,6 +360,7 @@ def render(sizes: list[dict], command: str, commit: str) -> str:
         f"- Peak RSS under 1 GB per task at every size: {rss}, {_verdict(rss_ok)}.",
     ]
     m = sizes[-1]["machine"]
+    in_process = any(s.get("in_process") for s in sizes)
     return "\n".join(
         [
             f"Fresh PostgreSQL database per size, synthetic book (seed {sizes[0]['seed']}, about 10 transactions a "
@@ -337,6 +373,10 @@ def render(sizes: list[dict], command: str, commit: str) -> str:
             "(`os.wait4`; the PostgreSQL server's own memory is not included). (a) is `bench_input`'s plain "
             "aggregate scan, interleaved with (c) and (b). Ratios are to the same size's median scan.",
             "",
+            *(
+                ["Every task ran in the benchmark's own process (`--in-process`): memory is not per task.", ""]
+                * in_process
+            ),
             f"Reproduce: `{command}`",
             "",
             *curve,
@@ -371,6 +411,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN, help="a PostgreSQL database to create dbs from")
     parser.add_argument("--results", type=Path, help="JSON file of figures: earlier sizes read from it, all written")
     parser.add_argument("--task-log", help="folder for the tasks' logs (default: the temporary folder)")
+    parser.add_argument("--in-process", action="store_true", help="tasks in this process (no per-task memory)")
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
     args = parser.parse_args(argv)
@@ -383,6 +424,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     command = (
         f"python benchmarks/bench_scale.py --sizes {sizes} --repeat {args.repeat} --scan-repeat {args.scan_repeat}"
     )
+    command += " --in-process" if args.in_process else ""
     for claims in args.sizes:
         size = measure(claims, args)
         size["seed"] = args.seed
