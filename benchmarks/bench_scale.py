@@ -114,12 +114,13 @@ def run_task(task: str, valuation_date: dt.date, env: dict[str, str], log_file) 
         child.stdout.close()
         err_file.seek(0)
         err = err_file.read()
-    log_file.write(f"--- {task} {valuation_date}\n{err}")
+    # Airflow's log configuration writes the stages' lines to stdout, before the JSON line
+    log_file.write(f"--- {task} {valuation_date}\n{err}{out}")
     log_file.flush()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"task {task} for {valuation_date} failed:\n{err[-3000:]}")
+        raise RuntimeError(f"task {task} for {valuation_date} failed:\n{(err + out)[-3000:]}")
     done = json.loads(out.strip().splitlines()[-1])
-    return _figures(task, done["seconds"], done["result"], err, usage.ru_maxrss)
+    return _figures(task, done["seconds"], done["result"], err + out, usage.ru_maxrss)
 
 
 def run_task_here(task: str, valuation_date: dt.date, env: dict[str, str], log_file) -> dict:
