@@ -214,6 +214,13 @@ def measure(claims: int, args: argparse.Namespace) -> dict:
         print(book["summary"], flush=True)
         engine = create_engine(url, isolation_level="AUTOCOMMIT")
         with engine.connect() as conn:
+            started = time.perf_counter()
+            if not args.as_generated:
+                # A claims system appends its extract in recording order, so a month's rows sit together; the
+                # generator writes claim by claim, which spreads them over every page and makes a read of one
+                # month's rows (the incremental ingest's) nearly a read of the whole table.
+                conn.execute(text("CLUSTER claim_transactions USING ix_claim_transactions_recorded_at"))
+            book["cluster_seconds"] = time.perf_counter() - started
             conn.execute(text("ANALYZE"))
             transactions = conn.execute(text("SELECT count(*) FROM claim_transactions")).scalar_one()
         engine.dispose()
@@ -253,6 +260,7 @@ def measure(claims: int, args: argparse.Namespace) -> dict:
         "task_log": str(log_path),
         "machine": machine(),
         "in_process": args.in_process,
+        "recording_order": not args.as_generated,
     }
 
 
@@ -365,7 +373,16 @@ def render(sizes: list[dict], command: str, commit: str) -> str:
     return "\n".join(
         [
             f"Fresh PostgreSQL database per size, synthetic book (seed {sizes[0]['seed']}, about 10 transactions a "
-            "claim, accident months 2015-01..2024-12, ANALYZEd). Valuation V = "
+            "claim, accident months 2015-01..2024-12), "
+            + (
+                "`claim_transactions` then put in recording order (`CLUSTER ... USING "
+                "ix_claim_transactions_recorded_at`, not timed: a claims system's append-only extract lies in that "
+                "order, the generator writes claim by claim), ANALYZEd. "
+                if all(s.get("recording_order") for s in sizes)
+                else "rows in the generator's order (claim by claim: a month's rows spread over the whole table), "
+                "ANALYZEd. "
+            )
+            + "Valuation V = "
             f"{sizes[0]['valuation_date']}, basis as_recorded; (c) the first valuation is "
             f"{sizes[0]['first_valuation_date']} on the empty warehouse, (b) the monthly run is V right after it. "
             "Each of the input group's eight tasks (`stages.input`: contract, land, run_order, reconcile, ingest, "
@@ -412,6 +429,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN, help="a PostgreSQL database to create dbs from")
     parser.add_argument("--results", type=Path, help="JSON file of figures: earlier sizes read from it, all written")
     parser.add_argument("--task-log", help="folder for the tasks' logs (default: the temporary folder)")
+    parser.add_argument(
+        "--as-generated",
+        action="store_true",
+        help="keep the generator's row order (claim by claim), not recording order",
+    )
     parser.add_argument("--in-process", action="store_true", help="tasks in this process (no per-task memory)")
     parser.add_argument("--markdown", type=Path, default=BENCHMARKS_MD, help=argparse.SUPPRESS)
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -426,6 +448,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"python benchmarks/bench_scale.py --sizes {sizes} --repeat {args.repeat} --scan-repeat {args.scan_repeat}"
     )
     command += " --in-process" if args.in_process else ""
+    command += " --as-generated" if args.as_generated else ""
     for claims in args.sizes:
         size = measure(claims, args)
         size["seed"] = args.seed
