@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     ingest_full = statistics.median(r[0]["seconds"]["ingest_full"] for r in runs)
     prev = first["first_valuation"]
     paths = "/".join(sorted({r[0]["seconds"]["ingest_path"] for r in runs}))  # each run's monthly ingest path
+    psi = "none compared (too few claims)" if first["max_psi"] is None else f"{first['max_psi']:.4f}"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     command = "python benchmarks/bench_input.py " + " ".join(argv if argv is not None else sys.argv[1:])
     body = f"""Fresh PostgreSQL database, synthetic book of {args.claims:,} claims (seed {args.seed}, {n_rows:,}
@@ -305,7 +306,7 @@ Ratio b/a, the monthly run: **{ratio:.1f}x** (aim: at most 3x:
 Ratio c/a, the first valuation of a warehouse: {first_ratio:.1f}x. Peak RSS of the child process: **{peak:.0f} MB**
 (aim: under 1 GB: {"met" if peak < 1024 else "missed"}). Gate passed: {first["gate_success"]}
 {first["gate_failures"] or ""}; plausibility failures: {first["plausibility_failures"] or "none"};
-largest PSI {first["max_psi"]:.4f}.
+largest PSI {psi}.
 
 Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), shared with other work (1-minute load
 average {os.getloadavg()[0]:.1f} at the end); Python {platform.python_version()}; code at commit
