@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths
     # (`package.module:ClassName`); the training search tries their search_grid() too (docs/ADDING_A_MODEL.md)
     model_classes: StrList = ()
+    # Only these methods' search_grid() specs in the training search (e.g. `chain_ladder,xgboost_development`);
+    # empty: every registered method. Fewer methods, a cheaper search: the blend alone refits two models per fold.
+    search_methods: StrList = ()
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
     plausibility_history_months: int = Field(12, ge=1)
@@ -131,7 +134,13 @@ class Settings(BaseSettings):
         return init_settings, _VariableSource(settings_cls), env_settings
 
     @field_validator(
-        "report_recipients", "extra_claim_types", "admitted_new_lines", "approvers", "model_classes", mode="before"
+        "report_recipients",
+        "extra_claim_types",
+        "admitted_new_lines",
+        "approvers",
+        "model_classes",
+        "search_methods",
+        mode="before",
     )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
