@@ -24,6 +24,8 @@ def _prepare(url: str, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("RESERVING_APPROVAL_POKE_SECONDS", "1")
     monkeypatch.setenv("RESERVING_APPROVAL_TIMEOUT_SECONDS", "600")
+    for name, value in CHEAP_SEARCH.items():
+        monkeypatch.setenv(name, value)
     return url
 
 
