@@ -41,7 +41,7 @@ demo: setup
 # spend much of their time waiting on Airflow's services, which the other worker fills.
 test: setup system-deps
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # The unit tier: everything but the end-to-end runs and Airflow services (a few minutes).
 test-fast: setup

@@ -155,3 +155,18 @@ def pipeline_dag(airflow_db):
     bag = DagBag(dag_folder=str(PROJECT / "dags"))
     assert not bag.import_errors, bag.import_errors
     return bag.get_dag("monthly_reserving_pipeline")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules with slow (end-to-end) tests first, each module's own order kept.
+
+    ``make test`` hands whole files to two xdist workers in collection order (``--no-loadscope-reorder``). xdist's
+    default order, most tests first, puts the one-test end-to-end modules (minutes each) last, where one of them can
+    keep a worker busy long after the other has finished; long ones first, the many short unit modules fill in.
+    """
+
+    def module(item):
+        return item.nodeid.split("::", 1)[0]
+
+    slow_modules = {module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: module(item) not in slow_modules)

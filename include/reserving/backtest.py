@@ -183,7 +183,7 @@ def default_candidates() -> list[dict[str, Any]]:
     return [spec for cls in registered_methods().values() for spec in cls.search_grid()]
 
 
-SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "abs_bias", "score", "eligible"]
+SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "abs_bias", "rmse", "score", "eligible"]
 
 
 def search(
@@ -196,9 +196,9 @@ def search(
     """The training search: every candidate's rolling-origin backtest, per line and overall (``"ALL"``).
 
     Returns one row per (segment, candidate): ``segment``, ``order`` (the candidate's position), ``spec`` (JSON
-    text), ``wape``, ``bias``, ``score`` and ``eligible`` (False: its bias on that line, or overall, is materially
-    worse than the chain ladder's, :data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a
-    candidate).
+    text), ``wape``, ``bias``, ``abs_bias``, ``rmse``, ``score`` and ``eligible`` (False: its bias on that line, or
+    overall, is materially worse than the chain ladder's, :data:`include.reserving.governance.FALLBACK_SPEC`,
+    backtested too if not a candidate).
     """
     candidates = candidates or default_candidates()
     results = []
@@ -226,6 +226,7 @@ def search(
                     "wape": float(r.wape),
                     "bias": float(r.bias),
                     "abs_bias": float(own[r.segment]),
+                    "rmse": float(r.rmse),
                     "score": float(r.score),
                     "eligible": not governance.materially_more_biased(
                         float(own[r.segment]), float(baseline_bias.get(r.segment, np.nan)), bias_margin

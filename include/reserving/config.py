@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths
     # (`package.module:ClassName`); the training search tries their search_grid() too (docs/ADDING_A_MODEL.md)
     model_classes: StrList = ()
+    # Only these methods' search_grid() specs in the training search (e.g. `chain_ladder,xgboost_development`);
+    # empty: every registered method. Fewer methods, a cheaper search: the blend alone refits two models per fold.
+    search_methods: StrList = ()
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
     plausibility_history_months: int = Field(12, ge=1)
@@ -140,6 +143,7 @@ class Settings(BaseSettings):
         "approvers",
         "model_classes",
         "segment_by",
+        "search_methods",
         mode="before",
     )
     @classmethod

@@ -4,11 +4,13 @@ scores and biases of that line (each version backtested once), one decision per 
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
 from devtools import synth
 from include.reserving import backtest, governance, schema
+from include.reserving.config import load_settings
 from include.reserving.stages import RunFacts, input, training
 from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import registry
@@ -114,3 +116,46 @@ def test_a_proposal_of_several_challengers_has_its_own_deterministic_id():
         == governance.proposal_id(V, {"Liability": "v2", "Motor": "v1"})
         != governance.proposal_id(V, {"Motor": "v2", "Liability": "v1"})
     )
+
+
+def test_evaluate_takes_the_search_backtests_and_records_what_refitting_them_would(book, monkeypatch):
+    """The search (the settings' rolling origins and methods) backtested every candidate on V's cells; evaluate takes
+    those scores instead of refitting them, and records the same numbers and decisions as refitting every spec."""
+    monkeypatch.setenv("RESERVING_BACKTEST_DIAGONALS", "2")
+    monkeypatch.setenv("RESERVING_SEARCH_METHODS", "chain_ladder,xgboost_development")
+    facts = RunFacts.create(V, "per-line-reuse")
+    engine = facts.engine()
+    trained = training.train(facts)
+    candidates = {row["spec"] for row in trained["search"]}
+    assert {json.loads(spec)["method"] for spec in candidates} == {"chain_ladder", "xgboost_development"}
+    refitted = []
+    real_backtest = backtest.backtest
+
+    def counted(cells, spec, k=backtest.ROLLING_ORIGINS, grain_months=None):
+        assert k == 2
+        refitted.append(backtest.canonical(spec))
+        return real_backtest(cells, spec, k=k, grain_months=grain_months)
+
+    monkeypatch.setattr(backtest, "backtest", counted)
+
+    def recorded() -> tuple[list, list]:
+        stored = registry.backtests(engine, V).sort_values(["model_version", "segment"])
+        rows = [(r.segment, r.champion_version, r.challenger_version, r.champion_score, r.challenger_score,
+                 r.decision, r.reason) for r in registry.decisions_at(engine, V)]  # fmt: skip
+        return stored.values.tolist(), rows
+
+    reused = training.evaluate(facts, trained)
+    from_search = recorded()
+    assert not set(refitted) & candidates, "a candidate of the search was backtested again"
+    refitted.clear()
+    assert training.evaluate(facts, {"challengers": trained["challengers"]}) == reused
+    assert refitted and recorded() == from_search
+    assert set(registry.backtests(engine, V)["model_version"]) >= set(trained["challengers"].values())
+
+
+def test_search_methods_limit_the_grid_and_an_unregistered_one_is_refused_by_name():
+    grid = training.search_candidates(load_settings(search_methods="xgboost_development"))
+    assert grid and {spec["method"] for spec in grid} == {"xgboost_development"}
+    assert training.search_candidates(load_settings()) == backtest.default_candidates()
+    with pytest.raises(ValueError, match=r"search_methods names \['chain_lader'\].*'chain_ladder'"):
+        training.search_candidates(load_settings(search_methods="chain_ladder,chain_lader"))

@@ -11,6 +11,10 @@ from include.reserving.warehouse.core import make_engine
 # Accident months through the last valuation any test runs (the backfill's 2024-03-31): a month past the book's end
 # has no new claims and no earned premium, which month-level plausibility rightly stops.
 SMALL_BOOK = BookSpec(claims=3000, start="2020-01", end="2024-03", seed=11)
+# The scenarios are about the monthly flow, not the model search (test_backtest.py and test_per_line_evaluation.py
+# test that): through the settings, a cheaper search of two rolling origins and no blend (it refits both its models
+# per fold), as an operator may configure it.
+CHEAP_SEARCH = {"RESERVING_BACKTEST_DIAGONALS": "2", "RESERVING_SEARCH_METHODS": "chain_ladder,xgboost_development"}
 
 
 def _prepare(url: str, tmp_path, monkeypatch) -> str:
@@ -20,6 +24,8 @@ def _prepare(url: str, tmp_path, monkeypatch) -> str:
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("RESERVING_APPROVAL_POKE_SECONDS", "1")
     monkeypatch.setenv("RESERVING_APPROVAL_TIMEOUT_SECONDS", "600")
+    for name, value in CHEAP_SEARCH.items():
+        monkeypatch.setenv(name, value)
     return url
 
 

@@ -25,7 +25,7 @@ from tests.integration.airflow_services import (
     pg_admin_engine,
     task_instances,
 )
-from tests.integration.conftest import SMALL_BOOK
+from tests.integration.conftest import CHEAP_SEARCH, SMALL_BOOK
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1200)]
 
@@ -74,6 +74,7 @@ def celery_stack(tmp_path_factory, request):
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
             "AIRFLOW__CELERY__WORKER_PREFETCH_MULTIPLIER": "1",
+            **CHEAP_SEARCH,
         },
     )
     failed_before = request.session.testsfailed

@@ -17,6 +17,7 @@ from include.reserving.domain import PublicationStatus
 from include.reserving.stages import RunFacts
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import versions
+from tests.integration.conftest import CHEAP_SEARCH
 from tests.integration.monthly import publish_first_month, run_month
 
 pytestmark = pytest.mark.slow
@@ -36,6 +37,8 @@ def test_twenty_four_clean_month_ends_pass_every_check_and_none_is_held(tmp_path
     url = f"sqlite:///{tmp_path / 'warehouse.db'}"
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    for name, value in CHEAP_SEARCH.items():
+        monkeypatch.setenv(name, value)
     engine = make_engine(url)
     schema.create_all(engine)
     write_book(url, BOOK, progress=False)

@@ -31,6 +31,7 @@ from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import current_reserves, versions
 from tests.conftest import PG_ADMIN_URL, _pg_admin_engine
+from tests.integration.conftest import CHEAP_SEARCH
 from tests.integration.defects import CATALOGUE, Defect, Month
 from tests.integration.monthly import publish_first_month, run_month
 
@@ -90,6 +91,8 @@ def template(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RESERVING_ARTIFACT_ROOT", str(template.dir / "artifacts"))
         mp.setenv("AIRFLOW_CONN_RESERVING_DB", template.url)
+        for name, value in CHEAP_SEARCH.items():
+            mp.setenv(name, value)
         engine = make_engine(template.url)
         schema.create_all(engine)
         write_book(template.url, BOOK, progress=False)

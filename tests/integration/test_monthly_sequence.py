@@ -19,6 +19,7 @@ from include.reserving.stages import RunFacts, governance, input, reserving, tra
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.core import make_engine
 from include.reserving.warehouse.reserves import versions
+from tests.integration.conftest import CHEAP_SEARCH
 
 pytestmark = pytest.mark.slow
 
@@ -63,6 +64,8 @@ def test_twelve_months_record_exactly_what_the_rule_and_the_approvals_imply(tmp_
     write_book(url, BOOK, progress=False)
     monkeypatch.setenv("AIRFLOW_CONN_RESERVING_DB", url)
     monkeypatch.setenv("RESERVING_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
+    for name, value in CHEAP_SEARCH.items():
+        monkeypatch.setenv(name, value)
     engine = make_engine(url)
 
     records = [_run_month(month, v) for month, v in enumerate(MONTHS, start=1)]

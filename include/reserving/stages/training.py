@@ -3,6 +3,7 @@ the margin-delta rule."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -10,6 +11,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from include.reserving import artifacts, governance
+from include.reserving.config import Settings
 from include.reserving.domain import BASELINE, Role
 from include.reserving.governance import ModelEntry
 from include.reserving.stages import RunFacts
@@ -50,14 +52,34 @@ def fit_and_register(
     return registry.register(engine, entry, run_id=facts.run_id)
 
 
+def search_candidates(settings: Settings) -> list[dict]:
+    """The training search's grid: every registered method's ``search_grid()``, only the methods the setting
+    ``search_methods`` names when it names any."""
+    from include.reserving.backtest import default_candidates
+    from include.reserving.models import registered_methods
+
+    candidates = default_candidates()
+    if not settings.search_methods:
+        return candidates
+    unknown = sorted(set(settings.search_methods) - set(registered_methods()))
+    if unknown:
+        raise ValueError(
+            f"setting search_methods names {unknown}, which no registered method is: use some of "
+            f"{sorted(registered_methods())}"
+        )
+    return [spec for spec in candidates if spec["method"] in settings.search_methods]
+
+
 def train(facts: RunFacts) -> dict:
     """The training search per line (rolling-origin backtests of every candidate): a line whose best spec is not
     its champion's gets that spec as its challenger; a spec that wins several lines is fitted once."""
     from include.reserving.backtest import best_per_line, search
+    from include.reserving.ingest import cells_hash
 
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
-    table = search(cells, bias_margin=facts.settings.promotion_bias_margin)
+    k = facts.settings.backtest_diagonals
+    table = search(cells, search_candidates(facts.settings), k=k, bias_margin=facts.settings.promotion_bias_margin)
     records = table.to_dict(orient="records")
     champions = registry.champions(engine)
     challengers: dict[str, str] = {}
@@ -74,18 +96,34 @@ def train(facts: RunFacts) -> dict:
             fitted[key] = fit_and_register(engine, facts, spec, cells, metrics={"search": records})
         challengers[line] = fitted[key].model_version
         log.info("%s: challenger %s (%s)", line, challengers[line], governance.canonical_spec(spec))
-    return {"challengers": challengers, "search": records}
+    # the backtests' cells and rolling origins: evaluate reuses the search's scores when it sees the same
+    return {"challengers": challengers, "search": records, "backtest_diagonals": k, "data_hash": cells_hash(cells)}
 
 
-def _line_scores(result, line: str) -> tuple[float, float]:
+def _searched_scores(trained: dict, k: int, data_hash: str) -> dict[str, pd.DataFrame]:
+    """The search's backtest scores by spec hash when it ran on these cells with these rolling origins (a backtest
+    is deterministic: refitting the same spec on the same folds gives the same numbers); none when the cells or
+    ``k`` differ (e.g. the month was ingested again in between)."""
+    if trained.get("data_hash") != data_hash or trained.get("backtest_diagonals") != k:
+        return {}
+    table = pd.DataFrame(trained.get("search") or [])
+    columns = ["segment", "wape", "bias", "rmse", "score"]
+    return {
+        governance.spec_hash(json.loads(spec)): rows[columns].reset_index(drop=True)
+        for spec, rows in table.groupby("spec", sort=False)
+    }
+
+
+def _line_scores(scores: pd.DataFrame, line: str) -> tuple[float, float]:
     """(score, bias) of a backtest on one line; NaN when nothing emerged there to score."""
-    row = result.scores.loc[result.scores["segment"] == line]
+    row = scores.loc[scores["segment"] == line]
     return (float(row["score"].iloc[0]), float(row["bias"].iloc[0])) if len(row) else (float("nan"), float("nan"))
 
 
 def evaluate(facts: RunFacts, trained: dict) -> dict:
-    """Backtest each line's challenger and champion on the same rolling origins (each version once) and apply the
-    margin-delta rule and the bias guard per line, against that line's champion; the decisions recorded per line."""
+    """Backtest each line's challenger and champion on the same rolling origins (each spec once: the training
+    search's backtest when it has one, else a refit) and apply the margin-delta rule and the bias guard per line,
+    against that line's champion; the decisions recorded per line."""
     from include.reserving.backtest import backtest
     from include.reserving.ingest import cells_hash
 
@@ -99,12 +137,13 @@ def evaluate(facts: RunFacts, trained: dict) -> dict:
     challengers = trained.get("challengers") or {}
     entries = {e.model_version: e for e in champions.values()}
     entries.update({v: registry.get(engine, v) for v in set(challengers.values())})
-    by_spec: dict[str, object] = {}
+    data_hash = cells_hash(cells)
+    by_spec = _searched_scores(trained, k, data_hash)
 
-    def scored(spec: dict):
+    def scored(spec: dict) -> pd.DataFrame:
         key = governance.spec_hash(spec)
-        if key not in by_spec:
-            by_spec[key] = backtest(cells, spec, k=k)
+        if key not in by_spec:  # not a candidate of this search (e.g. a champion from an earlier grid)
+            by_spec[key] = backtest(cells, spec, k=k).scores
         return by_spec[key]
 
     for version, entry in entries.items():
@@ -112,15 +151,15 @@ def evaluate(facts: RunFacts, trained: dict) -> dict:
         roles = {line: Role.CHAMPION for line, e in champions.items() if e.model_version == version}
         roles |= {line: Role.CHALLENGER for line, v in challengers.items() if v == version}
         role = Role.CHALLENGER if version in challengers.values() else Role.CHAMPION
-        frame = scored(entry.spec).scores[["segment", "wape", "rmse"]]
+        frame = scored(entry.spec)[["segment", "wape", "rmse"]]
         registry.store_backtest(engine, facts.valuation_date, version, role, frame, k, facts.run_id, roles)
     baseline = scored(governance.FALLBACK_SPEC)
     if any(line not in champions for line in challengers):
         # a first challenger is shown against paid chain ladder, which reserves a line without an approved model;
         # the id is the one the fallback's refit on V's data registers
-        version = governance.model_version_id(governance.FALLBACK_SPEC, facts.valuation_date, cells_hash(cells))
+        version = governance.model_version_id(governance.FALLBACK_SPEC, facts.valuation_date, data_hash)
         if version not in entries:
-            frame = baseline.scores[["segment", "wape", "rmse"]]
+            frame = baseline[["segment", "wape", "rmse"]]
             registry.store_backtest(engine, facts.valuation_date, version, BASELINE, frame, k, facts.run_id)
     decisions = []
     for line in lines:
