@@ -332,11 +332,12 @@ def drift(facts: RunFacts, force_retrain: bool = False) -> dict:
     ave_breach, ave_detail, unchampioned = None, None, []
     if champions:
         cells = cells_store.load_cells(engine, facts.valuation_date, facts.basis)
+        segments = set(cells["segment"])
         # champions of segments V does not have (another segment_by) reserve nothing here
-        current = {s: champion for s, champion in champions.items() if s in set(cells["segment"])}
+        current = {s: champion for s, champion in champions.items() if s in segments}
         if current:
             ave_breach, ave_detail, _ = actual_vs_expected_breach(cells, current, facts.settings.ave_tolerance)
-        unchampioned = sorted(set(cells["segment"]) - set(champions))
+        unchampioned = sorted(segments - set(champions))
     decision = drift_stats.decide_retrain(
         report, facts.settings.psi_threshold, force_retrain=force_retrain, ave_breach=ave_breach, ave_detail=ave_detail
     )
