@@ -286,7 +286,8 @@ def test_manual_run_without_logical_date_recovers_by_clearing_validate_then_a_ba
         "reserve_report_2024-01-31.pdf",
         "reserve_report_2024-02-29.pdf",
     ]
-    health = _pipeline_runs(engine, expected=3)
+    # four rows: the manual run's failed execution stays beside its cleared success, then the two backfill months
+    health = _pipeline_runs(engine, expected=4)
     assert {(r["dag_run_id"], "success") for r in runs} | {(manual_id, "success")} <= set(health), health
     # the first month had no champion: trained and approved; every approval named its month's challenger
     assert JANUARY in actuary.approved
