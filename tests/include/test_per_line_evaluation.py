@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from devtools import synth
 from include.reserving import backtest, governance, schema
 from include.reserving.config import load_settings
 from include.reserving.stages import RunFacts, input, training
+from include.reserving.stages import governance as governance_stage
 from include.reserving.stages.training import fit_and_register
 from include.reserving.warehouse import registry
 from include.reserving.warehouse.cells import load_cells
@@ -159,3 +161,23 @@ def test_search_methods_limit_the_grid_and_an_unregistered_one_is_refused_by_nam
     assert training.search_candidates(load_settings()) == backtest.default_candidates()
     with pytest.raises(ValueError, match=r"search_methods names \['chain_lader'\].*'chain_ladder'"):
         training.search_candidates(load_settings(search_methods="chain_ladder,chain_lader"))
+
+
+def test_the_model_card_leaves_out_a_line_without_a_challenger(book):
+    """Liability is sent to approval, Motor has no challenger (None in the XCom lines, NaN once they are a frame):
+    the card is written with Liability's challenger only."""
+    facts = book
+    engine = facts.engine()
+    cells = load_cells(engine, V)
+    cl, cl5 = (fit_and_register(engine, facts, spec, cells) for spec in (CL, CL5))
+    decisions = [
+        governance.decide_promotion(V, cl.model_version, 0.5, cl5.model_version, 0.9, 0.01, segment="Liability"),
+        governance.decide_promotion(V, cl.model_version, 0.5, None, None, 0.01, segment="Motor"),
+    ]
+    evaluation = json.loads(json.dumps(governance.evaluation(V, decisions, 0.01)))  # as XCom hands it on
+    assert [line["challenger_version"] for line in evaluation["lines"]] == [cl5.model_version, None]
+
+    card = governance_stage.model_card(facts, evaluation)
+    assert card["model_version"] == cl5.model_version and list(card["lines"]) == ["Liability"]
+    markdown = Path(card["markdown_uri"]).read_text()
+    assert cl5.model_version in markdown and "nan" not in markdown.lower().split()

@@ -33,7 +33,7 @@ from tests.integration.airflow_services import (
     pg_admin_engine,
     task_instances,
 )
-from tests.integration.conftest import SMALL_BOOK
+from tests.integration.conftest import CHEAP_SEARCH, SMALL_BOOK
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1500)]
 
@@ -89,6 +89,9 @@ def stack(tmp_path_factory, request):
             "RESERVING_HOLD_MOVEMENT_TOLERANCE": "1000000",
             "RESERVING_HOLD_UNEXPLAINED_TOLERANCE": "1000000",
             "RESERVING_HOLD_AE_FACTOR": "1000000",
+            # scheduling, not the model search, is under test here (test_backtest.py tests the search): training
+            # still runs long enough for the scheduler kill to land inside it
+            **CHEAP_SEARCH,
         },
     )
     failed_before = request.session.testsfailed
@@ -337,6 +340,18 @@ def _wait_for_task_state(
     raise TimeoutError(f"{task_id} never reached {state}")
 
 
+def _wait_for_log(stack: Stack, api, run_id: str, task_id: str, needle: str, timeout: float = RUN_TIMEOUT) -> None:
+    """Until the first try's log (read through the API while the task runs) contains ``needle``."""
+    url = f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/1"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stack.af.check_alive()
+        if needle in api.get(url, headers={"Accept": "application/json"}).text:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{task_id}'s log never said {needle!r}")
+
+
 def test_rest_run_survives_a_scheduler_kill_is_approved_through_a_variable_and_publishes_once(
     stack, dump_logs_on_failure, tmp_path
 ):
@@ -353,7 +368,8 @@ def test_rest_run_survives_a_scheduler_kill_is_approved_through_a_variable_and_p
         valuation_date = _valuation_date(run)
         assert valuation_date == dt.date(2023, 10, 31)
         _wait_for_task_state(stack, api, run["dag_run_id"], "training.train", "running")
-        time.sleep(3)  # well inside the training search
+        # inside the search: its first candidate is scored and the others are still to come
+        _wait_for_log(stack, api, run["dag_run_id"], "training.train", "candidate 1 of ")
         pgid = scheduler.proc.pid
         scheduler.stop(signal.SIGKILL)
         assert not _group_alive(pgid), "every process of the scheduler's group (executor workers, tasks) is gone"

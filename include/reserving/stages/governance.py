@@ -43,7 +43,8 @@ def model_card(facts: RunFacts, evaluation: dict, trained_reasons: list[str] | N
     issued = decisions.issue(engine, decisions.MODEL, facts.valuation_date, proposal, facts.run_id)
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     lines = pd.DataFrame(evaluation["lines"])
-    challenged = {str(r.segment): r.challenger_version for r in lines.itertuples() if r.challenger_version}
+    # from the XCom dicts, not the frame: there a line without a challenger has NaN, which is truthy
+    challenged = {str(line["segment"]): v for line in evaluation["lines"] if (v := line["challenger_version"])}
     challengers = []
     for version in sorted(set(challenged.values())):
         entry = registry.get(engine, version)
