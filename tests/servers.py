@@ -231,9 +231,10 @@ def running_api_server(home: Path, users: str, settings: dict[str, str], timeout
                 process.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def airflow_api(tmp_path_factory, airflow_db):
-    """One api-server per test module on the tests' metadata database (SQLite, shared with dag.test()). Users: ada
+    """One api-server per test session (per xdist worker, as the metadata database is: its start takes seconds that
+    every module using it paid again) on the tests' metadata database (SQLite, shared with dag.test()). Users: ada
     (op) and cy (op) may be approvers, boss is an admin, viewer a viewer, auditor (viewer) reads the audit log."""
     from airflow.configuration import conf
 

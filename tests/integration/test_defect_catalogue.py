@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import text
@@ -58,6 +59,8 @@ class Template:
             with self.admin.connect() as conn:
                 conn.execute(text(f'CREATE DATABASE "{self.name}"'))
             self.url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
+            # a finished case's copy is dropped while the next case runs (a drop takes seconds on a busy server)
+            self.dropper = ThreadPoolExecutor(max_workers=1)
 
     def copy(self) -> str:
         if self.backend == "sqlite":  # the backup API copies what the WAL holds too
@@ -66,6 +69,8 @@ class Template:
                 source.backup(target)
             self.copies.append(path)
             return f"sqlite:///{path}"
+        if self.copies:  # the previous case is over
+            self.dropper.submit(self._drop, self.copies[-1])
         name = f"{self.name}_{len(self.copies)}"
         with self.admin.connect() as conn:
             # a template must have no sessions: the stages' engines may still hold pooled connections to it
@@ -77,11 +82,15 @@ class Template:
         self.copies.append(name)
         return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
+    def _drop(self, name: str) -> None:
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
     def drop(self) -> None:
         if self.backend == "postgresql":
-            with self.admin.connect() as conn:
-                for name in [*self.copies, self.name]:
-                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            self.dropper.shutdown(wait=True)
+            for name in [*self.copies, self.name]:  # the last copy, the template, any a background drop missed
+                self._drop(name)
             self.admin.dispose()
 
 
