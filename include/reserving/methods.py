@@ -177,7 +177,10 @@ def _flags(ultimate: pd.Series, paid: pd.Series, incurred: pd.Series, label: str
 
 
 def reserve_segment(
-    cells: pd.DataFrame, settings: Settings | None = None, model_ultimates: pd.DataFrame | None = None
+    cells: pd.DataFrame,
+    settings: Settings | None = None,
+    model_ultimates: pd.DataFrame | None = None,
+    model_tail_included: bool = False,
 ) -> SegmentReserve:
     """Every method, the selection and the range for one segment's cells as at V.
 
@@ -188,7 +191,11 @@ def reserve_segment(
     settings : Settings, optional
         Tail, BF, Cape Cod, selection and range settings; :func:`load_settings` when omitted.
     model_ultimates : pandas.DataFrame, optional
-        ``origin, ultimate`` from an ML model, shown in the ``model`` column (and selectable).
+        ``origin, ultimate`` from an ML model, shown in the ``model`` column (and selectable). A model projects to
+        the oldest age the data shows; the column carries the line's paid tail on top (the tail is an assumption no
+        backtest can test, so every paid projection gets the same one), unless ``model_tail_included``.
+    model_tail_included : bool
+        The model's ultimates already include a tail of its own (:meth:`ReservingModel.includes_tail`).
 
     Returns
     -------
@@ -249,7 +256,7 @@ def reserve_segment(
             out[method] = out[method].fillna(out[f"{basis}_cl"])
     else:  # a segment without premium (below line level) has neither: n/a, not a copy of the chain ladder
         out["bf"] = out["cape_cod"] = np.nan
-    _model_column(out, model_ultimates)
+    _model_column(out, model_ultimates, 1.0 if model_tail_included else tail_factor["paid"])
     _select(out, settings)
     _reserves_and_flags(out)
     origin_std_err, std_err = _mack_std_err(developed[settings.range_basis])
@@ -282,11 +289,11 @@ def _summary(origins: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame([summary])
 
 
-def _model_column(out: pd.DataFrame, model_ultimates: pd.DataFrame | None) -> None:
+def _model_column(out: pd.DataFrame, model_ultimates: pd.DataFrame | None, tail_factor: float = 1.0) -> None:
     out[MODEL] = np.nan
     if model_ultimates is not None:
         model = model_ultimates.assign(origin=[pd.Timestamp(o).date() for o in model_ultimates["origin"]])
-        out[MODEL] = model.set_index("origin")["ultimate"].astype(float).reindex(out.index)
+        out[MODEL] = model.set_index("origin")["ultimate"].astype(float).reindex(out.index) * tail_factor
 
 
 def _reserves_and_flags(out: pd.DataFrame) -> None:
@@ -446,7 +453,10 @@ def _select(out: pd.DataFrame, settings: Settings) -> None:
 
 
 def reserve_book(
-    cells: pd.DataFrame, settings: Settings | None = None, model_ultimates: pd.DataFrame | None = None
+    cells: pd.DataFrame,
+    settings: Settings | None = None,
+    model_ultimates: pd.DataFrame | None = None,
+    model_tail_included: bool = False,
 ) -> SegmentReserve:
     """:func:`reserve_segment` for every segment of ``cells``, concatenated (``model_ultimates`` with ``segment``)."""
     settings = settings or load_settings()
@@ -455,7 +465,7 @@ def reserve_book(
         model = None
         if model_ultimates is not None:
             model = model_ultimates[model_ultimates["segment"] == segment]
-        parts.append(reserve_segment(seg_cells, settings, model))
+        parts.append(reserve_segment(seg_cells, settings, model, model_tail_included))
     return SegmentReserve(
         pd.concat([p.origins for p in parts], ignore_index=True),
         pd.concat([p.summary for p in parts], ignore_index=True),

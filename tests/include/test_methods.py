@@ -172,3 +172,16 @@ def test_per_origin_range_is_macks_standard_error_around_the_selected_unpaid(raa
     np.testing.assert_allclose(origins["p95"], p95, equal_nan=True)
     # the oldest origin is fully developed: no standard error, no percentiles
     assert np.isnan(origins["std_err"].iloc[0]) and np.isnan(origins["p95"].iloc[0])
+
+
+def test_model_column_carries_the_lines_paid_tail_unless_the_model_has_its_own(raa):
+    settings = load_settings(**{**NO_TAIL, "tail_method": "constant"}, tail_constant_paid=1.05)
+    fitted = ChainLadder().fit(raa)
+    origins = methods.reserve_segment(raa, settings, fitted.ultimates(raa), fitted.includes_tail()).origins
+    # the chain ladder model projects to the oldest age; with the line's tail on top it is the methods' paid CL
+    assert origins["model"].tolist() == pytest.approx(origins["paid_cl"].tolist(), rel=1e-12)
+    assert origins["model"].tolist() == pytest.approx((fitted.ultimates(raa)["ultimate"] * 1.05).tolist(), rel=1e-12)
+    own = ChainLadder(tail={"curve": "exponential"}).fit(raa)
+    assert own.includes_tail()
+    shown = methods.reserve_segment(raa, settings, own.ultimates(raa), own.includes_tail()).origins
+    assert shown["model"].tolist() == pytest.approx(own.ultimates(raa)["ultimate"].tolist(), rel=1e-12)

@@ -63,6 +63,11 @@ class ReservingModel(BaseEstimator):
         """The specs the training search tries for this method (``backtest.default_candidates``): its defaults."""
         return [{"method": cls.method, "params": {}}]
 
+    def includes_tail(self) -> bool:
+        """Whether :meth:`ultimates` include development beyond the oldest age of the data (a tail). Models project
+        to that age by default; the methods then apply the line's paid tail to the model column."""
+        return False
+
     def get_spec(self) -> dict[str, Any]:
         """The JSON-able spec ``{"method": ..., "params": {...}}`` that :func:`build_model` turns back into a model."""
         return {"method": self.method, "params": json.loads(json.dumps(self.get_params(deep=False)))}

@@ -109,6 +109,9 @@ class Blend(ReservingModel):
             specs[name] = spec
         return specs
 
+    def includes_tail(self) -> bool:
+        return any(m.includes_tail() for m in self._components().values())
+
     def _components(self) -> dict[str, ReservingModel]:
         from include.reserving.models import build_model
 

@@ -107,6 +107,9 @@ class ChainLadder(ReservingModel):
             {"method": cls.method, "params": {"average": "simple"}},
         ]
 
+    def includes_tail(self) -> bool:
+        return self.tail is not None
+
     def _develop(self, group: int, triangle: cl.Triangle) -> cl.Triangle:
         developed = self.development_[group].transform(triangle)
         tail = self.tail_[group]

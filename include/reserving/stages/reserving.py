@@ -94,7 +94,9 @@ def reserve_segment(facts: RunFacts, refitted: dict, segment: str) -> dict:
     if cells.empty:
         raise LookupError(f"segment {segment!r} has no cells at {facts.valuation_date}")
     model = load_model(artifacts.local_dir(refitted["lines"][segment]["artifact_uri"]))
-    reserved = methods.reserve_segment(cells, facts.settings, model_ultimates=model.ultimates(cells))
+    reserved = methods.reserve_segment(
+        cells, facts.settings, model_ultimates=model.ultimates(cells), model_tail_included=model.includes_tail()
+    )
     rows = reserve_rows(selected_ultimates(reserved.origins), latest_diagonal(cells))
     uri = artifacts.join(facts.run_dir, "reserves", f"{artifacts.safe(segment)}.json")
     payload = {
@@ -171,7 +173,9 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, lines: s
             seen = changed & set(model.training_cells_["segment"])
             known = cells[cells["segment"].isin(seen)].reset_index(drop=True)
             # its view of V is what V would publish with it: the same selection, its ultimates in the model column
-            selected = methods.reserve_book(known, facts.settings, model_ultimates=model.ultimates(known))
+            selected = methods.reserve_book(
+                known, facts.settings, model_ultimates=model.ultimates(known), model_tail_included=model.includes_tail()
+            )
             on_current = reserve_rows(selected_ultimates(selected.origins), latest_diagonal(known))
         except Exception as exc:
             log.warning(
