@@ -67,6 +67,27 @@ def fails_at_once(func):
     return run
 
 
+def _retried(decorator):
+    """``decorator`` (``task``, ``task.branch``, ...) applied to the callable wrapped in :func:`fails_at_once`; used
+    bare or with the decorator's arguments, as ``@task`` is."""
+
+    def declare(python_callable=None, **task_kwargs):
+        if python_callable is None:
+            return functools.partial(declare, **task_kwargs)
+        return decorator(fails_at_once(python_callable), **task_kwargs)
+
+    return declare
+
+
+# A retried task: the DAG's retry policy (default_args: retries with back-off) for transient errors, and deterministic
+# errors fail at once. ``@retried_task``, ``@retried_task(trigger_rule=...)``, ``@retried_task.branch``,
+# ``@retried_task.short_circuit``, as ``@task``. The retry numbers stay in the DAG's default_args so that a harness DAG
+# can set its own (tests run with none, or with no delay); steps that must never be retried are ``@task(**NO_RETRY)``.
+retried_task = _retried(task)
+retried_task.branch = _retried(task.branch)
+retried_task.short_circuit = _retried(task.short_circuit)
+
+
 def run_facts(params: dict[str, Any], run_id: str, data_interval_end: dt.datetime | None):
     """The run's facts: V from the ``valuation_date`` param or the data interval, basis, run id, settings."""
     from include.reserving.dates import valuation_date_of_run
@@ -96,8 +117,7 @@ def input_group():
 
         return input.contract(run_facts(params, run_id, data_interval_end))
 
-    @task
-    @fails_at_once
+    @retried_task
     def land(checked: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The claims system's new rows copied into the warehouse (when it is not the warehouse itself)."""
         from include.reserving.stages import input
@@ -120,8 +140,7 @@ def input_group():
 
         return input.reconcile(run_facts(params, run_id, data_interval_end))
 
-    @task
-    @fails_at_once
+    @retried_task
     def ingest(reconciled: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """Snapshot the book as at V into triangle cells and claim features (replaces V's partition)."""
         from include.reserving.stages import input
@@ -144,8 +163,7 @@ def input_group():
 
         return input.plausibility(run_facts(params, run_id, data_interval_end))
 
-    @task
-    @fails_at_once
+    @retried_task
     def drift(validated: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """PSI / KS against the champion's reference window; retrain or not."""
         from include.reserving.stages import input
@@ -161,22 +179,19 @@ def training_group(drift_decision):
     """Train only when something moved; backtest the challenger against the champion. Returns
     ``(evaluation, skip_training)``."""
 
-    @task.branch
-    @fails_at_once
+    @retried_task.branch
     def retrain_or_not(decision: dict) -> str:
         """Train only when something moved (cost control)."""
         return "training.train" if decision["retrain"] else "training.skip_training"
 
-    @task
-    @fails_at_once
+    @retried_task
     def train(params=None, run_id=None, data_interval_end=None) -> dict:
         """Spec search per line (rolling-origin backtests); fit and register each line's challenger (a spec once)."""
         from include.reserving.stages import training
 
         return training.train(run_facts(params, run_id, data_interval_end))
 
-    @task
-    @fails_at_once
+    @retried_task
     def evaluate(trained: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """Backtest each line's challenger against its champion; the margin-delta rule and bias guard per line."""
         from include.reserving.stages import training
@@ -196,14 +211,12 @@ def governance_group(evaluation, drift_decision):
     """The model card, the actuary's approval and its record, only when the rule says promote. Returns the tasks
     the reserving group waits for."""
 
-    @task.branch
-    @fails_at_once
+    @retried_task.branch
     def promote_or_not(evaluation: dict) -> str:
         """Ask for approval only when some line's challenger beats that line's champion by more than delta."""
         return "governance.model_card" if evaluation["decision"] == "promote" else "governance.no_promotion"
 
-    @task
-    @fails_at_once
+    @retried_task
     def model_card(evaluation: dict, decision: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The challenger's model card, written and e-mailed before anyone is asked to approve."""
         from include.reserving.stages import governance
@@ -242,30 +255,26 @@ def reserving_group(after: list):
 
         return reserving.refit(run_facts(params, run_id, data_interval_end))
 
-    @task
-    @fails_at_once
+    @retried_task
     def lines(refitted: dict) -> list[str]:
         """The lines of business to reserve, one mapped task each."""
         return refitted["segments"]
 
-    @task
-    @fails_at_once
+    @retried_task
     def reserve_segment(refitted: dict, segment: str, params=None, run_id=None, data_interval_end=None) -> dict:
         """Ultimates, case reserves, IBNR and unpaid (with its range) per origin for one line of business."""
         from include.reserving.stages import reserving
 
         return reserving.reserve_segment(run_facts(params, run_id, data_interval_end), refitted, segment)
 
-    @task
-    @fails_at_once
+    @retried_task
     def analyse(refitted: dict, reserved: list[dict], params=None, run_id=None, data_interval_end=None) -> dict:
         """Analysis of change per line against V-1's publication; the hold reasons (movement, A/E, unexplained)."""
         from include.reserving.stages import reserving
 
         return reserving.analyse(run_facts(params, run_id, data_interval_end), refitted, list(reserved))
 
-    @task
-    @fails_at_once
+    @retried_task
     def publish(
         refitted: dict,
         reserved: list[dict],
@@ -297,8 +306,7 @@ def signoff_group(published):
     """A held month waits for the actuary's sign-off on the numbers; returns the tasks after which the month's
     current numbers may be reported (the report is skipped after a rejection or timeout)."""
 
-    @task.branch
-    @fails_at_once
+    @retried_task.branch
     def hold_or_not(published: dict) -> str:
         """Wait for a sign-off only when the analysis of change held the numbers."""
         return "signoff.await_signoff" if published["held"] else "signoff.within_tolerance"
@@ -317,8 +325,7 @@ def signoff_group(published):
         refuse = later_valuation_exemption(params, dag_run) is None
         return reserving.apply_signoff(facts, published, outcome, alert=notify.post_event, refuse_over_later=refuse)
 
-    @task.short_circuit
-    @fails_at_once
+    @retried_task.short_circuit
     def signed_off(applied: dict) -> bool:
         """Only signed-off numbers made current are reported: after a rejection, a timeout or a sign-off refused by
         the run order (a later month current) the report is skipped."""
@@ -337,16 +344,14 @@ def reporting_group(published, after: list | None = None):
     """The PDF reserve report of V's current numbers, e-mailed to the chief actuary; runs after either path of
     ``after`` that made the month's numbers current."""
 
-    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
-    @fails_at_once
+    @retried_task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def report(published: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """The PDF reserve report, numbers read back from the published rows."""
         from include.reserving.stages import reporting
 
         return reporting.report(run_facts(params, run_id, data_interval_end), published)
 
-    @task
-    @fails_at_once
+    @retried_task
     def email_report(reported: dict, params=None, run_id=None, data_interval_end=None) -> dict:
         """E-mail the report to the chief actuary (skipped with a reason when SMTP is not configured)."""
         from include.reserving.stages import reporting

@@ -82,7 +82,7 @@ def test_dag_shape(pipeline_dag):
         assert sensor.mode == "reschedule" and 0 < sensor.timeout < float("inf")
     assert dag.get_task("signoff.apply_signoff").retries == 0
     assert dag.get_task("governance.apply_approval").retries == 0 and dag.get_task("reserving.refit").retries == 0
-    # every other task's deterministic errors fail it at once (dag_groups.fails_at_once); the rest are retried
+    # every other task is a retried_task: its deterministic errors fail it at once; the rest are retried
     retried = [t for t in dag.tasks if t.retries and hasattr(t, "python_callable")]
     assert len(retried) >= 12
     assert [t.task_id for t in retried if not getattr(t.python_callable, "fails_at_once", False)] == []

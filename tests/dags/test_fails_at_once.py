@@ -1,4 +1,4 @@
-"""Deterministic errors fail a task at once; transient ones are retried (dag_groups.fails_at_once).
+"""Deterministic errors fail a task at once; transient ones are retried (dag_groups.retried_task).
 
 The DAG's default arguments retry a task twice with back-off: right for a dropped database connection or an SMTP
 or Slack hiccup, minutes of waiting before the alert for a quality gate or a run-order refusal that would fail the
@@ -7,6 +7,7 @@ same way. Classified by :func:`deterministic`, and shown end to end in a real DA
 
 from __future__ import annotations
 
+import inspect
 import json
 import smtplib
 
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from include.reserving.config import Settings, SettingsVariableError
 from include.reserving.contract import ContractViolation
-from include.reserving.dag_groups import deterministic, fails_at_once
+from include.reserving.dag_groups import deterministic, fails_at_once, retried_task
 from include.reserving.plausibility import PlausibilityError
 from include.reserving.quality.report import QualityGateError
 from include.reserving.reconciliation import ReconciliationError
@@ -81,10 +82,51 @@ def test_the_wrapper_raises_airflow_fail_exception_with_the_error_as_its_cause()
     with pytest.raises(OperationalError):
         flaky()
     # Airflow passes context values by the callable's own parameters: the wrapper keeps them
-    import inspect
-
     assert list(inspect.signature(refused).parameters) == ["valuation_date", "params"]
     assert refused.__doc__ == "Refuse." and refused.fails_at_once
+
+
+def test_retried_task_declares_each_kind_of_task_once_with_the_wrapper():
+    """``@retried_task`` is ``@task`` (bare, with arguments, ``.branch``, ``.short_circuit``) over the wrapper: the
+    operator kind and its arguments are the ones given, the retries the DAG's, the callable fails at once."""
+    from airflow.sdk import DAG, TriggerRule
+
+    with DAG("retried_task_kinds", schedule=None, default_args={"retries": 3}) as dag:
+
+        @retried_task
+        def plain(valuation_date: str, params=None) -> str:
+            """Plain."""
+            raise RunOrderError(f"refusing to value {valuation_date}")
+
+        @retried_task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        def joined() -> None:
+            """Joined."""
+
+        @retried_task.branch
+        def choose() -> str:
+            return "plain"
+
+        @retried_task.short_circuit
+        def go_on() -> bool:
+            return True
+
+        plain("2024-01-31"), joined(), choose(), go_on()
+
+    kinds = {t.task_id: (type(t).__name__, t.retries, t.trigger_rule.value) for t in dag.tasks}
+    assert kinds == {
+        "plain": ("_PythonDecoratedOperator", 3, "all_success"),
+        "joined": ("_PythonDecoratedOperator", 3, "none_failed_min_one_success"),
+        "choose": ("_BranchPythonDecoratedOperator", 3, "all_success"),
+        "go_on": ("_ShortCircuitDecoratedOperator", 3, "all_success"),
+    }
+    assert all(t.python_callable.fails_at_once for t in dag.tasks)
+    plain_task = dag.get_task("plain")
+    assert plain_task.python_callable.__doc__ == "Plain."
+    assert list(inspect.signature(plain_task.python_callable).parameters) == ["valuation_date", "params"]
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="refusing to value 2024-01-31"):
+        plain_task.python_callable("2024-01-31")
 
 
 def test_in_a_dag_run_a_refusal_fails_at_once_and_a_dropped_connection_is_retried(airflow_db, tmp_path):

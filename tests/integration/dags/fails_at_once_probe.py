@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
-from include.reserving.dag_groups import fails_at_once
+from include.reserving.dag_groups import retried_task
 
 
 def _try(params: dict, name: str) -> int:
@@ -27,16 +27,14 @@ def _try(params: dict, name: str) -> int:
     params={"tries": Param("", type="string")},
 )
 def fails_at_once_probe():
-    @task
-    @fails_at_once
+    @retried_task
     def refused(params=None) -> None:
         from include.reserving.run_order import RunOrderError
 
         _try(params, "refused")
         raise RunOrderError("refusing to value 2024-01-31: a later valuation, 2024-02-29, is already current")
 
-    @task
-    @fails_at_once
+    @retried_task
     def flaky(params=None) -> str:
         from sqlalchemy.exc import OperationalError
 
