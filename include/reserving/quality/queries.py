@@ -22,10 +22,15 @@ def duplicates_query(columns: list[str], recorded_after: dt.datetime | None = No
         key = f"({cols})" if len(columns) > 1 else cols
         new_rows = f"recorded_at >= '{recorded_after:%Y-%m-%d %H:%M:%S}'"
         where += f" AND {key} IN (SELECT {cols} FROM {{batch}} WHERE {new_rows})"
+    groups = f"SELECT {cols}, count(*) AS copies FROM {{batch}} WHERE {where} GROUP BY {cols} HAVING count(*) > 1"
+    # The window sits in its own subquery under the ORDER BY ... LIMIT: with it at the top, PostgreSQL 15 costs the
+    # window as if it streamed (it must read every group first) and, for the LIMIT, picks a plan that starts fast:
+    # a walk of the whole claim_id index in key order, fetching rows all over a table in recording order (44 s
+    # instead of 2.6 s for the narrowed check at 1M claims).
     return (
-        f"SELECT {cols}, copies, sum(copies) OVER () AS {BAD_ROWS} FROM ("
-        f"SELECT {cols}, count(*) AS copies FROM {{batch}} WHERE {where} GROUP BY {cols} HAVING count(*) > 1"
-        f") AS duplicate_groups ORDER BY {cols} LIMIT {EXAMPLE_COUNT}"
+        f"SELECT {cols}, copies, {BAD_ROWS} FROM ("
+        f"SELECT {cols}, copies, sum(copies) OVER () AS {BAD_ROWS} FROM ({groups}) AS duplicate_groups"
+        f") AS counted ORDER BY {cols} LIMIT {EXAMPLE_COUNT}"
     )
 
 

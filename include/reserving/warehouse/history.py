@@ -251,8 +251,10 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
     t, c = schema.claim_transactions, schema.claims
     change = func.coalesce(t.c.case_reserve_change, 0)
     bucket = case((month < first_month, first_month - 1), else_=month)
-    # a superset is enough here (the aggregation applies the extract's filters): without them the pass is one scan
-    raised_claims = select(t.c.claim_id).where(arrival >= since, t.c.case_reserve_change > 0)
+    # a superset is enough here (the aggregation applies the extract's filters): without them the pass is one scan.
+    # DISTINCT: over the raw rows PostgreSQL 15 guessed ten times the claims and walked the whole claim_id index
+    # across a table in recording order (46 s instead of 5 s at 1M claims); over distinct claims it hashes them.
+    raised_claims = select(t.c.claim_id).distinct().where(arrival >= since, t.c.case_reserve_change > 0)
     per_claim = (
         select(
             t.c.claim_id,

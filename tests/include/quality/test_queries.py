@@ -8,6 +8,8 @@ def test_duplicates_are_one_group_by_without_a_window_over_the_rows():
     assert "GROUP BY claim_id, transaction_date HAVING count(*) > 1" in duplicates
     assert "OVER (PARTITION" not in duplicates and duplicates.count("{batch}") == 1
     assert f"sum(copies) OVER () AS {BAD_ROWS}" in duplicates and duplicates.endswith(f"LIMIT {EXAMPLE_COUNT}")
+    # the window under the ORDER BY ... LIMIT, not beside it (PostgreSQL then plans the grouping for every row)
+    assert ") AS duplicate_groups) AS counted ORDER BY claim_id, transaction_date LIMIT" in duplicates
 
 
 def test_duplicates_after_a_clean_month_look_at_the_groups_of_new_rows():
