@@ -9,9 +9,10 @@ From the previous current publication at V-1 to this month's rows, per line, eac
     + experience and other    the balancing item (exact to the cent)
     = this unpaid
 
-and two memo rows: the expected emergence (what the previous projection expected to be paid in the month on the
-origins of V-1) and actual / expected emergence. The unpaid is the published ``unpaid`` column: ultimate less paid,
-i.e. case reserves plus IBNR (paid emergence moves it, a case reserve movement alone does not).
+and two memo rows: the expected emergence (what the reserve published at V-1 expected to be paid in the month on the
+origins of V-1, emerging on the previous model's pattern) and actual / expected emergence. The unpaid is the
+published ``unpaid`` column: ultimate less paid, i.e. case reserves plus IBNR (paid emergence moves it, a case
+reserve movement alone does not).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ MODEL_NOT_SEPARATED = (
 )
 SAME_MODEL = "same model version as at V-1"
 LINE_MISSING = "the line has no rows this month"
-EXPECTED_NOTE = "previous model's projection from V-1: the increment to the next projected age, pro rata for one month"
+EXPECTED_NOTE = (
+    "the unpaid published at V-1 times the share of it the previous model projected to the next age, pro rata for "
+    "one month"
+)
 CENT = Decimal("0.01")
 
 
@@ -63,14 +67,22 @@ def cents(value: Any) -> Decimal:
     return Decimal(repr(float(value))).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def expected_emergence(prediction: pd.DataFrame, months: int = 1, grain_months: int = 3) -> pd.DataFrame:
-    """What the previous projection expected to be paid in the next ``months`` month(s), per segment and origin.
+def expected_emergence(
+    prediction: pd.DataFrame, published: pd.DataFrame | None = None, months: int = 1, grain_months: int = 3
+) -> pd.DataFrame:
+    """What the previous month's reserve expected to be paid in the next ``months`` month(s), per segment and origin.
 
     ``prediction`` is the previous model's completed square on V-1's cells (``segment, origin, development, paid,
     observed``). For each origin, the increment from its latest observed paid to the next projected age is spread
     evenly over the months between the two ages (to ultimate: over one development period of ``grain_months``).
     An approximation: a payment pattern within a development period is not known, so it is taken as flat.
+
+    ``published`` (``segment, origin, unpaid``: the reserve published at V-1) puts that increment on the published
+    reserve: the share of the projected unpaid the model expects in the month, times the published unpaid. What
+    was signed off is the selected reserve (BF where the model's chain ladder multiplies a month's noise), so that is
+    what the month's payments are measured against; the model only says how fast it emerges.
     """
+    reserve = {} if published is None else published.set_index(["segment", "origin"])["unpaid"].to_dict()
     out = []
     for (segment, origin), group in prediction.groupby(["segment", "origin"], sort=True):
         observed = group[group["observed"]]
@@ -88,7 +100,12 @@ def expected_emergence(prediction: pd.DataFrame, months: int = 1, grain_months: 
             else following["development"] - latest["development"]
         )
         share = min(1.0, months / max(float(gap), 1.0))
-        out.append((segment, origin, (float(following["paid"]) - float(latest["paid"])) * share))
+        step = float(following["paid"]) - float(latest["paid"])
+        if (segment, origin) in reserve:
+            remaining = float(ahead["paid"].iloc[-1]) - float(latest["paid"])
+            unpaid = max(float(reserve[(segment, origin)]), 0.0)
+            step = step / remaining * unpaid if remaining > 0 else 0.0
+        out.append((segment, origin, step * share))
     return pd.DataFrame(out, columns=["segment", "origin", "expected_emergence"])
 
 

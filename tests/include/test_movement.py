@@ -119,6 +119,11 @@ def test_expected_emergence_is_one_month_pro_rata_of_the_next_projected_step():
     out = movement.expected_emergence(prediction, months=1, grain_months=3)
     # Q1: (160 - 100) over the 3 months from age 2 to 5; Q2: (530 - 500) to ultimate over one quarter
     assert out["expected_emergence"].tolist() == pytest.approx([20.0, 10.0])
+    # on the published reserve: Q1's 50 unpaid (BF, not the model's 100) emerges 60 / 100 to age 5, a third of it in
+    # the month; Q2's published unpaid 60 (model 30): all of it to ultimate, a third in the month
+    published = pd.DataFrame({"segment": ["Motor", "Motor"], "origin": [Q1, Q2], "unpaid": [50.0, 60.0]})
+    out = movement.expected_emergence(prediction, published, months=1, grain_months=3)
+    assert out["expected_emergence"].tolist() == pytest.approx([50 * 60 / 100 / 3, 60 / 3])
 
 
 def test_a_change_of_model_is_separated_only_on_the_lines_whose_model_changed():

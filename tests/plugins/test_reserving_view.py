@@ -435,7 +435,7 @@ def test_ranges_and_the_analysis_of_change_of_the_shown_valuation(book):
         '<td class="num"></td>' in html
     )
     assert '<td>unpaid at 2024-01-31</td><td class="num">1,000.00</td><td class="num">500.00</td>' in html
-    assert '<p class="meta">Liability, Motor: previous model&#39;s projection from 2024-01-31' in html
+    assert '<p class="meta">Liability, Motor: the unpaid published at 2024-01-31 times the share' in html
     assert (
         '<tr class="total"><td>All lines</td><td>independent lines</td><td></td><td class="num">1,300.00</td>'
         '<td class="num">50.00</td><td class="num">0.0385</td><td class="num">1,333.00</td>'

@@ -134,8 +134,11 @@ def _reserved(refitted: dict, reserved: list[dict]) -> tuple[pd.DataFrame, pd.Da
     return rows.sort_values(["segment", "origin"]).reset_index(drop=True), summary
 
 
-def _previous_model_views(engine, facts: RunFacts, previous_model: str, lines: set[str], changed: set[str]):
-    """On the ``lines`` the previous model reserved at V-1: its expected emergence from V-1 and, on the ``changed``
+def _previous_model_views(
+    engine, facts: RunFacts, previous_model: str, lines: set[str], changed: set[str], published: pd.DataFrame
+):
+    """On the ``lines`` the previous model reserved at V-1: the expected emergence of the reserve ``published`` at V-1
+    on its pattern and, on the ``changed``
     ones (another model reserves them at V), the rows V would publish with it (the selection on V's data, its
     ultimates as the model's).
 
@@ -154,7 +157,7 @@ def _previous_model_views(engine, facts: RunFacts, previous_model: str, lines: s
     expected = on_current = None
     try:
         before = load_cells(engine, previous_month_end(facts.valuation_date), facts.basis)
-        expected = movement.expected_emergence(model.predict(before), 1, facts.settings.development_months)
+        expected = movement.expected_emergence(model.predict(before), published, 1, facts.settings.development_months)
         expected = expected[expected["segment"].isin(lines)]
     except Exception as exc:
         log.warning("expected emergence from V-1 not available (%s): A/E not computed", exc)
@@ -218,7 +221,7 @@ def analyse(facts: RunFacts, refitted: dict, reserved: list[dict]) -> dict:
         expected, on_current = [], []
         for model in sorted(set(before.values())):
             its_lines = {s for s, m in before.items() if m == model}
-            views = _previous_model_views(engine, facts, model, its_lines, changed & its_lines)
+            views = _previous_model_views(engine, facts, model, its_lines, changed & its_lines, previous_rows)
             expected.append(views[0])
             on_current.append(views[1])
         aoc = movement.analysis_of_change(
