@@ -16,6 +16,13 @@ Per line and in total it reports, for each method (selected, paid CL, incurred C
 of estimated - true unpaid, relative to the mean true unpaid) and the MAE (mean |estimated - true|, same scale)
 over the valuations, and the selected unpaid's worst relative error on the total. Issue 13's target: selected
 within 5% of the true total unpaid at every valuation, and a smaller MAE than paid chain ladder on every line.
+
+At each V it also runs the training search (:func:`include.reserving.backtest.search` with the default settings, as
+the train task does) and fits each line's winner on V's cells: ``search`` is the unpaid of the model the search
+promotes on the line, as the report's model column shows it (its projected paid ultimate, with the line's paid tail,
+less the latest paid), ``cl_model`` that of the plain chain ladder model (the search's baseline; with the tail it is
+the methods' ``paid_cl``).
+Issue 15's target: on every line the search's MAE at most paid chain ladder's. ``--no-search`` skips it.
 The section "Truth benchmark" of BENCHMARKS.md is rewritten (other sections are kept).
 """
 
@@ -41,6 +48,7 @@ from include.reserving.dates import end_of_day, month_end, month_index  # noqa: 
 SECTION = "## Truth benchmark"
 DEMO = {"claims": 20_000, "seed": 7, "start": "2019-01", "end": "2024-12"}  # scripts/demo.py, unchanged
 METHODS = ("selected", "paid_cl", "incurred_cl", "bf", "cape_cod")
+SEARCH = ("search", "cl_model")
 TARGET_TOTAL = 0.05
 
 
@@ -117,16 +125,105 @@ def estimates(cells: pd.DataFrame, settings) -> pd.DataFrame:
     return out.reset_index()
 
 
+def model_unpaid(spec: dict, cells: pd.DataFrame, settings) -> pd.Series:
+    """Unpaid per line from ``spec`` fitted on ``cells``, as the report's model column shows it: the model's
+    projected paid ultimate (with the line's paid tail unless the model has its own) less the latest paid."""
+    from include.reserving import methods
+    from include.reserving.models import build_model
+
+    model = build_model(spec).fit(cells)
+    book = methods.reserve_book(cells, settings, model.ultimates(cells), model.includes_tail())
+    return book.summary.set_index("segment").eval(f"{methods.MODEL} - paid")
+
+
+def search_estimates(cells: pd.DataFrame, settings) -> pd.DataFrame:
+    """Per line: the unpaid of the spec the training search promotes there (``search``, its spec in ``search_spec``)
+    and of the plain chain ladder model (``cl_model``), each fitted on V's cells."""
+    from include.reserving import backtest, governance
+
+    table = backtest.search(
+        cells,
+        backtest.default_candidates(settings),
+        k=settings.backtest_diagonals,
+        bias_margin=settings.promotion_bias_margin,
+        blend_weights=settings.search_blend_weights,
+        se_multiple=settings.search_se_multiple,
+    )
+    winners = backtest.best_per_line(table)
+    fitted = {}
+    for spec in [governance.FALLBACK_SPEC, *winners.values()]:
+        key = backtest.canonical(spec)
+        if key not in fitted:
+            fitted[key] = model_unpaid(spec, cells, settings)
+    rows = [
+        {
+            "segment": line,
+            "search": fitted[backtest.canonical(spec)][line],
+            "cl_model": fitted[backtest.canonical(governance.FALLBACK_SPEC)][line],
+            "search_spec": spec_label(spec),
+        }
+        for line, spec in winners.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+_CELLS: dict[dt.date, pd.DataFrame] = {}  # what the forked workers of _search_all read
+
+
+def _search_one(v: dt.date) -> str:
+    cache = _search_one.cache
+    path = cache / f"search_{v.isoformat()}.json" if cache else None
+    if path is not None and path.exists():
+        return path.read_text()
+    text = search_estimates(_CELLS[v], _search_one.settings).to_json(orient="records")
+    if path is not None:
+        path.write_text(text)
+    return text
+
+
+def _search_all(
+    cells: dict[dt.date, pd.DataFrame], settings, jobs: int, cache: Path | None = None
+) -> dict[dt.date, pd.DataFrame]:
+    """:func:`search_estimates` at every V, ``jobs`` valuations at a time (forked processes; results as JSON, kept
+    in ``cache`` when given and read back from it on a re-run of the same book and settings)."""
+    import io
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    _CELLS.update(cells)
+    _search_one.settings, _search_one.cache = settings, cache
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    valuations = sorted(cells)
+    if jobs > 1:
+        with multiprocessing.get_context("fork").Pool(jobs) as pool:
+            texts = list(tqdm(pool.imap(_search_one, valuations), total=len(valuations), desc="search", unit="V"))
+    else:
+        texts = [_search_one(v) for v in tqdm(valuations, desc="search", unit="V")]
+    return {v: pd.read_json(io.StringIO(text), orient="records") for v, text in zip(valuations, texts, strict=True)}
+
+
+def spec_label(spec: dict) -> str:
+    """``method(param=value, ...)``, nested specs alike."""
+    params = ",".join(
+        f"{k}={spec_label(v) if isinstance(v, dict) and 'method' in v else v}"
+        for k, v in sorted((spec.get("params") or {}).items())
+    )
+    return spec["method"] + (f"({params})" if params else "")
+
+
 def score(rows: pd.DataFrame) -> pd.DataFrame:
     """Bias and MAE per line and in total for each method, relative to the mean true unpaid over the valuations.
 
     ``rows`` has ``valuation_date, segment, true_unpaid`` and one unpaid column per method.
     """
-    total = rows.groupby("valuation_date", as_index=False)[["true_unpaid", *METHODS]].sum().assign(segment="Total")
+    methods = [m for m in (*METHODS, *SEARCH) if m in rows]
+    total = rows.groupby("valuation_date", as_index=False)[["true_unpaid", *methods]].sum().assign(segment="Total")
     out = []
     for segment, group in pd.concat([rows, total]).groupby("segment", sort=False):
         scale = group["true_unpaid"].mean()
-        for method in METHODS:
+        for method in methods:
             error = group[method] - group["true_unpaid"]
             out.append(
                 {
@@ -151,6 +248,21 @@ def verdict(rows: pd.DataFrame, scores: pd.DataFrame) -> tuple[bool, str]:
         f"selected total unpaid within {worst:.2%} of the truth at worst over {rows['valuation_date'].nunique()} "
         f"valuations (target {TARGET_TOTAL:.0%}); MAE below paid CL on {int(beaten.sum())} of {len(beaten)} lines: "
         f"target {'met' if met else 'NOT met'}"
+    )
+    return met, text
+
+
+def search_verdict(scores: pd.DataFrame) -> tuple[bool, str]:
+    """Issue 15's target: on every line the search's winner's MAE is at most paid chain ladder's."""
+    lines = scores[scores["segment"] != "Total"].pivot(index="segment", columns="method", values="mae")
+    held = lines["search"] <= lines["paid_cl"] + 1e-12
+    versus_model = lines["search"] <= lines["cl_model"] + 1e-12
+    met = bool(held.all())
+    text = (
+        f"the search's promoted models' unpaid at least as close to the truth as paid chain ladder's (MAE over the "
+        f"valuations) on {int(held.sum())} of {len(held)} lines ({', '.join(held.index[~held]) or 'none'} not), "
+        f"and as the chain ladder model's (no tail) on {int(versus_model.sum())} of {len(versus_model)}: target "
+        f"{'met' if met else 'NOT met'}"
     )
     return met, text
 
@@ -201,6 +313,21 @@ def markdown(rows: pd.DataFrame, scores: pd.DataFrame, summary: str, command: st
         errors = " | ".join(f"{(row[m] - row['true_unpaid']) / row['true_unpaid']:+.1%}" for m in METHODS)
         true_lines = " | ".join(f"{by_v.at[v, s] / 1e6:.1f}" for s in by_v.columns)
         lines.append(f"| {v} | {true_lines} | {row['true_unpaid'] / 1e6:.1f} | {errors} |")
+    if "search" in rows:
+        lines += [
+            "",
+            "The training search at each V (default settings, as the train task runs it): the spec it promotes on each",
+            "line and that model's unpaid error against the truth, beside paid chain ladder's (methods, with tail) and",
+            "the chain ladder model's (the search's baseline, no tail):",
+            "",
+            "| V | line | promoted spec | search | paid_cl | cl_model |",
+            "|---|---|---|---:|---:|---:|",
+        ]
+        for r in rows.sort_values(["segment", "valuation_date"]).itertuples(index=False):
+            errors = " | ".join(
+                f"{(getattr(r, m) - r.true_unpaid) / r.true_unpaid:+.1%}" for m in (*SEARCH[:1], "paid_cl", *SEARCH[1:])
+            )
+            lines.append(f"| {r.valuation_date} | {r.segment} | `{r.search_spec}` | {errors} |")
     return "\n".join(lines)
 
 
@@ -210,6 +337,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=DEMO["seed"])
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--no-write", action="store_true", help="do not rewrite BENCHMARKS.md")
+    parser.add_argument("--no-search", dest="search", action="store_false", help="skip the training search")
+    parser.add_argument("--jobs", type=int, default=1, help="valuations searched at once (processes)")
+    parser.add_argument("--search-cache", type=Path, help="folder keeping each valuation's search result (re-runs)")
     args = parser.parse_args(argv)
 
     import logging
@@ -227,15 +357,22 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_truth_") as folder:
         cells = load_valuations(book, valuations, Path(folder))
     parts = []
-    for v in valuations:
+    from tqdm import tqdm
+
+    searched = _search_all(cells, settings, args.jobs, args.search_cache) if args.search else {}
+    for v in tqdm(valuations, desc="reserve", unit="V"):
         truth = true_unpaid(book.claims, book.transactions, v)
         got = estimates(cells[v], settings).merge(truth, on="segment", how="outer")
+        if args.search:
+            got = got.merge(searched[v], on="segment", how="left")
         if not np.allclose(got["cells_paid"], got["paid"], atol=0.01):
             raise AssertionError(f"V={v}: the truth's paid does not tie to the cells' latest paid:\n{got}")
         parts.append(got.assign(valuation_date=v.isoformat()))
     rows = pd.concat(parts, ignore_index=True)
     scores = score(rows)
     met, summary = verdict(rows, scores)
+    if args.search:
+        summary += "; " + search_verdict(scores)[1]
     seconds = time.perf_counter() - started
     with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
         print(scores.pivot(index="segment", columns="method", values="mae").rename_axis(None))

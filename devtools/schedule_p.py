@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from include.reserving import backtest
 from include.reserving import cells as cellsmod
+from include.reserving.config import load_settings
 from include.reserving.models import build_model
 
 LINES = ["comauto", "othliab", "ppauto", "wkcomp", "prodliab", "medmal"]
@@ -41,7 +42,6 @@ DEFAULT_SPECS = [
     {"method": "xgboost_development", "params": {"target": "cl_residual"}},
     {"method": "xgboost_development", "params": {"target": "increment"}},
     {"method": "blend", "params": {}},
-    {"method": "blend", "params": {"weight": 0.5}},
 ]
 
 
@@ -83,11 +83,28 @@ def upper_triangle(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[evaluated.dt.year <= LAST_ACCIDENT_YEAR].reset_index(drop=True)
 
 
-def predicted_totals(spec: dict[str, Any], cells: pd.DataFrame) -> pd.Series:
-    """Paid at age 120 summed over accident years, per segment, from ``spec`` fitted on the upper triangle."""
-    train = upper_triangle(cells)
-    square = build_model(spec).fit(train).predict(train)
-    return square[square["development"] == AGE].groupby("segment")["paid"].sum()
+def predicted_totals(
+    spec: dict[str, Any], cells: pd.DataFrame, fitted: dict[str, pd.Series] | None = None
+) -> pd.Series:
+    """Paid at age 120 summed over accident years, per segment, from ``spec`` fitted on the upper triangle.
+
+    ``fitted`` caches totals by spec: a fixed-weight blend with chain ladder of a spec found there is their weighted
+    mix (the blend's square is, cell by cell), without a refit.
+    """
+    fitted = {} if fitted is None else fitted
+    key = json.dumps(spec, sort_keys=True)
+    if key not in fitted:
+        params = spec.get("params") or {}
+        parts = [json.dumps(p, sort_keys=True) for p in (BASELINE, params.get("challenger"))]
+        if spec["method"] == "blend" and params.get("weight") is not None and params.get("base") is None:
+            if all(p in fitted for p in parts):
+                weight = float(params["weight"])
+                fitted[key] = (1.0 - weight) * fitted[parts[0]] + weight * fitted[parts[1]]
+                return fitted[key]
+        train = upper_triangle(cells)
+        square = build_model(spec).fit(train).predict(train)
+        fitted[key] = square[square["development"] == AGE].groupby("segment")["paid"].sum()
+    return fitted[key]
 
 
 def score_line(actual: pd.Series, predicted: pd.Series) -> dict[str, float]:
@@ -97,14 +114,23 @@ def score_line(actual: pd.Series, predicted: pd.Series) -> dict[str, float]:
 
 
 def spec_label(spec: dict[str, Any]) -> str:
-    params = ",".join(f"{k}={v}" for k, v in sorted(spec.get("params", {}).items()))
+    params = ",".join(
+        f"{k}={spec_label(v) if isinstance(v, dict) and 'method' in v else v}"
+        for k, v in sorted(spec.get("params", {}).items())
+    )
     return spec["method"] + (f"({params})" if params else "")
+
+
+def search_candidates() -> list[dict[str, Any]]:
+    """Every spec the training search tries: the methods' grids and their blends with chain ladder."""
+    fitted = backtest.default_candidates()
+    return [*fitted, *backtest.blended_candidates(fitted, load_settings().search_blend_weights)]
 
 
 def training_search(cells: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
     """The spec the training search would promote from what was known at the end of 2007 (the upper triangle), and
-    its table (backtest score, bias and eligibility of every candidate)."""
-    return backtest.select_spec(upper_triangle(cells), backtest.default_candidates())
+    its table (backtest score, bias, eligibility, complexity and standard error of every candidate)."""
+    return backtest.select_spec(upper_triangle(cells))
 
 
 def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: bool = True) -> pd.DataFrame:
@@ -129,24 +155,27 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
         try).
     """
     specs = [BASELINE, *[s for s in specs if s != BASELINE]]
-    candidates = backtest.default_candidates() if promote else []
+    candidates = search_candidates() if promote else []
     line_specs = specs + [c for c in candidates if c not in specs]
+    # components before the blends mixed from them
+    line_specs.sort(key=lambda s: s["method"] == "blend" and (s.get("params") or {}).get("weight") is not None)
     cells = schedule_p_cells()
     rows = []
     with tqdm(total=len(lines) * (len(line_specs) + promote), desc="schedule-p", unit="fit") as progress:
         for line in lines:
             line_cells = cells[cells["line"] == line].drop(columns="line")
             actual = line_cells[line_cells["development"] == AGE].groupby("segment")["paid"].sum()
-            columns = ["spec", "mean_score", "mean_bias", "mean_abs_bias", "eligible"]
+            columns = ["spec", "mean_score", "mean_bias", "mean_abs_bias", "eligible", "complexity", "se", "selected"]
             promoted, search = None, pd.DataFrame(columns=columns)
             if promote:
                 progress.set_postfix_str(f"{line} training search")
                 promoted, search = training_search(line_cells)
                 progress.update()
             searched = search.set_index("spec")
+            fitted: dict[str, pd.Series] = {}
             for spec in line_specs:
                 progress.set_postfix_str(f"{line} {spec['method']}")
-                scores = score_line(actual, predicted_totals(spec, line_cells))
+                scores = score_line(actual, predicted_totals(spec, line_cells, fitted))
                 tried = searched.reindex([json.dumps(spec, sort_keys=True)]).iloc[0]
                 row = {"line": line, "spec": spec_label(spec), "companies": len(actual), **scores}
                 rows.append(
@@ -157,6 +186,8 @@ def schedule_p(specs: list[dict[str, Any]], lines: list[str] = LINES, promote: b
                         "backtest_bias": tried["mean_bias"],
                         "backtest_abs_bias": tried["mean_abs_bias"],
                         "eligible": tried["eligible"],
+                        "complexity": tried["complexity"],
+                        "se": tried["se"],
                     }
                 )
                 progress.update()
@@ -173,17 +204,27 @@ def _searched(value: float, eligible: object) -> str:
     return f"{value:.3f}" + ("" if pd.isna(eligible) or bool(eligible) else " (biased)")
 
 
+def shown(table: pd.DataFrame) -> pd.Series:
+    """Rows worth a line in the Markdown table: every spec but the blends the search derives, and of those the
+    promoted one and the ones within one standard error of the line's best backtest score."""
+    derived = table["spec"].str.startswith("blend(challenger=")
+    best = table[table["eligible"].eq(True)].groupby("line")["backtest_score"].max()
+    within = (table["line"].map(best) - table["backtest_score"]) <= table["se"].fillna(np.inf)
+    return ~derived | table["promoted"] | (within & table["eligible"].eq(True))
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    """The benchmark table as a Markdown table."""
+    """The benchmark table as a Markdown table (see :func:`shown` for the rows)."""
     header = (
-        "| line | spec | companies | MAPE | RMSPE | MAPE / CL | RMSPE / CL | backtest score | backtest bias | "
-        "mean abs. bias |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| line | spec | MAPE | RMSPE | MAPE / CL | RMSPE / CL | backtest score | s.e. | complexity | backtest bias | "
+        "mean abs. bias |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     lines = [
-        f"| {r.line} | `{r.spec}`{' **promoted**' if r.promoted else ''} | {r.companies} | {r.mape:.4f} | "
+        f"| {r.line} | `{r.spec}`{' **promoted**' if r.promoted else ''} | {r.mape:.4f} | "
         f"{r.rmspe:.4f} | {r.mape_ratio:.3f} | {r.rmspe_ratio:.3f} | {_searched(r.backtest_score, True)} | "
+        f"{_searched(r.se, True)} | {_searched(r.complexity, True)} | "
         f"{_searched(r.backtest_bias, True)} | {_searched(r.backtest_abs_bias, r.eligible)} |"
-        for r in table.itertuples()
+        for r in table[shown(table)].itertuples()
     ]
     return "\n".join([header, *lines])
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from include.reserving import cells as cellsmod
 from include.reserving import governance
+from include.reserving.config import Settings, load_settings
 from include.reserving.domain import OVERALL
 from include.reserving.models import ReservingModel, build_model
 
@@ -88,7 +89,7 @@ def split(cells: pd.DataFrame, k: int, grain_months: int | None = None) -> tuple
     diagonal = cellsmod.diagonal(cells, grain_months)
     if diagonal.max() < k:
         raise ValueError(f"cells span {diagonal.max() + 1} diagonals: cannot hold out {k} and keep any to fit on")
-    return cells[diagonal >= k].reset_index(drop=True), cells[diagonal < k].reset_index(drop=True)
+    return cellsmod.before_diagonals(cells, k, grain_months), cells[diagonal < k].reset_index(drop=True)
 
 
 def projected_emergence(model: ReservingModel, train: pd.DataFrame, held_out: pd.DataFrame) -> pd.DataFrame:
@@ -169,21 +170,104 @@ def backtest(
     diagonal = cellsmod.diagonal(cells, grain)
     frames = []
     for fold in range(1, k + 1):
-        train, held_out = cells[diagonal >= fold], cells[diagonal < fold]
-        model = build_model(spec).fit(train.reset_index(drop=True))
+        train, held_out = cellsmod.before_diagonals(cells, fold, grain), cells[diagonal < fold]
+        model = build_model(spec).fit(train)
         frames.append(projected_emergence(model, train, held_out).assign(fold=fold))
     emergence = pd.concat(frames, ignore_index=True)[EMERGENCE_COLUMNS]
     return BacktestResult(spec=spec, scores=score_emergence(emergence), emergence=emergence)
 
 
-def default_candidates() -> list[dict[str, Any]]:
-    """The grid the training search tries: every registered method's ``search_grid()``, chain ladder's first."""
+def default_candidates(settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The specs the training search fits: every registered method's ``search_grid()``, chain ladder's first (only
+    each method's first spec with the setting ``search_grid = "small"``). :func:`search` adds their blends."""
     from include.reserving.models import registered_methods
 
-    return [spec for cls in registered_methods().values() for spec in cls.search_grid()]
+    settings = settings or load_settings()
+    grids = [cls.search_grid() for cls in registered_methods().values()]
+    return [spec for grid in grids for spec in (grid[:1] if settings.search_grid == "small" else grid)]
 
 
-SEARCH_COLUMNS = ["segment", "order", "spec", "wape", "bias", "abs_bias", "rmse", "score", "eligible"]
+def blended_candidates(candidates: list[dict[str, Any]], weights: tuple[float, ...]) -> list[dict[str, Any]]:
+    """Each learned candidate (neither a chain ladder nor a blend) blended with the plain chain ladder at each weight:
+    the shrinkage toward chain ladder the search may prefer when the learned model's lead is not clear."""
+    from include.reserving.models import Blend, registered_methods
+
+    if registered_methods().get(Blend.method) is not Blend:
+        return []
+    learned = [s for s in candidates if s["method"] not in (governance.FALLBACK_SPEC["method"], Blend.method)]
+    return [{"method": "blend", "params": {"challenger": spec, "weight": w}} for spec in learned for w in weights]
+
+
+def _derived_blend(spec: dict[str, Any], results: dict[str, BacktestResult]) -> BacktestResult | None:
+    """A fixed-weight blend of the plain chain ladder and a candidate already backtested, from their emergence.
+
+    The blend's square is ``(1 - w) * base + w * challenger`` cell by cell (a cell only one component projects keeps
+    that one's), so its expected emergence on each fold is the same mix of theirs: no refit. None when the blend is
+    not exactly that (another base, a learned weight, a component the blend would build differently).
+    """
+    params = spec.get("params") or {}
+    if spec.get("method") != "blend" or params.get("weight") is None or params.get("base") is not None:
+        return None
+    try:
+        components = build_model(spec).component_specs()
+    except ValueError:
+        return None
+    built = {name: canonical(build_model(component).get_spec()) for name, component in components.items()}
+    known = {canonical(build_model(json.loads(key)).get_spec()): key for key in results}
+    if built["base"] != canonical(build_model(governance.FALLBACK_SPEC).get_spec()):
+        return None
+    base, challenger = known.get(built["base"]), known.get(built["challenger"])
+    if base is None or challenger is None:
+        return None
+    weight = float(params["weight"])
+    keys = EMERGENCE_COLUMNS[:-1]
+    merged = results[base].emergence.merge(
+        results[challenger].emergence[[*keys, "expected"]], on=keys, how="left", suffixes=("_base", "_challenger")
+    )
+    one, other = merged["expected_base"], merged["expected_challenger"]
+    merged["expected"] = ((1.0 - weight) * one + weight * other).fillna(one).fillna(other)
+    emergence = merged[EMERGENCE_COLUMNS]
+    return BacktestResult(spec=spec, scores=score_emergence(emergence), emergence=emergence)
+
+
+def _losses(result: BacktestResult) -> dict[str, pd.Series]:
+    """The units a score is made of, by segment: a line's score is 1 - the sum over folds of its fold's absolute
+    error over the line's absolute emergence (units: folds); the overall one 1 - the mean over segments of their
+    capped WAPE (units: segments)."""
+    folds = result.emergence.groupby(["segment", "fold"], sort=True)[["actual", "expected"]].sum()
+    error = (folds["expected"] - folds["actual"]).abs()
+    denominator = folds["actual"].abs().groupby(level="segment").transform("sum")
+    units = (error / denominator.where(denominator > 0)).dropna()
+    out = {str(segment): group.droplevel("segment") for segment, group in units.groupby(level="segment")}
+    wape = result.scores.set_index("segment")["wape"].drop(OVERALL, errors="ignore").dropna()
+    out[OVERALL] = wape.clip(upper=RELATIVE_CAP)
+    return out
+
+
+def standard_error(losses: pd.Series, best: pd.Series, mean: bool) -> float:
+    """Standard error of the difference of two scores built from paired units (a sum of them, or their ``mean``),
+    the units taken as independent; infinite with fewer than two common units (no evidence of a difference)."""
+    difference = (losses - best).dropna()
+    if len(difference) < 2:
+        return float("inf")
+    spread = float(difference.std(ddof=1))
+    return spread / np.sqrt(len(difference)) if mean else spread * np.sqrt(len(difference))
+
+
+SEARCH_COLUMNS = [
+    "segment",
+    "order",
+    "spec",
+    "wape",
+    "bias",
+    "abs_bias",
+    "rmse",
+    "score",
+    "eligible",
+    "complexity",
+    "se",
+    "selected",
+]
 
 
 def search(
@@ -192,21 +276,45 @@ def search(
     k: int = ROLLING_ORIGINS,
     bias_margin: float = governance.BIAS_MARGIN,
     grain_months: int | None = None,
+    blend_weights: tuple[float, ...] | None = None,
+    se_multiple: float | None = None,
 ) -> pd.DataFrame:
-    """The training search: every candidate's rolling-origin backtest, per line and overall (``"ALL"``).
+    """The training search: every candidate's rolling-origin backtest, per line and overall (``"ALL"``), and the
+    winner of each.
+
+    Without ``candidates``: :func:`default_candidates` and their blends with chain ladder at the setting
+    ``search_blend_weights`` (``blend_weights`` overrides; given candidates are blended only at ``blend_weights``).
+
+    The selection rule, on each line (and overall) alike: a candidate whose bias there is materially worse than the
+    plain chain ladder's (:data:`include.reserving.governance.FALLBACK_SPEC`, backtested too if not a candidate) is
+    not eligible; of the eligible candidates whose score is within ``se_multiple`` (default: the setting
+    ``search_se_multiple``) standard errors of the best score, the simplest (lowest ``complexity``; then the higher
+    score, then the earlier candidate) wins: the one-standard-error rule. The standard error is that of the score
+    difference to the best, from paired units (the folds of a line, the segments overall), so a lead that a few folds
+    cannot tell from noise goes to the simpler candidate, ultimately the chain ladder.
 
     Returns one row per (segment, candidate): ``segment``, ``order`` (the candidate's position), ``spec`` (JSON
-    text), ``wape``, ``bias``, ``abs_bias``, ``rmse``, ``score`` and ``eligible`` (False: its bias on that line, or
-    overall, is materially worse than the chain ladder's, :data:`include.reserving.governance.FALLBACK_SPEC`,
-    backtested too if not a candidate).
+    text), ``wape``, ``bias``, ``abs_bias`` (what the bias guard compares), ``rmse``, ``score``, ``eligible``,
+    ``complexity``, ``se`` (of the difference to the best eligible score; 0 for the best) and ``selected`` (the
+    winner).
     """
-    candidates = candidates or default_candidates()
-    results = []
-    for order, spec in enumerate(candidates):
-        results.append(backtest(cells, spec, k=k, grain_months=grain_months))
+    settings = None
+    if candidates is None or se_multiple is None:
+        settings = load_settings()
+    if candidates is None:
+        candidates = default_candidates(settings)
+        blend_weights = settings.search_blend_weights if blend_weights is None else blend_weights
+    se_multiple = settings.search_se_multiple if se_multiple is None else se_multiple
+    blends = blended_candidates(candidates, tuple(blend_weights or ()))
+    candidates = [*candidates, *(b for b in blends if b not in candidates)]
+    results: dict[str, BacktestResult] = {}
+    # the blends last: one of the plain chain ladder and a fitted candidate is their weighted emergence
+    for spec in sorted(candidates, key=lambda s: s in blends):
+        key = canonical(spec)
+        results[key] = _derived_blend(spec, results) or backtest(cells, spec, k=k, grain_months=grain_months)
         # the search runs for minutes on a large book: one line per candidate shows where it is
-        log.info("candidate %d of %d: %s score %.4f", order + 1, len(candidates), canonical(spec), results[-1].score)
-    baseline = next((r for s, r in zip(candidates, results, strict=True) if s == governance.FALLBACK_SPEC), None)
+        log.info("candidate %d of %d: %s score %.4f", len(results), len(candidates), key, results[key].score)
+    baseline = results.get(canonical(governance.FALLBACK_SPEC))
     baseline = baseline or backtest(cells, governance.FALLBACK_SPEC, k=k, grain_months=grain_months)
 
     def guarded(result: BacktestResult) -> dict[str, float]:
@@ -214,9 +322,11 @@ def search(
         return result.scores.set_index("segment")["bias"].abs().to_dict() | {OVERALL: result.abs_bias}
 
     baseline_bias = guarded(baseline)
-    rows = []
-    for order, (spec, result) in enumerate(zip(candidates, results, strict=True)):
-        own = guarded(result)
+    rows, losses = [], {}
+    for order, spec in enumerate(candidates):
+        result = results[canonical(spec)]
+        own, losses[order] = guarded(result), _losses(result)
+        complexity = build_model(spec).complexity()
         for r in result.scores.itertuples():
             rows.append(
                 {
@@ -231,9 +341,36 @@ def search(
                     "eligible": not governance.materially_more_biased(
                         float(own[r.segment]), float(baseline_bias.get(r.segment, np.nan)), bias_margin
                     ),
+                    "complexity": complexity,
                 }
             )
-    return pd.DataFrame(rows, columns=SEARCH_COLUMNS)
+    table = pd.DataFrame(rows, columns=SEARCH_COLUMNS[:-2])
+    parts = [_select(group, losses, se_multiple) for _, group in table.groupby("segment", sort=False)]
+    return pd.concat(parts).sort_index()[SEARCH_COLUMNS]
+
+
+def _select(group: pd.DataFrame, losses: dict[int, dict[str, pd.Series]], se_multiple: float) -> pd.DataFrame:
+    """One segment's rows with ``se`` and ``selected``: the one-standard-error rule of :func:`search`."""
+    group = group.copy()
+    segment = str(group["segment"].iloc[0])
+    group["se"], group["selected"] = np.nan, False
+    eligible = group[group["eligible"]]
+    scored = eligible.dropna(subset=["score"])
+    if not scored.empty:
+        best = scored.sort_values(["score", "order"], ascending=[False, True]).iloc[0]
+        best_losses = losses[int(best["order"])].get(segment, pd.Series(dtype=float))
+        for index, row in group.iterrows():
+            own = losses[int(row["order"])].get(segment, pd.Series(dtype=float))
+            group.at[index, "se"] = (
+                0.0 if row["order"] == best["order"] else standard_error(own, best_losses, mean=segment == OVERALL)
+            )
+        gap = best["score"] - eligible["score"]
+        eligible = eligible[gap <= se_multiple * group.loc[eligible.index, "se"] + governance.SCORE_EPS]
+    if not eligible.empty:
+        # no score on the line (nothing emerged there): no evidence for anything but the simplest
+        winner = eligible.sort_values(["complexity", "score", "order"], ascending=[True, False, True]).index[0]
+        group.at[winner, "selected"] = True
+    return group
 
 
 def canonical(spec: dict[str, Any]) -> str:
@@ -241,10 +378,13 @@ def canonical(spec: dict[str, Any]) -> str:
 
 
 def ranked(table: pd.DataFrame, segment: str) -> pd.DataFrame:
-    """The search's candidates on one line (or ``"ALL"``), best first: eligible ones by score (ties to the earlier
-    candidate, so chain ladder wins a draw), then the rest."""
+    """The search's candidates on one line (or ``"ALL"``), the winner first, then the eligible ones by score (ties to
+    the earlier candidate), then the rest."""
     rows = table[table["segment"] == segment]
-    return rows.sort_values(["eligible", "score", "order"], ascending=[False, False, True], na_position="last")
+    selected = rows["selected"].fillna(False).astype(bool) if "selected" in rows else False
+    rows = rows.assign(_selected=selected)
+    keys = ["_selected", "eligible", "score", "order"]
+    return rows.sort_values(keys, ascending=[False, False, False, True], na_position="last").drop(columns="_selected")
 
 
 def best_per_line(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
@@ -259,25 +399,27 @@ def select_spec(
     k: int = ROLLING_ORIGINS,
     bias_margin: float = governance.BIAS_MARGIN,
     grain_months: int | None = None,
+    blend_weights: tuple[float, ...] | None = None,
+    se_multiple: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The one spec best over every line (the overall row of :func:`search`; the benchmarks compare it).
+    """The one spec selected over every line (the overall row of :func:`search`; the benchmarks compare it).
 
     Returns
     -------
     best : dict
-        The winning spec (ties go to the earlier candidate, so chain ladder wins a draw).
+        The winning spec (:func:`search`'s rule on the overall row: units are the segments).
     table : pandas.DataFrame
         ``spec`` (JSON text), ``mean_wape``, ``mean_bias``, ``mean_score`` (the overall row's: means over segments),
-        ``mean_abs_bias`` (the segments' mean absolute bias) and ``eligible`` (False: that is materially worse than
-        chain ladder's) per candidate, best eligible first.
+        ``mean_abs_bias`` (the segments' mean absolute bias), ``eligible`` (False: that is materially worse than
+        chain ladder's), ``complexity``, ``se`` and ``selected`` per candidate, the winner first.
     """
-    table = ranked(search(cells, candidates, k, bias_margin, grain_months), OVERALL)
-    table = table.rename(
+    searched = search(cells, candidates, k, bias_margin, grain_months, blend_weights, se_multiple)
+    table = ranked(searched, OVERALL).rename(
         columns={"wape": "mean_wape", "bias": "mean_bias", "abs_bias": "mean_abs_bias", "score": "mean_score"}
     )
     best = json.loads(table["spec"].iloc[0])
-    columns = ["spec", "mean_wape", "mean_bias", "mean_abs_bias", "mean_score", "eligible"]
-    return best, table[columns].reset_index(drop=True)
+    columns = ["spec", "mean_wape", "mean_bias", "mean_abs_bias", "mean_score", "eligible", "complexity", "se"]
+    return best, table[[*columns, "selected"]].reset_index(drop=True)
 
 
 def expected_increments(

@@ -126,9 +126,50 @@ def latest_diagonal(cells: pd.DataFrame) -> pd.DataFrame:
     return cells[evaluated == evaluated.max()].reset_index(drop=True)
 
 
+def origin_months(cells: pd.DataFrame) -> int:
+    """Origin period length in months, inferred as the step between successive origins (the development grain when
+    there is a single origin)."""
+    months = np.unique(_month_index(cells["origin"]))
+    if len(months) < 2:
+        return development_months(cells)
+    return int(reduce(math.gcd, np.diff(months).tolist()))
+
+
+def period_elapsed(cells: pd.DataFrame, period_months: int | None = None) -> pd.Series:
+    """Per ``segment, origin``: the share of the origin period elapsed at the valuation date (1 for a complete
+    period, 1/3 for a quarter one month in).
+
+    A part-elapsed origin's premium and exposure are what it has earned to date, while every projection of its
+    paid develops it on the pattern of complete periods, whose development includes the accidents of the rest of the
+    period: it projects the whole period. ``period_months`` is the origin period (inferred from ``cells`` if omitted;
+    a model passes its training cells', as a frame of one origin cannot tell).
+    """
+    period = period_months or origin_months(cells)
+    elapsed = cells.groupby(["segment", "origin"])["development"].max().clip(lower=1, upper=period)
+    return (elapsed / period).rename("elapsed")
+
+
 def before_diagonals(cells: pd.DataFrame, k: int, grain_months: int | None = None) -> pd.DataFrame:
-    """The cells strictly before the latest ``k`` calendar diagonals (what a model may see in a backtest)."""
-    return cells[diagonal(cells, grain_months) >= k].reset_index(drop=True)
+    """The cells strictly before the latest ``k`` calendar diagonals, as they stood then (what a model may see in a
+    backtest as at that earlier valuation).
+
+    Premium and exposure are one figure per origin, as at the valuation date of ``cells``; an origin period that was
+    not yet complete at the earlier valuation (its latest cell then younger than the period) had earned only the
+    months elapsed, so its premium and exposure are restated pro rata (earned evenly over the period), as the ingest
+    at that valuation would have given them. Without this, a backtest would see the newest origin's full premium,
+    which no projection at a mid-period valuation has.
+    """
+    grain = grain_months or development_months(cells)
+    before = cells[diagonal(cells, grain) >= k].reset_index(drop=True)
+    period = origin_months(cells)
+    # months of the origin period elapsed then, over those elapsed at V (the newest origin may be part-earned at V)
+    now = period_elapsed(cells).reindex(pd.MultiIndex.from_frame(before[["segment", "origin"]])).to_numpy()
+    then = before.groupby(["segment", "origin"])["development"].transform("max").clip(upper=period) / period
+    fraction = then / now
+    for column in ORIGIN_COLUMNS:
+        if column in before:
+            before[column] = before[column] * fraction.to_numpy()
+    return before
 
 
 def incrementals(cells: pd.DataFrame, column: str = "paid") -> pd.Series:

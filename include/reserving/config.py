@@ -29,6 +29,7 @@ GRAIN_MONTHS = {"month": 1, "quarter": 3, "half": 6, "year": 12}
 
 # A list setting: comma-separated text in the environment (NoDecode: not JSON), a JSON list or text in the Variable.
 StrList = Annotated[tuple[str, ...], NoDecode]
+FloatList = Annotated[tuple[float, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -77,11 +78,18 @@ class Settings(BaseSettings):
     incremental_ingest: bool = True
     ave_tolerance: float = 0.25
     backtest_diagonals: int = 4
+    # The training search (include/reserving/backtest.py): "small" tries each method's defaults only (tests), "full"
+    # each method's search_grid(); every learned candidate is also blended with chain ladder at these weights (the
+    # blend's backtest is the weighted emergence: no refit); the simplest candidate within this many standard errors
+    # of the best backtest score wins (0: the best score wins).
+    search_grid: Literal["full", "small"] = "full"
+    search_blend_weights: FloatList = (0.25, 0.5, 0.75)
+    search_se_multiple: float = Field(1.0, ge=0)
     # Model classes beyond the built-in methods and the installed `reserving.models` entry points, as import paths
     # (`package.module:ClassName`); the training search tries their search_grid() too (docs/ADDING_A_MODEL.md)
     model_classes: StrList = ()
     # Only these methods' search_grid() specs in the training search (e.g. `chain_ladder,xgboost_development`);
-    # empty: every registered method. Fewer methods, a cheaper search: the blend alone refits two models per fold.
+    # empty: every registered method. Fewer methods, a cheaper search (tests use it with search_grid small).
     search_methods: StrList = ()
     reconciliation_abs_tolerance: float = Field(1.0, ge=0)
     reconciliation_rel_tolerance: float = Field(0.001, ge=0)
@@ -150,6 +158,21 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("search_blend_weights", mode="before")
+    @classmethod
+    def _split_weights(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("search_blend_weights")
+    @classmethod
+    def _weights_in_unit_interval(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        outside = [w for w in value if not 0.0 < w < 1.0]
+        if outside:
+            raise ValueError(f"blend weights {outside} must lie strictly between 0 and 1 (0 and 1 are the components)")
         return value
 
     @field_validator("source_mapping")

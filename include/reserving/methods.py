@@ -225,11 +225,15 @@ def reserve_segment(
     if cellsmod.young_segments(cells):
         return _young(out, settings, model_ultimates)
     developed, tail_factor, cdf = {}, {}, {}
+    # a part-elapsed origin develops on complete periods' factors, which take in the rest of its period's accidents:
+    # its chain ladder reserves the elapsed share (the models' ultimates do the same; BF and Cape Cod already work on
+    # the premium earned to date)
+    elapsed = cellsmod.period_elapsed(cells).droplevel("segment").reindex(out.index)
     for basis in ("paid", "incurred"):
         developed[basis], tail_factor[basis] = _develop(triangle[basis], settings, basis)
         cdf[basis] = _cdf_by_origin(developed[basis], tail_factor[basis], ages)
         # chainladder's Chainladder is latest x CDF; zeros it stores as empty come back as zero here
-        out[f"{basis}_cl"] = out[basis] * cdf[basis]
+        out[f"{basis}_cl"] = out[basis] * cdf[basis] * elapsed
         out[f"{basis}_tail_effect"] = out[f"{basis}_cl"] * (1 - 1 / tail_factor[basis])
         out[f"pct_developed_{basis}"] = 1 / cdf[basis]
 

@@ -92,3 +92,30 @@ def test_truth_paid_ties_to_the_ingested_cells(book, tmp_path):
         latest = cellsmod.latest_diagonal(cellsmod.normalise(frame)).groupby("segment")["paid"].sum()
         truth = true_unpaid(book.claims, book.transactions, v).set_index("segment")["paid"]
         assert latest.to_dict() == truth.to_dict()
+
+
+def test_the_search_verdict_compares_each_line_with_paid_chain_ladder():
+    from benchmarks.bench_truth import score, search_verdict
+
+    # two valuations, true unpaid 100 then 300 on each line (mean 200)
+    rows = pd.DataFrame(
+        {
+            "valuation_date": ["2024-01-31", "2024-02-29"] * 2,
+            "segment": ["Motor", "Motor", "Liability", "Liability"],
+            "true_unpaid": [100.0, 300.0] * 2,
+            # Motor: the search's model 10 and 30 off (MAE 20 / 200 = 10%), paid CL 20 and 20 off (10%): a tie holds;
+            # Liability: the search's 50 off twice (25%), paid CL 40 off twice (20%): it does not
+            "search": [110.0, 270.0, 150.0, 250.0],
+            "paid_cl": [120.0, 280.0, 140.0, 260.0],
+            "cl_model": [100.0, 300.0, 300.0, 300.0],
+        }
+    )
+    for method in ("selected", "incurred_cl", "bf", "cape_cod"):
+        rows[method] = rows["true_unpaid"]
+    scores = score(rows).set_index(["segment", "method"])
+    assert scores.loc[("Motor", "search"), "mae"] == pytest.approx(0.10)
+    assert scores.loc[("Liability", "paid_cl"), "mae"] == pytest.approx(0.20)
+    assert scores.loc[("Liability", "cl_model"), "mae"] == pytest.approx(0.50)  # 200 and 0 off
+    met, text = search_verdict(scores.reset_index())
+    assert not met
+    assert "on 1 of 2 lines (Liability not), and as the chain ladder model's (no tail) on 1 of 2" in text

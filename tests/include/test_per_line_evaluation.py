@@ -120,6 +120,17 @@ def test_a_proposal_of_several_challengers_has_its_own_deterministic_id():
     )
 
 
+def _rounded(value):
+    """``value`` with every float rounded to 12 significant digits, through dicts, lists and tuples."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
+
+
 def test_evaluate_takes_the_search_backtests_and_records_what_refitting_them_would(book, monkeypatch):
     """The search (the settings' rolling origins and methods) backtested every candidate on V's cells; evaluate takes
     those scores instead of refitting them, and records the same numbers and decisions as refitting every spec."""
@@ -129,7 +140,9 @@ def test_evaluate_takes_the_search_backtests_and_records_what_refitting_them_wou
     engine = facts.engine()
     trained = training.train(facts)
     candidates = {row["spec"] for row in trained["search"]}
-    assert {json.loads(spec)["method"] for spec in candidates} == {"chain_ladder", "xgboost_development"}
+    # the blends with chain ladder are derived from these two methods' backtests (no refit of their own)
+    methods = {json.loads(spec)["method"] for spec in candidates}
+    assert methods - {"blend"} == {"chain_ladder", "xgboost_development"}
     refitted = []
     real_backtest = backtest.backtest
 
@@ -150,8 +163,9 @@ def test_evaluate_takes_the_search_backtests_and_records_what_refitting_them_wou
     from_search = recorded()
     assert not set(refitted) & candidates, "a candidate of the search was backtested again"
     refitted.clear()
-    assert training.evaluate(facts, {"challengers": trained["challengers"]}) == reused
-    assert refitted and recorded() == from_search
+    # a blend the search derived from its parts' backtests differs from its refit in the last bits of a float
+    assert _rounded(training.evaluate(facts, {"challengers": trained["challengers"]})) == _rounded(reused)
+    assert refitted and _rounded(recorded()) == _rounded(from_search)
     assert set(registry.backtests(engine, V)["model_version"]) >= set(trained["challengers"].values())
 
 

@@ -14,7 +14,11 @@ SMALL_BOOK = BookSpec(claims=3000, start="2020-01", end="2024-03", seed=11)
 # The scenarios are about the monthly flow, not the model search (test_backtest.py and test_per_line_evaluation.py
 # test that): through the settings, a cheaper search of two rolling origins and no blend (it refits both its models
 # per fold), as an operator may configure it.
-CHEAP_SEARCH = {"RESERVING_BACKTEST_DIAGONALS": "2", "RESERVING_SEARCH_METHODS": "chain_ladder,xgboost_development"}
+CHEAP_SEARCH = {
+    "RESERVING_BACKTEST_DIAGONALS": "2",
+    "RESERVING_SEARCH_METHODS": "chain_ladder,xgboost_development",
+    "RESERVING_SEARCH_GRID": "small",
+}
 
 
 def _prepare(url: str, tmp_path, monkeypatch) -> str:

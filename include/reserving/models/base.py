@@ -68,6 +68,12 @@ class ReservingModel(BaseEstimator):
         to that age by default; the methods then apply the line's paid tail to the model column."""
         return False
 
+    def complexity(self) -> float:
+        """Where the spec sits between chain ladder (0, the simplest) and a fully learned model, for the search's
+        one-standard-error rule (the simplest candidate within one standard error of the best wins). Only the order
+        matters; a method that does not say ranks with the learned models that nest chain ladder (2)."""
+        return 2.0
+
     def get_spec(self) -> dict[str, Any]:
         """The JSON-able spec ``{"method": ..., "params": {...}}`` that :func:`build_model` turns back into a model."""
         return {"method": self.method, "params": json.loads(json.dumps(self.get_params(deep=False)))}
@@ -110,7 +116,9 @@ class ReservingModel(BaseEstimator):
         -------
         pandas.DataFrame
             Columns ``segment, origin, latest, ultimate, unpaid, std_err, p75, p95``; ``latest`` is the latest paid;
-            ``std_err`` is NaN where the model defines none; ``std_err``, ``p75``/``p95`` are of the unpaid.
+            ``std_err`` is NaN where the model defines none; ``std_err``, ``p75``/``p95`` are of the unpaid. A
+            part-elapsed origin's ultimate is the elapsed share of its projected period (:func:`cells.period_elapsed`),
+            while :meth:`predict` projects the whole period.
         """
         cells = cellsmod.normalise(cells)
         prediction = self.predict(cells)
@@ -119,9 +127,14 @@ class ReservingModel(BaseEstimator):
         ultimate = prediction[prediction["development"] == cellsmod.ULTIMATE_DEVELOPMENT].set_index(
             ["segment", "origin"]
         )["paid"]
-        out = pd.DataFrame({"latest": latest.reindex(ultimate.index), "ultimate": ultimate})
+        # a part-elapsed origin is projected on the development of complete periods, which includes the accidents of
+        # the rest of its period; what is reserved at V are the accidents to V: the elapsed share (exposure even
+        # over the period, as its earned premium is)
+        period = cellsmod.origin_months(self.training_cells_)
+        elapsed = cellsmod.period_elapsed(cells, period).reindex(ultimate.index)
+        out = pd.DataFrame({"latest": latest.reindex(ultimate.index), "ultimate": ultimate * elapsed})
         out["unpaid"] = out["ultimate"] - out["latest"]
-        out["std_err"] = self._std_err(cells, prediction).reindex(out.index).astype(float)
+        out["std_err"] = self._std_err(cells, prediction).reindex(out.index).astype(float) * elapsed
         out["p75"], out["p95"] = reserve_percentiles(out["unpaid"].to_numpy(), out["std_err"].to_numpy(), (0.75, 0.95))
         return out.reset_index()[ULTIMATE_COLUMNS]
 

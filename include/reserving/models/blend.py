@@ -112,6 +112,20 @@ class Blend(ReservingModel):
     def includes_tail(self) -> bool:
         return any(m.includes_tail() for m in self._components().values())
 
+    @classmethod
+    def search_grid(cls) -> list[dict[str, Any]]:
+        """None of its own: the search blends every learned candidate with chain ladder at fixed weights
+        (setting ``search_blend_weights``), scored from the components' backtests without a refit."""
+        return []
+
+    def complexity(self) -> float:
+        """A fixed weight: the components' complexities weighted alike; a learned weight: one more than the more
+        complex component (it learns the weights too)."""
+        base, challenger = (m.complexity() for m in self._components().values())
+        if self.weight is None:
+            return max(base, challenger) + 1.0
+        return (1.0 - self.weight) * base + self.weight * challenger
+
     def _components(self) -> dict[str, ReservingModel]:
         from include.reserving.models import build_model
 

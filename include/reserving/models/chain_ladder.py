@@ -110,6 +110,10 @@ class ChainLadder(ReservingModel):
     def includes_tail(self) -> bool:
         return self.tail is not None
 
+    def complexity(self) -> float:
+        """0 for the plain chain ladder (the fallback every actuary reproduces), 1 for a variant of it."""
+        return 0.0 if self.get_spec() == ChainLadder().get_spec() else 1.0
+
     def _develop(self, group: int, triangle: cl.Triangle) -> cl.Triangle:
         developed = self.development_[group].transform(triangle)
         tail = self.tail_[group]

@@ -111,11 +111,28 @@ class XGBoostDevelopment(ReservingModel):
 
     @classmethod
     def search_grid(cls) -> list[dict[str, Any]]:
-        """The small set of specs the training search tries for this method."""
-        return [
-            {"method": cls.method, "params": {}},
-            {"method": cls.method, "params": {"target": "increment"}},
+        """The specs the training search tries: the defaults, the other targets, paid-only features, and one step
+        either side of the default tree depth and learning rate (300 trees at 0.025, 0.05, 0.1)."""
+        variants = [
+            {},
+            {"target": "cl_residual"},
+            {"target": "increment"},
+            {"incurred": False},
+            {"max_depth": 2},
+            {"max_depth": 4},
+            {"learning_rate": 0.025},
+            {"learning_rate": 0.1},
         ]
+        return [{"method": cls.method, "params": params} for params in variants]
+
+    def complexity(self) -> float:
+        """2 for a residual target (chain ladder plus a learned correction: it nests chain ladder), 3 for the
+        increment target (development learned from scratch); + 0.5 with the case-incurred features; tree capacity
+        (depth, learning rate x trees) moves it by a quarter per doubling."""
+        level = 3.0 if self.target == "increment" else 2.0
+        level += 0.5 if self.incurred else 0.0
+        capacity = np.log2(self.max_depth / 3.0) + np.log2(self.learning_rate * self.n_estimators / 15.0)
+        return float(level + 0.25 * capacity)
 
     def features(self) -> list[str]:
         return FEATURES + INCURRED_FEATURES if self.incurred else list(FEATURES)
@@ -138,12 +155,16 @@ class XGBoostDevelopment(ReservingModel):
         self.grain_ = cellsmod.development_months(cells)
         self.ages_ = sorted(int(a) for a in cells["development"].unique())
         chain_ladder = ChainLadder(average=self.average).fit(cells)
+        # a part-elapsed newest origin on the full-period footing of the rest (what its development projects), or its
+        # paid-to-scale ratio would look several times the others' at the same age and the trees take it for an outlier
+        elapsed = cellsmod.period_elapsed(cells)
         origin_level = cells.groupby(["segment", "origin"])[["earned_premium", "exposure"]].first()
+        origin_level = origin_level.div(elapsed, axis=0)
         scale = origin_level["earned_premium"].where(origin_level["earned_premium"] > 0)
         scale = scale.fillna(origin_level["exposure"].where(origin_level["exposure"] > 0))
         if scale.isna().any():
             # projecting the chain ladder is the slow part of fitting, so only when an origin has no premium or exposure
-            ultimates = chain_ladder.ultimates(cells).set_index(["segment", "origin"])["ultimate"]
+            ultimates = chain_ladder.ultimates(cells).set_index(["segment", "origin"])["ultimate"] / elapsed
             scale = scale.fillna(ultimates.where(ultimates > 0))
         # an origin with nothing to scale by (no premium, exposure or paid) gets its segment's typical scale
         self.scale_ = scale.fillna(scale.groupby(level="segment").transform("median")).fillna(1.0).rename("scale")
@@ -284,6 +305,9 @@ class XGBoostDevelopment(ReservingModel):
         scale = self.scale_.reindex(pd.MultiIndex.from_frame(latest[["segment", "origin"]]))
         # an origin unseen in training is scaled by its own premium or exposure if it has one, else its latest paid
         own = cells.groupby(["segment", "origin"])[["earned_premium", "exposure", "paid"]].first()
+        own[["earned_premium", "exposure"]] = own[["earned_premium", "exposure"]].div(
+            cellsmod.period_elapsed(cells, cellsmod.origin_months(self.training_cells_)), axis=0
+        )
         own_scale = own["earned_premium"].where(own["earned_premium"] > 0).fillna(own["exposure"]).fillna(own["paid"])
         latest["scale"] = scale.fillna(own_scale.reindex(scale.index)).fillna(1.0).to_numpy()
         projected = []

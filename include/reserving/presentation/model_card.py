@@ -207,11 +207,25 @@ def _search_by_line(card: ModelCardData) -> list[dict[str, Any]]:
             )
         spec, best = winner
         excluded = int((~table["eligible"].astype(bool)).sum())
-        why = (
-            f"{spec['method']} {json.dumps(spec.get('params') or {}, sort_keys=True)} won with the best score "
-            f"{number(best['score'])} (bias {signed(best['bias'])}) among the eligible candidates"
-            + (f"; {excluded} not eligible: bias materially worse than chain ladder's" if excluded else "")
-        )
+        eligible = table[table["eligible"].astype(bool)].sort_values(["score", "order"], ascending=[False, True])
+        top = eligible.iloc[0] if len(eligible) else None
+        name = f"{spec['method']} {json.dumps(spec.get('params') or {}, sort_keys=True)}"
+        if top is not None and best["score"] < top["score"]:
+            # the one-standard-error rule (backtest.search): the lead of the best was within its noise
+            top_spec = json.loads(top["spec"])
+            why = (
+                f"{name} won as the simplest eligible candidate within the allowed standard errors of the best "
+                f"score: {number(best['score'])} (bias {signed(best['bias'])}) against "
+                f"{top_spec['method']} {json.dumps(top_spec.get('params') or {}, sort_keys=True)}'s "
+                f"{number(top['score'])}, a gap of {number(top['score'] - best['score'])} against a standard error of "
+                f"{number(best['se'])}"
+            )
+        else:
+            why = (
+                f"{name} won with the best score {number(best['score'])} (bias {signed(best['bias'])}) among the "
+                "eligible candidates"
+            )
+        why += f"; {excluded} not eligible: bias materially worse than chain ladder's" if excluded else ""
         if segment != OVERALL:
             challenger = challenger_of.get(segment)
             if challenger is not None and challenger == challenger:

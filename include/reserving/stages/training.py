@@ -58,7 +58,7 @@ def search_candidates(settings: Settings) -> list[dict]:
     from include.reserving.backtest import default_candidates
     from include.reserving.models import registered_methods
 
-    candidates = default_candidates()
+    candidates = default_candidates(settings)
     if not settings.search_methods:
         return candidates
     unknown = sorted(set(settings.search_methods) - set(registered_methods()))
@@ -79,7 +79,14 @@ def train(facts: RunFacts) -> dict:
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     k = facts.settings.backtest_diagonals
-    table = search(cells, search_candidates(facts.settings), k=k, bias_margin=facts.settings.promotion_bias_margin)
+    table = search(
+        cells,
+        search_candidates(facts.settings),
+        k=k,
+        bias_margin=facts.settings.promotion_bias_margin,
+        blend_weights=facts.settings.search_blend_weights,
+        se_multiple=facts.settings.search_se_multiple,
+    )
     records = table.to_dict(orient="records")
     champions = registry.champions(engine)
     challengers: dict[str, str] = {}

@@ -152,7 +152,8 @@ def test_bias_guard_rejects_a_better_scoring_but_biased_challenger():
     assert biased["mean_abs_bias"] - cl["mean_abs_bias"] > 0.001
     assert best == CHAIN_LADDER and (cl["eligible"], biased["eligible"]) == (True, False)
     assert table["spec"].iloc[-1] == json.dumps(simple, sort_keys=True)  # ranked last, whatever its score
-    assert backtest.select_spec(cells, [CHAIN_LADDER, simple], k=2)[0] == simple
+    # the best score wins (no allowance of standard errors toward the simpler chain ladder)
+    assert backtest.select_spec(cells, [CHAIN_LADDER, simple], k=2, se_multiple=0.0)[0] == simple
 
 
 def test_actual_vs_expected_on_the_newest_diagonal(raa_cells):

@@ -119,3 +119,22 @@ def test_volume_and_simple_averages_match_chainladder_on_raa(raa_cells):
     latest = cl.Development(average="simple", n_periods=3).fit(triangle).ldf_.values.flatten()
     assert averages["latest"].tolist() == pytest.approx(latest.tolist(), rel=1e-12)
     assert averages["volume"].iloc[0] == pytest.approx(2.999359, abs=1e-6)  # RAA 12-24, Mack (1993)
+
+
+def test_cells_before_diagonals_restate_an_origin_period_not_complete_then_to_the_months_elapsed():
+    # quarterly origins valued at the end of May: Q1 at 2 and 5 months, Q2 at 2 months (premium 300 and 90 as at V)
+    rows = [
+        ("Motor", dt.date(2024, 1, 1), 2, 40.0, 300.0, 30.0),
+        ("Motor", dt.date(2024, 1, 1), 5, 100.0, 300.0, 30.0),
+        ("Motor", dt.date(2024, 4, 1), 2, 20.0, 90.0, 9.0),
+    ]
+    cells = cellsmod.normalise(
+        pd.DataFrame(rows, columns=["segment", "origin", "development", "paid", "earned_premium", "exposure"])
+    )
+    before = cellsmod.before_diagonals(cells, 1, grain_months=3)
+    # as at 2024-02-29 Q1 had earned 2 of its 3 months: what a backtest fold sees, as the ingest then gave it
+    assert before[["origin", "development", "paid"]].values.tolist() == [[dt.date(2024, 1, 1), 2, 40.0]]
+    assert before["earned_premium"].tolist() == [200.0] and before["exposure"].tolist() == [20.0]
+    # nothing held out: the figures as at V (Q2 is already 2 months earned there); the cells themselves are unchanged
+    assert cellsmod.before_diagonals(cells, 0, grain_months=3)["earned_premium"].tolist() == [300.0, 300.0, 90.0]
+    assert cells["earned_premium"].tolist() == [300.0, 300.0, 90.0]

@@ -43,6 +43,44 @@ PINNED = {
         '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
         '"residual_folds":2,"subsample":0.8,"target":"increment"}}'
     ),
+    '{"method":"xgboost_development","params":{"target":"cl_residual"}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.05,'
+        '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"cl_residual"}}'
+    ),
+    '{"method":"xgboost_development","params":{"incurred":false}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":false,"learning_rate":0.05,'
+        '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"log_factor_residual"}}'
+    ),
+    '{"method":"xgboost_development","params":{"max_depth":2}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.05,'
+        '"max_depth":2,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"log_factor_residual"}}'
+    ),
+    '{"method":"xgboost_development","params":{"max_depth":4}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.05,'
+        '"max_depth":4,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"log_factor_residual"}}'
+    ),
+    '{"method":"xgboost_development","params":{"learning_rate":0.025}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.025,'
+        '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"log_factor_residual"}}'
+    ),
+    '{"method":"xgboost_development","params":{"learning_rate":0.1}}': (
+        '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.1,'
+        '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
+        '"residual_folds":2,"subsample":0.8,"target":"log_factor_residual"}}'
+    ),
+    # the search's blends with chain ladder (backtest.blended_candidates) are registered like any spec
+    (
+        '{"method":"blend","params":{"challenger":{"method":"xgboost_development","params":{"incurred":false}},'
+        '"weight":0.25}}'
+    ): (
+        '{"method":"blend","params":{"base":null,"by":"age","challenger":{"method":"xgboost_development",'
+        '"params":{"incurred":false}},"credibility":10.0,"folds":2,"random_state":0,"weight":0.25}}'
+    ),
     '{"method":"blend","params":{}}': (
         '{"method":"blend","params":{"base":null,"by":"age","challenger":null,"credibility":10.0,"folds":2,'
         '"random_state":0,"weight":null}}'

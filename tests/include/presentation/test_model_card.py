@@ -192,6 +192,22 @@ def test_the_search_is_explained_per_line_candidates_scores_bias_and_why_the_win
     assert "It is the champion's spec: no challenger on this line." in property_
 
 
+def test_a_winner_by_the_one_standard_error_rule_is_explained(card):
+    """Motor: XGBoost scores best (0.9412) but chain ladder, 0.0022 behind with a standard error of 0.0040, is the
+    simpler candidate within one standard error of it, and wins."""
+    from include.reserving.presentation.model_card import _search_by_line
+
+    motor = SEARCH[SEARCH["segment"] == "Motor"].assign(se=[0.004, 0.003, 0.0], selected=[True, False, False])
+    (explained,) = _search_by_line(ModelCardData(**{**card.__dict__, "search": motor}))
+    params = '{"learning_rate": 0.05, "max_depth": 3, "n_estimators": 200}'
+    assert explained["rows"][0][:2] == ["1", "chain_ladder"] and explained["rows"][0][-1] == "best"
+    assert explained["why"].startswith(
+        "chain_ladder {} won as the simplest eligible candidate within the allowed standard errors of the best score: "
+        f"0.9390 (bias +0.0100) against xgb_development {params}'s 0.9412, a gap of 0.0022 against a standard error "
+        "of 0.0040"
+    )
+
+
 def test_a_card_without_a_recorded_search_says_so(card):
     markdown = card_markdown(ModelCardData(**{**card.__dict__, "search": SEARCH.iloc[:0]}))
     assert "The training search's candidates were not recorded with this model." in markdown
