@@ -6,7 +6,9 @@ Methods (chainladder 0.10, volume-weighted ``Development`` on all origins):
 
 - **paid CL** and **incurred CL**: chain ladder on cumulative paid / incurred, each with its own tail
   (``tail_method``: ``TailCurve`` exponential or inverse power fitted to that triangle's age-to-age factors, a
-  ``TailConstant``, or none); the tail factor and its effect on each origin's ultimate are reported;
+  ``TailConstant``, or none); the tail factor and its effect on each origin's ultimate are reported; a part-elapsed
+  origin (a quarter one or two months in) gets the elapsed share of its projection, since the factors of complete
+  periods take in the accidents of the rest of its period (``cells.period_elapsed``);
 - **BF** and **Cape Cod** on earned premium, developed on the ``expected_basis`` pattern (paid by default):
   Cape Cod finds its expected loss ratio (ELR) from the data (``CapeCod(decay, trend)``); BF takes its a-priori loss
   ratio from ``bf_apriori_loss_ratio`` when set, else the premium-weighted incurred-CL ultimate loss ratio of the
