@@ -261,7 +261,8 @@ def search_verdict(scores: pd.DataFrame) -> tuple[bool, str]:
     text = (
         f"the search's promoted models' unpaid at least as close to the truth as paid chain ladder's (MAE over the "
         f"valuations) on {int(held.sum())} of {len(held)} lines ({', '.join(held.index[~held]) or 'none'} not), "
-        f"and as the chain ladder model's (no tail) on {int(versus_model.sum())} of {len(versus_model)}: target "
+        f"and as the chain ladder model's (the report's model column, with the paid tail) on "
+        f"{int(versus_model.sum())} of {len(versus_model)}: target "
         f"{'met' if met else 'NOT met'}"
     )
     return met, text
@@ -318,7 +319,7 @@ def markdown(rows: pd.DataFrame, scores: pd.DataFrame, summary: str, command: st
             "",
             "The training search at each V (default settings, as the train task runs it): the spec it promotes on each",
             "line and that model's unpaid error against the truth, beside paid chain ladder's (methods, with tail) and",
-            "the chain ladder model's (the search's baseline, no tail):",
+            "the chain ladder model's (the search's baseline, with the paid tail as in the report's model column):",
             "",
             "| V | line | promoted spec | search | paid_cl | cl_model |",
             "|---|---|---|---:|---:|---:|",

@@ -118,4 +118,7 @@ def test_the_search_verdict_compares_each_line_with_paid_chain_ladder():
     assert scores.loc[("Liability", "cl_model"), "mae"] == pytest.approx(0.50)  # 200 and 0 off
     met, text = search_verdict(scores.reset_index())
     assert not met
-    assert "on 1 of 2 lines (Liability not), and as the chain ladder model's (no tail) on 1 of 2" in text
+    assert (
+        "on 1 of 2 lines (Liability not), and as the chain ladder model's (the report's model column, with the paid "
+        "tail) on 1 of 2" in text
+    )
