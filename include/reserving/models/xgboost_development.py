@@ -72,6 +72,9 @@ class XGBoostDevelopment(ReservingModel):
         Scale of each (segment, origin): earned premium, else exposure, else the chain-ladder ultimate.
     factors_ : pandas.DataFrame
         Per segment and age: chain-ladder factor, pooled factor, additive and pooled additive increment.
+    target_range_ : pandas.DataFrame
+        Per development age, the least and greatest target observed in training: the projection keeps the trees'
+        output within them.
     residual_var_ : dict of int to float
         Variance of the one-step residual (in scale units) by age.
     training_cells_ : pandas.DataFrame
@@ -200,6 +203,12 @@ class XGBoostDevelopment(ReservingModel):
         log_factor = credibility * tables.pop("own_incurred").fillna(log_factor) + (1 - credibility) * log_factor
         tables["incurred_factor"] = np.exp(log_factor).clip(*_FACTOR_RANGE)
         self.factors_ = tables.reset_index()
+        # the trees' output is kept within what was observed at each age: at the oldest ages a handful of steps (often
+        # no development at all) share leaves with young ones, and a projection compounds any excess over many steps
+        # no backtest fold reaches (a fully paid origin given a year of development)
+        steps = self._learning_steps(steps)
+        targets = pd.Series(self._target(steps), index=steps["development"].to_numpy())
+        self.target_range_ = targets.groupby(level=0).agg(["min", "max"])
 
     def _steps(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Observed one-grain steps: paid at ``development`` and the next age, increment in scale units."""
@@ -241,11 +250,7 @@ class XGBoostDevelopment(ReservingModel):
         steps = self._steps(cells)
         if steps.empty:
             raise ValueError("cells hold no origin with two successive ages: nothing to learn development from")
-        if self.target not in TARGETS:
-            raise ValueError(f"target={self.target!r} is invalid: use one of {TARGETS}")
-        if self.target == "log_factor_residual":
-            # a link ratio needs positive paid at both ages
-            steps = steps[(steps["paid"] > 0) & (steps["paid_next"] > 0)].reset_index(drop=True)
+        steps = self._learning_steps(steps)
         features, target = self._features(steps), self._target(steps)
         self.booster_ = self._regressor().fit(features, target)
         # residuals in scale units whatever the target, so the standard error is in money once scaled back
@@ -256,6 +261,22 @@ class XGBoostDevelopment(ReservingModel):
         }
         self.training_cells_ = cells
         return self
+
+    def _learning_steps(self, steps: pd.DataFrame) -> pd.DataFrame:
+        """The steps the trees learn from (a link ratio needs positive paid at both ages)."""
+        if self.target not in TARGETS:
+            raise ValueError(f"target={self.target!r} is invalid: use one of {TARGETS}")
+        if self.target == "log_factor_residual":
+            return steps[(steps["paid"] > 0) & (steps["paid_next"] > 0)].reset_index(drop=True)
+        return steps
+
+    def _predict_step(self, state: pd.DataFrame) -> np.ndarray:
+        """The trees' output for each row of ``state``, within the range of the targets observed at its age."""
+        prediction = self.booster_.predict(self._features(state))
+        ranges = self.target_range_.reindex(state["development"].to_numpy())
+        low = ranges["min"].fillna(self.target_range_["min"].min()).to_numpy()
+        high = ranges["max"].fillna(self.target_range_["max"].max()).to_numpy()
+        return np.clip(prediction, low, high)
 
     def _target(self, steps: pd.DataFrame) -> np.ndarray:
         factor = steps.merge(self.factors_, how="left", on=["segment", "development"])["factor"].to_numpy()
@@ -320,7 +341,7 @@ class XGBoostDevelopment(ReservingModel):
             factors = state[["segment", "development"]].merge(self.factors_, how="left", on=["segment", "development"])
             state = state.assign(
                 development=state["development"] + self.grain_,
-                paid=self._next_paid(state, self.booster_.predict(self._features(state))),
+                paid=self._next_paid(state, self._predict_step(state)),
                 incurred=state["incurred"].to_numpy() * factors["incurred_factor"].to_numpy(),
             )
             projected.append(state[["segment", "origin", "development", "paid"]])
