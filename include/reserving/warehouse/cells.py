@@ -29,6 +29,7 @@ from sqlalchemy import (
     or_,
     select,
     union_all,
+    update,
 )
 from sqlalchemy.engine import Connection, Engine
 
@@ -257,17 +258,45 @@ def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) 
 
 def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
     """Replace V's as-recorded claim snapshot by the previous month end's plus the rows recorded since (inside the
-    caller's transaction): its claims with their figures moved on, then the claims reported since."""
+    caller's transaction), in three set-based statements:
+
+    1. P's rows copied as V's, and the claims reported since with zero figures: a plain copy, no join, so the rows
+       stream into V's partition in P's order (joining a month's totals to a million carried rows made PostgreSQL
+       spill both sides to disk and write V's rows, and their index entries, in hash order: 2-3x the copy);
+    2. one UPDATE of only the claims the month's rows touched (a few percent of the book): their figures moved on
+       by the month's totals, as the full path would sum them (amounts rounded to the cent as stored).
+    """
     dialect = conn.dialect.name
-    basis = Basis.AS_RECORDED
+    basis = str(Basis.AS_RECORDED)
     s, c = schema.snapshot_claims, schema.claims
-    # a CTE: both parts join the month's totals, computed once
-    totals = _claim_totals(dialect, _rows_since(previous, valuation_date)).cte("claim_totals")
-    carried = select(s).where(s.c.valuation_date == previous, s.c.basis == basis).subquery("carried")
-    moved_on = _snapshot_select(valuation_date, basis, carried, totals, carried=carried)
-    reported_since = _claim_attributes(dialect, c.c.report_date > previous, c.c.report_date <= valuation_date)
-    new = _snapshot_select(valuation_date, basis, reported_since, totals)
-    _replace_snapshot(conn, valuation_date, str(basis), union_all(moved_on, new))
+    conn.execute(delete(s).where(s.c.valuation_date == valuation_date, s.c.basis == basis))
+    carried = select(literal(valuation_date), literal(basis), *[s.c[n] for n in SNAPSHOT_COLUMNS[2:]]).where(
+        s.c.valuation_date == previous, s.c.basis == basis
+    )
+    reported = _claim_attributes(dialect, c.c.report_date > previous, c.c.report_date <= valuation_date)
+    # what the full path writes for a claim without rows (round(0, 2): numeric 0.00, on SQLite the real 0.0)
+    zero = {m: func.round(literal(0), 2) for m in ("paid_to_date", "incurred_to_date", "initial_incurred")}
+    zero |= {"is_closed": literal(False), "net_closures": literal(0)}
+    new = select(
+        literal(valuation_date),
+        literal(basis),
+        *[zero[n].label(n) if n in zero else reported.c[n] for n in SNAPSHOT_COLUMNS[2:]],
+    )
+    conn.execute(insert(s).from_select(SNAPSHOT_COLUMNS, union_all(carried, new)))
+    totals = _claim_totals(dialect, _rows_since(previous, valuation_date)).subquery("claim_totals")
+    net_closures = s.c.net_closures + totals.c.net_closures
+    moved_on = (
+        update(s)
+        .where(s.c.valuation_date == valuation_date, s.c.basis == basis, s.c.claim_id == totals.c.claim_id)
+        .values(
+            paid_to_date=func.round(s.c.paid_to_date + totals.c.paid, 2),
+            incurred_to_date=func.round(s.c.incurred_to_date + totals.c.incurred, 2),
+            initial_incurred=func.round(s.c.initial_incurred + totals.c.initial_incurred, 2),
+            is_closed=net_closures > 0,
+            net_closures=net_closures,
+        )
+    )
+    conn.execute(moved_on)
 
 
 def _increments(engine: Engine, rows, reported, segment_by: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
