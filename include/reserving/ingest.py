@@ -284,8 +284,14 @@ def ingest(
                 increments, cells = staged.result()
                 store.write_increments(conn, key, increments)
             else:
-                store.write_claim_snapshot_since(conn, valuation_date, previous)
-                store.write_increments_since(conn, valuation_date, previous, segment_by)
+                if conn.dialect.name == "postgresql":
+                    # these statements read a month's rows, but the estimates of a whole month's search of the
+                    # source make PostgreSQL compile them to machine code first: 0.2-0.4 s each, more than it saves
+                    conn.exec_driver_sql("SET LOCAL jit = off")
+                rows = store.stage_rows_since(conn, valuation_date, previous, segment_by)
+                store.write_claim_snapshot_since(conn, valuation_date, previous, rows)
+                store.write_increments_since(conn, valuation_date, previous, rows, segment_by)
+                store.drop_rows_since(conn, rows)
                 increments = canonical_increments(store.load_increments(conn, valuation_date, basis))
                 cells = stage_cells(conn, increments)
             n_txn = int(increments["transaction_count"].sum())

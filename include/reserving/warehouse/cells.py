@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from sqlalchemy import (
+    Column,
     Date,
     Integer,
+    MetaData,
     String,
+    Table,
     and_,
     case,
     cast,
@@ -32,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.schema import CreateTable, DropTable
 
 from include.reserving import schema
 from include.reserving.cells import CELL_COLUMNS
@@ -172,6 +176,34 @@ def _rows_since(previous: dt.date, valuation_date: dt.date, segment_by: Sequence
     return union_all(recorded_since, dated_since, newly_reported).subquery("rows_since")
 
 
+ROWS_SINCE = "ingest_rows_since"  # the month's rows, staged for one incremental ingest (a temporary table)
+
+
+def stage_rows_since(
+    conn: Connection, valuation_date: dt.date, previous: dt.date, segment_by: Sequence[str] = LINE_ONLY
+) -> Table:
+    """The rows of V not in P (:func:`_rows_since`) in a temporary table of the caller's connection and transaction:
+    the snapshot's UPDATE and the increments both read them, so the source is searched for the month's rows once
+    (each search joins the month's transactions to every claim). Drop it with :func:`drop_rows_since`."""
+    found = _rows_since(previous, valuation_date, segment_by)
+    staged = Table(
+        ROWS_SINCE,
+        MetaData(),
+        *[Column(col.name, col.type) for col in found.c],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",  # PostgreSQL drops it with the transaction whatever happens
+    )
+    # SQLite keeps a temporary table with the pooled connection: one a killed earlier try left goes first
+    conn.execute(DropTable(staged, if_exists=True))
+    conn.execute(CreateTable(staged))
+    conn.execute(insert(staged).from_select([col.name for col in found.c], select(found)))
+    return staged
+
+
+def drop_rows_since(conn: Connection, staged: Table) -> None:
+    conn.execute(DropTable(staged, if_exists=True))
+
+
 def _claim_totals(dialect: str, rows):
     """Per claim of ``rows``: paid, incurred, initial incurred (booked within the initial window of the report) and
     closures less reopenings."""
@@ -256,7 +288,7 @@ def write_claim_snapshot(conn: Connection, valuation_date: dt.date, basis: str) 
     _replace_snapshot(conn, valuation_date, basis, _snapshot_select(valuation_date, basis, attributes, totals))
 
 
-def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previous: dt.date) -> None:
+def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previous: dt.date, rows) -> None:
     """Replace V's as-recorded claim snapshot by the previous month end's plus the rows recorded since (inside the
     caller's transaction), in three set-based statements:
 
@@ -265,6 +297,8 @@ def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previo
        spill both sides to disk and write V's rows, and their index entries, in hash order: 2-3x the copy);
     2. one UPDATE of only the claims the month's rows touched (a few percent of the book): their figures moved on
        by the month's totals, as the full path would sum them (amounts rounded to the cent as stored).
+
+    ``rows``: the rows of V not in P (:func:`stage_rows_since`).
     """
     dialect = conn.dialect.name
     basis = str(Basis.AS_RECORDED)
@@ -283,7 +317,7 @@ def write_claim_snapshot_since(conn: Connection, valuation_date: dt.date, previo
         *[zero[n].label(n) if n in zero else reported.c[n] for n in SNAPSHOT_COLUMNS[2:]],
     )
     conn.execute(insert(s).from_select(SNAPSHOT_COLUMNS, union_all(carried, new)))
-    totals = _claim_totals(dialect, _rows_since(previous, valuation_date)).subquery("claim_totals")
+    totals = _claim_totals(dialect, rows).subquery("claim_totals")
     net_closures = s.c.net_closures + totals.c.net_closures
     moved_on = (
         update(s)
@@ -350,15 +384,15 @@ def _month_start_sql(dialect: str, col):
 
 
 def write_increments_since(
-    conn: Connection, valuation_date: dt.date, previous: dt.date, segment_by: Sequence[str] = LINE_ONLY
+    conn: Connection, valuation_date: dt.date, previous: dt.date, rows, segment_by: Sequence[str] = LINE_ONLY
 ) -> None:
     """Replace V's as-recorded increments by the previous month end P's plus what the book gained since (the rows of
-    V not in P, the claims reported since P), summed in the database inside the caller's transaction. P's
-    increments must be cut by the same ``segment_by`` (ingest.incremental_premise)."""
+    V not in P: ``rows``, staged by :func:`stage_rows_since`; the claims reported since P), summed in the database
+    inside the caller's transaction. P's increments must be cut by the same ``segment_by``
+    (ingest.incremental_premise)."""
     dialect = conn.dialect.name
     basis = Basis.AS_RECORDED
     ci, c = schema.cell_increments, schema.claims
-    rows = _rows_since(previous, valuation_date, segment_by)
     closure = case((rows.c.status == "closed", 1), (rows.c.status == "reopened", -1), else_=0)
     carried = select(ci.c.segment, ci.c.accident_month, ci.c.month, *[ci.c[n] for n in INCREMENT_VALUES]).where(
         ci.c.valuation_date == previous, ci.c.basis == basis
