@@ -14,8 +14,9 @@ Three partitions are written for (V, basis) in one transaction, so readers see a
 
 Two paths, the same rows. The **full path** reads the whole book. The **incremental path** reads only what the
 book as recorded gained since the previous month end P (the rows recorded since, late recordings and corrections
-dated in earlier periods among them, which land in their own earlier cells) and adds it to P's increments and
-snapshot; it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
+dated in earlier periods among them, which land in their own earlier cells, staged once in a temporary table) and
+adds it to P's increments and snapshot (P's claims copied as they are, then only the claims the month touched
+updated); it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
 (:func:`incremental_premise`), and the log says which path ran and why.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
