@@ -14,8 +14,9 @@ Three partitions are written for (V, basis) in one transaction, so readers see a
 
 Two paths, the same rows. The **full path** reads the whole book. The **incremental path** reads only what the
 book as recorded gained since the previous month end P (the rows recorded since, late recordings and corrections
-dated in earlier periods among them, which land in their own earlier cells) and adds it to P's increments and
-snapshot; it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
+dated in earlier periods among them, which land in their own earlier cells, staged once in a temporary table) and
+adds it to P's increments and snapshot (P's claims copied as they are, then only the claims the month touched
+updated); it runs when P was ingested on the same basis and gated clean and the source still holds what P saw
 (:func:`incremental_premise`), and the log says which path ran and why.
 
 Basis ``as_recorded`` (default) keeps transactions dated and recorded by V, so a re-run next year reproduces the
@@ -284,8 +285,14 @@ def ingest(
                 increments, cells = staged.result()
                 store.write_increments(conn, key, increments)
             else:
-                store.write_claim_snapshot_since(conn, valuation_date, previous)
-                store.write_increments_since(conn, valuation_date, previous, segment_by)
+                if conn.dialect.name == "postgresql":
+                    # these statements read a month's rows, but the estimates of a whole month's search of the
+                    # source make PostgreSQL compile them to machine code first: 0.2-0.4 s each, more than it saves
+                    conn.exec_driver_sql("SET LOCAL jit = off")
+                rows = store.stage_rows_since(conn, valuation_date, previous, segment_by)
+                store.write_claim_snapshot_since(conn, valuation_date, previous, rows)
+                store.write_increments_since(conn, valuation_date, previous, rows, segment_by)
+                store.drop_rows_since(conn, rows)
                 increments = canonical_increments(store.load_increments(conn, valuation_date, basis))
                 cells = stage_cells(conn, increments)
             n_txn = int(increments["transaction_count"].sum())

@@ -171,7 +171,9 @@ def _aggregates(
         .where(e.c.month <= valuation_date)
         .group_by(e.c.line_of_business, exposure_month)
     )
-    raises = _case_raises(txn_filter, claim_filter, arrival, month, since, first_month)
+    # arrived by V (rows recorded after V are not in the extract: a re-run of a past month end, or a backfill)
+    arrived = arrival < end_of_day(valuation_date) if basis == Basis.AS_RECORDED else arrival <= valuation_date
+    raises = _case_raises(txn_filter, claim_filter, arrival, month, (arrival >= since, arrived), first_month)
     frames = [read_frame(bind, query) for query in (transactions, claims, exposure, medians, raises, defects)]
     for frame in frames:
         frame["month"] = frame["month"].astype("int64")
@@ -238,10 +240,10 @@ def _canonical_exposure(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["segment", "month"]).reset_index(drop=True)
 
 
-def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: int):
-    """Per (line, month) from ``first_month`` (arrivals from ``since``): raise_claims (claims with a case reserve at
-    the previous month end that was raised in the month) and raise_q1 / raise_median / raise_q3 of raise / previous
-    reserve over those claims.
+def _case_raises(txn_filter, claim_filter, arrival, month, window, first_month: int):
+    """Per (line, month) from ``first_month`` (``window``: arrivals from its start, by V): raise_claims (claims with
+    a case reserve at the previous month end that was raised in the month) and raise_q1 / raise_median / raise_q3 of
+    raise / previous reserve over those claims.
 
     Only the claims raised in the window are aggregated (a semi-join: a 10-year book has most of its claims closed
     long before), per (claim, month) with every month before ``first_month`` folded into one (the opening reserve);
@@ -254,7 +256,10 @@ def _case_raises(txn_filter, claim_filter, arrival, month, since, first_month: i
     # a superset is enough here (the aggregation applies the extract's filters): without them the pass is one scan.
     # DISTINCT: over the raw rows PostgreSQL 15 guessed ten times the claims and walked the whole claim_id index
     # across a table in recording order (46 s instead of 5 s at 1M claims); over distinct claims it hashes them.
-    raised_claims = select(t.c.claim_id).distinct().where(arrival >= since, t.c.case_reserve_change > 0)
+    # Bounded by V too: a month end before the extract's last (a backfill; the synthetic book, whose claims develop
+    # on to 2044) would otherwise read the history of every claim raised after V as well (1M claims, V's month: 116k
+    # claims' histories instead of those raised in the month; 1.9 s -> 0.9 s, the same aggregates).
+    raised_claims = select(t.c.claim_id).distinct().where(*window, t.c.case_reserve_change > 0)
     per_claim = (
         select(
             t.c.claim_id,
