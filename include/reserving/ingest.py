@@ -42,7 +42,7 @@ from include.reserving.domain import Basis
 from include.reserving.quality.suite import ROW_COUNT_CHECK
 from include.reserving.schema import SEGMENT_LENGTH
 from include.reserving.warehouse import cells as store
-from include.reserving.warehouse.core import staging_load_id
+from include.reserving.warehouse.core import staging_load_id, without_jit
 
 log = logging.getLogger(__name__)
 
@@ -285,10 +285,7 @@ def ingest(
                 increments, cells = staged.result()
                 store.write_increments(conn, key, increments)
             else:
-                if conn.dialect.name == "postgresql":
-                    # these statements read a month's rows, but the estimates of a whole month's search of the
-                    # source make PostgreSQL compile them to machine code first: 0.2-0.4 s each, more than it saves
-                    conn.exec_driver_sql("SET LOCAL jit = off")
+                without_jit(conn)
                 rows = store.stage_rows_since(conn, valuation_date, previous, segment_by)
                 store.write_claim_snapshot_since(conn, valuation_date, previous, rows)
                 store.write_increments_since(conn, valuation_date, previous, rows, segment_by)
