@@ -72,9 +72,9 @@ class XGBoostDevelopment(ReservingModel):
         Scale of each (segment, origin): earned premium, else exposure, else the chain-ladder ultimate.
     factors_ : pandas.DataFrame
         Per segment and age: chain-ladder factor, pooled factor, additive and pooled additive increment.
-    target_range_ : pandas.DataFrame
-        Per development age, the least and greatest target observed in training: the projection keeps the trees'
-        output within them.
+    target_range_, pooled_range_ : pandas.DataFrame
+        Per segment and development age (and per age over the book, for a segment without a step there), the least
+        and greatest target observed in training: the projection keeps the trees' output within them.
     residual_var_ : dict of int to float
         Variance of the one-step residual (in scale units) by age.
     training_cells_ : pandas.DataFrame
@@ -203,12 +203,14 @@ class XGBoostDevelopment(ReservingModel):
         log_factor = credibility * tables.pop("own_incurred").fillna(log_factor) + (1 - credibility) * log_factor
         tables["incurred_factor"] = np.exp(log_factor).clip(*_FACTOR_RANGE)
         self.factors_ = tables.reset_index()
-        # the trees' output is kept within what was observed at each age: at the oldest ages a handful of steps (often
-        # no development at all) share leaves with young ones, and a projection compounds any excess over many steps
-        # no backtest fold reaches (a fully paid origin given a year of development)
+        # the trees' output is kept within what the segment showed at each age: at the oldest ages a handful of steps
+        # (often no development at all) share leaves with young ages and with other segments' long development, and a
+        # projection compounds any excess over many steps no backtest fold reaches (a fully paid origin given a year
+        # of development)
         steps = self._learning_steps(steps)
-        targets = pd.Series(self._target(steps), index=steps["development"].to_numpy())
-        self.target_range_ = targets.groupby(level=0).agg(["min", "max"])
+        targets = steps[["segment", "development"]].assign(target=self._target(steps))
+        self.target_range_ = targets.groupby(["segment", "development"])["target"].agg(["min", "max"])
+        self.pooled_range_ = targets.groupby("development")["target"].agg(["min", "max"])
 
     def _steps(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Observed one-grain steps: paid at ``development`` and the next age, increment in scale units."""
@@ -273,9 +275,13 @@ class XGBoostDevelopment(ReservingModel):
     def _predict_step(self, state: pd.DataFrame) -> np.ndarray:
         """The trees' output for each row of ``state``, within the range of the targets observed at its age."""
         prediction = self.booster_.predict(self._features(state))
-        ranges = self.target_range_.reindex(state["development"].to_numpy())
-        low = ranges["min"].fillna(self.target_range_["min"].min()).to_numpy()
-        high = ranges["max"].fillna(self.target_range_["max"].max()).to_numpy()
+        # the segment's own range at that age; the book's where the segment has no step there (a young line)
+        ranges = self.target_range_.reindex(pd.MultiIndex.from_frame(state[["segment", "development"]]))
+        pooled = self.pooled_range_.reindex(state["development"].to_numpy())
+        low = ranges["min"].fillna(pd.Series(pooled["min"].to_numpy(), index=ranges.index))
+        high = ranges["max"].fillna(pd.Series(pooled["max"].to_numpy(), index=ranges.index))
+        low = low.fillna(self.pooled_range_["min"].min()).to_numpy()
+        high = high.fillna(self.pooled_range_["max"].max()).to_numpy()
         return np.clip(prediction, low, high)
 
     def _target(self, steps: pd.DataFrame) -> np.ndarray:
