@@ -140,15 +140,9 @@ def search_estimates(cells: pd.DataFrame, settings) -> pd.DataFrame:
     """Per line: the unpaid of the spec the training search promotes there (``search``, its spec in ``search_spec``)
     and of the plain chain ladder model (``cl_model``), each fitted on V's cells."""
     from include.reserving import backtest, governance
+    from include.reserving.stages.training import run_search
 
-    table = backtest.search(
-        cells,
-        backtest.default_candidates(settings),
-        k=settings.backtest_diagonals,
-        bias_margin=settings.promotion_bias_margin,
-        blend_weights=settings.search_blend_weights,
-        se_multiple=settings.search_se_multiple,
-    )
+    table = run_search(cells, settings)
     winners = backtest.best_per_line(table)
     fitted = {}
     for spec in [governance.FALLBACK_SPEC, *winners.values()]:

@@ -163,7 +163,7 @@ def before_diagonals(cells: pd.DataFrame, k: int, grain_months: int | None = Non
     before = cells[diagonal(cells, grain) >= k].reset_index(drop=True)
     period = origin_months(cells)
     # months of the origin period elapsed then, over those elapsed at V (the newest origin may be part-earned at V)
-    now = period_elapsed(cells).reindex(pd.MultiIndex.from_frame(before[["segment", "origin"]])).to_numpy()
+    now = period_elapsed(cells, period).reindex(pd.MultiIndex.from_frame(before[["segment", "origin"]])).to_numpy()
     then = before.groupby(["segment", "origin"])["development"].transform("max").clip(upper=period) / period
     fraction = then / now
     for column in ORIGIN_COLUMNS:

@@ -275,13 +275,13 @@ class XGBoostDevelopment(ReservingModel):
     def _predict_step(self, state: pd.DataFrame) -> np.ndarray:
         """The trees' output for each row of ``state``, within the range of the targets observed at its age."""
         prediction = self.booster_.predict(self._features(state))
-        # the segment's own range at that age; the book's where the segment has no step there (a young line)
-        ranges = self.target_range_.reindex(pd.MultiIndex.from_frame(state[["segment", "development"]]))
-        pooled = self.pooled_range_.reindex(state["development"].to_numpy())
-        low = ranges["min"].fillna(pd.Series(pooled["min"].to_numpy(), index=ranges.index))
-        high = ranges["max"].fillna(pd.Series(pooled["max"].to_numpy(), index=ranges.index))
-        low = low.fillna(self.pooled_range_["min"].min()).to_numpy()
-        high = high.fillna(self.pooled_range_["max"].max()).to_numpy()
+        # the segment's own range at that age; the book's where the segment has no step there (a young line); the
+        # book's widest at an age no segment has a step at
+        own = self.target_range_.reindex(pd.MultiIndex.from_frame(state[["segment", "development"]])).to_numpy()
+        book = self.pooled_range_.reindex(state["development"].to_numpy()).to_numpy()
+        low, high = np.where(np.isnan(own), book, own).T
+        low = np.where(np.isnan(low), self.pooled_range_["min"].min(), low)
+        high = np.where(np.isnan(high), self.pooled_range_["max"].max(), high)
         return np.clip(prediction, low, high)
 
     def _target(self, steps: pd.DataFrame) -> np.ndarray:

@@ -70,23 +70,31 @@ def search_candidates(settings: Settings) -> list[dict]:
     return [spec for spec in candidates if spec["method"] in settings.search_methods]
 
 
+def run_search(cells: pd.DataFrame, settings: Settings) -> pd.DataFrame:
+    """The training search on ``cells`` as the settings configure it (candidates, rolling origins, bias margin, blend
+    weights, one-standard-error rule): :func:`include.reserving.backtest.search`'s table."""
+    from include.reserving.backtest import search
+
+    return search(
+        cells,
+        search_candidates(settings),
+        k=settings.backtest_diagonals,
+        bias_margin=settings.promotion_bias_margin,
+        blend_weights=settings.search_blend_weights,
+        se_multiple=settings.search_se_multiple,
+    )
+
+
 def train(facts: RunFacts) -> dict:
     """The training search per line (rolling-origin backtests of every candidate): a line whose best spec is not
     its champion's gets that spec as its challenger; a spec that wins several lines is fitted once."""
-    from include.reserving.backtest import best_per_line, search
+    from include.reserving.backtest import best_per_line
     from include.reserving.ingest import cells_hash
 
     engine = facts.engine()
     cells = load_cells(engine, facts.valuation_date, facts.basis)
     k = facts.settings.backtest_diagonals
-    table = search(
-        cells,
-        search_candidates(facts.settings),
-        k=k,
-        bias_margin=facts.settings.promotion_bias_margin,
-        blend_weights=facts.settings.search_blend_weights,
-        se_multiple=facts.settings.search_se_multiple,
-    )
+    table = run_search(cells, facts.settings)
     records = table.to_dict(orient="records")
     champions = registry.champions(engine)
     challengers: dict[str, str] = {}
