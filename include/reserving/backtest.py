@@ -188,8 +188,9 @@ def default_candidates(settings: Settings | None = None) -> list[dict[str, Any]]
 
 
 def blended_candidates(candidates: list[dict[str, Any]], weights: tuple[float, ...]) -> list[dict[str, Any]]:
-    """Each learned candidate (neither a chain ladder nor a blend) blended with the plain chain ladder at each weight:
-    the shrinkage toward chain ladder the search may prefer when the learned model's lead is not clear."""
+    """Each candidate of another method (neither a chain ladder nor a blend: Cape Cod, the learned models) blended
+    with the plain chain ladder at each weight: the shrinkage toward chain ladder the search may prefer when the other
+    method's lead is not clear."""
     from include.reserving.models import Blend, registered_methods
 
     if registered_methods().get(Blend.method) is not Blend:

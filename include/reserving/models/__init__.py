@@ -24,6 +24,7 @@ from typing import Any
 
 from include.reserving.models.base import ReservingModel
 from include.reserving.models.blend import Blend
+from include.reserving.models.cape_cod import CapeCod
 from include.reserving.models.chain_ladder import ChainLadder
 from include.reserving.models.xgboost_development import XGBoostDevelopment
 
@@ -139,13 +140,14 @@ def load_model(directory: str | Path) -> ReservingModel:
     return ReservingModel.load(directory)
 
 
-for _builtin in (ChainLadder, XGBoostDevelopment, Blend):
+for _builtin in (ChainLadder, CapeCod, XGBoostDevelopment, Blend):
     register_method(_builtin)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "METHODS",
     "Blend",
+    "CapeCod",
     "ChainLadder",
     "ReservingModel",
     "XGBoostDevelopment",

@@ -106,10 +106,10 @@ def test_invalid_params_fail_at_fit(params, message, raa_cells):
         Blend(**params).fit(raa_cells)
 
 
-def test_the_training_search_blends_each_learned_candidate_with_chain_ladder():
+def test_the_training_search_blends_each_other_method_with_chain_ladder():
     fitted = backtest.default_candidates()
     assert not [spec for spec in fitted if spec["method"] == "blend"]  # none is fitted as a blend of its own
     blends = backtest.blended_candidates(fitted, (0.25, 0.5))
-    learned = [spec for spec in fitted if spec["method"] == "xgboost_development"]
+    learned = [spec for spec in fitted if spec["method"] in ("cape_cod", "xgboost_development")]
     assert blends[:2] == [{"method": "blend", "params": {"challenger": learned[0], "weight": w}} for w in (0.25, 0.5)]
     assert len(blends) == 2 * len(learned)

@@ -33,6 +33,15 @@ PINNED = {
         '{"method":"chain_ladder","params":{"average":"volume","n_periods":-1,"sigma_interpolation":"mack",'
         '"tail":{"curve":"exponential"}}}'
     ),
+    '{"method":"cape_cod","params":{}}': (
+        '{"method":"cape_cod","params":{"average":"volume","decay":1.0,"n_periods":-1}}'
+    ),
+    '{"method":"cape_cod","params":{"decay":0.75}}': (
+        '{"method":"cape_cod","params":{"average":"volume","decay":0.75,"n_periods":-1}}'
+    ),
+    '{"method":"cape_cod","params":{"decay":0.5}}': (
+        '{"method":"cape_cod","params":{"average":"volume","decay":0.5,"n_periods":-1}}'
+    ),
     '{"method":"xgboost_development","params":{}}': (
         '{"method":"xgboost_development","params":{"average":"volume","incurred":true,"learning_rate":0.05,'
         '"max_depth":3,"min_child_weight":5.0,"n_estimators":300,"n_jobs":1,"random_state":0,"reg_lambda":1.0,'
@@ -112,6 +121,7 @@ def test_every_default_and_candidate_spec_is_pinned():
 # a non-default, quick-to-fit configuration of each method
 QUICK = {
     "chain_ladder": {"n_periods": 5, "tail": {"curve": "exponential"}},
+    "cape_cod": {"decay": 0.75},
     "xgboost_development": {"n_estimators": 20, "residual_folds": 0},
     "blend": {
         "challenger": {"method": "xgboost_development", "params": {"n_estimators": 20, "residual_folds": 0}},

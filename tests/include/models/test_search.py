@@ -12,7 +12,7 @@ import pytest
 from include.reserving import backtest
 from include.reserving.config import load_settings
 from include.reserving.domain import OVERALL
-from include.reserving.models import ChainLadder, build_model
+from include.reserving.models import CapeCod, ChainLadder, build_model
 from include.reserving.models.xgboost_development import XGBoostDevelopment
 
 CHAIN_LADDER = {"method": "chain_ladder", "params": {}}
@@ -97,10 +97,12 @@ def test_complexity_orders_chain_ladder_blends_and_trees():
 def test_the_grid_and_the_small_grid():
     full = backtest.default_candidates(load_settings(search_grid="full"))
     assert full[:3] == ChainLadder.search_grid()
-    assert full[3:] == XGBoostDevelopment.search_grid()
+    assert full[3:6] == CapeCod.search_grid()
+    assert full[6:] == XGBoostDevelopment.search_grid()
     assert len(XGBoostDevelopment.search_grid()) == 8  # defaults, 2 targets, paid only, depth 2/4, learning 0.025/0.1
     assert backtest.default_candidates(load_settings(search_grid="small")) == [
         {"method": "chain_ladder", "params": {}},
+        {"method": "cape_cod", "params": {}},
         {"method": "xgboost_development", "params": {}},
     ]
 
