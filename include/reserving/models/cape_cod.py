@@ -84,10 +84,12 @@ class CapeCod(ReservingModel):
         ldf = self.chain_ladder_.ldf_.sort_values(["segment", "development"], ascending=[True, False])
         # the factor from an age to the oldest one is the product of the age-to-age factors from it on
         cdf = ldf.assign(cdf=ldf.groupby("segment")["ldf"].cumprod())[["segment", "development", "cdf"]]
-        ages = sorted(set(cells["development"].astype(int)))
-        oldest = pd.DataFrame({"segment": self.chain_ladder_.segments_}).merge(
-            pd.DataFrame({"development": [ages[-1], cellsmod.ULTIMATE_DEVELOPMENT]}), how="cross"
-        )
+        # nothing develops beyond the oldest age: a segment's own (its triangle's) and the book's (a young segment's
+        # borrowed square reaches it)
+        own = cells.groupby("segment")["development"].max().astype(int)
+        oldest = pd.DataFrame({"segment": own.index, "development": own.to_numpy()})
+        for age in (int(own.max()), cellsmod.ULTIMATE_DEVELOPMENT):
+            oldest = pd.concat([oldest, pd.DataFrame({"segment": own.index, "development": age})])
         self.cdf_ = pd.concat([cdf, oldest.assign(cdf=1.0)], ignore_index=True).drop_duplicates(
             ["segment", "development"]
         )

@@ -3,6 +3,8 @@ to the chain ladder."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import chainladder as cl
 import numpy as np
 import pandas as pd
@@ -103,3 +105,19 @@ def test_a_part_elapsed_origin_is_projected_on_the_whole_periods_premium():
     assert square.loc[(newest, cellsmod.ULTIMATE_DEVELOPMENT)] == pytest.approx(full)
     ultimate = model.ultimates(cells).set_index("origin").loc[newest, "ultimate"]
     assert ultimate == pytest.approx(full / 3)
+
+
+def test_a_segment_younger_than_the_book_ends_at_its_own_oldest_age(company):
+    """A second line that started five years later (its own triangle, ages to 60 months): its square is complete,
+    and its ultimate is its paid at its oldest age, as its chain ladder's is."""
+    _, cells = company
+    newer = cells[cells["origin"] >= dt.date(1993, 1, 1)].assign(segment="newer")
+    newer = newer[newer["development"] <= 60]
+    both = cellsmod.normalise(pd.concat([cells, newer], ignore_index=True))
+    square = CapeCod().fit(both).predict(both)
+    assert square["paid"].notna().all()
+    mine = square[square["segment"] == "newer"].pivot(index="origin", columns="development", values="paid")
+    assert list(mine.columns) == [12, 24, 36, 48, 60, cellsmod.ULTIMATE_DEVELOPMENT]
+    assert mine[60].to_numpy() == pytest.approx(mine[cellsmod.ULTIMATE_DEVELOPMENT].to_numpy())
+    alone = CapeCod().fit(newer).predict(newer)
+    assert alone["paid"].to_numpy() == pytest.approx(square.loc[square["segment"] == "newer", "paid"].to_numpy())
