@@ -226,6 +226,7 @@ def measure(claims: int, args: argparse.Namespace) -> dict:
         engine.dispose()
         book_disk = disk(url)
         log_path = Path(args.task_log or tempfile.gettempdir()) / f"bench_scale_{claims}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)  # a named folder that is not there yet
         steps = args.scan_repeat + 1 + args.repeat
         with open(log_path, "w") as log_file, tqdm(total=steps, desc=f"scale {claims:,}", unit="step") as bar:
             # interleaved, so that the scan and the tasks see the same load on the shared machine
