@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from include.reserving import cells as cellsmod
-from include.reserving.models import CapeCod, ChainLadder
+from include.reserving.models import CapeCod, ChainLadder, load_model
 
 COMPANY = "Allstate Ins Co Grp"
 
@@ -121,3 +121,22 @@ def test_a_segment_younger_than_the_book_ends_at_its_own_oldest_age(company):
     assert mine[60].to_numpy() == pytest.approx(mine[cellsmod.ULTIMATE_DEVELOPMENT].to_numpy())
     alone = CapeCod().fit(newer).predict(newer)
     assert alone["paid"].to_numpy() == pytest.approx(square.loc[square["segment"] == "newer", "paid"].to_numpy())
+
+
+def test_save_and_load_give_identical_predictions_and_ranges(tmp_path, portfolio_cells):
+    model = CapeCod(decay=0.75).fit(portfolio_cells)
+    model.save(tmp_path / "model")
+    restored = load_model(tmp_path / "model")
+    assert isinstance(restored, CapeCod) and restored.get_params() == model.get_params()
+    pd.testing.assert_frame_equal(restored.predict(portfolio_cells), model.predict(portfolio_cells))
+    ultimates = model.ultimates(portfolio_cells)
+    pd.testing.assert_frame_equal(restored.ultimates(portfolio_cells), ultimates)
+    # the range is the chain ladder's coefficient of variation on the Cape Cod reserve (of a complete origin period:
+    # a part-elapsed one reserves the elapsed share of a projection less its whole paid)
+    chain_ladder = ChainLadder().fit(portfolio_cells).ultimates(portfolio_cells)
+    complete = cellsmod.period_elapsed(portfolio_cells).to_numpy() == 1.0
+    assert 0 < (~complete).sum() < len(complete)
+    cv = (chain_ladder["std_err"] / chain_ladder["unpaid"]).where((chain_ladder["unpaid"] > 0) & complete)
+    mine = (ultimates["std_err"] / ultimates["unpaid"].abs()).where((chain_ladder["unpaid"] > 0) & complete)
+    assert mine.dropna().to_numpy() == pytest.approx(cv.dropna().to_numpy())
+    assert (ultimates["p95"] >= ultimates["unpaid"]).all()
