@@ -105,47 +105,45 @@ class CapeCod(ReservingModel):
         cdf = frame[["segment", "development"]].merge(self.cdf_, how="left", on=["segment", "development"])["cdf"]
         return 1.0 / cdf.to_numpy(dtype=float)
 
-    def expected_loss_ratios(self, cells: pd.DataFrame) -> pd.Series:
-        """Each (segment, origin)'s expected loss ratio (NaN without premium), on the whole period's premium."""
-        self._check_fitted()
-        cells = cellsmod.normalise(cells)
-        latest = cells.groupby(["segment", "origin"], sort=True).last().reset_index()
+    def _origins(self, cells: pd.DataFrame) -> pd.DataFrame:
+        """Per (segment, origin) of normalised ``cells``, sorted: ``latest_age``, ``latest_paid``, ``premium`` (the
+        whole period's: earned to date over the elapsed share; NaN without premium), ``latest_share`` (of the ultimate
+        the pattern expects paid at the latest age) and ``elr``."""
+        latest = cells.groupby(["segment", "origin"], sort=True).last()
         elapsed = cellsmod.period_elapsed(cells, self.period_months_).to_numpy()
-        premium = (latest["earned_premium"].astype(float) / elapsed).where(latest["earned_premium"] > 0)
-        used = premium * self._share_paid(latest)
-        paid = latest["paid"].astype(float).where(used.notna())
-        elr = np.full(len(latest), np.nan)
-        for rows in latest.groupby("segment", sort=True).indices.values():
-            distance = np.abs(rows[:, None] - rows[None, :])
-            weights = self.decay**distance
+        origins = pd.DataFrame(
+            {
+                "latest_age": latest["development"].astype(int),
+                "latest_paid": latest["paid"].astype(float),
+                "premium": (latest["earned_premium"].astype(float) / elapsed).where(latest["earned_premium"] > 0),
+            }
+        )
+        keys = origins.index.to_frame(index=False)
+        origins["latest_share"] = self._share_paid(keys.assign(development=origins["latest_age"].to_numpy()))
+        used = origins["premium"] * origins["latest_share"]
+        paid = origins["latest_paid"].where(used.notna())
+        elr = np.full(len(origins), np.nan)
+        for rows in keys.groupby("segment", sort=True).indices.values():
+            weights = self.decay ** np.abs(rows[:, None] - rows[None, :])
             numerator = weights @ paid.iloc[rows].fillna(0.0).to_numpy()
             denominator = weights @ used.iloc[rows].fillna(0.0).to_numpy()
             with np.errstate(divide="ignore", invalid="ignore"):
                 elr[rows] = np.where(denominator > 0, numerator / denominator, np.nan)
-        index = pd.MultiIndex.from_frame(latest[["segment", "origin"]])
         # an origin without premium has no expected loss ratio of its own (its chain ladder stands)
-        return pd.Series(elr, index=index, name="elr").where(premium.notna().to_numpy())
+        origins["elr"] = np.where(origins["premium"].notna(), elr, np.nan)
+        return origins
+
+    def expected_loss_ratios(self, cells: pd.DataFrame) -> pd.Series:
+        """Each (segment, origin)'s expected loss ratio (NaN without premium), on the whole period's premium."""
+        self._check_fitted()
+        return self._origins(cellsmod.normalise(cells))["elr"]
 
     def predict(self, cells: pd.DataFrame) -> pd.DataFrame:
         """Completed square of cumulative paid (see :meth:`ChainLadder.predict` for the layout): each future cell is
         the latest paid plus the ELR times premium times the share of the ultimate the pattern expects to emerge."""
         self._check_fitted()
         cells = cellsmod.normalise(cells)
-        square = self.chain_ladder_.predict(cells)
-        latest = cells.groupby(["segment", "origin"], sort=True).last()
-        elapsed = cellsmod.period_elapsed(cells, self.period_months_)
-        origin = pd.DataFrame(
-            {
-                "latest_age": latest["development"].astype(int),
-                "latest_paid": latest["paid"].astype(float),
-                "premium": latest["earned_premium"].astype(float) / elapsed,
-                "elr": self.expected_loss_ratios(cells),
-            }
-        )
-        origin["latest_share"] = self._share_paid(
-            origin.reset_index()[["segment", "latest_age"]].rename(columns={"latest_age": "development"})
-        )
-        square = square.join(origin, on=["segment", "origin"])
+        square = self.chain_ladder_.predict(cells).join(self._origins(cells), on=["segment", "origin"])
         expected = square["elr"] * square["premium"] * (self._share_paid(square) - square["latest_share"])
         projected = square["latest_paid"] + expected
         # observed cells stay as paid; an origin without an ELR keeps the chain ladder's projection
